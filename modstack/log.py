@@ -1,0 +1,22 @@
+"""One logging set-up for every component: `configure_logging("serving")`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def configure_logging(component: str, level: str = "INFO") -> logging.Logger:
+    """Log to stderr in one line per record; returns the component's logger."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_modstack", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(_FORMAT))
+        handler._modstack = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+    # kafka-python logs every reconnect attempt at INFO/WARNING; our own errors say more.
+    logging.getLogger("kafka").setLevel(logging.ERROR)
+    return logging.getLogger(component)

@@ -1,0 +1,133 @@
+"""Event schemas on the wire (JSON). One module, versioned by `schema_version`.
+
+Bounds here are the ingestion contract: a request outside them gets a 422 naming the field.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+SCHEMA_VERSION = 1
+MAX_SUBJECT_CHARS = 1_000
+MAX_BODY_CHARS = 200_000
+MAX_BATCH = 500
+EARLIEST_SANE_TIME = datetime(1990, 1, 1, tzinfo=UTC)
+MAX_CLOCK_SKEW = timedelta(days=1)
+
+Label = Literal["spam", "ham"]
+LabelSource = Literal["user_report", "moderator", "corpus"]
+Action = Literal["allow", "review", "block"]
+Variant = Literal["champion", "challenger"]
+
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+
+
+def _sane_utc(value: datetime) -> datetime:
+    """Timestamps are stored in UTC; naive ones are taken as UTC; absurd ones are refused."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value < EARLIEST_SANE_TIME:
+        raise ValueError(f"timestamp {value.isoformat()} is before {EARLIEST_SANE_TIME.date()}")
+    if value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+        raise ValueError(f"timestamp {value.isoformat()} is in the future")
+    return value
+
+
+UtcTime = Annotated[datetime, AfterValidator(_sane_utc)]
+
+
+def utcnow() -> datetime:
+    """Aware current time in UTC."""
+    return datetime.now(UTC)
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    def to_bytes(self) -> bytes:
+        """The event as JSON bytes, as produced to Kafka."""
+        return self.model_dump_json().encode()
+
+
+class MessageIn(BaseModel):
+    """A message as a client submits it to ingestion."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message_id: Id
+    sender_id: Id
+    subject: str = Field(default="", max_length=MAX_SUBJECT_CHARS)
+    body: str = Field(default="", max_length=MAX_BODY_CHARS)
+    sent_at: UtcTime
+
+
+class MessageEvent(_Event):
+    """`messages.v1`, keyed by sender_id: an accepted message, stamped by ingestion."""
+
+    message_id: Id
+    sender_id: Id
+    subject: str = Field(default="", max_length=MAX_SUBJECT_CHARS)
+    body: str = Field(default="", max_length=MAX_BODY_CHARS)
+    sent_at: UtcTime
+    received_at: UtcTime
+
+
+class LabelIn(BaseModel):
+    """A label as a user report or a moderator decision submits it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message_id: Id
+    sender_id: Id
+    label: Label
+    source: LabelSource
+    labeled_at: UtcTime
+
+
+class LabelEvent(_Event):
+    """`labels.v1`, keyed by sender_id."""
+
+    message_id: Id
+    sender_id: Id
+    label: Label
+    source: LabelSource
+    labeled_at: UtcTime
+    received_at: UtcTime
+
+
+class PredictionEvent(_Event):
+    """`predictions.v1`, keyed by message_id: one moderation decision and what the model saw."""
+
+    message_id: Id
+    sender_id: Id
+    sent_at: datetime
+    scored_at: datetime
+    score: float = Field(ge=0.0, le=1.0)
+    action: Action
+    model_version: str
+    variant: Variant
+    served: bool = True  # False for a shadow prediction that did not answer the request
+    features: dict[str, float | None] = Field(default_factory=dict)
+    missing_features: list[str] = Field(default_factory=list)
+    latency_ms: float = 0.0
+
+
+class DeadLetter(_Event):
+    """`deadletter.v1`: bytes that could not be used, with why and where they came from."""
+
+    source_topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = None
+    original: str  # the original bytes, decoded as latin-1 so any byte sequence round-trips
+    error: str
+    failed_at: datetime = Field(default_factory=utcnow)
+
+    @classmethod
+    def of(cls, source_topic: str, raw: bytes, error: str, **where: Any) -> DeadLetter:
+        """Wrap raw bytes that failed with `error`."""
+        return cls(source_topic=source_topic, original=raw.decode("latin-1"), error=error, **where)
