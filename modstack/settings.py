@@ -41,6 +41,9 @@ class CommonSettings(BaseSettings):
     canary_addr: str = "http://127.0.0.1:8003"
     # Empty means "no Prometheus": the canary controller then scrapes serving /metrics itself.
     prometheus_url: str = ""
+    # Interface a service binds to; its port is the one in its own `<NAME>_ADDR`. Loopback by
+    # default; 0.0.0.0 in containers, where `<NAME>_ADDR` holds the address others dial.
+    bind_host: str = "127.0.0.1"
 
     admin_token: SecretStr = Field(default=SecretStr(DEV_ADMIN_TOKEN))
 
