@@ -1,0 +1,121 @@
+"""Traffic against the running stack, weighted like a messaging platform's:
+mostly moderation calls, some user spam reports to ingestion, a few malformed requests.
+
+Texts come from the held-out future period of the corpus (`python -m pipelines.data` builds it),
+so the full path runs on real mail: Feast features, canary routing, prediction logging.
+Run `make loadtest` (headless, bounded time), or `locust -f loadtests/locustfile.py` for the UI.
+Knobs: LOADTEST_USERS, LOADTEST_SPAWN_RATE, LOADTEST_RUN_TIME (Makefile), SERVING_ADDR,
+INGESTION_ADDR, DATA_DIR, and the task weights LOADTEST_WEIGHT_{MODERATE,REPORT,BAD}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import uuid
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from locust import FastHttpUser, between, task
+
+from modstack.settings import get_settings
+
+
+@lru_cache(maxsize=1)
+def future_messages() -> list[dict[str, Any]]:
+    """Messages of the future period as request bodies (loaded once per locust process)."""
+    from modstack.corpus import load_corpus
+
+    corpus = load_corpus(get_settings().data_dir)
+    future = corpus[(corpus["period"] == "future") & ~corpus["is_duplicate"]]
+    if future.empty:
+        raise RuntimeError("the corpus has no future-period mail: run `python -m pipelines.data`")
+    return [
+        {
+            "message_id": str(row.message_id),
+            "sender_id": str(row.sender_id),
+            "subject": str(row.subject)[:1_000],
+            "body": str(row.body),
+            "sent_at": row.sent_at.isoformat(),
+            "label": str(row.label),
+        }
+        for row in future.itertuples(index=False)
+    ]
+
+
+def _weight(name: str, default: int) -> int:
+    return int(os.environ.get(f"LOADTEST_WEIGHT_{name}", default))
+
+
+def _bad_payloads() -> list[tuple[str, Any]]:
+    """(what is wrong, request body) pairs that serving must refuse with a 4xx."""
+    good = {
+        "message_id": "bad-1",
+        "sender_id": "x@example.com",
+        "subject": "s",
+        "body": "b",
+        "sent_at": "2002-09-01T00:00:00Z",
+    }
+    return [
+        ("missing sent_at", {k: v for k, v in good.items() if k != "sent_at"}),
+        ("empty message_id", {**good, "message_id": ""}),
+        ("sent_at in the future", {**good, "sent_at": "2099-01-01T00:00:00Z"}),
+        ("body is not a string", {**good, "body": ["not", "text"]}),
+        ("unknown field", {**good, "priority": "high"}),
+        ("not JSON", "this is not json"),
+    ]
+
+
+class PlatformUser(FastHttpUser):
+    """One client of the platform; `host` is the serving API (SERVING_ADDR)."""
+
+    host = get_settings().serving_addr
+    wait_time = between(0.0, 0.05)
+
+    def on_start(self) -> None:
+        self.messages = future_messages()
+        self.ingestion = get_settings().ingestion_addr.rstrip("/")
+        self.bad = _bad_payloads()
+
+    def _pick(self) -> dict[str, Any]:
+        message = dict(random.choice(self.messages))
+        # a fresh id per request: each call is a new delivery of that mail's text
+        message["message_id"] = f"{message['message_id']}~{uuid.uuid4().hex[:12]}"
+        return message
+
+    @task(_weight("MODERATE", 90))
+    def moderate(self) -> None:
+        message = self._pick()
+        message.pop("label")
+        self.client.post("/v1/moderate", json=message, name="moderate")
+
+    @task(_weight("REPORT", 8))
+    def report_spam(self) -> None:
+        message = self._pick()
+        report = {
+            "message_id": message["message_id"],
+            "sender_id": message["sender_id"],
+            "label": message["label"],
+            "source": "user_report",
+            "labeled_at": datetime.now(UTC).isoformat(),
+        }
+        self.client.post(f"{self.ingestion}/v1/labels", json=report, name="report label")
+
+    @task(_weight("BAD", 2))
+    def bad_payload(self) -> None:
+        what, body = random.choice(self.bad)
+        data = body if isinstance(body, str) else json.dumps(body)
+        with self.client.post(
+            "/v1/moderate",
+            data=data,
+            headers={"Content-Type": "application/json"},
+            name="bad payload",
+            catch_response=True,
+        ) as response:
+            # Success means "refused with a client error"; anything else is a failure.
+            if 400 <= response.status_code < 500:
+                response.success()
+            else:
+                response.failure(f"{what}: expected 4xx, got {response.status_code}")

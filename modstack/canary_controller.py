@@ -1,0 +1,219 @@
+"""The rollout state machine, as in Flagger or Argo Rollouts, without any I/O.
+
+    idle/promoted/rolled_back --start--> progressing --pass, more steps--> progressing (next weight)
+    progressing --pass at the last step--> promoted
+    progressing --failed analysis, failures < limit--> progressing (same step, fresh window)
+    progressing --failures reach the limit--> rolled_back (weight 0)
+    progressing <--pause / resume--> paused;  progressing|paused --abort--> rolled_back
+    progressing|paused --promote (manual)--> promoted
+
+Each function takes the current `RolloutState`, returns a changed copy plus what happened, and
+records the decision in the history. The canary service applies the registry side effects
+(move or clear aliases) and then saves the copy; if a side effect fails, nothing is saved and
+the next tick tries again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from modstack.canary_analysis import Analysis
+from modstack.rollout import RolloutMode, RolloutState, utc_now
+
+CONTROLLER = "controller"
+
+
+class RolloutConflict(ValueError):
+    """The requested change does not apply to the rollout's current status."""
+
+
+class Decision(StrEnum):
+    WAIT = "wait"  # not enough traffic in the window yet, or the interval is not over
+    RETRY = "retry"  # analysis failed, below the failure limit: same step, fresh window
+    ADVANCE = "advance"  # analysis passed: next weight
+    PROMOTE = "promote"  # the last step passed (or an admin promoted)
+    ROLLBACK = "rollback"  # failure limit reached (or an admin aborted)
+
+
+@dataclass(frozen=True)
+class RolloutPolicy:
+    """How a rollout proceeds (from the controller's settings)."""
+
+    steps: tuple[float, ...] = (5.0, 25.0, 50.0, 100.0)
+    interval_s: float = 60.0
+    failure_limit: int = 2  # failed analyses that trigger the rollback
+    # A step whose window still lacks the minimum traffic after this many extra intervals
+    # counts as a failed analysis ("insufficient traffic"), so a rollout cannot hang forever.
+    max_wait_intervals: int = 5
+
+    def __post_init__(self) -> None:
+        if not self.steps or any(not 0 < s <= 100 for s in self.steps):
+            raise ValueError(f"steps must be weights in (0, 100], got {self.steps}")
+        if list(self.steps) != sorted(self.steps):
+            raise ValueError(f"steps must increase, got {self.steps}")
+        if self.interval_s <= 0 or self.failure_limit < 1:
+            raise ValueError("interval_s must be > 0 and failure_limit >= 1")
+
+
+def _checks_of(analysis: Analysis) -> dict[str, dict]:
+    return {c.name: c.as_dict() for c in analysis.checks}
+
+
+def _failure_reason(analysis: Analysis) -> str:
+    parts = []
+    for c in analysis.failed:
+        value = "n/a" if c.value is None else f"{c.value:.4g}"
+        parts.append(f"{c.name} {value} > {c.threshold:g} ({c.detail})")
+    return "; ".join(parts)
+
+
+def start(
+    state: RolloutState,
+    challenger_version: str,
+    champion_version: str | None,
+    policy: RolloutPolicy,
+    *,
+    mode: RolloutMode = "canary",
+    actor: str = CONTROLLER,
+    now: datetime | None = None,
+) -> RolloutState:
+    """A new rollout of `challenger_version` at the first step's weight."""
+    if state.active:
+        raise RolloutConflict(
+            f"rollout {state.rollout_id} of version {state.challenger_version} is still "
+            f"{state.status}: promote or abort it first"
+        )
+    if champion_version is not None and str(champion_version) == str(challenger_version):
+        raise RolloutConflict(f"version {challenger_version} already is the champion")
+    now = now or utc_now()
+    new = RolloutState(
+        rollout_id=uuid.uuid4().hex[:12],
+        challenger_version=str(challenger_version),
+        champion_version=None if champion_version is None else str(champion_version),
+        weight_percent=policy.steps[0],
+        mode=mode,
+        status="progressing",
+        step=0,
+        steps=list(policy.steps),
+        started_at=now,
+        step_started_at=now,
+        reason=f"started by {actor}",
+        revision=state.revision,
+    )
+    new.record(
+        actor,
+        "start",
+        f"{mode} rollout of version {challenger_version} "
+        f"against champion {champion_version}, steps {list(policy.steps)}",
+    )
+    return new
+
+
+def window_due(state: RolloutState, policy: RolloutPolicy, now: datetime | None = None) -> bool:
+    """True when the current step's interval is over and its window should be judged."""
+    if state.status != "progressing" or state.step_started_at is None:
+        return False
+    return ((now or utc_now()) - state.step_started_at).total_seconds() >= policy.interval_s
+
+
+def judge(
+    state: RolloutState,
+    analysis: Analysis,
+    policy: RolloutPolicy,
+    *,
+    now: datetime | None = None,
+) -> tuple[RolloutState, Decision]:
+    """Apply the analysis of the current step's window (call when `window_due`)."""
+    if state.status != "progressing":
+        raise RolloutConflict(f"cannot judge a window while the rollout is {state.status}")
+    now = now or utc_now()
+    new = state.model_copy(deep=True)
+    checks, metrics = _checks_of(analysis), analysis.metrics()
+    if not analysis.enough_data:
+        waited = (now - (state.step_started_at or now)).total_seconds()
+        if waited < policy.interval_s * (1 + policy.max_wait_intervals):
+            new.reason = (
+                f"waiting for traffic: {analysis.challenger_requests:g} challenger / "
+                f"{analysis.champion_requests:g} champion requests in the window"
+            )
+            return new, Decision.WAIT
+        failure = (
+            f"insufficient traffic after {waited:.0f} s: {analysis.challenger_requests:g} "
+            f"challenger / {analysis.champion_requests:g} champion requests"
+        )
+    elif analysis.passed:
+        if state.step >= len(state.steps) - 1:
+            new.status = "promoted"
+            new.weight_percent = 0.0
+            new.reason = f"all {len(state.steps)} steps passed"
+            new.record(CONTROLLER, "promote", new.reason, checks=checks, metrics=metrics)
+            return new, Decision.PROMOTE
+        new.step += 1
+        new.weight_percent = state.steps[new.step]
+        new.step_started_at = now
+        new.reason = f"step {state.step + 1} passed at {state.weight_percent:g}%"
+        new.record(CONTROLLER, "advance", new.reason, checks=checks, metrics=metrics)
+        return new, Decision.ADVANCE
+    else:
+        failure = _failure_reason(analysis)
+    new.failures += 1
+    if new.failures >= policy.failure_limit:
+        new.status = "rolled_back"
+        new.weight_percent = 0.0
+        new.reason = f"failure limit {policy.failure_limit} reached: {failure}"
+        new.record(CONTROLLER, "rollback", new.reason, checks=checks, metrics=metrics)
+        return new, Decision.ROLLBACK
+    new.step_started_at = now
+    new.reason = f"analysis failed ({new.failures}/{policy.failure_limit}): {failure}"
+    new.record(CONTROLLER, "analysis_failed", new.reason, checks=checks, metrics=metrics)
+    return new, Decision.RETRY
+
+
+def pause(state: RolloutState, actor: str, reason: str = "") -> RolloutState:
+    """Hold the current weight; no analysis until resumed."""
+    if state.status != "progressing":
+        raise RolloutConflict(f"only a progressing rollout can be paused (it is {state.status})")
+    new = state.model_copy(deep=True)
+    new.status = "paused"
+    new.reason = reason or f"paused by {actor}"
+    new.record(actor, "pause", new.reason)
+    return new
+
+
+def resume(state: RolloutState, actor: str, now: datetime | None = None) -> RolloutState:
+    """Continue a paused rollout at its step, with a fresh window."""
+    if state.status != "paused":
+        raise RolloutConflict(f"only a paused rollout can be resumed (it is {state.status})")
+    new = state.model_copy(deep=True)
+    new.status = "progressing"
+    new.step_started_at = now or utc_now()
+    new.reason = f"resumed by {actor}"
+    new.record(actor, "resume", new.reason)
+    return new
+
+
+def abort(state: RolloutState, actor: str, reason: str = "") -> RolloutState:
+    """Roll back now: weight 0, status rolled_back."""
+    if not state.active:
+        raise RolloutConflict(f"no active rollout to abort (status {state.status})")
+    new = state.model_copy(deep=True)
+    new.status = "rolled_back"
+    new.weight_percent = 0.0
+    new.reason = reason or f"aborted by {actor}"
+    new.record(actor, "abort", new.reason)
+    return new
+
+
+def promote_now(state: RolloutState, actor: str, reason: str = "") -> RolloutState:
+    """Promote without waiting for the remaining steps."""
+    if not state.active:
+        raise RolloutConflict(f"no active rollout to promote (status {state.status})")
+    new = state.model_copy(deep=True)
+    new.status = "promoted"
+    new.weight_percent = 0.0
+    new.reason = reason or f"promoted by {actor} at step {state.step + 1}"
+    new.record(actor, "promote", new.reason)
+    return new

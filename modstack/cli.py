@@ -1,0 +1,151 @@
+"""The `modstack` command. Each command is a thin wrapper that imports its module only when
+it runs, so `modstack --help` and `modstack status` start in a fraction of a second.
+
+Other components add their command here the same way: one function, a lazy import, a call.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="modstack",
+    help="ModStack: a runnable spam and content-moderation system.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _split_names(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [n.strip() for n in value.split(",") if n.strip()]
+
+
+@app.command()
+def up(
+    only: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated processes to start, e.g. kafka,mlflow (default: all)."),
+    ] = None,
+) -> None:
+    """Start the local stack under supervisord and wait until every process is healthy."""
+    from modstack.settings import get_settings
+    from modstack.stack import StackError
+    from modstack.stack import up as stack_up
+
+    started = time.monotonic()
+    try:
+        result = stack_up(get_settings(), _split_names(only))
+    except StackError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    elapsed = time.monotonic() - started
+    if result.failed:
+        typer.secho(
+            f"failed: {', '.join(result.failed)} (after {elapsed:.1f} s). "
+            "`modstack logs NAME` shows a log; `modstack down` stops what did start.",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.secho(f"stack up in {elapsed:.1f} s; `modstack status` shows it", fg="green")
+
+
+@app.command()
+def down() -> None:
+    """Stop every process `up` started, then supervisord (does nothing when nothing runs)."""
+    from modstack.settings import get_settings
+    from modstack.stack import StackError
+    from modstack.stack import down as stack_down
+
+    started = time.monotonic()
+    try:
+        stopped = stack_down(get_settings())
+    except StackError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    if stopped:
+        typer.echo(f"done in {time.monotonic() - started:.1f} s")
+
+
+@app.command()
+def status() -> None:
+    """Show each process: state, pid, port, health, log file. Exit 1 when one is unhealthy."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from modstack.settings import get_settings
+    from modstack.stack import status as stack_status
+
+    rows = stack_status(get_settings())
+    console = Console()
+    if rows is None:
+        console.print("stack is not running (`modstack up` starts it)")
+        return
+    table = Table("name", "state", "pid", "port", "health", "log")
+    unhealthy = False
+    for row in rows:
+        good = row.health == "ok"
+        unhealthy |= row.state == "RUNNING" and not good
+        table.add_row(
+            row.name,
+            row.state,
+            str(row.pid or "-"),
+            str(row.port or "-"),
+            f"[green]{row.health}[/]" if good else f"[yellow]{row.health}[/]",
+            str(row.log),
+        )
+    console.print(table)
+    if unhealthy:
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(
+    name: Annotated[str, typer.Argument(help="Process name (see `modstack status`).")],
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many last lines.")] = 50,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+) -> None:
+    """Print the end of a process's log file."""
+    from modstack.settings import get_settings
+    from modstack.stack import StackError, log_path
+
+    try:
+        path = log_path(get_settings(), name)
+    except StackError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    if not path.exists():
+        typer.secho(f"no log yet at {path}", fg="yellow", err=True)
+        raise typer.Exit(1)
+    with path.open(errors="replace") as handle:
+        for line in handle.readlines()[-lines:]:
+            typer.echo(line, nl=False)
+        while follow:
+            line = handle.readline()
+            if line:
+                typer.echo(line, nl=False)
+            else:
+                time.sleep(0.3)
+
+
+@app.command("feast-apply")
+def feast_apply() -> None:
+    """Register the Feast feature repo (entities, views, feature services) in its registry."""
+    from modstack.featurestore import apply_repo
+
+    apply_repo()
+
+
+# `modstack rollout start|status|promote|abort|pause|resume` (canary controller admin API).
+# A command group cannot be imported lazily; rollout_cli imports only typer, httpx and rich.
+from modstack.rollout_cli import rollout_app  # noqa: E402
+
+app.add_typer(rollout_app, name="rollout")

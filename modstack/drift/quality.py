@@ -1,0 +1,43 @@
+"""Realized moderation quality from delayed ground truth (plain Python).
+
+Positive class is spam. A message counts as flagged when the served action was `review` or
+`block` (a person or the system acted on it); block precision looks at `block` alone, the
+action that must almost never hit a legitimate message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from modstack.drift.windows import WindowRow
+
+FLAGGED_ACTIONS = frozenset({"review", "block"})
+
+
+@dataclass(frozen=True)
+class RealizedQuality:
+    """Precision/recall of the served actions over labelled rows; None where undefined."""
+
+    labelled_rows: int
+    precision: float | None  # spam among flagged
+    recall: float | None  # flagged among spam
+    block_precision: float | None  # spam among blocked
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def realized_quality(rows: Iterable[WindowRow]) -> RealizedQuality:
+    """Quality of the served actions on the rows that have a label."""
+    labelled = [r for r in rows if r.label is not None]
+    spam = [r for r in labelled if r.label == "spam"]
+    flagged = [r for r in labelled if r.action in FLAGGED_ACTIONS]
+    blocked = [r for r in labelled if r.action == "block"]
+    return RealizedQuality(
+        labelled_rows=len(labelled),
+        precision=_ratio(sum(r.label == "spam" for r in flagged), len(flagged)),
+        recall=_ratio(sum(r.action in FLAGGED_ACTIONS for r in spam), len(spam)),
+        block_precision=_ratio(sum(r.label == "spam" for r in blocked), len(blocked)),
+    )

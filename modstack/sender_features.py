@@ -1,0 +1,313 @@
+"""Per-sender features in event time: pure, framework-free, one implementation for all callers.
+
+`SenderFeatureComputer` folds message and label events into per-sender state and returns the
+feature row to push after each event: `apply_message` -> a `sender_activity` row,
+`apply_label` -> a `sender_reputation` row. The stream processor, the corpus backfill and a
+rebuild from the offline message log all call the same two methods.
+
+Semantics (the tests in tests/unit/test_sender_features.py pin each one):
+
+- Event time is the event's own timestamp: `sent_at` for messages, `labeled_at` for labels.
+  A sender's clock (`as_of`) is the latest event time seen for that sender; windows are
+  `(as_of - window, as_of]` and include the event just applied.
+- Leak-free rows: a row describes the state *after* its event, so its `event_timestamp` is
+  strictly later than the event (`+1 µs`) and strictly later than the sender's previous row.
+  A point-in-time join at a message's `sent_at` (Feast picks rows with timestamp <= entity
+  time) therefore never sees that message, its label, another message with the same `sent_at`,
+  or anything later. Strictly increasing row timestamps per sender also keep Redis, which
+  ignores a write that is not newer than the stored one, in step with SQLite and the offline
+  store.
+- Duplicates: a message is its `message_id`, counted once (a repeat returns None). A label is
+  (`message_id`, `source`) like in the message log: a repeat of the same source returns None.
+  When a message has labels from several sources, the one with the latest `labeled_at` wins
+  (a moderator's decision after a user report overrides it; on equal times the later arrival).
+- Label timing: a label counts from its `labeled_at` on, never before, and for 30 days.
+- Out of order: an event older than the sender's clock still counts in every window it falls
+  into; the row it produces is stamped after the sender's previous row, so the past rows are not
+  rewritten (they stay what was known then). An event more than `allowed_lateness` behind the
+  sender's clock is dropped (None): it could no longer be deduplicated, since state older than
+  that is pruned to keep memory bounded.
+- Windows are evaluated when an event arrives: a sender who goes quiet keeps the counts of their
+  last event, online and offline alike (no training/serving skew, but counts do not decay).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import pandas as pd
+
+from modstack.names import VIEW_SENDER_ACTIVITY, VIEW_SENDER_REPUTATION
+from modstack.schemas import LabelEvent, MessageEvent
+from modstack.text_features import looks_like_html, url_count
+
+WINDOWS: Final = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+LABEL_WINDOW: Final = timedelta(days=30)
+RECENT_MESSAGES: Final = 20
+ALLOWED_LATENESS: Final = timedelta(days=30)
+ROW_TICK: Final = timedelta(microseconds=1)
+
+ACTIVITY_FEATURES: Final = (
+    "sender_msgs_1h",
+    "sender_msgs_24h",
+    "sender_msgs_7d",
+    "sender_msgs_total",
+    "sender_distinct_subjects_recent",
+    "sender_link_ratio_recent",
+    "sender_html_ratio_recent",
+    "sender_seconds_since_first_seen",
+)
+REPUTATION_FEATURES: Final = (
+    "sender_spam_labels_30d",
+    "sender_ham_labels_30d",
+    "sender_label_spam_ratio_30d",
+)
+
+_SUBJECT_PREFIX = re.compile(r"^(?:\s*(?:re|fw|fwd|aw)\s*(?:\[\d+\])?\s*:)+", re.IGNORECASE)
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_subject(subject: str) -> str:
+    """Subject without reply/forward prefixes, case and repeated spaces: "Re: Hi  X" == "hi x"."""
+    return _SPACES.sub(" ", _SUBJECT_PREFIX.sub("", subject)).strip().lower()
+
+
+@dataclass(frozen=True, order=True)
+class _Message:
+    sent_at: datetime
+    seq: int
+    message_id: str = field(compare=False)
+    subject_key: str = field(compare=False)
+    has_link: bool = field(compare=False)
+    is_html: bool = field(compare=False)
+
+
+@dataclass(frozen=True)
+class _Label:
+    labeled_at: datetime
+    seq: int
+    label: str
+
+
+@dataclass
+class _SenderState:
+    messages: list[_Message] = field(default_factory=list)  # sorted by (sent_at, seq)
+    message_ids: set[str] = field(default_factory=set)
+    labels: dict[str, dict[str, _Label]] = field(default_factory=dict)  # message -> source -> label
+    first_seen: datetime | None = None
+    total_messages: int = 0
+    as_of: datetime | None = None
+    last_row_at: datetime | None = None
+
+
+@dataclass
+class ComputerStats:
+    """What the computer did with the events it got (for processor metrics and reports)."""
+
+    messages: int = 0
+    labels: int = 0
+    duplicates: int = 0
+    too_late: int = 0
+
+
+class SenderFeatureComputer:
+    """Folds message and label events into per-sender feature rows (see the module docstring)."""
+
+    def __init__(self, allowed_lateness: timedelta = ALLOWED_LATENESS) -> None:
+        if allowed_lateness < max(LABEL_WINDOW, *WINDOWS.values()):
+            raise ValueError("allowed_lateness must cover the longest window")
+        self.allowed_lateness = allowed_lateness
+        self.stats = ComputerStats()
+        self._senders: dict[str, _SenderState] = {}
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._senders)
+
+    def apply_message(self, event: MessageEvent) -> dict[str, Any] | None:
+        """Count a message; return its `sender_activity` row, or None (duplicate or too late)."""
+        state = self._senders.setdefault(event.sender_id, _SenderState())
+        if event.message_id in state.message_ids:
+            self.stats.duplicates += 1
+            return None
+        if self._too_late(state, event.sent_at):
+            return None
+        self._seq += 1
+        text = f"{event.subject}\n{event.body}"
+        message = _Message(
+            sent_at=event.sent_at,
+            seq=self._seq,
+            message_id=event.message_id,
+            subject_key=normalize_subject(event.subject),
+            has_link=url_count(text) > 0,
+            is_html=looks_like_html(event.body),
+        )
+        bisect.insort(state.messages, message)
+        state.message_ids.add(event.message_id)
+        state.total_messages += 1
+        state.first_seen = min(filter(None, (state.first_seen, event.sent_at)))
+        self.stats.messages += 1
+        self._advance(state, event.sent_at)
+        return self._row(event.sender_id, state, self._activity(state))
+
+    def apply_label(self, event: LabelEvent) -> dict[str, Any] | None:
+        """Count a label; return its `sender_reputation` row, or None (duplicate or too late)."""
+        state = self._senders.setdefault(event.sender_id, _SenderState())
+        by_source = state.labels.setdefault(event.message_id, {})
+        if event.source in by_source:
+            self.stats.duplicates += 1
+            return None
+        if self._too_late(state, event.labeled_at):
+            return None
+        self._seq += 1
+        by_source[event.source] = _Label(event.labeled_at, self._seq, event.label)
+        self.stats.labels += 1
+        self._advance(state, event.labeled_at)
+        return self._row(event.sender_id, state, self._reputation(state))
+
+    def apply(self, event: MessageEvent | LabelEvent) -> tuple[str, dict[str, Any] | None]:
+        """Apply either kind; returns (feature view name, row or None)."""
+        if isinstance(event, MessageEvent):
+            return VIEW_SENDER_ACTIVITY, self.apply_message(event)
+        return VIEW_SENDER_REPUTATION, self.apply_label(event)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _too_late(self, state: _SenderState, event_time: datetime) -> bool:
+        if state.as_of is not None and event_time < state.as_of - self.allowed_lateness:
+            self.stats.too_late += 1
+            return True
+        return False
+
+    def _advance(self, state: _SenderState, event_time: datetime) -> None:
+        state.as_of = max(filter(None, (state.as_of, event_time)))
+        self._prune(state)
+
+    def _prune(self, state: _SenderState) -> None:
+        # Keep everything the windows, the dedup horizon and the "recent N" ratios can still see.
+        assert state.as_of is not None
+        horizon = state.as_of - self.allowed_lateness
+        cut = bisect.bisect_left([m.sent_at for m in state.messages], horizon)
+        cut = min(cut, max(0, len(state.messages) - RECENT_MESSAGES))
+        if cut:
+            for old in state.messages[:cut]:
+                state.message_ids.discard(old.message_id)
+            del state.messages[:cut]
+        for message_id in [
+            m for m, by in state.labels.items() if all(x.labeled_at < horizon for x in by.values())
+        ]:
+            del state.labels[message_id]
+
+    def _row(self, sender_id: str, state: _SenderState, values: dict[str, float]) -> dict:
+        assert state.as_of is not None
+        stamp = state.as_of + ROW_TICK
+        if state.last_row_at is not None and stamp <= state.last_row_at:
+            stamp = state.last_row_at + ROW_TICK
+        state.last_row_at = stamp
+        return {"sender_id": sender_id, "event_timestamp": stamp, **values}
+
+    def _activity(self, state: _SenderState) -> dict[str, float]:
+        assert state.as_of is not None and state.first_seen is not None
+        times = [m.sent_at for m in state.messages]
+        end = bisect.bisect_right(times, state.as_of)
+        counts = {
+            f"sender_msgs_{name}": float(end - bisect.bisect_right(times, state.as_of - width))
+            for name, width in WINDOWS.items()
+        }
+        recent = state.messages[max(0, end - RECENT_MESSAGES) : end]
+        return {
+            **counts,
+            "sender_msgs_total": float(state.total_messages),
+            "sender_distinct_subjects_recent": float(len({m.subject_key for m in recent})),
+            "sender_link_ratio_recent": sum(m.has_link for m in recent) / len(recent),
+            "sender_html_ratio_recent": sum(m.is_html for m in recent) / len(recent),
+            "sender_seconds_since_first_seen": (state.as_of - state.first_seen).total_seconds(),
+        }
+
+    def _reputation(self, state: _SenderState) -> dict[str, float]:
+        assert state.as_of is not None
+        start = state.as_of - LABEL_WINDOW
+        spam = ham = 0
+        for by_source in state.labels.values():
+            winner = max(by_source.values(), key=lambda x: (x.labeled_at, x.seq))
+            if start < winner.labeled_at <= state.as_of:
+                spam += winner.label == "spam"
+                ham += winner.label == "ham"
+        return {
+            "sender_spam_labels_30d": float(spam),
+            "sender_ham_labels_30d": float(ham),
+            # Laplace-smoothed so a sender without labels reads 0.5 ("unknown"), never NaN.
+            "sender_label_spam_ratio_30d": (spam + 1) / (spam + ham + 2),
+        }
+
+
+def fold_events(
+    computer: SenderFeatureComputer, events: Iterable[MessageEvent | LabelEvent]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Apply events in the given order; yield (view name, row) for every row to push."""
+    for event in events:
+        view, row = computer.apply(event)
+        if row is not None:
+            yield view, row
+
+
+def events_from_frames(
+    messages: pd.DataFrame, labels: pd.DataFrame, order_by: str = "seq"
+) -> list[MessageEvent | LabelEvent]:
+    """Message and label rows (message log or corpus replay columns) as events, in fold order.
+
+    `order_by="seq"` replays the processing order the message log recorded, so a restarted
+    processor rebuilds exactly the live state; `order_by="event_time"` orders by sent_at /
+    labeled_at (a backfill), messages before labels on equal times, then by message_id.
+    """
+    keyed: list[tuple[Any, MessageEvent | LabelEvent]] = []
+    for kind, frame, time_col in (("m", messages, "sent_at"), ("l", labels, "labeled_at")):
+        if frame.empty:
+            continue
+        for record in frame.to_dict("records"):
+            record.setdefault("received_at", record[time_col])
+            event: MessageEvent | LabelEvent = (
+                _message_event(record) if kind == "m" else _label_event(record)
+            )
+            if order_by == "seq":
+                key: Any = record["seq"]
+            else:
+                key = (_utc(record[time_col]), kind, record["message_id"])
+            keyed.append((key, event))
+    keyed.sort(key=lambda pair: pair[0])
+    return [event for _, event in keyed]
+
+
+def _utc(value: Any) -> datetime:
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.floor("us").to_pydatetime()
+
+
+# model_construct: rows from the message log or the corpus were validated when they were made;
+# re-validating thousands of bodies would only slow a replay down.
+def _message_event(record: dict[str, Any]) -> MessageEvent:
+    return MessageEvent.model_construct(
+        message_id=record["message_id"],
+        sender_id=record["sender_id"],
+        subject=record.get("subject") or "",
+        body=record.get("body") or "",
+        sent_at=_utc(record["sent_at"]),
+        received_at=_utc(record["received_at"]),
+    )
+
+
+def _label_event(record: dict[str, Any]) -> LabelEvent:
+    return LabelEvent.model_construct(
+        message_id=record["message_id"],
+        sender_id=record["sender_id"],
+        label=record["label"],
+        source=record.get("source") or "corpus",
+        labeled_at=_utc(record["labeled_at"]),
+        received_at=_utc(record["received_at"]),
+    )

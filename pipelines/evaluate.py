@@ -1,0 +1,192 @@
+"""Evaluate: score a model on a labelled slice, write the report and its plots.
+
+`python -m pipelines.evaluate [--model champion] [--start ISO] [--end ISO]` scores a registered
+version on corpus mails sent in [start, end) (default: the future period) and prints the
+metrics; `pipelines.train` calls the same functions and logs the results to MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: plots are files logged to MLflow
+
+import matplotlib.pyplot as plt
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from sklearn.metrics import precision_recall_curve
+
+from modstack.model_contract import Thresholds
+from pipelines.metrics import EvaluationReport, evaluate_scores
+from pipelines.model import model_input
+from pipelines.training_data import LabelledSet
+
+SUMMARY_METRICS = (
+    "pr_auc",
+    "roc_auc",
+    "recall_at_p99",
+    "f1_at_0_5",
+    "brier",
+    "precision_at_block",
+    "recall_at_block",
+    "precision_at_review",
+    "recall_at_review",
+    "threshold_block",
+    "threshold_review",
+)
+
+
+def spam_scores(model: Any, labelled: LabelledSet, feature_columns: Sequence[str]) -> np.ndarray:
+    """P(spam) for every row, through the model-contract input."""
+    return model.predict_proba(model_input(labelled.frame, feature_columns))[:, 1]
+
+
+def evaluate_model(
+    model: Any, thresholds: Thresholds, labelled: LabelledSet, feature_columns: Sequence[str]
+) -> tuple[EvaluationReport, np.ndarray]:
+    """Score `labelled` and measure; returns the report and the scores."""
+    scores = spam_scores(model, labelled, feature_columns)
+    report = evaluate_scores(labelled.y, scores, thresholds, labelled.frame["group"].to_numpy())
+    return report, scores
+
+
+# ---- plots (each returns the written file) ----------------------------------------------------
+
+
+def plot_pr_curves(
+    y_true: np.ndarray, scores_by_model: Mapping[str, np.ndarray], path: Path
+) -> Path:
+    """Precision-recall curves of several models on the same rows, the 0.99 line marked."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for name, scores in scores_by_model.items():
+        precision, recall, _ = precision_recall_curve(y_true, scores)
+        ax.plot(recall, precision, label=name)
+    ax.axhline(0.99, color="grey", linestyle=":", label="precision 0.99")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall on the holdout")
+    ax.set_ylim(0.5, 1.01)
+    ax.legend(loc="lower left")
+    return _save(fig, path)
+
+
+def plot_action_matrix(
+    y_true: np.ndarray, scores: np.ndarray, thresholds: Thresholds, path: Path
+) -> Path:
+    """Confusion matrix of true label x action (allow / review / block) at the cut-offs."""
+    actions = ("allow", "review", "block")
+    predicted = [thresholds.action_for(float(s)) for s in scores]
+    counts = np.zeros((2, 3), dtype=int)
+    for label, action in zip(y_true, predicted, strict=True):
+        counts[int(label), actions.index(action)] += 1
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.imshow(counts, cmap="Blues")
+    for (row, col), value in np.ndenumerate(counts):
+        ax.text(col, row, str(value), ha="center", va="center")
+    ax.set_xticks(range(3), actions)
+    ax.set_yticks(range(2), ["ham", "spam"])
+    ax.set(
+        xlabel="action",
+        ylabel="true label",
+        title=f"Actions (block >= {thresholds.block:.3f}, review >= {thresholds.review:.3f})",
+    )
+    return _save(fig, path)
+
+
+def plot_reliability(reports: Mapping[str, EvaluationReport], path: Path) -> Path:
+    """Reliability diagram: mean predicted score vs observed spam share per score bin."""
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
+    for name, report in reports.items():
+        if report.reliability:
+            ax.plot(
+                report.reliability["mean_predicted"],
+                report.reliability["observed"],
+                marker="o",
+                label=f"{name} (Brier {report.metrics['brier']:.4f})",
+            )
+    ax.set(xlabel="mean predicted P(spam)", ylabel="observed spam share", title="Reliability")
+    ax.legend(loc="upper left")
+    return _save(fig, path)
+
+
+def plot_feature_importance(
+    names: Sequence[str], gains: Sequence[float], path: Path, top: int = 30
+) -> Path:
+    """The `top` inputs by total LightGBM split gain."""
+    order = np.argsort(np.asarray(gains))[::-1][:top][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.25 * len(order) + 1))
+    ax.barh([str(names[i])[:50] for i in order], np.asarray(gains)[order])
+    ax.set(xlabel="total gain", title=f"Top {len(order)} inputs by gain")
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(reports: Mapping[str, EvaluationReport], path: Path) -> Path:
+    """All metrics (per model) and reliability tables as JSON."""
+    payload = {
+        name: {"metrics": report.metrics, "reliability": report.reliability}
+        for name, report in reports.items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    return path
+
+
+def comparison_table(rows: Mapping[str, Mapping[str, float]], title: str) -> Table:
+    """A rich table: one row per model, the summary metrics as columns."""
+    table = Table(title=title)
+    table.add_column("model")
+    for name in SUMMARY_METRICS:
+        table.add_column(name.replace("threshold_", "thr_"), justify="right")
+    for model_name, metrics in rows.items():
+        table.add_row(
+            model_name, *(f"{metrics.get(name, float('nan')):.4f}" for name in SUMMARY_METRICS)
+        )
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """CLI: evaluate a registered version on corpus mails sent in [start, end)."""
+    from datetime import datetime
+
+    from modstack import registry
+    from modstack.corpus.store import FUTURE_START
+    from modstack.model_contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE
+    from pipelines.training_data import corpus_rows, with_features
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="champion", help="alias or version number")
+    parser.add_argument("--start", default=FUTURE_START.isoformat(), help="ISO time, inclusive")
+    parser.add_argument("--end", default=None, help="ISO time, exclusive (default: no end)")
+    parser.add_argument("--features", choices=("feast", "text"), default="feast")
+    args = parser.parse_args(argv)
+
+    model, metadata = registry.load_model(args.model)
+    columns = list(metadata[META_FEATURE_COLUMNS])
+    rows = corpus_rows(
+        start=datetime.fromisoformat(args.start),
+        end=datetime.fromisoformat(args.end) if args.end else None,
+    )
+    labelled = with_features(rows, metadata[META_FEATURE_SERVICE], args.features)
+    report, _ = evaluate_model(model, Thresholds.from_metadata(metadata), labelled, columns)
+    name = f"{args.model} (v{metadata['model_version']})"
+    Console().print(
+        comparison_table({name: report.metrics}, f"{len(rows)} mails from {args.start}")
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Pure evaluation helpers: threshold selection, ranking and calibration metrics, per-group
+error rates. No MLflow, no plotting: unit-tested on hand-made numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.calibration import calibration_curve
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    f1_score,
+    precision_recall_curve,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
+from modstack.model_contract import Thresholds
+
+BLOCK_MIN_PRECISION = 0.99
+REVIEW_MIN_RECALL = 0.95
+GROUPS = ("easy_ham", "hard_ham", "spam")
+
+
+def coarse_group(group: str) -> str:
+    """'easy-ham-2' -> 'easy_ham', 'spam-1' -> 'spam' (the corpus folders, without the part)."""
+    name = group.rsplit("-", 1)[0] if group[-1:].isdigit() else group
+    return name.replace("-", "_")
+
+
+def recall_at_precision(
+    y_true: Sequence[int], scores: Sequence[float], min_precision: float = BLOCK_MIN_PRECISION
+) -> float:
+    """Highest recall over all cut-offs whose precision is >= min_precision (0 when none is)."""
+    precision, recall, _ = precision_recall_curve(y_true, scores)
+    # the last point (precision 1, recall 0) has no threshold: drop it
+    ok = precision[:-1] >= min_precision
+    return float(recall[:-1][ok].max()) if ok.any() else 0.0
+
+
+def select_thresholds(
+    y_true: Sequence[int],
+    scores: Sequence[float],
+    block_precision: float = BLOCK_MIN_PRECISION,
+    review_recall: float = REVIEW_MIN_RECALL,
+) -> Thresholds:
+    """Action cut-offs from validation scores.
+
+    block: the cut-off with the highest recall among those with precision >= block_precision
+    (1.0, i.e. block only certain spam, when no cut-off is that precise).
+    review: the highest cut-off that still has recall >= review_recall, never above block.
+    """
+    precision, recall, cutoffs = precision_recall_curve(y_true, scores)
+    precision, recall = precision[:-1], recall[:-1]
+    precise = np.flatnonzero(precision >= block_precision)
+    if precise.size:
+        best_recall = recall[precise].max()
+        # among equally good cut-offs, the highest: fewest false blocks on unseen data
+        block = float(cutoffs[precise[recall[precise] == best_recall]].max())
+    else:
+        block = 1.0
+    recalled = np.flatnonzero(recall >= review_recall)
+    review = float(cutoffs[recalled].max()) if recalled.size else float(cutoffs.min())
+    return Thresholds(block=block, review=min(review, block))
+
+
+@dataclass
+class EvaluationReport:
+    """Everything measured on one scored slice. `metrics` is flat (MLflow metric names)."""
+
+    metrics: dict[str, float]
+    reliability: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _group_metrics(
+    y_true: np.ndarray, scores: np.ndarray, groups: np.ndarray, thresholds: Thresholds
+) -> dict[str, float]:
+    """Error rate per coarse group at each action cut-off: for ham the share flagged (false
+    positives), for spam the share let through (misses)."""
+    out: dict[str, float] = {}
+    for group in GROUPS:
+        mask = groups == group
+        if not mask.any():
+            continue
+        group_scores = scores[mask]
+        is_spam_group = bool(y_true[mask].mean() >= 0.5)
+        out[f"group.{group}.count"] = float(mask.sum())
+        out[f"group.{group}.mean_score"] = float(group_scores.mean())
+        for name, cutoff in (("block", thresholds.block), ("review", thresholds.review)):
+            flagged = float((group_scores >= cutoff).mean())
+            out[f"group.{group}.error_at_{name}"] = 1.0 - flagged if is_spam_group else flagged
+    return out
+
+
+def evaluate_scores(
+    y_true: Sequence[int],
+    scores: Sequence[float],
+    thresholds: Thresholds,
+    groups: Sequence[str] | None = None,
+) -> EvaluationReport:
+    """PR-AUC, ROC-AUC, recall at precision >= 0.99, precision/recall at the action cut-offs,
+    F1 at 0.5, Brier score, reliability curve and per-group error rates."""
+    y = np.asarray(y_true, dtype=int)
+    s = np.asarray(scores, dtype=float)
+    both_classes = len(np.unique(y)) == 2
+    metrics: dict[str, float] = {
+        "rows": float(len(y)),
+        "spam_share": float(y.mean()) if len(y) else 0.0,
+        "pr_auc": float(average_precision_score(y, s)) if both_classes else float("nan"),
+        "roc_auc": float(roc_auc_score(y, s)) if both_classes else float("nan"),
+        "recall_at_p99": recall_at_precision(y, s) if both_classes else 0.0,
+        "brier": float(brier_score_loss(y, s)),
+        "f1_at_0_5": float(f1_score(y, s >= 0.5, zero_division=0.0)),
+        "threshold_block": thresholds.block,
+        "threshold_review": thresholds.review,
+    }
+    for name, cutoff in (("block", thresholds.block), ("review", thresholds.review)):
+        predicted = s >= cutoff
+        # nothing flagged means no false flags: precision 1 (sklearn would warn and say 0)
+        metrics[f"precision_at_{name}"] = float(precision_score(y, predicted, zero_division=1.0))
+        metrics[f"recall_at_{name}"] = float(recall_score(y, predicted, zero_division=0.0))
+    if groups is not None:
+        coarse = np.array([coarse_group(str(g)) for g in groups])
+        metrics.update(_group_metrics(y, s, coarse, thresholds))
+    reliability: dict[str, list[float]] = {}
+    if both_classes:
+        observed, predicted_mean = calibration_curve(y, s, n_bins=10, strategy="uniform")
+        reliability = {"mean_predicted": predicted_mean.tolist(), "observed": observed.tolist()}
+    return EvaluationReport(metrics=metrics, reliability=reliability)

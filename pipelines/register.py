@@ -1,0 +1,138 @@
+"""Register: put a trained model into `spam-classifier` and run the quality gate.
+
+Every candidate becomes a version (so a refusal is auditable), tagged with the gate's verdict;
+only a pass moves the `challenger` alias. The gate compares with the champion scored on the
+same holdout, or with the run's baseline when there is no champion yet.
+
+`python -m pipelines.register --run-id RUN` gates and registers a run logged by
+`pipelines.train --no-register` (the holdout is rebuilt from the run's params).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import mlflow
+import pandas as pd
+
+from modstack import registry
+from modstack.model_contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE, Thresholds
+from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
+from pipelines.evaluate import evaluate_model
+from pipelines.gate import GateResult, GateTolerance, check_gate
+from pipelines.training_data import LabelledSet, content_hash, with_features
+
+log = logging.getLogger("pipelines.register")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The new version, the gate's verdict, and whether `challenger` now points at it."""
+
+    version: str
+    gate: GateResult
+    challenger_set: bool
+
+
+def champion_metrics(holdout: LabelledSet) -> tuple[str, dict[str, float]] | None:
+    """The current champion scored on `holdout` with its own features and thresholds, or None."""
+    version = registry.get_alias_version(ALIAS_CHAMPION)
+    if version is None:
+        return None
+    model, metadata = registry.load_model(version)
+    columns = list(metadata[META_FEATURE_COLUMNS])
+    if metadata[META_FEATURE_SERVICE] != holdout.feature_service or not set(columns) <= set(
+        holdout.frame.columns
+    ):
+        # the champion reads another FeatureService: give it its own features for these rows
+        source = "text" if set(columns) <= set(holdout.feature_columns) else "feast"
+        rows = holdout.frame.drop(columns=holdout.feature_columns)
+        holdout = with_features(rows, metadata[META_FEATURE_SERVICE], source)
+    report, _ = evaluate_model(model, Thresholds.from_metadata(metadata), holdout, columns)
+    return f"champion v{version}", report.metrics
+
+
+def register_candidate(
+    run_id: str,
+    model_uri: str,
+    candidate_metrics: Mapping[str, float],
+    baseline_metrics: Mapping[str, float],
+    holdout: LabelledSet,
+    tolerance: GateTolerance | None = None,
+    skip_gate: bool = False,
+) -> Registration:
+    """Gate, register as a new version, tag the verdict, and set `challenger` on a pass (or
+    when `skip_gate` forces it for the rollback demo: the refusal stays in the tags)."""
+    reference = champion_metrics(holdout)
+    compared_with, reference_metrics = reference or ("baseline", dict(baseline_metrics))
+    gate = check_gate(candidate_metrics, reference_metrics, compared_with, tolerance)
+    print(gate.summary())
+
+    client = registry.get_client()
+    mlflow.set_tracking_uri(registry.tracking_uri())
+    version = str(mlflow.register_model(model_uri, REGISTERED_MODEL).version)
+    tags = gate.as_tags() | {"gate.skipped": str(skip_gate and not gate.passed).lower()}
+    for key, value in tags.items():
+        client.set_model_version_tag(REGISTERED_MODEL, version, key, value)
+        client.set_tag(run_id, key, value)
+    for key, value in reference_metrics.items():
+        if key in ("pr_auc", "recall_at_p99") or key.endswith("error_at_block"):
+            client.log_metric(run_id, f"gate_reference.{key}", float(value))
+    client.set_tag(run_id, "registered_version", version)
+
+    challenger_set = False
+    if gate.passed or skip_gate:
+        if skip_gate and not gate.passed:
+            log.warning("gate refused version %s; setting challenger anyway (--skip-gate)", version)
+        registry.set_challenger(version)
+        challenger_set = True
+    else:
+        print(f"version {version} registered without alias: the gate refused it")
+    return Registration(version=version, gate=gate, challenger_set=challenger_set)
+
+
+def _metrics_with_prefix(metrics: Mapping[str, float], prefix: str) -> dict[str, float]:
+    return {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
+
+
+def main(argv: Sequence[str] | None = None) -> Registration:
+    """CLI: gate and register a logged training run."""
+    from modstack.log import configure_logging
+    from pipelines.training_data import corpus_rows
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-id", required=True)
+    parser.add_argument("--skip-gate", action="store_true")
+    args = parser.parse_args(argv)
+    configure_logging("register")
+
+    client = registry.get_client()
+    run = client.get_run(args.run_id)
+    params, metrics = run.data.params, run.data.metrics
+    first = pd.Timestamp(params["holdout_first_sent_at"])
+    last = pd.Timestamp(params["holdout_last_sent_at"])
+    # the run's holdout, rebuilt: corpus mails in its time range, checked against its hash
+    rows = corpus_rows(
+        start=first.to_pydatetime(), end=(last + pd.Timedelta("1ns")).to_pydatetime()
+    )
+    holdout = with_features(rows, params["feature_service"], params["feature_source"])  # type: ignore[arg-type]
+    if content_hash(holdout.frame, holdout.feature_columns) != params["holdout_sha256"]:
+        raise SystemExit(
+            f"run {args.run_id}'s holdout cannot be rebuilt from the corpus (its hash differs): "
+            "it came from the message log; gate it in process (pipelines.train --retrain)"
+        )
+    return register_candidate(
+        run_id=args.run_id,
+        model_uri=run.data.tags["model_uri"],
+        candidate_metrics=_metrics_with_prefix(metrics, "holdout."),
+        baseline_metrics=_metrics_with_prefix(metrics, "baseline_holdout."),
+        holdout=holdout,
+        skip_gate=args.skip_gate,
+    )
+
+
+if __name__ == "__main__":
+    main()

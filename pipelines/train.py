@@ -1,0 +1,529 @@
+"""Train: fit the LightGBM candidate and the baseline on the past, evaluate both on a later
+holdout, log everything to MLflow, then gate, register and (first time) promote.
+
+`python -m pipelines.train` runs the whole chain for the first champion (history -> future):
+build training set -> train -> evaluate -> register (quality gate, `challenger`) -> promote when
+there is no champion yet. `train_challenger(start, end)` is the retraining entry point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import lightgbm
+import mlflow
+import mlflow.data
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+from rich.console import Console
+from sklearn.pipeline import Pipeline
+
+import pipelines.model as model_module
+from modstack import registry
+from modstack.corpus.store import FUTURE_START
+from modstack.log import configure_logging
+from modstack.model_contract import (
+    META_FEATURE_COLUMNS,
+    META_FEATURE_SERVICE,
+    META_THRESHOLDS,
+    REFERENCE_ARTIFACT,
+    Thresholds,
+)
+from modstack.names import ALIAS_CHAMPION, FEATURE_SERVICE_V1, MLFLOW_EXPERIMENT
+from pipelines.evaluate import (
+    comparison_table,
+    evaluate_model,
+    plot_action_matrix,
+    plot_feature_importance,
+    plot_pr_curves,
+    plot_reliability,
+    write_report,
+)
+from pipelines.gate import GateResult, GateTolerance, tolerance_params
+from pipelines.metrics import EvaluationReport, evaluate_scores, select_thresholds
+from pipelines.model import (
+    ModelConfig,
+    build_baseline_pipeline,
+    build_classifier,
+    build_lightgbm_pipeline,
+    build_preprocessor,
+    model_input,
+)
+from pipelines.training_data import (
+    LABEL_COLUMN,
+    FeatureSource,
+    LabelledSet,
+    content_hash,
+    corpus_rows,
+    drop_repeated_content,
+    logged_rows,
+    shuffled_labels,
+    time_range,
+    time_validation_split,
+    with_features,
+)
+
+log = logging.getLogger("pipelines.train")
+
+# The thresholds' and gate's definitions, logged as params so a run says what it was held to.
+THRESHOLD_PARAMS = {"block_min_precision": 0.99, "review_min_recall": 0.95}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What a training run does besides the model's own hyper-parameters."""
+
+    feature_service: str = FEATURE_SERVICE_V1
+    features: FeatureSource = "feast"
+    validation_fraction: float = 0.2
+    reference_rows: int = 1_000
+    shuffle_labels: bool = False
+    skip_gate: bool = False
+    register: bool = True
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tolerance: GateTolerance = field(default_factory=GateTolerance)
+
+
+@dataclass
+class FittedModel:
+    """A model refitted on all training rows, with what was learned on validation."""
+
+    name: str
+    pipeline: Pipeline
+    thresholds: Thresholds
+    validation: EvaluationReport
+    validation_scores: np.ndarray
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced (returned to the retraining trigger and the CLI)."""
+
+    run_id: str
+    baseline_run_id: str
+    model_uri: str
+    candidate_metrics: dict[str, float]
+    baseline_metrics: dict[str, float]
+    thresholds: Thresholds
+    seconds: float
+    version: str | None = None
+    gate: GateResult | None = None
+    challenger_set: bool = False
+    promoted: bool = False
+
+
+# ---- fitting -----------------------------------------------------------------------------------
+
+
+def fit_candidate(
+    train: LabelledSet, config: ModelConfig, validation_fraction: float
+) -> FittedModel:
+    """LightGBM: early stopping and thresholds on the time-ordered validation tail, then a refit
+    on all training rows with the number of trees found (the newest mails matter most under
+    drift, so they are not left out of the final model)."""
+    columns = train.feature_columns
+    fit_part, val_part = time_validation_split(train.frame, validation_fraction)
+    preprocessor = build_preprocessor(columns, config)
+    x_fit = preprocessor.fit_transform(model_input(fit_part, columns))
+    x_val = preprocessor.transform(model_input(val_part, columns))
+    classifier = build_classifier(config)
+    classifier.fit(
+        x_fit,
+        fit_part[LABEL_COLUMN],
+        eval_set=[(x_val, val_part[LABEL_COLUMN])],
+        callbacks=[lightgbm.early_stopping(config.early_stopping_rounds, verbose=False)],
+    )
+    best_iteration = int(classifier.best_iteration_ or config.lgbm_n_estimators)
+    val_scores = classifier.predict_proba(x_val)[:, 1]
+    thresholds = select_thresholds(val_part[LABEL_COLUMN], val_scores)
+    validation = evaluate_scores(val_part[LABEL_COLUMN], val_scores, thresholds, val_part["group"])
+    final = build_lightgbm_pipeline(columns, config, n_estimators=best_iteration)
+    final.fit(model_input(train.frame, columns), train.frame[LABEL_COLUMN])
+    return FittedModel(
+        "lightgbm", final, thresholds, validation, val_scores, {"best_iteration": best_iteration}
+    )
+
+
+def fit_baseline(
+    train: LabelledSet, config: ModelConfig, validation_fraction: float
+) -> FittedModel:
+    """TF-IDF + logistic regression, same protocol as the candidate (thresholds on validation,
+    refit on all training rows)."""
+    fit_part, val_part = time_validation_split(train.frame, validation_fraction)
+    on_fit = build_baseline_pipeline(config).fit(fit_part, fit_part[LABEL_COLUMN])
+    val_scores = on_fit.predict_proba(val_part)[:, 1]
+    thresholds = select_thresholds(val_part[LABEL_COLUMN], val_scores)
+    validation = evaluate_scores(val_part[LABEL_COLUMN], val_scores, thresholds, val_part["group"])
+    final = build_baseline_pipeline(config).fit(train.frame, train.frame[LABEL_COLUMN])
+    return FittedModel("baseline", final, thresholds, validation, val_scores)
+
+
+def reference_sample(
+    train: LabelledSet, candidate: FittedModel, config: TrainConfig
+) -> pd.DataFrame:
+    """Drift reference: feature values, label and score of the validation tail (the newest
+    training mails), scored out of sample by the model fitted before it, so monitoring does
+    not mistake in-sample over-confidence for prediction drift."""
+    _, val_part = time_validation_split(train.frame, config.validation_fraction)
+    sample = val_part[["message_id", "sent_at", "label", *train.feature_columns]].copy()
+    sample["score"] = candidate.validation_scores
+    if len(sample) > config.reference_rows:
+        sample = sample.sample(config.reference_rows, random_state=config.model.seed)
+    return sample.sort_values("sent_at").reset_index(drop=True)
+
+
+# ---- MLflow logging ------------------------------------------------------------------------------
+
+
+def git_commit() -> str:
+    """HEAD's commit, with '-dirty' when the working tree has changes ('unknown' outside git)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}-dirty" if dirty else head
+
+
+def _log_dataset(labelled: LabelledSet, name: str, context: str) -> dict[str, str]:
+    """Log a dataset input (ids, times, labels, features; no mail text) and return its params."""
+    digest = content_hash(labelled.frame, labelled.feature_columns)
+    first, last = time_range(labelled.frame)
+    light = labelled.frame[["message_id", "sent_at", "label", "group", *labelled.feature_columns]]
+    dataset = mlflow.data.from_pandas(light, name=name, targets="label", digest=digest[:16])
+    mlflow.log_input(dataset, context=context)
+    return {
+        f"{context}_sha256": digest,
+        f"{context}_rows": str(len(labelled.frame)),
+        f"{context}_spam_share": f"{labelled.y.mean():.4f}",
+        f"{context}_first_sent_at": first,
+        f"{context}_last_sent_at": last,
+    }
+
+
+def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}.{key}": value for key, value in metrics.items() if np.isfinite(value)}
+
+
+def _log_sklearn_model(
+    pipeline: Pipeline, labelled: LabelledSet, thresholds: Thresholds, columns: Sequence[str]
+) -> str:
+    """Log a model per the model contract; returns its URI."""
+    example = model_input(labelled.frame.head(3), columns)
+    signature = infer_signature(example, pipeline.predict_proba(example))
+    # our transformers travel inside the pickle, so a model loads without this repo's version
+    # of pipelines.model (serving images, older versions after a refactor)
+    cloudpickle.register_pickle_by_value(model_module)
+    try:
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            serialization_format="cloudpickle",
+            signature=signature,
+            input_example=example,
+            pyfunc_predict_fn="predict_proba",
+            metadata={
+                META_THRESHOLDS: thresholds.to_metadata(),
+                META_FEATURE_SERVICE: labelled.feature_service,
+                META_FEATURE_COLUMNS: list(columns),
+            },
+        )
+    finally:
+        cloudpickle.unregister_pickle_by_value(model_module)
+    return info.model_uri
+
+
+def _gains(pipeline: Pipeline) -> tuple[list[str], list[float]]:
+    names = list(pipeline.named_steps["features"].get_feature_names_out())
+    booster = pipeline.named_steps["classifier"].booster_
+    return names, booster.feature_importance(importance_type="gain").tolist()
+
+
+# ---- the run ------------------------------------------------------------------------------------
+
+
+def run_training(
+    train: LabelledSet,
+    holdout: LabelledSet,
+    config: TrainConfig,
+    run_name: str,
+    extra_tags: dict[str, str] | None = None,
+) -> TrainResult:
+    """Fit both models on `train`, evaluate on `holdout`, log to MLflow; then (if
+    `config.register`) gate and register. Seeds are fixed: same data + config -> same metrics."""
+    from pipelines.register import register_candidate
+
+    started = time.perf_counter()
+    if config.shuffle_labels:
+        train = replace(train, frame=shuffled_labels(train.frame, config.model.seed))
+    columns = train.feature_columns
+    mlflow.set_tracking_uri(registry.tracking_uri())
+    mlflow.set_experiment(MLFLOW_EXPERIMENT)
+    console = Console()
+    with mlflow.start_run(run_name=run_name) as run:
+        commit = git_commit()
+        mlflow.set_tags(
+            {
+                "git_commit": commit,
+                "mlflow.source.git.commit": commit.removesuffix("-dirty"),
+                "feature_service": train.feature_service,
+                "feature_source": config.features,
+                "shuffled_labels": str(config.shuffle_labels).lower(),
+                "model_kind": "lightgbm",
+                **(extra_tags or {}),
+            }
+        )
+        params: dict[str, Any] = {
+            **config.model.as_params(),
+            **THRESHOLD_PARAMS,
+            **tolerance_params(config.tolerance),
+            "feature_service": train.feature_service,
+            "feature_source": config.features,
+            "feature_count": len(columns),
+            "validation_fraction": config.validation_fraction,
+            "shuffle_labels": config.shuffle_labels,
+        }
+        params |= _log_dataset(train, "training", "training")
+        params |= _log_dataset(holdout, "holdout", "holdout")
+
+        log.info("fitting baseline on %d mails", len(train.frame))
+        baseline = fit_baseline(train, config.model, config.validation_fraction)
+        log.info("fitting LightGBM on %d mails, %d feature columns", len(train.frame), len(columns))
+        candidate = fit_candidate(train, config.model, config.validation_fraction)
+        params["best_iteration"] = candidate.params["best_iteration"]
+        mlflow.log_params(params)
+
+        base_report, base_scores = evaluate_model(
+            baseline.pipeline, baseline.thresholds, holdout, columns
+        )
+        cand_report, cand_scores = evaluate_model(
+            candidate.pipeline, candidate.thresholds, holdout, columns
+        )
+
+        with mlflow.start_run(run_name="baseline", nested=True) as baseline_run:
+            mlflow.set_tags({"model_kind": "baseline", "git_commit": commit})
+            mlflow.log_params(
+                {
+                    "baseline_c": config.model.baseline_c,
+                    "training_sha256": params["training_sha256"],
+                    "holdout_sha256": params["holdout_sha256"],
+                }
+            )
+            mlflow.log_metrics(_prefixed("holdout", base_report.metrics))
+            mlflow.log_metrics(_prefixed("validation", baseline.validation.metrics))
+            _log_sklearn_model(baseline.pipeline, holdout, baseline.thresholds, columns)
+
+        mlflow.log_metrics(_prefixed("holdout", cand_report.metrics))
+        mlflow.log_metrics(_prefixed("validation", candidate.validation.metrics))
+        mlflow.log_metrics(_prefixed("baseline_holdout", base_report.metrics))
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            y = holdout.y
+            names, gains = _gains(candidate.pipeline)
+            for path in (
+                plot_pr_curves(
+                    y, {"lightgbm": cand_scores, "baseline": base_scores}, out / "pr_curve.png"
+                ),
+                plot_action_matrix(
+                    y, cand_scores, candidate.thresholds, out / "confusion_matrix.png"
+                ),
+                plot_reliability(
+                    {"lightgbm": cand_report, "baseline": base_report}, out / "reliability.png"
+                ),
+                plot_feature_importance(names, gains, out / "feature_importance.png"),
+            ):
+                mlflow.log_artifact(str(path), artifact_path="plots")
+            report_path = write_report(
+                {"lightgbm": cand_report, "baseline": base_report}, out / "holdout_report.json"
+            )
+            mlflow.log_artifact(str(report_path), artifact_path="evaluation")
+            reference = reference_sample(train, candidate, config)
+            reference_file = out / Path(REFERENCE_ARTIFACT).name
+            reference.to_parquet(reference_file, index=False)
+            mlflow.log_artifact(
+                str(reference_file), artifact_path=str(Path(REFERENCE_ARTIFACT).parent)
+            )
+
+        model_uri = _log_sklearn_model(candidate.pipeline, holdout, candidate.thresholds, columns)
+        mlflow.set_tag("model_uri", model_uri)
+        seconds = time.perf_counter() - started
+        mlflow.log_metric("training_seconds", seconds)
+
+        console.print(
+            comparison_table(
+                {"lightgbm": cand_report.metrics, "baseline": base_report.metrics},
+                f"holdout: {len(holdout.frame)} mails, spam share {holdout.y.mean():.3f}",
+            )
+        )
+        result = TrainResult(
+            run_id=run.info.run_id,
+            baseline_run_id=baseline_run.info.run_id,
+            model_uri=model_uri,
+            candidate_metrics=cand_report.metrics,
+            baseline_metrics=base_report.metrics,
+            thresholds=candidate.thresholds,
+            seconds=seconds,
+        )
+        if config.register:
+            registration = register_candidate(
+                run_id=run.info.run_id,
+                model_uri=model_uri,
+                candidate_metrics=cand_report.metrics,
+                baseline_metrics=base_report.metrics,
+                holdout=holdout,
+                tolerance=config.tolerance,
+                skip_gate=config.skip_gate,
+            )
+            result.version = registration.version
+            result.gate = registration.gate
+            result.challenger_set = registration.challenger_set
+    log.info("training run %s done in %.1f s", result.run_id, result.seconds)
+    return result
+
+
+# ---- entry points ------------------------------------------------------------------------------
+
+
+def _fresh_and_holdout(
+    history_end: datetime, end: datetime | None, holdout_fraction: float, config: TrainConfig
+) -> tuple[LabelledSet, LabelledSet]:
+    """Training rows = corpus history + labelled log messages up to `end` except the newest
+    `holdout_fraction` of the logged ones, which are the holdout."""
+    history = corpus_rows(end=history_end)
+    groups = corpus_rows()[["message_id", "group"]].set_index("message_id")["group"]
+    fresh = logged_rows(history_end, end, groups=groups)
+    if len(fresh) < 20 or fresh[LABEL_COLUMN].nunique() < 2:
+        raise ValueError(
+            f"only {len(fresh)} labelled messages in the message log between {history_end} and "
+            f"{end}: replay traffic and labels first (python -m pipelines.replay)"
+        )
+    earlier, later = time_validation_split(fresh, holdout_fraction)
+    train_rows = drop_repeated_content(pd.concat([history, earlier], ignore_index=True))
+    holdout_rows = later[~later["message_id"].isin(train_rows["message_id"])]
+    return (
+        with_features(train_rows, config.feature_service, config.features),
+        with_features(holdout_rows.reset_index(drop=True), config.feature_service, config.features),
+    )
+
+
+def train_challenger(
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    holdout_fraction: float = 0.3,
+    config: TrainConfig | None = None,
+) -> TrainResult:
+    """Retrain on everything labelled by `end`: corpus history before `start` (default: the
+    future period's start) plus the messages and labels that arrived through the stream in
+    [start, end). The newest `holdout_fraction` of those fresh messages is held out; the gate
+    compares the new model with the champion there, and a pass sets `challenger`."""
+    config = config or TrainConfig()
+    history_end = start or FUTURE_START
+    train, holdout = _fresh_and_holdout(history_end, end, holdout_fraction, config)
+    return run_training(
+        train,
+        holdout,
+        config,
+        run_name=f"retrain-{datetime.now():%Y%m%d-%H%M%S}",
+        extra_tags={"trigger": "retrain", "window_start": str(history_end), "window_end": str(end)},
+    )
+
+
+def train_first_champion(config: TrainConfig | None = None) -> TrainResult:
+    """History -> future: the first champion, compared with the baseline by the gate, and
+    promoted when the registry has no champion yet."""
+    config = config or TrainConfig()
+    history = corpus_rows(end=FUTURE_START)
+    future = corpus_rows(start=FUTURE_START)
+    train = with_features(history, config.feature_service, config.features)
+    holdout = with_features(future, config.feature_service, config.features)
+    result = run_training(
+        train, holdout, config, run_name=f"history-{datetime.now():%Y%m%d-%H%M%S}"
+    )
+    if result.challenger_set and registry.get_alias_version(ALIAS_CHAMPION) is None:
+        from pipelines.promote import promote
+
+        promote("first champion: passed the gate against the baseline on history -> future")
+        result.promoted = True
+    return result
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def main(argv: Sequence[str] | None = None) -> TrainResult:
+    """CLI for both entry points; prints the comparison and the gate's verdict."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train a challenger on history + labelled log messages (see --start/--end)",
+    )
+    parser.add_argument("--start", help="ISO time: start of the fresh data (retrain)")
+    parser.add_argument("--end", help="ISO time: labelled data available up to here (retrain)")
+    parser.add_argument("--feature-service", default=FEATURE_SERVICE_V1)
+    parser.add_argument(
+        "--features",
+        choices=("feast", "text"),
+        default="feast",
+        help="feast: the FeatureService from the offline store; text: text features only",
+    )
+    parser.add_argument("--seed", type=int, default=ModelConfig.seed)
+    parser.add_argument(
+        "--shuffle-labels", action="store_true", help="train on permuted labels (a bad model)"
+    )
+    parser.add_argument(
+        "--skip-gate",
+        action="store_true",
+        help="set challenger even if the gate refuses (demo only; the verdict is still tagged)",
+    )
+    parser.add_argument("--no-register", action="store_true", help="log the run only")
+    args = parser.parse_args(argv)
+    configure_logging("train")
+    config = TrainConfig(
+        feature_service=args.feature_service,
+        features=args.features,
+        shuffle_labels=args.shuffle_labels,
+        skip_gate=args.skip_gate,
+        register=not args.no_register,
+        model=ModelConfig(seed=args.seed),
+    )
+    if args.retrain:
+        result = train_challenger(_parse_time(args.start), _parse_time(args.end), config=config)
+    else:
+        result = train_first_champion(config)
+    console = Console()
+    console.print(f"run {result.run_id} ({result.seconds:.1f} s), model {result.model_uri}")
+    if result.gate is not None:
+        console.print(result.gate.summary())
+    if result.version is not None:
+        state = "challenger" if result.challenger_set else "no alias"
+        console.print(f"registered version {result.version}: {state}")
+    if result.promoted:
+        console.print(f"version {result.version} promoted to champion")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Labelled rows for training and evaluation, split by time, with their feature columns.
+
+Rows come from the parsed corpus (history, and the future period's ground truth for the first
+holdout) and from the offline message log (messages + labels that arrived through the stream,
+what a retrain learns from). Features come from the Feast FeatureService, point in time, via
+`pipelines.build_dataset.build_training_set` (the feature-store helper's step). Exact
+duplicates are dropped so the same mail never sits on both sides of a split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from modstack.corpus.store import load_corpus
+
+ROW_COLUMNS = ("message_id", "sender_id", "sent_at", "label", "subject", "body")
+LABEL_COLUMN = "y"  # 1 = spam, 0 = ham
+FeatureSource = Literal["feast", "text"]
+# Which label wins when one message has several (a moderator overrides a user report).
+_SOURCE_PRIORITY = {"moderator": 0, "corpus": 1, "user_report": 2}
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    """Rows with labels and feature columns, and the names of those columns."""
+
+    frame: pd.DataFrame
+    feature_columns: list[str]
+    feature_service: str
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.frame[LABEL_COLUMN].to_numpy(dtype=int)
+
+
+def _with_label_column(rows: pd.DataFrame) -> pd.DataFrame:
+    unknown = set(rows["label"].unique()) - {"spam", "ham"}
+    if unknown:
+        raise ValueError(f"unexpected labels {sorted(unknown)}: expected 'spam' or 'ham'")
+    rows = rows.copy()
+    rows[LABEL_COLUMN] = (rows["label"] == "spam").astype(int)
+    return rows
+
+
+def corpus_rows(
+    data_dir: Path | None = None, start: datetime | None = None, end: datetime | None = None
+) -> pd.DataFrame:
+    """Corpus mails sent in [start, end), duplicates removed, oldest first."""
+    corpus = load_corpus(data_dir)
+    corpus = corpus[~corpus["is_duplicate"]]
+    if start is not None:
+        corpus = corpus[corpus["sent_at"] >= pd.Timestamp(start)]
+    if end is not None:
+        corpus = corpus[corpus["sent_at"] < pd.Timestamp(end)]
+    rows = corpus[[*ROW_COLUMNS, "group"]].sort_values(["sent_at", "message_id"], kind="stable")
+    return _with_label_column(rows.reset_index(drop=True))
+
+
+def logged_rows(
+    start: datetime | None,
+    end: datetime | None,
+    data_dir: Path | None = None,
+    groups: pd.Series | None = None,
+) -> pd.DataFrame:
+    """Messages from the message log sent in [start, end) whose label was given before `end`.
+
+    A label given after `end` did not exist at training time, so its message is left out.
+    `groups` (message_id -> corpus group) fills `group` for replayed corpus mails.
+    """
+    from modstack.message_log import read_labels, read_messages
+
+    messages = read_messages(start, end, data_dir=data_dir)
+    labels = read_labels(None, end, data_dir=data_dir)
+    if messages.empty or labels.empty:
+        return pd.DataFrame(columns=[*ROW_COLUMNS, "group", LABEL_COLUMN])
+    labels = labels.assign(priority=labels["source"].map(_SOURCE_PRIORITY).fillna(9))
+    labels = labels.sort_values(["priority", "labeled_at"], ascending=[True, False])
+    labels = labels.drop_duplicates("message_id")[["message_id", "label"]]
+    rows = messages.merge(labels, on="message_id", how="inner")
+    rows["sent_at"] = pd.to_datetime(rows["sent_at"], utc=True).astype("datetime64[ns, UTC]")
+    mapped = rows["message_id"].map(groups) if groups is not None else None
+    rows["group"] = mapped.fillna(rows["label"]) if mapped is not None else rows["label"]
+    rows = rows[[*ROW_COLUMNS, "group"]].sort_values(["sent_at", "message_id"], kind="stable")
+    return _with_label_column(rows.reset_index(drop=True))
+
+
+def drop_repeated_content(rows: pd.DataFrame) -> pd.DataFrame:
+    """Keep the first of rows with identical subject + body (the log may repeat corpus mails)."""
+    key = rows["subject"].fillna("") + "\x00" + rows["body"].fillna("")
+    return rows[~key.duplicated()].reset_index(drop=True)
+
+
+def time_validation_split(
+    frame: pd.DataFrame, validation_fraction: float = 0.2
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(earlier part, last `validation_fraction` by sent_at): validation is later than fitting."""
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    ordered = frame.sort_values(["sent_at", "message_id"], kind="stable").reset_index(drop=True)
+    cut = round(len(ordered) * (1.0 - validation_fraction))
+    return ordered.iloc[:cut].reset_index(drop=True), ordered.iloc[cut:].reset_index(drop=True)
+
+
+def _text_feature_columns(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Only the on-demand text features, computed by the same function Feast's view calls.
+
+    For tests and quick experiments without a feature store; sender features are absent.
+    """
+    from modstack.text_features import TEXT_FEATURE_NAMES, text_features
+
+    values = [
+        text_features(subject, body)
+        for subject, body in zip(rows["subject"], rows["body"], strict=True)
+    ]
+    features = pd.DataFrame(values, columns=list(TEXT_FEATURE_NAMES), index=rows.index)
+    return pd.concat([rows, features], axis=1), list(TEXT_FEATURE_NAMES)
+
+
+def _feast_feature_columns(
+    rows: pd.DataFrame, feature_service: str
+) -> tuple[pd.DataFrame, list[str]]:
+    """Point-in-time features of the FeatureService from the Feast offline store."""
+    try:
+        from modstack.featurestore import feature_columns, get_store
+        from pipelines.build_dataset import build_training_set
+    except ImportError as error:  # pragma: no cover - only while the feature store is missing
+        raise RuntimeError(
+            f"the Feast feature store code is missing ({error}); use --features text"
+        ) from error
+    columns = list(feature_columns(get_store(), feature_service))
+    built = build_training_set(rows[list(ROW_COLUMNS)], feature_service)
+    # join back on message_id: keeps our columns (group, y) whatever the builder passes through
+    built = built[["message_id", *columns]]
+    merged = rows.merge(built, on="message_id", how="left", validate="one_to_one")
+    return merged, columns
+
+
+def with_features(
+    rows: pd.DataFrame, feature_service: str, source: FeatureSource = "feast"
+) -> LabelledSet:
+    """Attach the model's feature columns to labelled rows."""
+    if source == "text":
+        frame, columns = _text_feature_columns(rows)
+    else:
+        frame, columns = _feast_feature_columns(rows, feature_service)
+    return LabelledSet(frame=frame, feature_columns=columns, feature_service=feature_service)
+
+
+def content_hash(frame: pd.DataFrame, feature_columns: list[str]) -> str:
+    """SHA-256 over ids, times, labels and feature values: the dataset's identity in MLflow."""
+    columns = ["message_id", "sent_at", LABEL_COLUMN, *feature_columns]
+    hashed = pd.util.hash_pandas_object(frame[columns], index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()
+
+
+def time_range(frame: pd.DataFrame) -> tuple[str, str]:
+    """(first, last) sent_at as ISO strings ('' for an empty frame)."""
+    if frame.empty:
+        return "", ""
+    return frame["sent_at"].min().isoformat(), frame["sent_at"].max().isoformat()
+
+
+def shuffled_labels(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The same rows with labels permuted: a deliberately useless model for the rollback demo."""
+    permuted = np.random.default_rng(seed).permutation(frame[LABEL_COLUMN].to_numpy())
+    out = frame.copy()
+    out[LABEL_COLUMN] = permuted
+    out["label"] = np.where(permuted == 1, "spam", "ham")
+    return out

@@ -1,0 +1,1 @@
+"""Canary controller: steps a challenger's traffic, analyses each step, promotes or rolls back."""

@@ -1,0 +1,99 @@
+"""Feeds `LabelJoin` from predictions.v1 and labels.v1 (block precision per variant).
+
+A plain assigned consumer, no consumer group: the join lives in memory, so after a restart the
+controller re-reads what the broker still holds instead of resuming from committed offsets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+from modstack.canary_labels import LabelJoin
+from modstack.names import TOPIC_LABELS, TOPIC_PREDICTIONS
+
+log = logging.getLogger("canary.labels")
+
+
+class LabelFollower:
+    """Background thread: decisions and labels into a `LabelJoin`, guarded by a lock."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.join = LabelJoin()
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error = ""
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="canary-labels", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _consumer(self):  # type: ignore[no-untyped-def]
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in (TOPIC_PREDICTIONS, TOPIC_LABELS)
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            consumer.close()
+            raise RuntimeError("topics predictions.v1 / labels.v1 do not exist yet")
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        return consumer
+
+    def _run(self) -> None:
+        consumer = None
+        while not self._stop.is_set():
+            try:
+                if consumer is None:
+                    consumer = self._consumer()
+                    self.error = ""
+                polled = consumer.poll(timeout_ms=500, max_records=2_000)
+            except Exception as exc:  # broker down or topics missing: retry, keep the join
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.warning("label join paused (%s); retrying", self.error)
+                if consumer is not None:
+                    consumer.close()
+                    consumer = None
+                self._stop.wait(5)
+                continue
+            for tp, records in polled.items():
+                with self.lock:
+                    for record in records:
+                        self._apply(tp.topic, record.value)
+        if consumer is not None:
+            consumer.close()
+
+    def _apply(self, topic: str, raw: bytes) -> None:
+        from datetime import datetime
+
+        try:
+            event = json.loads(raw)
+            if topic == TOPIC_PREDICTIONS:
+                self.join.add_decision(
+                    event["message_id"],
+                    event["variant"],
+                    event["action"],
+                    datetime.fromisoformat(event["scored_at"]),
+                    served=bool(event.get("served", True)),
+                )
+            else:
+                self.join.add_label(event["message_id"], event["label"])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.debug("skipping an unreadable %s event: %s", topic, exc)

@@ -1,0 +1,268 @@
+"""The controller loop: read the rollout state, collect the step's metrics, judge, act, save.
+
+Every `CANARY_TICK_S` it re-reads the state from the registry (the single source of truth, so
+a restart resumes where it stopped), keeps a metrics window per step, and when the step's
+interval is over hands the window to `canary_analysis.analyze` and the decision to
+`canary_controller.judge`. Registry side effects (clear or promote the challenger alias) come
+before saving the new state, and `reconcile` repairs a crash between the two.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from modstack import canary_controller as cc
+from modstack import registry
+from modstack.canary_analysis import (
+    Analysis,
+    AnalysisThresholds,
+    VariantWindow,
+    analyze,
+    windows_from_samples,
+)
+from modstack.canary_metrics import MetricsSource, PrometheusSource
+from modstack.names import ALIAS_CHALLENGER, ALIAS_CHAMPION, VARIANT_CHAMPION
+from modstack.rollout import RolloutMode, RolloutState, RolloutStore
+from services.canary.labels import LabelFollower
+from services.canary.metrics import CanaryMetrics
+
+log = logging.getLogger("canary")
+
+
+class CanaryRunner:
+    """Owns the rollout: the loop's ticks and the admin actions share one lock (single writer).
+
+    Args:
+        client: `mlflow.MlflowClient` for the registry.
+        source: where the serving metrics come from (Prometheus or scraping).
+        policy / thresholds: the rollout steps and the analysis limits.
+        labels: optional follower of predictions + labels for the precision check.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        source: MetricsSource,
+        policy: cc.RolloutPolicy,
+        thresholds: AnalysisThresholds,
+        metrics: CanaryMetrics,
+        labels: LabelFollower | None = None,
+        tick_s: float = 2.0,
+    ) -> None:
+        self.client = client
+        self.store = RolloutStore(client)
+        self.source = source
+        self.policy = policy
+        self.thresholds = thresholds
+        self.metrics = metrics
+        self.labels = labels
+        self.tick_s = tick_s
+        self.lock = threading.RLock()
+        self.last_analysis: Analysis | None = None
+        self.last_error = ""
+        self._window_key: tuple[str, datetime | None] | None = None
+        self._label_rollout = ""
+        self._baseline: VariantWindow | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- loop ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.labels is not None:
+            self.labels.start()
+        self._thread = threading.Thread(target=self._run, name="canary-loop", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self.labels is not None:
+            self.labels.stop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+                self.last_error = ""
+            except Exception as exc:  # registry or metrics down: keep the state, try again
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("tick failed: %s", self.last_error)
+            self._stop.wait(self.tick_s)
+
+    def tick(self, now: datetime | None = None) -> cc.Decision | None:
+        """One pass of the loop; returns the decision when a window was judged."""
+        with self.lock:
+            state = self.store.load(with_history=False)
+            state = self._reconcile(state)
+            self.metrics.show_state(state)
+            if state.status != "progressing":
+                return None
+            self._follow_window(state)
+            due = cc.window_due(state, self.policy, now)
+            # Scraping must see every interval to notice replica restarts; Prometheus keeps
+            # its own history, so it is asked only when the window is judged.
+            if not due and isinstance(self.source, PrometheusSource):
+                return None
+            samples = self.source.collect()
+            if not due:
+                return None
+            return self._judge(samples, now)
+
+    def _follow_window(self, state: RolloutState) -> None:
+        """Start a new metrics window when the step (or its retry, or the rollout) changed."""
+        key = (state.rollout_id, state.step_started_at)
+        if key == self._window_key:
+            return
+        if state.rollout_id != self._label_rollout:
+            self._baseline = None
+            self._label_rollout = state.rollout_id
+            if self.labels is not None:
+                with self.labels.lock:
+                    self.labels.join.reset(state.started_at)
+        self.source.begin_window()
+        self._window_key = key
+
+    def _judge(self, samples: Any, now: datetime | None) -> cc.Decision:
+        state = self.store.load()
+        windows = windows_from_samples(samples)
+        if self.labels is not None:
+            with self.labels.lock:
+                for variant, window in windows.items():
+                    blocks = self.labels.join.blocks(variant)
+                    window.labelled_blocks, window.labelled_blocks_spam = (
+                        blocks.labelled,
+                        blocks.spam,
+                    )
+        champion = windows.get(VARIANT_CHAMPION)
+        if champion is not None and champion.requests > 0:
+            self._baseline = champion
+        analysis = analyze(windows, self.thresholds, self._baseline)
+        self.last_analysis = analysis
+        new, decision = cc.judge(state, analysis, self.policy, now=now)
+        if decision is cc.Decision.PROMOTE:
+            registry.promote_challenger(new.reason, self.client)
+        self.store.save(new)
+        if decision is cc.Decision.ROLLBACK:
+            self._clear_challenger(new)
+        self._count(decision, analysis, new)
+        log.info(
+            "step %d at %g%%: %s (%s) -> %s",
+            state.step + 1,
+            state.weight_percent,
+            decision.value,
+            analysis.summary(),
+            new.reason,
+        )
+        return decision
+
+    def _count(self, decision: cc.Decision, analysis: Analysis, state: RolloutState) -> None:
+        self.metrics.analyses.labels(decision.value).inc()
+        if decision is cc.Decision.WAIT:
+            return
+        for check in analysis.checks:
+            if check.value is not None:
+                self.metrics.check_value.labels(check.name).set(check.value)
+            if check.passed is False:
+                self.metrics.check_failures.labels(check.name).inc()
+        if decision is cc.Decision.ROLLBACK:
+            self.metrics.rollbacks.inc()
+        elif decision is cc.Decision.PROMOTE:
+            self.metrics.promotions.inc()
+        self.metrics.show_state(state)
+
+    def _clear_challenger(self, state: RolloutState) -> None:
+        if registry.get_alias_version(ALIAS_CHALLENGER, self.client) == state.challenger_version:
+            registry.clear_challenger(self.client)
+
+    def _reconcile(self, state: RolloutState) -> RolloutState:
+        """Repair the registry after a crash between a side effect and the state save."""
+        if state.status == "rolled_back" and state.challenger_version:
+            self._clear_challenger(state)
+        if not state.active:
+            return state
+        if registry.get_alias_version(ALIAS_CHALLENGER, self.client) == state.challenger_version:
+            return state
+        full = self.store.load()
+        champion = registry.get_alias_version(ALIAS_CHAMPION, self.client)
+        if champion == state.challenger_version:
+            new = cc.promote_now(full, cc.CONTROLLER, "promotion completed (alias already moved)")
+            self.metrics.promotions.inc()
+        else:
+            new = cc.abort(full, cc.CONTROLLER, "challenger alias moved outside the rollout")
+            self.metrics.rollbacks.inc()
+        log.warning("reconciled rollout %s: %s", state.rollout_id, new.reason)
+        return self.store.save(new)
+
+    # -- admin actions -------------------------------------------------------------------------
+
+    def status(self) -> RolloutState:
+        """The state with its full history."""
+        return self.store.load()
+
+    def start_rollout(
+        self,
+        actor: str,
+        challenger_version: str | None = None,
+        mode: RolloutMode = "canary",
+        steps: list[float] | None = None,
+    ) -> RolloutState:
+        """Start rolling out `challenger_version` (default: the `challenger` alias)."""
+        with self.lock:
+            version = challenger_version or registry.get_alias_version(
+                ALIAS_CHALLENGER, self.client
+            )
+            if version is None:
+                raise cc.RolloutConflict(
+                    "no challenger: train one (`make train`) or name a version to roll out"
+                )
+            if registry.get_alias_version(ALIAS_CHALLENGER, self.client) != str(version):
+                registry.set_challenger(str(version), self.client)
+            policy = self.policy
+            if steps:
+                policy = cc.RolloutPolicy(
+                    steps=tuple(steps),
+                    interval_s=policy.interval_s,
+                    failure_limit=policy.failure_limit,
+                    max_wait_intervals=policy.max_wait_intervals,
+                )
+            champion = registry.get_alias_version(ALIAS_CHAMPION, self.client)
+            state = cc.start(
+                self.store.load(), str(version), champion, policy, mode=mode, actor=actor
+            )
+            saved = self.store.save(state)
+            self.metrics.show_state(saved)
+            log.info("rollout %s of v%s started by %s", saved.rollout_id, version, actor)
+            return saved
+
+    def _act(self, change: Callable[[RolloutState], RolloutState]) -> RolloutState:
+        with self.lock:
+            return self.store.save(change(self.store.load()))
+
+    def pause(self, actor: str, reason: str = "") -> RolloutState:
+        return self._act(lambda s: cc.pause(s, actor, reason))
+
+    def resume(self, actor: str) -> RolloutState:
+        return self._act(lambda s: cc.resume(s, actor))
+
+    def abort(self, actor: str, reason: str = "") -> RolloutState:
+        with self.lock:
+            new = self.store.save(cc.abort(self.store.load(), actor, reason))
+            self._clear_challenger(new)
+            self.metrics.rollbacks.inc()
+            self.metrics.show_state(new)
+            return new
+
+    def promote(self, actor: str, reason: str = "") -> RolloutState:
+        with self.lock:
+            new = cc.promote_now(self.store.load(), actor, reason)
+            registry.promote_challenger(new.reason, self.client)
+            saved = self.store.save(new)
+            self.metrics.promotions.inc()
+            self.metrics.show_state(saved)
+            return saved

@@ -1,0 +1,79 @@
+"""Canary controller knobs on top of the common settings (env vars `CANARY_*`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+
+from modstack.canary_analysis import AnalysisThresholds
+from modstack.canary_controller import RolloutPolicy
+from modstack.settings import CommonSettings
+
+
+class CanarySettings(CommonSettings):
+    """Rollout steps, the analysis thresholds and where the metrics come from."""
+
+    # Traffic weights of the steps, in percent; env: CANARY_STEPS="5,25,50,100".
+    canary_steps: str = "5,25,50,100"
+    canary_interval_s: float = Field(default=60.0, gt=0.0)  # length of each step's window
+    canary_failure_limit: int = Field(default=2, ge=1)
+    canary_max_wait_intervals: int = Field(default=5, ge=0)
+    canary_mode: str = Field(default="canary", pattern="^(canary|shadow)$")
+    # How often the controller wakes up: re-reads the state, scrapes, judges due windows.
+    canary_tick_s: float = Field(default=2.0, gt=0.0, le=60.0)
+
+    # Analysis thresholds (see modstack/canary_analysis.py for what each compares).
+    canary_min_requests: int = Field(default=50, ge=1)
+    canary_max_error_rate_increase: float = Field(default=0.01, ge=0.0)
+    canary_max_latency_p99_ratio: float = Field(default=1.5, ge=1.0)
+    canary_latency_p99_slack_s: float = Field(default=0.05, ge=0.0)
+    canary_max_score_psi: float = Field(default=0.25, gt=0.0)
+    canary_max_block_rate_change: float = Field(default=0.10, ge=0.0)
+    canary_max_precision_drop: float = Field(default=0.10, ge=0.0)
+    canary_min_labelled_blocks: int = Field(default=20, ge=1)
+
+    # Serving replicas to scrape when PROMETHEUS_URL is empty; comma-separated /metrics URLs.
+    # Empty: SERVING_ADDR/metrics.
+    canary_metrics_urls: str = ""
+    # Join predictions.v1 with labels.v1 for the block-precision check (needs the broker).
+    canary_label_join: bool = True
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _steps_parse(cls, value: str) -> str:
+        RolloutPolicy(steps=tuple(float(s) for s in value.split(",") if s.strip()))
+        return value
+
+    def policy(self) -> RolloutPolicy:
+        """The rollout policy these settings describe."""
+        return RolloutPolicy(
+            steps=tuple(float(s) for s in self.canary_steps.split(",") if s.strip()),
+            interval_s=self.canary_interval_s,
+            failure_limit=self.canary_failure_limit,
+            max_wait_intervals=self.canary_max_wait_intervals,
+        )
+
+    def thresholds(self) -> AnalysisThresholds:
+        """The analysis thresholds these settings describe."""
+        return AnalysisThresholds(
+            min_requests=self.canary_min_requests,
+            max_error_rate_increase=self.canary_max_error_rate_increase,
+            max_latency_p99_ratio=self.canary_max_latency_p99_ratio,
+            latency_p99_slack_seconds=self.canary_latency_p99_slack_s,
+            max_score_psi=self.canary_max_score_psi,
+            max_block_rate_change=self.canary_max_block_rate_change,
+            max_precision_drop=self.canary_max_precision_drop,
+            min_labelled_blocks=self.canary_min_labelled_blocks,
+        )
+
+    def metrics_urls(self) -> list[str]:
+        """The /metrics URLs the scrape source reads."""
+        urls = [u.strip() for u in self.canary_metrics_urls.split(",") if u.strip()]
+        return urls or [self.serving_addr.rstrip("/") + "/metrics"]
+
+
+@lru_cache
+def get_canary_settings() -> CanarySettings:
+    """The process-wide canary settings (read from the environment once)."""
+    return CanarySettings()

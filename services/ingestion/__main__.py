@@ -1,0 +1,27 @@
+"""`python -m services.ingestion`: serve the ingestion API with uvicorn on INGESTION_ADDR."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from modstack.log import configure_logging
+from modstack.settings import host_of, port_of
+from services.ingestion.app import create_app
+from services.ingestion.settings import IngestionSettings
+
+
+def main() -> None:
+    """Read settings once, build the app, serve it (one worker: metrics live in-process)."""
+    settings = IngestionSettings()
+    configure_logging("ingestion", settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=host_of(settings.ingestion_addr),
+        port=port_of(settings.ingestion_addr),
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Sending events to Kafka with a bound, and remembering what was recently sent.
+
+`EventSender.send` returns only when the broker acknowledged every event (acks=all) or raises:
+`BrokerUnavailable` (names the address) when the broker cannot be reached in time,
+`EventTooLarge` when one event exceeds the producer's request size.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError, MessageSizeTooLargeError
+
+from modstack.kafka import BrokerUnavailable, make_producer
+
+log = logging.getLogger(__name__)
+
+
+class EventTooLarge(ValueError):
+    """One serialized event is larger than the broker accepts."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One record to produce."""
+
+    key: str
+    value: bytes
+    event_id: str
+
+
+class EventSender:
+    """A lazily connected, shared KafkaProducer (thread-safe) with bounded waits."""
+
+    def __init__(self, bootstrap_servers: str, timeout_s: float) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self.timeout_s = timeout_s
+        self._producer: KafkaProducer | None = None
+        self._lock = threading.Lock()
+
+    def producer(self) -> KafkaProducer:
+        """The connected producer; connects on first use (the broker may start after us)."""
+        with self._lock:
+            if self._producer is None:
+                timeout_ms = int(self.timeout_s * 1000)
+                self._producer = make_producer(
+                    self.bootstrap_servers,
+                    bootstrap_timeout_ms=timeout_ms,
+                    max_block_ms=timeout_ms,
+                )
+            return self._producer
+
+    def send(self, topic: str, records: Sequence[Outgoing]) -> None:
+        """Produce every record and wait for all acknowledgements, at most `timeout_s` in all.
+
+        A record whose acknowledgement did not arrive in time may still be stored later: the
+        caller answers 503, the client retries, and downstream dedupe by id makes it one.
+        """
+        if not records:
+            return
+        producer = self.producer()
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            futures = [producer.send(topic, key=r.key, value=r.value) for r in records]
+            for future in futures:
+                future.get(timeout=max(deadline - time.monotonic(), 0.001))
+        except MessageSizeTooLargeError as exc:
+            raise EventTooLarge(str(exc)) from exc
+        except (KafkaError, OSError) as exc:
+            raise BrokerUnavailable(self.bootstrap_servers, exc) from exc
+
+    def close(self) -> None:
+        """Flush what is in flight (bounded) and close."""
+        with self._lock:
+            if self._producer is not None:
+                try:
+                    self._producer.close(timeout=self.timeout_s)
+                except Exception:  # closing on shutdown must not raise
+                    log.warning("producer did not flush before closing (broker down?)")
+                self._producer = None
+
+
+class RecentIds:
+    """A bounded, thread-safe set of the most recently stored ids (oldest evicted first)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __contains__(self, event_id: object) -> bool:
+        with self._lock:
+            return event_id in self._ids
+
+    def add_all(self, event_ids: Sequence[str]) -> None:
+        """Remember ids that the broker acknowledged."""
+        if self.capacity == 0:
+            return
+        with self._lock:
+            for event_id in event_ids:
+                self._ids[event_id] = None
+                self._ids.move_to_end(event_id)
+            while len(self._ids) > self.capacity:
+                self._ids.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._ids)

@@ -1,0 +1,151 @@
+"""The retraining loop: persistent drift -> train a challenger on the freshest labelled data
+-> if it passed the gate, ask the canary controller to roll it out.
+
+Training runs in a separate process (spawned, one at a time): it is CPU-heavy and must neither
+hold this process's GIL nor block consumption; a crash there cannot take monitoring down.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from services.monitoring.metrics import MonitoringMetrics
+from services.monitoring.settings import MonitoringSettings
+
+log = logging.getLogger("monitoring")
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What monitoring needs from a training run (picklable across the process boundary)."""
+
+    passed_gate: bool
+    version: str | None
+    detail: str
+
+
+def train_in_child() -> TrainingOutcome:
+    """Entry point of the training process: the training helper's `train_challenger` on all
+    labelled data up to now (its time-based split validates on the freshest part)."""
+    from pipelines.train import train_challenger
+
+    result = train_challenger()
+    return outcome_of(result)
+
+
+def outcome_of(result: Any) -> TrainingOutcome:
+    """Read a `TrainResult` without depending on more than its documented fields."""
+    version = getattr(result, "version", None)
+    passed = bool(getattr(result, "passed", getattr(result, "gate_passed", version is not None)))
+    detail = str(getattr(result, "reason", "") or getattr(result, "summary", "") or "")
+    return TrainingOutcome(
+        passed_gate=passed, version=str(version) if version else None, detail=detail
+    )
+
+
+def start_rollout(settings: MonitoringSettings, version: str, reason: str) -> None:
+    """Ask the canary controller to start rolling `version` out (raises on refusal)."""
+    response = httpx.post(
+        f"{settings.canary_addr.rstrip('/')}/v1/admin/rollout/start",
+        json={"challenger_version": version, "reason": reason, "actor": "monitoring"},
+        headers={"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"},
+        timeout=10.0,
+    )
+    if response.is_error:
+        raise RuntimeError(
+            f"canary controller at {settings.canary_addr} refused the rollout of v{version}: "
+            f"HTTP {response.status_code} {response.text[:300]}"
+        )
+
+
+class Retrainer:
+    """Starts at most one training run at a time and follows it up when it ends."""
+
+    def __init__(
+        self,
+        settings: MonitoringSettings,
+        metrics: MonitoringMetrics,
+        train: Callable[[], TrainingOutcome] = train_in_child,
+        rollout: Callable[[MonitoringSettings, str, str], None] = start_rollout,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.train = train
+        self.rollout = rollout
+        self._pool: ProcessPoolExecutor | None = None
+        self._running: Future[TrainingOutcome] | None = None
+        self._lock = threading.Lock()
+        self.history: list[dict[str, Any]] = []
+
+    @property
+    def running(self) -> bool:
+        """True while a training run is in flight."""
+        return self._running is not None and not self._running.done()
+
+    def trigger(self, reason: str) -> bool:
+        """Start a training run unless one is running; returns whether it started."""
+        with self._lock:
+            if self.running:
+                log.info("retraining already running; drift trigger noted (%s)", reason)
+                return False
+            if self._pool is None:
+                # spawn: a fresh interpreter, no copy of this process's threads and sockets
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                )
+            self.metrics.retrain_triggers.inc()
+            log.warning("RETRAIN TRIGGERED: %s; training a challenger on fresh labels", reason)
+            self.history.append({"event": "triggered", "reason": reason})
+            future = self._pool.submit(self.train)
+            self._running = future
+            threading.Thread(
+                target=self._follow, args=(future, reason), name="retrain-follow", daemon=True
+            ).start()
+            return True
+
+    def _follow(self, future: Future[TrainingOutcome], reason: str) -> None:
+        try:
+            outcome = future.result(timeout=self.settings.retrain_timeout_seconds)
+        except FutureTimeout:
+            self._record("error", f"training ran past {self.settings.retrain_timeout_seconds} s")
+            return
+        except Exception as exc:  # the child's exception, re-raised here
+            self._record("error", f"training failed: {type(exc).__name__}: {exc}")
+            return
+        if not outcome.passed_gate or outcome.version is None:
+            self._record("gate_failed", f"challenger not registered: {outcome.detail}")
+            return
+        self._record("challenger", f"v{outcome.version} passed the gate: {outcome.detail}")
+        if not self.settings.retrain_start_rollout:
+            return
+        try:
+            self.rollout(self.settings, outcome.version, f"retrained on drift: {reason}")
+        except (httpx.HTTPError, RuntimeError) as exc:
+            self._record("rollout_failed", str(exc))
+            return
+        self._record("rollout_started", f"canary rollout of v{outcome.version} started")
+
+    def _record(self, outcome: str, detail: str) -> None:
+        self.metrics.retrain_runs.labels(outcome).inc()
+        self.history.append({"event": outcome, "detail": detail})
+        level = logging.INFO if outcome in ("challenger", "rollout_started") else logging.WARNING
+        log.log(level, "retraining %s: %s", outcome, detail)
+
+    def close(self) -> None:
+        """Stop the training process (a run in flight is abandoned)."""
+        if self._pool is None:
+            return
+        # ProcessPoolExecutor has no public way to stop a busy worker before Python 3.14
+        # (`terminate_workers`); a training run must not outlive the service.
+        for process in list(getattr(self._pool, "_processes", {}).values()):
+            process.terminate()
+        self._pool.shutdown(wait=False, cancel_futures=True)

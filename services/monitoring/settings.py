@@ -1,0 +1,52 @@
+"""Monitoring's own knobs on top of the common settings (env vars, validated once)."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from modstack.drift.windows import WindowPolicy
+from modstack.settings import CommonSettings
+
+
+class MonitoringSettings(CommonSettings):
+    """`MONITORING_*` and `RETRAIN_*` env vars; the listen address is `MONITORING_ADDR`."""
+
+    # A window closes at this many served predictions...
+    monitoring_window_max_rows: int = Field(default=1_000, ge=1)
+    # ...or this many seconds after its first row, if it holds at least MIN_ROWS by then.
+    monitoring_window_max_seconds: float = Field(default=300.0, gt=0)
+    monitoring_window_min_rows: int = Field(default=200, ge=1)
+    # Closed windows kept for labels that arrive after the window closed.
+    monitoring_keep_closed_windows: int = Field(default=3, ge=1)
+    # Dataset drift: share of feature columns drifted (each at its pinned method's threshold).
+    monitoring_drift_share: float = Field(default=0.5, gt=0, le=1)
+    monitoring_feature_drift_threshold: float = Field(default=0.1, gt=0)
+    monitoring_prediction_drift_threshold: float = Field(default=0.1, gt=0)
+    # HTML reports kept under {DATA_DIR}/reports (oldest deleted first).
+    monitoring_reports_keep: int = Field(default=500, ge=1)
+
+    # Retraining: N drifted windows in a row start one training run, then a cooldown.
+    retrain_enabled: bool = True
+    retrain_consecutive_windows: int = Field(default=3, ge=1)
+    retrain_cooldown_seconds: float = Field(default=3_600.0, ge=0)
+    # Bound on one training run; a run past it is reported as failed.
+    retrain_timeout_seconds: float = Field(default=1_800.0, gt=0)
+    # Roll a challenger that passed the gate out through the canary controller.
+    retrain_start_rollout: bool = True
+
+    @model_validator(mode="after")
+    def _min_rows_fit_the_window(self) -> MonitoringSettings:
+        if self.monitoring_window_min_rows > self.monitoring_window_max_rows:
+            raise ValueError(
+                "MONITORING_WINDOW_MIN_ROWS must not exceed MONITORING_WINDOW_MAX_ROWS"
+            )
+        return self
+
+    @property
+    def window_policy(self) -> WindowPolicy:
+        """The window policy these settings describe."""
+        return WindowPolicy(
+            max_rows=self.monitoring_window_max_rows,
+            max_age_s=self.monitoring_window_max_seconds,
+            min_rows=self.monitoring_window_min_rows,
+        )

@@ -1,0 +1,43 @@
+"""`python -m services.serving`: the serving API on SERVING_ADDR (127.0.0.1:8000 by default).
+
+With SERVING_WORKERS > 1, every worker loads the models and follows the registry itself, and
+the Prometheus client runs in multiprocess mode so /metrics adds the workers up.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import uvicorn
+
+from modstack.settings import host_of, port_of
+from services.serving.settings import get_serving_settings
+
+
+def main() -> None:
+    """Run uvicorn with the serving app."""
+    settings = get_serving_settings()
+    # The registry client must fail fast when the registry is down: MLflow's default is 7
+    # retries with exponential back-off (minutes), which would stall start-up and every poll.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    if settings.serving_workers > 1:
+        metrics_dir = settings.run_dir.resolve() / "serving-prometheus"
+        shutil.rmtree(metrics_dir, ignore_errors=True)  # stale files from a previous run
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    uvicorn.run(
+        "services.serving.app:create_app",
+        factory=True,
+        host=host_of(settings.serving_addr),
+        port=port_of(settings.serving_addr),
+        workers=settings.serving_workers,
+        log_level=settings.log_level.lower(),
+        # one log line per request costs ~10% of a core under load; metrics count requests
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Online features for one request, through the model's own FeatureService.
+
+The on-demand text features are computed by Feast from (subject, body) with the same code the
+training set used; the sender features come from the online store. A feature the model needs but
+the store does not have (new sender, expired TTL) is passed to the model as NaN and reported.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from modstack.names import FEAST_JOIN_KEY
+from services.serving.metrics import MISSING_FEATURES
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeatureLookup:
+    """The values a model saw, and which of its columns had no value."""
+
+    values: dict[str, float | None]
+    missing: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    error: str = ""  # set when the store could not be read at all
+
+
+class OnlineFeatures:
+    """Reads the FeatureService a model names from the Feast repo at `repo_path`.
+
+    Calls Feast directly rather than `modstack.featurestore.online_features` only to also read
+    the per-field statuses: a value past its view's TTL comes back as null with status
+    OUTSIDE_MAX_AGE, and serving reports it as stale rather than as never seen.
+    """
+
+    def __init__(self, repo_path: Any) -> None:
+        from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+        from modstack.featurestore import get_store
+
+        self.store = get_store(repo_path)
+        self._outside_max_age = FieldStatus.OUTSIDE_MAX_AGE
+
+    def _read(
+        self, feature_service: str, sender_id: str, subject: str, body: str
+    ) -> tuple[dict[str, Any], set[str]]:
+        service = self.store.get_feature_service(feature_service, allow_cache=True)
+        response = self.store.get_online_features(
+            features=service,
+            entity_rows=[{FEAST_JOIN_KEY: sender_id, "subject": subject, "body": body}],
+            full_feature_names=False,
+        )
+        values = {name: column[0] for name, column in response.to_dict().items()}
+        proto = response.proto
+        stale = {
+            name
+            for name, result in zip(proto.metadata.feature_names.val, proto.results, strict=True)
+            if result.statuses and result.statuses[0] == self._outside_max_age
+        }
+        return values, stale
+
+    def lookup(
+        self,
+        feature_service: str,
+        columns: tuple[str, ...],
+        sender_id: str,
+        subject: str,
+        body: str,
+    ) -> FeatureLookup:
+        """Feature values for one message; never raises for a store failure (all missing)."""
+        try:
+            values, stale = self._read(feature_service, sender_id, subject, body)
+        except Exception as exc:
+            # The model still answers on text alone (NaN features take the learned missing
+            # branch); the response and the prediction event say the features were missing.
+            log.warning("online feature lookup failed for %s: %s", feature_service, exc)
+            for name in columns:
+                MISSING_FEATURES.labels(name).inc()
+            return FeatureLookup(dict.fromkeys(columns), list(columns), [], str(exc))
+        picked = {name: _as_float(values.get(name)) for name in columns}
+        missing = [name for name, value in picked.items() if value is None]
+        for name in missing:
+            MISSING_FEATURES.labels(name).inc()
+        return FeatureLookup(picked, missing, [name for name in columns if name in stale])
+
+    def reachable(self, feature_service: str) -> tuple[bool, str]:
+        """True when the store answers a lookup for the service (readiness)."""
+        try:
+            self._read(feature_service, "readiness-probe@modstack.invalid", "", "")
+            return True, ""
+        except Exception as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+
+
+def _as_float(value: Any) -> float | None:
+    return None if value is None else float(value)

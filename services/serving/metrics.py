@@ -1,0 +1,108 @@
+"""Serving metrics. The names and labels are a contract with the canary controller, monitoring
+and the Prometheus rules (notes/INTERFACES.md): change them everywhere at once or not at all.
+
+With several uvicorn workers, PROMETHEUS_MULTIPROC_DIR must be set before this module is
+imported; `/metrics` then aggregates every worker's files (`render_latest`).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client import multiprocess as prometheus_multiprocess
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+# Latency buckets from 1 ms to 10 s: the model alone is ~3 ms, the SLO is a few hundred ms.
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1,
+    0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+# 0.05-wide score buckets: the canary compares the variants' score distributions (PSI) on them.
+SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+
+REQUESTS = Counter(
+    "serving_requests_total",
+    "Moderation requests by the variant that answered and outcome (ok, error, rejected)",
+    ["variant", "outcome"],
+)
+REQUEST_DURATION = Histogram(
+    "serving_request_duration_seconds",
+    "Time to answer a moderation request (features + model + routing), by variant",
+    ["variant"],
+    buckets=LATENCY_BUCKETS,
+)
+SCORE = Histogram(
+    "serving_score",
+    "Spam scores by variant (shadow scores included, with variant=challenger)",
+    ["variant"],
+    buckets=SCORE_BUCKETS,
+)
+ACTIONS = Counter(
+    "serving_actions_total", "Moderation actions taken by variant", ["variant", "action"]
+)
+SHADOW_COMPARISONS = Counter(
+    "serving_shadow_comparisons_total", "Requests scored by both variants in shadow mode"
+)
+SHADOW_DISAGREEMENTS = Counter(
+    "serving_shadow_disagreements_total",
+    "Shadow comparisons where the challenger's action differs from the champion's",
+)
+MODEL_INFO = Gauge(
+    "serving_model_info",
+    "1 for the model version each variant serves",
+    ["variant", "model_version"],
+    multiprocess_mode="livemax",
+)
+
+# Serving-internal health, not compared by the canary.
+PREDICTION_EVENTS = Counter(
+    "serving_prediction_events_total",
+    "Prediction events for predictions.v1 by outcome (sent, failed, dropped)",
+    ["outcome"],
+)
+MISSING_FEATURES = Counter(
+    "serving_missing_features_total",
+    "Features the model needed but the online store did not have, by feature",
+    ["feature"],
+)
+MODEL_SWAPS = Counter(
+    "serving_model_swaps_total", "Model versions loaded and swapped in, by variant", ["variant"]
+)
+REGISTRY_POLL_FAILURES = Counter(
+    "serving_registry_poll_failures_total",
+    "Polls of the registry (aliases, rollout state) that failed; serving keeps its models",
+)
+REVIEW_QUEUE_ITEMS = Counter(
+    "serving_review_enqueued_total", "Messages put on the moderator review queue"
+)
+
+
+def set_model_info(variant: str, old_version: str | None, new_version: str | None) -> None:
+    """Point `serving_model_info{variant}` at the new version (None = variant not loaded)."""
+    if old_version is not None and old_version != new_version:
+        if MULTIPROCESS:
+            # multiprocess gauges cannot drop a series; 0 marks the version as no longer served
+            MODEL_INFO.labels(variant, old_version).set(0)
+        else:
+            MODEL_INFO.remove(variant, old_version)
+    if new_version is not None:
+        MODEL_INFO.labels(variant, new_version).set(1)
+
+
+def render_latest() -> tuple[bytes, str]:
+    """The exposition text for `/metrics`, aggregated over workers in multiprocess mode."""
+    if MULTIPROCESS:
+        registry = CollectorRegistry()
+        prometheus_multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

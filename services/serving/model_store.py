@@ -1,0 +1,171 @@
+"""Registered model versions on local disk: download once, load from disk, survive a registry
+outage.
+
+Layout under `{DATA_DIR}/model_cache`: `versions/<version>/` is the MLflow model directory as
+the registry serves it; `aliases.json` is the last alias -> version map that loaded
+successfully. A restart with the registry down serves what `aliases.json` names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modstack.model_contract import (
+    META_FEATURE_COLUMNS,
+    META_FEATURE_SERVICE,
+    TEXT_COLUMNS,
+    Thresholds,
+)
+from modstack.names import REGISTERED_MODEL
+
+log = logging.getLogger(__name__)
+
+
+class ModelContractError(ValueError):
+    """A model version does not carry what serving needs (thresholds, feature contract)."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One registered model version, ready to score."""
+
+    version: str
+    model: Any = field(repr=False)
+    thresholds: Thresholds
+    feature_service: str
+    feature_columns: tuple[str, ...]
+    source: str  # "registry" (downloaded now) or "cache" (loaded from disk)
+
+    def input_frame(self, subject: str, body: str, features: Mapping[str, float | None]) -> Any:
+        """The one-row DataFrame the model contract asks for; missing features become NaN."""
+        row: dict[str, Any] = {"subject": subject, "body": body}
+        for name in self.feature_columns:
+            value = features.get(name)
+            row[name] = np.nan if value is None else float(value)
+        return pd.DataFrame([row], columns=[*TEXT_COLUMNS, *self.feature_columns])
+
+    def score(self, subject: str, body: str, features: Mapping[str, float | None]) -> float:
+        """P(spam) for one message."""
+        proba = self.model.predict_proba(self.input_frame(subject, body, features))
+        return float(proba[0][1])
+
+
+def contract_from_metadata(metadata: Mapping[str, Any] | None) -> tuple[Thresholds, str, tuple]:
+    """Thresholds, feature service and feature columns from a model's MLflow metadata."""
+    if not metadata:
+        raise ModelContractError("model has no metadata (see modstack/model_contract.py)")
+    missing = [
+        k for k in ("thresholds", META_FEATURE_SERVICE, META_FEATURE_COLUMNS) if k not in metadata
+    ]
+    if missing:
+        raise ModelContractError(f"model metadata lacks {missing} (see modstack/model_contract.py)")
+    return (
+        Thresholds.from_metadata(metadata),
+        str(metadata[META_FEATURE_SERVICE]),
+        tuple(str(c) for c in metadata[META_FEATURE_COLUMNS]),
+    )
+
+
+def load_model_dir(path: Path, version: str, source: str) -> LoadedModel:
+    """Load an MLflow sklearn model directory and check it against the model contract."""
+    import mlflow.sklearn
+    from mlflow.models import Model
+
+    thresholds, feature_service, columns = contract_from_metadata(Model.load(str(path)).metadata)
+    model = mlflow.sklearn.load_model(str(path))
+    if not hasattr(model, "predict_proba"):
+        raise ModelContractError(f"model version {version} has no predict_proba")
+    return LoadedModel(version, model, thresholds, feature_service, columns, source)
+
+
+class ModelCache:
+    """Downloads model versions from the registry into a local folder and loads them.
+
+    Args:
+        root: the cache folder (`{DATA_DIR}/model_cache`).
+        client: an `mlflow.MlflowClient` for the registry.
+    """
+
+    def __init__(self, root: Path, client: Any, model_name: str = REGISTERED_MODEL) -> None:
+        self.root = root
+        self.client = client
+        self.model_name = model_name
+        self.versions_dir = root / "versions"
+        self.aliases_file = root / "aliases.json"
+
+    def version_dir(self, version: str) -> Path:
+        """Where version `version` lives on disk."""
+        return self.versions_dir / str(version)
+
+    def has(self, version: str) -> bool:
+        """True when the version is fully downloaded (the rename below is the commit point)."""
+        return (self.version_dir(version) / "MLmodel").is_file()
+
+    def fetch(self, version: str) -> Path:
+        """Download a version unless it is already on disk; returns its folder."""
+        target = self.version_dir(version)
+        if self.has(version):
+            return target
+        import mlflow.artifacts
+
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        # Download into a temp folder next to the target and rename: a crash mid-download
+        # never leaves a half model that a later restart would trust.
+        staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.versions_dir))
+        try:
+            # through this client's server, without a process-wide mlflow.set_tracking_uri
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=self.client.get_model_version_download_uri(self.model_name, version),
+                dst_path=str(staging),
+                tracking_uri=self.client.tracking_uri,
+            )
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(local, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        log.info("downloaded %s version %s to %s", self.model_name, version, target)
+        return target
+
+    def load(self, version: str) -> LoadedModel:
+        """Load a version, downloading it first when it is not on disk."""
+        source = "cache" if self.has(version) else "registry"
+        return load_model_dir(self.fetch(version), version, source)
+
+    def load_cached(self, version: str) -> LoadedModel:
+        """Load a version from disk only (registry unreachable)."""
+        if not self.has(version):
+            raise FileNotFoundError(f"model version {version} is not in {self.versions_dir}")
+        return load_model_dir(self.version_dir(version), version, "cache")
+
+    def remember_aliases(self, aliases: Mapping[str, str]) -> None:
+        """Record the alias -> version map that is being served (atomic replace)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.aliases_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(dict(aliases), indent=2, sort_keys=True))
+        os.replace(tmp, self.aliases_file)
+
+    def remembered_aliases(self) -> dict[str, str]:
+        """The last alias -> version map served, or {} on a first start."""
+        try:
+            return {str(k): str(v) for k, v in json.loads(self.aliases_file.read_text()).items()}
+        except FileNotFoundError:
+            return {}
+
+    def prune(self, keep: set[str]) -> None:
+        """Delete cached versions not in `keep` (the versions served or about to be)."""
+        if not self.versions_dir.is_dir():
+            return
+        for child in self.versions_dir.iterdir():
+            if child.is_dir() and not child.name.startswith(".") and child.name not in keep:
+                shutil.rmtree(child, ignore_errors=True)

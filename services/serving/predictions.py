@@ -1,0 +1,96 @@
+"""Every moderation decision to `predictions.v1`, off the request path.
+
+Requests put events on a bounded in-memory queue and return; one thread hands them to the Kafka
+producer, whose own sender thread batches them to the broker. A full queue (broker down for
+long) drops events and counts them instead of slowing answers or growing memory without bound:
+predictions feed monitoring, where a counted gap is acceptable, a slow moderation API is not.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Any
+
+from modstack.kafka import BrokerUnavailable, make_producer
+from modstack.names import TOPIC_PREDICTIONS
+from modstack.schemas import PredictionEvent
+from services.serving.metrics import PREDICTION_EVENTS
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+# How long the sender waits before trying to reconnect to an unreachable broker.
+_RECONNECT_DELAY_S = 2.0
+
+
+class PredictionPublisher:
+    """Non-blocking `publish(event)`; the background thread owns the producer."""
+
+    def __init__(self, bootstrap_servers: str, max_queue: int = 10_000) -> None:
+        self.bootstrap_servers = bootstrap_servers
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._thread = threading.Thread(target=self._run, name="prediction-publisher", daemon=True)
+        self._producer: Any = None
+        self._stopped = threading.Event()
+
+    def start(self) -> PredictionPublisher:
+        """Start the sender thread (connects lazily, retries while the broker is down)."""
+        self._thread.start()
+        return self
+
+    def publish(self, event: PredictionEvent) -> None:
+        """Queue one event; never blocks. A full queue drops the event (counted)."""
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            PREDICTION_EVENTS.labels("dropped").inc()
+
+    @property
+    def connected(self) -> bool:
+        """True once the producer reached the broker."""
+        return self._producer is not None
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Flush what is queued (bounded) and close the producer."""
+        self._stopped.set()
+        # blocks briefly at most: the sender drains the queue continuously
+        try:
+            self._queue.put(_STOP, timeout=timeout_s)
+        except queue.Full:
+            log.warning("prediction queue still full at shutdown; unsent events are dropped")
+        self._thread.join(timeout=timeout_s)
+        if self._producer is not None:
+            self._producer.close(timeout=timeout_s)
+
+    def _connect(self) -> bool:
+        try:
+            self._producer = make_producer(self.bootstrap_servers)
+            log.info("prediction events go to %s on %s", TOPIC_PREDICTIONS, self.bootstrap_servers)
+            return True
+        except BrokerUnavailable as exc:
+            log.warning("%s; prediction events wait in the queue", exc)
+            return False
+
+    def _on_error(self, exc: BaseException) -> None:
+        PREDICTION_EVENTS.labels("failed").inc()
+        log.warning("prediction event not delivered: %s", exc)
+
+    def _run(self) -> None:
+        while self._producer is None and not self._stopped.is_set():
+            if not self._connect():
+                self._stopped.wait(_RECONNECT_DELAY_S)
+        while True:
+            event = self._queue.get()
+            if event is _STOP or self._producer is None:
+                return
+            try:
+                future = self._producer.send(
+                    TOPIC_PREDICTIONS, key=event.message_id, value=event.to_bytes()
+                )
+            except Exception as exc:  # KafkaTimeoutError when metadata is unavailable, etc.
+                self._on_error(exc)
+                continue
+            future.add_callback(lambda _meta: PREDICTION_EVENTS.labels("sent").inc())
+            future.add_errback(self._on_error)

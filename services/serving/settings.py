@@ -1,0 +1,60 @@
+"""Serving knobs on top of the common settings (env vars `SERVING_*`, unprefixed like the rest)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+
+from modstack.names import REGISTERED_MODEL
+from modstack.settings import CommonSettings
+
+
+class ServingSettings(CommonSettings):
+    """What the serving process needs beyond where the other parts live."""
+
+    serving_workers: int = Field(default=1, ge=1, le=16)
+    # The registered model to follow; tests point replicas at their own model.
+    serving_model_name: str = REGISTERED_MODEL
+    # How often every replica re-reads the aliases and the rollout state (seconds).
+    serving_poll_interval_s: float = Field(default=2.0, gt=0.0, le=300.0)
+    # Bounded queue in front of the Kafka producer: a slow broker drops events (counted)
+    # instead of slowing answers down.
+    serving_prediction_queue_size: int = Field(default=10_000, ge=10)
+    serving_review_list_limit: int = Field(default=100, ge=1, le=1_000)
+    # /readyz re-checks the feature store at most this often, not on every probe.
+    serving_ready_cache_s: float = Field(default=5.0, ge=0.0)
+
+    # Fault injection into the challenger's path, for the rollback demo. Off by default;
+    # /healthz shows it when on.
+    serving_challenger_error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    serving_challenger_extra_latency_ms: float = Field(default=0.0, ge=0.0, le=60_000.0)
+
+    # The service-level objective `make loadtest` checks (loadtests/slo.py).
+    serving_slo_p99_ms: float = Field(default=250.0, gt=0.0)
+    serving_slo_p50_ms: float = Field(default=50.0, gt=0.0)
+    serving_slo_max_failure_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Last known good model versions, so a restart survives a registry outage."""
+        return self.data_dir / "model_cache"
+
+    @property
+    def review_db_path(self) -> Path:
+        """SQLite file of the moderator review queue."""
+        return self.data_dir / "review_queue" / "review.sqlite3"
+
+    @property
+    def faults_enabled(self) -> bool:
+        """True when the challenger's path has injected errors or latency."""
+        return (
+            self.serving_challenger_error_rate > 0 or self.serving_challenger_extra_latency_ms > 0
+        )
+
+
+@lru_cache
+def get_serving_settings() -> ServingSettings:
+    """The process-wide serving settings (read from the environment once)."""
+    return ServingSettings()

@@ -1,0 +1,109 @@
+"""Shared session fixtures: a real Tansu broker and a real MLflow server on free loopback ports.
+
+Each starts once per test session, only when a test asks for it, logs to a file under the
+session's tmp dir, and is stopped at the end. A failing test that used one of them gets the
+tail of that process's log in its report.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modstack.kafka import ensure_topics
+from modstack.processes import (
+    TANSU_STOP_SIGNAL,
+    BackgroundProcess,
+    http_ok,
+    kafka_ready,
+    log_tail,
+    mlflow_argv,
+    tansu_argv,
+)
+from modstack.settings import get_settings
+from modstack.testing import free_port
+
+KAFKA_START_TIMEOUT_S = 20.0
+# `mlflow server` needs ~12 s on an idle 2-core machine; other test processes share the cores.
+MLFLOW_START_TIMEOUT_S = 120.0
+
+# fixture name -> log file of the process behind it (for failure reports)
+_PROCESS_LOGS: dict[str, Path] = {}
+
+
+def _set_env_for_session(name: str, value: str) -> Iterator[str]:
+    """Yield `value` with env var `name` set to it (settings cache dropped around it)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(name, value)
+        get_settings.cache_clear()
+        yield value
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Address "127.0.0.1:PORT" of a real Tansu broker with the ARCHITECTURE topics created.
+
+    Also sets KAFKA_BOOTSTRAP_SERVERS for the session so code reading settings finds it.
+    """
+    port = free_port()
+    bootstrap = f"127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("kafka") / "tansu.log"
+    _PROCESS_LOGS["kafka_bootstrap"] = log_path
+    started = time.monotonic()
+    with BackgroundProcess(
+        "Tansu broker",
+        tansu_argv(port),
+        log_path,
+        ready=lambda: kafka_ready(bootstrap),
+        timeout_s=KAFKA_START_TIMEOUT_S,
+        stop_signal=TANSU_STOP_SIGNAL,
+    ):
+        ensure_topics(bootstrap)
+        print(f"\n[fixture] Tansu at {bootstrap} ready in {time.monotonic() - started:.2f} s")
+        yield from _set_env_for_session("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URI "http://127.0.0.1:PORT" of a real `mlflow server` (SQLite + local artifacts in a
+    tmp dir); MLFLOW_TRACKING_URI points at it for the whole session."""
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    store = tmp_path_factory.mktemp("mlflow")
+    log_path = store / "mlflow-server.log"
+    _PROCESS_LOGS["mlflow_tracking_uri"] = log_path
+    started = time.monotonic()
+    with BackgroundProcess(
+        "MLflow server",
+        mlflow_argv(port, store),
+        log_path,
+        ready=lambda: http_ok(f"{uri}/health"),
+        timeout_s=MLFLOW_START_TIMEOUT_S,
+    ):
+        print(f"\n[fixture] MLflow at {uri} ready in {time.monotonic() - started:.2f} s")
+        yield from _set_env_for_session("MLFLOW_TRACKING_URI", uri)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Attach the log tail of the shared processes a failing test used."""
+    report = yield
+    if report.failed:
+        used = getattr(item, "fixturenames", ())
+        for fixture_name, path in _PROCESS_LOGS.items():
+            if fixture_name in used:
+                tail = log_tail(path, lines=40)
+                if tail:
+                    report.sections.append((f"log of {fixture_name}", tail))
+    return report
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Child processes and MLflow clients in tests must never phone home.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "1")

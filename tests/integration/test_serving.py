@@ -1,0 +1,475 @@
+"""The serving API as a real process against the real pieces: Tansu, the MLflow server, a Feast
+repo applied into a tmp folder, and two LightGBM models trained on the committed corpus fixture
+and registered in MLflow.
+
+The replicas follow their own registered model (SERVING_MODEL_NAME) so these tests never touch
+the `spam-classifier` aliases other test modules use on the shared MLflow server.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from modstack.model_contract import (
+    META_FEATURE_COLUMNS,
+    META_FEATURE_SERVICE,
+    META_THRESHOLDS,
+    Thresholds,
+)
+from modstack.names import FEATURE_SERVICE_V1, TOPIC_LABELS, TOPIC_PREDICTIONS
+from modstack.processes import BackgroundProcess, log_tail
+from modstack.rollout import RolloutState, RolloutStore
+from modstack.routing import assign_variant
+from modstack.testing import free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+FIXTURE_CORPUS = PROJECT_ROOT / "tests" / "fixtures" / "corpus"
+MODEL_NAME = f"serving-test-{uuid.uuid4().hex[:8]}"
+ADMIN_TOKEN = "serving-test-token"
+START_TIMEOUT_S = 90.0
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+# -- the model -----------------------------------------------------------------------------------
+
+
+def _training_frame(data_dir: Path, feature_columns: list[str]) -> pd.DataFrame:
+    """The fixture corpus with the text features computed by the same code Feast runs; sender
+    features are NaN (the model contract allows it, and serving reads them from Feast)."""
+    from modstack.corpus import build_corpus, load_corpus
+    from modstack.text_features import text_features
+
+    build_corpus(FIXTURE_CORPUS, data_dir)
+    corpus = load_corpus(data_dir)
+    rows = corpus[~corpus["is_duplicate"]].reset_index(drop=True)
+    text = pd.DataFrame([text_features(s, b) for s, b in zip(rows.subject, rows.body, strict=True)])
+    frame = rows[["message_id", "sender_id", "subject", "body", "sent_at", "label", "period"]]
+    frame = pd.concat([frame, text], axis=1)
+    for column in feature_columns:
+        if column not in frame:
+            frame[column] = np.nan
+    return frame
+
+
+def _register_model(frame: pd.DataFrame, feature_columns: list[str], seed: int) -> str:
+    """Fit a small LightGBM pipeline (the production model type), log and register it."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from pipelines.model import ModelConfig, build_lightgbm_pipeline, model_input
+
+    config = ModelConfig(seed=seed, word_max_features=3_000, char_max_features=3_000)
+    pipeline = build_lightgbm_pipeline(feature_columns, config, n_estimators=40)
+    inputs = model_input(frame, feature_columns)
+    pipeline.fit(inputs, (frame["label"] == "spam").to_numpy())
+    scores = pipeline.predict_proba(inputs)[:, 1]
+    # cut-offs at score quantiles so that the fixture produces all three actions
+    thresholds = Thresholds(
+        block=float(np.quantile(scores, 0.8)), review=float(np.quantile(scores, 0.4))
+    )
+    mlflow.set_experiment(MODEL_NAME)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            serialization_format="cloudpickle",
+            registered_model_name=MODEL_NAME,
+            metadata={
+                META_THRESHOLDS: thresholds.to_metadata(),
+                META_FEATURE_SERVICE: FEATURE_SERVICE_V1,
+                META_FEATURE_COLUMNS: feature_columns,
+            },
+        )
+    version = str(info.registered_model_version)
+    MlflowClient().set_model_version_tag(MODEL_NAME, version, "seed", str(seed))
+    return version
+
+
+# -- the stack -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    kafka: str
+    mlflow_uri: str
+    champion: str
+    challenger: str
+    messages: list[dict]
+    env: dict[str, str]
+    client: object
+    rollout: RolloutStore
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str, mlflow_tracking_uri: str
+) -> Stack:
+    """Feast repo applied into tmp (a few senders pushed online), two registered versions:
+    champion and challenger."""
+    from mlflow import MlflowClient
+
+    from modstack.featurestore import apply_repo, feature_columns, get_store, push_activity
+    from modstack.sender_features import ACTIVITY_FEATURES
+
+    data_dir = tmp_path_factory.mktemp("serving-data")
+    apply_repo(PROJECT_ROOT / "features", data_dir)
+    store = get_store(PROJECT_ROOT / "features", data_dir)
+    columns = feature_columns(store, FEATURE_SERVICE_V1)
+
+    frame = _training_frame(data_dir, columns)
+    champion = _register_model(frame, columns, seed=1)
+    challenger = _register_model(frame.sample(frac=0.7, random_state=2), columns, seed=2)
+    client = MlflowClient(mlflow_tracking_uri)
+    client.set_registered_model_alias(MODEL_NAME, "champion", champion)
+    client.set_registered_model_alias(MODEL_NAME, "challenger", challenger)
+
+    future = frame[frame["period"] == "future"].head(60)
+    messages = [
+        {
+            "message_id": str(r.message_id),
+            "sender_id": str(r.sender_id),
+            "subject": str(r.subject),
+            "body": str(r.body),
+            "sent_at": r.sent_at.isoformat(),
+        }
+        for r in future.itertuples()
+    ]
+    # known senders have activity features online; the rest are new senders (missing)
+    known = sorted({m["sender_id"] for m in messages})[:5]
+    push_activity(
+        store,
+        [
+            {"sender_id": s, "event_timestamp": pd.Timestamp("2002-08-01", tz="UTC")}
+            | dict.fromkeys(ACTIVITY_FEATURES, 3.0)
+            for s in known
+        ],
+    )
+    env = {
+        "DATA_DIR": str(data_dir),
+        "RUN_DIR": str(data_dir / "run"),
+        "FEAST_REPO_PATH": str(PROJECT_ROOT / "features"),
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "MLFLOW_TRACKING_URI": mlflow_tracking_uri,
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "SERVING_MODEL_NAME": MODEL_NAME,
+        "SERVING_POLL_INTERVAL_S": "0.5",
+        "SERVING_READY_CACHE_S": "0",
+    }
+    return Stack(
+        data_dir,
+        kafka_bootstrap,
+        mlflow_tracking_uri,
+        champion,
+        challenger,
+        messages,
+        env,
+        client,
+        RolloutStore(client, MODEL_NAME),
+    )
+
+
+class Serving:
+    """One `python -m services.serving` process on a free port."""
+
+    def __init__(self, stack: Stack, log_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = BackgroundProcess(
+            "serving",
+            [str(PROJECT_ROOT / ".venv" / "bin" / "python"), "-m", "services.serving"],
+            log_path,
+            ready=self._ready,
+            timeout_s=START_TIMEOUT_S,
+            env={**stack.env, "SERVING_ADDR": self.url, **env},
+            cwd=PROJECT_ROOT,
+        )
+        self.http = httpx.Client(base_url=self.url, timeout=30.0)
+
+    def _ready(self) -> bool:
+        return httpx.get(f"{self.url}/readyz", timeout=2.0).status_code == 200
+
+    def __enter__(self) -> Serving:
+        self.process.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+        self.process.stop()
+
+    def moderate(self, message: dict, **headers: str) -> httpx.Response:
+        return self.http.post("/v1/moderate", json=message, headers=headers)
+
+    def health(self) -> dict:
+        return self.http.get("/healthz").json()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of `name` whose labels include `labels`."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        total = 0.0
+        for family in text_string_to_metric_families(self.http.get("/metrics").text):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    total += sample.value
+        return total
+
+
+@pytest.fixture(scope="module")
+def serving(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
+    log_path = tmp_path_factory.mktemp("serving-log") / "serving.log"
+    with Serving(stack, log_path) as server:
+        yield server
+    print(log_tail(log_path, lines=20))
+
+
+def _set_rollout(stack: Stack, serving: Serving, **fields: object) -> None:
+    """Save a rollout state in the registry and wait until the replica follows it."""
+    state = stack.rollout.load(with_history=False)
+    state = state.model_copy(update={"rollout_id": "test", **fields})
+    stack.rollout.save(state)
+    expected = {k: fields[k] for k in ("status", "mode", "weight_percent") if k in fields}
+    wait_until(
+        lambda: all((serving.health()["rollout"] or {}).get(k) == v for k, v in expected.items()),
+        10.0,
+        f"serving to follow rollout state {expected}",
+    )
+
+
+def _message(stack: Stack, i: int, sender: str | None = None) -> dict:
+    base = stack.messages[i % len(stack.messages)]
+    return {**base, "message_id": f"{base['message_id']}~{uuid.uuid4().hex[:8]}"} | (
+        {"sender_id": sender} if sender else {}
+    )
+
+
+# -- tests ---------------------------------------------------------------------------------------
+
+
+def test_moderate_answers_with_score_action_version_and_features(
+    stack: Stack, serving: Serving
+) -> None:
+    response = serving.moderate(_message(stack, 0))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert 0.0 <= body["score"] <= 1.0
+    assert body["action"] in ("allow", "review", "block")
+    assert (body["variant"], body["model_version"]) == ("champion", stack.champion)
+    assert "body_chars" in body["features_used"]
+    assert body["features"]["body_chars"] is not None  # on-demand text feature, from Feast
+    # a sender the online store has never seen: its sender features are reported missing
+    assert "sender_msgs_total" in body["missing_features"]
+
+
+def test_known_sender_gets_its_online_features(stack: Stack, serving: Serving) -> None:
+    known = sorted({m["sender_id"] for m in stack.messages})[0]
+    body = serving.moderate(_message(stack, 1, sender=known)).json()
+    assert body["features"]["sender_msgs_total"] == 3.0
+    assert "sender_msgs_total" not in body["missing_features"]
+
+
+def test_invalid_request_gets_422_naming_the_field(stack: Stack, serving: Serving) -> None:
+    message = _message(stack, 2)
+    del message["sent_at"]
+    response = serving.moderate(message)
+    assert response.status_code == 422
+    assert "sent_at" in response.text
+
+
+def test_routing_weights_hold_within_tolerance_and_stay_sticky(
+    stack: Stack, serving: Serving
+) -> None:
+    _set_rollout(
+        stack,
+        serving,
+        challenger_version=stack.challenger,
+        weight_percent=30.0,
+        mode="canary",
+        status="progressing",
+    )
+    senders = [f"user{i}@routing.example" for i in range(400)]
+    first = {
+        s: serving.moderate(_message(stack, i, sender=s)).json() for i, s in enumerate(senders)
+    }
+    share = sum(r["variant"] == "challenger" for r in first.values()) / len(senders)
+    assert abs(share - 0.30) <= 5 * math.sqrt(0.3 * 0.7 / len(senders))
+    # every replica computes the same pure assignment (salt = challenger version)
+    for sender, response in first.items():
+        assert response["variant"] == assign_variant(sender, 30.0, salt=stack.challenger)
+        expected = stack.challenger if response["variant"] == "challenger" else stack.champion
+        assert response["model_version"] == expected
+    # sticky: the same senders, other messages, same variant
+    for i, sender in enumerate(senders[:100]):
+        again = serving.moderate(_message(stack, i + 7, sender=sender)).json()
+        assert again["variant"] == first[sender]["variant"]
+    assert serving.metric("serving_requests_total", variant="challenger", outcome="ok") > 0
+
+
+def test_force_variant_header_overrides_routing(stack: Stack, serving: Serving) -> None:
+    _set_rollout(stack, serving, weight_percent=0.0, mode="canary", status="progressing")
+    message = _message(stack, 3)
+    forced = serving.moderate(message, **{"X-Force-Variant": "challenger"}).json()
+    assert (forced["variant"], forced["model_version"]) == ("challenger", stack.challenger)
+    normal = serving.moderate(message).json()
+    assert (normal["variant"], normal["model_version"]) == ("champion", stack.champion)
+    assert serving.moderate(message, **{"X-Force-Variant": "nobody"}).status_code == 422
+
+
+def test_shadow_mode_never_changes_the_answer(stack: Stack, serving: Serving) -> None:
+    _set_rollout(stack, serving, weight_percent=0.0, mode="canary", status="idle")
+    messages = [_message(stack, i, sender=f"shadow{i}@example.org") for i in range(40)]
+    before = [serving.moderate(m).json() for m in messages]
+    comparisons = serving.metric("serving_shadow_comparisons_total")
+    _set_rollout(stack, serving, weight_percent=100.0, mode="shadow", status="progressing")
+    during = [serving.moderate(m).json() for m in messages]
+    for a, b in zip(before, during, strict=True):
+        assert (b["variant"], b["model_version"]) == ("champion", stack.champion)
+        assert (b["score"], b["action"]) == (a["score"], a["action"])
+    wait_until(
+        lambda: serving.metric("serving_shadow_comparisons_total") >= comparisons + len(messages),
+        10.0,
+        "shadow comparisons to be counted",
+    )
+    _set_rollout(stack, serving, weight_percent=0.0, mode="canary", status="idle")
+
+
+def _consume(bootstrap: str, topic: str, wanted: set[str], timeout_s: float = 20.0) -> list[dict]:
+    """Events on `topic` whose message_id is in `wanted` (reads every partition from the start)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        found: list[dict] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and {e["message_id"] for e in found} < wanted:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    event = json.loads(record.value)
+                    if event["message_id"] in wanted:
+                        found.append(event)
+        return found
+    finally:
+        consumer.close()
+
+
+def test_every_decision_lands_on_predictions_topic_with_the_features_seen(
+    stack: Stack, serving: Serving
+) -> None:
+    messages = [_message(stack, i) for i in range(10)]
+    answers = {m["message_id"]: serving.moderate(m).json() for m in messages}
+    events = _consume(stack.kafka, TOPIC_PREDICTIONS, set(answers))
+    by_id = {e["message_id"]: e for e in events if e["served"]}
+    assert set(by_id) == set(answers)
+    for message_id, answer in answers.items():
+        event = by_id[message_id]
+        assert (event["score"], event["action"]) == (answer["score"], answer["action"])
+        assert event["model_version"] == answer["model_version"]
+        assert event["features"] == answer["features"]
+    assert serving.metric("serving_prediction_events_total", outcome="sent") >= len(answers)
+
+
+def test_admin_endpoints_answer_401_without_the_token(serving: Serving) -> None:
+    assert serving.http.get("/v1/review").status_code == 401
+    wrong = {"Authorization": "Bearer not-the-token"}
+    assert serving.http.get("/v1/review", headers=wrong).status_code == 401
+    assert serving.http.post("/v1/review/x", json={"label": "spam"}).status_code == 401
+    faults = {"error_rate": 1.0, "extra_latency_ms": 0.0}
+    assert serving.http.put("/v1/admin/faults", json=faults).status_code == 401
+    assert serving.http.get("/v1/review", headers=ADMIN).status_code == 200
+
+
+def test_review_decisions_are_queued_and_moderator_labels_go_to_labels_topic(
+    stack: Stack, serving: Serving
+) -> None:
+    answers = [serving.moderate(_message(stack, i)).json() for i in range(len(stack.messages))]
+    reviewed = [a["message_id"] for a in answers if a["action"] == "review"]
+    assert reviewed, "the fixture thresholds put some messages in the review band"
+
+    def queued() -> set[str]:
+        items = serving.http.get("/v1/review", headers=ADMIN, params={"limit": 1000}).json()
+        return {i["message_id"] for i in items["items"]}
+
+    wait_until(lambda: set(reviewed) <= queued(), 10.0, "review items to be queued")
+    target = reviewed[0]
+    response = serving.http.post(f"/v1/review/{target}", json={"label": "spam"}, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    assert target not in queued()
+    again = serving.http.post(f"/v1/review/{target}", json={"label": "ham"}, headers=ADMIN)
+    assert again.status_code == 409
+    missing = serving.http.post("/v1/review/nope", json={"label": "ham"}, headers=ADMIN)
+    assert missing.status_code == 404
+    (label,) = _consume(stack.kafka, TOPIC_LABELS, {target})
+    assert (label["label"], label["source"]) == ("spam", "moderator")
+
+
+def test_injected_challenger_faults_fail_its_requests_and_show_in_healthz(
+    stack: Stack, serving: Serving
+) -> None:
+    assert "challenger_faults" not in serving.health()
+    faults = {"error_rate": 1.0, "extra_latency_ms": 20.0}
+    assert serving.http.put("/v1/admin/faults", json=faults, headers=ADMIN).status_code == 200
+    try:
+        assert serving.health()["challenger_faults"]["error_rate"] == 1.0
+        forced = serving.moderate(_message(stack, 4), **{"X-Force-Variant": "challenger"})
+        assert forced.status_code == 500
+        assert serving.moderate(_message(stack, 4)).status_code == 200  # champion unaffected
+        assert serving.metric("serving_requests_total", variant="challenger", outcome="error") >= 1
+    finally:
+        off = {"error_rate": 0.0, "extra_latency_ms": 0.0}
+        serving.http.put("/v1/admin/faults", json=off, headers=ADMIN)
+    assert "challenger_faults" not in serving.health()
+
+
+def test_alias_move_swaps_the_model_without_failed_requests(stack: Stack, serving: Serving) -> None:
+    client = stack.client
+    client.set_registered_model_alias(MODEL_NAME, "champion", stack.challenger)
+    try:
+        versions = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            response = serving.moderate(_message(stack, len(versions)))
+            assert response.status_code == 200, response.text
+            versions.append(response.json()["model_version"])
+            if versions[-1] == stack.challenger:
+                break
+        assert versions[-1] == stack.challenger
+        assert (
+            serving.metric("serving_model_info", variant="champion", model_version=stack.challenger)
+            == 1
+        )
+    finally:
+        client.set_registered_model_alias(MODEL_NAME, "champion", stack.champion)
+    wait_until(lambda: serving.health()["champion"] == stack.champion, 10.0, "champion back")
+
+
+def test_restart_with_registry_down_serves_the_cached_model(
+    stack: Stack, serving: Serving, tmp_path: Path
+) -> None:
+    # The module's replica has cached both versions; a second replica on the same DATA_DIR
+    # starts with MLFLOW_TRACKING_URI pointing at a port nothing listens on.
+    dead_registry = f"http://127.0.0.1:{free_port()}"
+    with Serving(stack, tmp_path / "restart.log", MLFLOW_TRACKING_URI=dead_registry) as restarted:
+        health = restarted.health()
+        assert health["models_from"] == "cache"
+        assert health["champion"] == stack.champion
+        response = restarted.moderate(_message(stack, 5))
+        assert response.status_code == 200, response.text
+        assert response.json()["model_version"] == stack.champion
