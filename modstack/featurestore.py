@@ -12,6 +12,7 @@ import logging
 import os
 import string
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,10 +278,27 @@ def push_reputation(
 # -- read --------------------------------------------------------------------------------------
 
 
+# Rebuilding a FeatureService from the registry proto costs ~15 ms (typeguard checks every
+# Field), 50x an online read: keep it per store for as long as the registry cache would.
+SERVICE_CACHE_SECONDS = 60.0
+_services: weakref.WeakKeyDictionary[Any, dict[str, tuple[float, Any, list[str]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _service(store: FeatureStore, name: str) -> tuple[Any, list[str]]:
+    cached = _services.setdefault(store, {}).get(name)
+    now = time.monotonic()
+    if cached is None or now - cached[0] > SERVICE_CACHE_SECONDS:
+        service = store.get_feature_service(name, allow_cache=True)
+        columns = [f.name for p in service.feature_view_projections for f in p.features]
+        cached = _services[store][name] = (now, service, columns)
+    return cached[1], cached[2]
+
+
 def feature_columns(store: FeatureStore, feature_service_name: str) -> list[str]:
     """The model's input columns, in the FeatureService's order (views, then their features)."""
-    service = store.get_feature_service(feature_service_name, allow_cache=True)
-    return [f.name for p in service.feature_view_projections for f in p.features]
+    return list(_service(store, feature_service_name)[1])
 
 
 def online_features(
@@ -295,14 +313,14 @@ def online_features(
     Keys are `feature_columns(...)` in order; a feature the online store has no value for (a
     new sender, a sender never labelled) is None — `missing_features` lists them.
     """
-    service = store.get_feature_service(feature_service_name, allow_cache=True)
+    service, columns = _service(store, feature_service_name)
     response = store.get_online_features(
         features=service,
         entity_rows=[{names.FEAST_JOIN_KEY: sender_id, "subject": subject, "body": body}],
         full_feature_names=False,
     ).to_dict()
     values: dict[str, float | None] = {}
-    for column in feature_columns(store, feature_service_name):
+    for column in columns:
         value = response[column][0]
         values[column] = None if value is None else float(value)
     return values

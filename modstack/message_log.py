@@ -185,9 +185,17 @@ class MessageLog:
         kind: Kind,
         start: datetime | pd.Timestamp | None = None,
         end: datetime | pd.Timestamp | None = None,
+        columns: Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """Rows of one kind with event time in [start, end), one per id, in event-time order."""
+        """Rows of one kind with event time in [start, end), one per id, in event-time order.
+
+        `columns` limits what is read (the id, event-time and `seq` columns always come along).
+        """
         schema = SCHEMAS[kind]
+        if columns is not None:
+            needed = [*ID_COLUMNS[kind], EVENT_TIME[kind], "seq"]
+            columns = list(dict.fromkeys([*needed, *columns]))
+            schema = pa.schema([schema.field(name) for name in columns])
         folder = self.root / kind
         if not folder.is_dir() or not any(folder.glob(f"{PARTITION_KEY}=*/*.parquet")):
             return schema.empty_table().to_pandas()
@@ -200,9 +208,10 @@ class MessageLog:
             condition = before_end if condition is None else condition & before_end
         frame = _read_retrying(
             dataset_of=lambda: ds.dataset(
-                folder, format="parquet", schema=schema, partitioning="hive"
+                folder, format="parquet", schema=SCHEMAS[kind], partitioning="hive"
             ),
             condition=condition,
+            columns=columns,
         )
         frame = frame.sort_values("seq", kind="stable")
         frame = frame.drop_duplicates(ID_COLUMNS[kind], keep="first")
@@ -247,11 +256,13 @@ def next_seqs(count: int) -> list[int]:
     return list(range(first, first + count))
 
 
-def _read_retrying(dataset_of: Callable[[], ds.Dataset], condition: Any) -> pd.DataFrame:
+def _read_retrying(
+    dataset_of: Callable[[], ds.Dataset], condition: Any, columns: list[str] | None
+) -> pd.DataFrame:
     # A compaction may delete files between listing and reading them; list again.
     for attempt in range(3):
         try:
-            return dataset_of().to_table(filter=condition).to_pandas()
+            return dataset_of().to_table(columns=columns, filter=condition).to_pandas()
         except FileNotFoundError:
             if attempt == 2:
                 raise

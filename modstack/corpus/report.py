@@ -1,9 +1,10 @@
-"""The data report of a corpus build: numbers as a dataclass (JSON-able), and rich tables."""
+"""The data report of a corpus build: numbers (JSON-able), rich tables, and a timeline plot."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import pandas as pd
 from rich.console import Group
@@ -18,7 +19,7 @@ class CorpusReport:
     input_spam: int
     parsed: int
     rejected: int
-    groups: list[dict]  # group, input, parsed, rejected, spam_share, html_share
+    groups: list[dict]  # group, input, parsed, rejected, history, future, spam_share, html_share
     periods: list[dict]  # period, rows, spam, spam_share, html_share, duplicates, first, last
     distinct_senders: int
     biggest_sender: str
@@ -45,6 +46,8 @@ def build_report(messages: pd.DataFrame, rejected: pd.DataFrame) -> CorpusReport
                 "input": len(rows) + dropped,
                 "parsed": len(rows),
                 "rejected": dropped,
+                "history": int((rows["period"] == "history").sum()),
+                "future": int((rows["period"] == "future").sum()),
                 "spam_share": _share(rows["label"] == "spam"),
                 "html_share": _share(rows["is_html"]),
             }
@@ -96,13 +99,16 @@ def render_report(report: CorpusReport) -> Group:
     overview.add_row("exact duplicates", f"{report.duplicates:,}")
     overview.add_row("rows repaired", f"{report.repaired_rows:,}")
 
-    groups = Table(title="Per group", title_justify="left")
-    for column in ("group", "input", "parsed", "rejected", "spam", "HTML only"):
+    groups = Table(
+        title="Per group (the -1/-2 suffixes are not a time order)", title_justify="left"
+    )
+    columns = ("group", "input", "parsed", "rejected", "history", "future", "spam", "HTML only")
+    for column in columns:
         groups.add_column(column, justify="left" if column == "group" else "right")
     for g in report.groups:
         groups.add_row(
             g["group"], f"{g['input']:,}", f"{g['parsed']:,}", f"{g['rejected']:,}",
-            _pct(g["spam_share"]), _pct(g["html_share"]),
+            f"{g['history']:,}", f"{g['future']:,}", _pct(g["spam_share"]), _pct(g["html_share"]),
         )  # fmt: skip
 
     periods = Table(title="Per period (future starts 2002-08-22 UTC)", title_justify="left")
@@ -125,6 +131,51 @@ def render_report(report: CorpusReport) -> Group:
     for reason, count in report.rejections.items():
         fixes.add_row("rejected", reason, f"{count:,}")
     return Group(overview, groups, periods, fixes)
+
+
+def plot_timeline(messages: pd.DataFrame, path: Path) -> Path:
+    """Weekly mails per label with the history/future boundary: the drift the demo replays."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: render straight to a file
+    import matplotlib.pyplot as plt
+
+    from modstack.corpus.store import FUTURE_START
+
+    recent = messages[messages["sent_at"] >= pd.Timestamp("2002-01-01", tz="UTC")]
+    weekly = (
+        recent.set_index("sent_at")
+        .groupby("label")
+        .resample("W")
+        .size()
+        .unstack(0, fill_value=0)
+        .reindex(columns=["ham", "spam"], fill_value=0)
+    )
+    fig, ax = plt.subplots(figsize=(10, 4))
+    # resample("W") labels each week by its closing Sunday: draw the bar over the days before it.
+    ax.bar(weekly.index, weekly["ham"], width=-6, align="edge", label="ham", color="#4c72b0")
+    ax.bar(
+        weekly.index,
+        weekly["spam"],
+        width=-6,
+        align="edge",
+        bottom=weekly["ham"],
+        label="spam",
+        color="#dd8452",
+    )
+    ax.axvline(pd.Timestamp(FUTURE_START), color="black", linestyle="--", linewidth=1)
+    ax.annotate(
+        "history | future", (pd.Timestamp(FUTURE_START), ax.get_ylim()[1] * 0.95), ha="center"
+    )
+    older = int((messages["sent_at"] < pd.Timestamp("2002-01-01", tz="UTC")).sum())
+    ax.set_title(f"SpamAssassin corpus: mails per week in 2002 ({older:,} older mails not shown)")
+    ax.set_ylabel("mails per week")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def _share(mask: pd.Series) -> float:

@@ -224,8 +224,6 @@ class DriftReference:
         text_columns = [c for c in self.text_descriptor_columns if c in present]
 
         metrics: list[Any] = [self._count_metric(present)]
-        if text_columns:
-            metrics.append(self._count_metric(text_columns))
         metric_columns = present + ([SCORE_COLUMN] if score_drift else [])
         for column in metric_columns:
             method, threshold = self.method_for(column)
@@ -282,7 +280,10 @@ class DriftReference:
             elif kind.endswith("DriftedColumnsCount"):
                 counts[tuple(config["columns"])] = {k: float(v) for k, v in value.items()}
         overall = counts[tuple(feature_columns)]
-        text_count = counts.get(tuple(text_columns)) if text_columns else None
+        # Text drift is the drifted share of the text-descriptor columns. Read from their
+        # ValueDrift results rather than a second DriftedColumnsCount: same methods and
+        # thresholds, so the same number, without Evidently testing those columns twice.
+        text_drifts = [drifts[c].drifted for c in text_columns]
         share = overall["share"]
         if math.isnan(share):
             raise ValueError("Evidently returned no drift share for the window")
@@ -295,6 +296,6 @@ class DriftReference:
             drift_detected=share >= self.config.drift_share,
             features=tuple(drifts[c] for c in feature_columns),
             prediction=drifts.get(SCORE_COLUMN),
-            text_drift_share=text_count["share"] if text_count else None,
+            text_drift_share=sum(text_drifts) / len(text_drifts) if text_drifts else None,
             skipped_columns=skipped,
         )

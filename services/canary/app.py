@@ -34,6 +34,8 @@ from services.canary.runner import CanaryRunner
 from services.canary.settings import CanarySettings
 
 log = logging.getLogger("canary")
+# Module level: FastAPI resolves the dependency from this module's globals (string annotations).
+_bearer = HTTPBearer(auto_error=False)
 
 
 class StartRequest(BaseModel):
@@ -90,10 +92,8 @@ def create_app(settings: CanarySettings | None = None, *, run_loop: bool = True)
     app.state.runner = runner
     app.state.settings = settings
 
-    bearer = HTTPBearer(auto_error=False)
-
     def require_admin(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:
         expected = settings.admin_token.get_secret_value().encode()
         given = (credentials.credentials if credentials else "").encode()

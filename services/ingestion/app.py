@@ -15,6 +15,7 @@ client retries but is per process and bounded, so it is an optimisation, not the
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -59,15 +60,19 @@ def create_app(settings: IngestionSettings | None = None) -> FastAPI:
     sender = EventSender(settings.kafka_bootstrap_servers, settings.ingestion_produce_timeout_s)
     recent = RecentIds(settings.ingestion_recent_ids)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    def connect() -> None:
         try:
-            created = await run_in_threadpool(ensure_topics, settings.kafka_bootstrap_servers)
+            created = ensure_topics(settings.kafka_bootstrap_servers)
             if created:
                 log.info("created topics %s", ", ".join(created))
-            await run_in_threadpool(sender.producer)
+            sender.producer()
         except BrokerUnavailable as exc:
-            log.warning("starting without the broker (requests get 503 until it is up): %s", exc)
+            log.warning("broker not reachable yet (requests get 503 until it is): %s", exc)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Connect in the background: the API starts (and /healthz answers) without the broker.
+        threading.Thread(target=connect, name="connect-broker", daemon=True).start()
         yield
         await run_in_threadpool(sender.close)
 
@@ -103,6 +108,17 @@ def create_app(settings: IngestionSettings | None = None) -> FastAPI:
         key_of: Callable[[Any], str],
     ) -> JSONResponse:
         raw = await request.body()
+        # Parsing a batch of large bodies and waiting for acks both block: keep the loop free.
+        return await run_in_threadpool(store, raw, endpoint, topic, parse, to_event, key_of)
+
+    def store(
+        raw: bytes,
+        endpoint: str,
+        topic: str,
+        parse: Callable[[bytes], Sequence[Any]],
+        to_event: Callable[[Any, Any], Any],
+        key_of: Callable[[Any], str],
+    ) -> JSONResponse:
         try:
             items = parse(raw)
         except InvalidBody as exc:
@@ -124,7 +140,7 @@ def create_app(settings: IngestionSettings | None = None) -> FastAPI:
             outgoing.append(Outgoing(key=event.sender_id, value=event.to_bytes(), event_id=key))
         started = time.perf_counter()
         try:
-            await run_in_threadpool(sender.send, topic, outgoing)
+            sender.send(topic, outgoing)
         except BrokerUnavailable as exc:
             _count_rejection(metrics, endpoint, "broker_unavailable", outcome="unavailable")
             return JSONResponse(

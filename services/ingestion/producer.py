@@ -78,12 +78,19 @@ class EventSender:
     def close(self) -> None:
         """Flush what is in flight (bounded) and close."""
         with self._lock:
-            if self._producer is not None:
-                try:
-                    self._producer.close(timeout=self.timeout_s)
-                except Exception:  # closing on shutdown must not raise
-                    log.warning("producer did not flush before closing (broker down?)")
-                self._producer = None
+            producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            producer.close(timeout=self.timeout_s)
+        except KafkaError:
+            # kafka-python's close() flushes first and raises on timeout without closing, which
+            # leaves the sender thread running and retried in __del__: stop it ourselves.
+            log.warning("producer did not flush before closing (broker down?); records dropped")
+            sender = getattr(producer, "_sender", None)
+            if sender is not None:
+                sender.force_close()
+            producer._closed = True  # type: ignore[attr-defined]
 
 
 class RecentIds:

@@ -4,6 +4,7 @@ to it, listed newest first."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,10 +28,13 @@ class ReportStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         name = f"drift-{stamp}Z-w{window_index:06d}.html"
-        report.save_html(self.directory / name)
         summary = {"name": name, "created_at": datetime.now(UTC).isoformat()}
         summary |= report.result.summary() | extra
+        # Summary first, HTML last and renamed into place: a report is listed (by its HTML
+        # name) only once both files are complete.
         (self.directory / f"{name}.json").write_text(json.dumps(summary, indent=1))
+        partial = report.save_html(self.directory / f".{name}.partial")
+        os.replace(partial, self.directory / name)
         self._prune()
         return name
 

@@ -14,12 +14,15 @@ from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from services.monitoring.metrics import MonitoringMetrics
 from services.monitoring.settings import MonitoringSettings
+
+if TYPE_CHECKING:  # the training stack is imported only in the training process
+    from pipelines.train import TrainResult
 
 log = logging.getLogger("monitoring")
 
@@ -42,23 +45,34 @@ def train_in_child() -> TrainingOutcome:
     return outcome_of(result)
 
 
-def outcome_of(result: Any) -> TrainingOutcome:
-    """Read a `TrainResult` without depending on more than its documented fields."""
-    version = getattr(result, "version", None)
-    passed = bool(getattr(result, "passed", getattr(result, "gate_passed", version is not None)))
-    detail = str(getattr(result, "reason", "") or getattr(result, "summary", "") or "")
+def outcome_of(result: TrainResult) -> TrainingOutcome:
+    """The part of a `TrainResult` monitoring acts on: did a version become the challenger."""
+    gate = result.gate
+    if gate is None:
+        detail = "no gate verdict"
+    elif gate.passed:
+        detail = f"gate passed against {gate.compared_with}"
+    else:
+        detail = f"gate refused against {gate.compared_with}: " + "; ".join(gate.failures)
     return TrainingOutcome(
-        passed_gate=passed, version=str(version) if version else None, detail=detail
+        passed_gate=result.challenger_set,
+        version=result.version,
+        detail=f"{detail} (run {result.run_id})",
     )
 
 
+ROLLOUT_ACTOR = "monitoring:drift-retrain"
+
+
 def start_rollout(settings: MonitoringSettings, version: str, reason: str) -> None:
-    """Ask the canary controller to start rolling `version` out (raises on refusal)."""
+    """Ask the canary controller (`POST /v1/rollout/start`) to roll `version` out; its
+    rollout history records the start with this service as the actor. Raises on refusal."""
     response = httpx.post(
-        f"{settings.canary_addr.rstrip('/')}/v1/admin/rollout/start",
-        json={"challenger_version": version, "reason": reason, "actor": "monitoring"},
+        f"{settings.canary_addr.rstrip('/')}/v1/rollout/start",
+        # `reason` is kept by controllers that record it; the actor always is
+        json={"challenger_version": version, "actor": ROLLOUT_ACTOR, "reason": reason},
         headers={"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"},
-        timeout=10.0,
+        timeout=30.0,
     )
     if response.is_error:
         raise RuntimeError(

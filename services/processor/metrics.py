@@ -48,6 +48,11 @@ class ProcessorMetrics:
             ["kind"],
             registry=registry,
         )
+        self.assigned_partitions = Gauge(
+            "processor_assigned_partitions",
+            "Partitions this consumer owns (0 until it joined the group).",
+            registry=registry,
+        )
         self.senders = Gauge(
             "processor_senders", "Senders with feature state in memory.", registry=registry
         )

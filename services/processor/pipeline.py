@@ -77,9 +77,9 @@ class BatchResult:
     """What one batch did (for logs and tests)."""
 
     accepted: int = 0
-    duplicates: int = 0
+    duplicate: int = 0
     too_late: int = 0
-    deadletters: int = 0
+    deadletter: int = 0
     rows: dict[str, int] = field(default_factory=dict)
 
 
@@ -188,7 +188,7 @@ class FeaturePipeline:
                     letter.offset,
                     letter.error[:300],
                 )
-            result.deadletters = len(dead)
+            result.deadletter = len(dead)
 
         self.metrics.senders.set(len(self.computer))
         self.metrics.batch_duration.observe(time.perf_counter() - started)

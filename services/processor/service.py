@@ -123,9 +123,11 @@ class RebuildOnReassignment(ConsumerRebalanceListener):
 
     def on_partitions_revoked(self, revoked: Any) -> None:
         log.info("partitions revoked: %s", _partitions(revoked))
+        self.pipeline.metrics.assigned_partitions.set(0)
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("partitions assigned: %s", _partitions(assigned))
+        self.pipeline.metrics.assigned_partitions.set(len(assigned))
         if self._assigned_once:
             self.pipeline.rebuild()
         self._assigned_once = True
@@ -172,9 +174,9 @@ def run(settings: ProcessorSettings) -> None:
             "batch: %d records, %d accepted, %d duplicate, %d too late, %d dead letters, rows %s",
             len(records),
             result.accepted,
-            result.duplicates,
+            result.duplicate,
             result.too_late,
-            result.deadletters,
+            result.deadletter,
             result.rows,
         )
         lag.update()

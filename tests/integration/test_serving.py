@@ -29,7 +29,7 @@ from modstack.model_contract import (
 )
 from modstack.names import FEATURE_SERVICE_V1, TOPIC_LABELS, TOPIC_PREDICTIONS
 from modstack.processes import BackgroundProcess, log_tail
-from modstack.rollout import RolloutState, RolloutStore
+from modstack.rollout import RolloutStore
 from modstack.routing import assign_variant
 from modstack.testing import free_port, wait_until
 
@@ -71,7 +71,9 @@ def _register_model(frame: pd.DataFrame, feature_columns: list[str], seed: int) 
 
     from pipelines.model import ModelConfig, build_lightgbm_pipeline, model_input
 
-    config = ModelConfig(seed=seed, word_max_features=3_000, char_max_features=3_000)
+    config = ModelConfig(
+        seed=seed, max_body_chars=3_000, word_max_features=3_000, char_max_features=3_000
+    )
     pipeline = build_lightgbm_pipeline(feature_columns, config, n_estimators=40)
     inputs = model_input(frame, feature_columns)
     pipeline.fit(inputs, (frame["label"] == "spam").to_numpy())
@@ -87,6 +89,8 @@ def _register_model(frame: pd.DataFrame, feature_columns: list[str], seed: int) 
             name="model",
             serialization_format="cloudpickle",
             registered_model_name=MODEL_NAME,
+            # listed, not inferred: inference imports the model in a subprocess (~10 s)
+            pip_requirements=["scikit-learn", "lightgbm", "pandas"],
             metadata={
                 META_THRESHOLDS: thresholds.to_metadata(),
                 META_FEATURE_SERVICE: FEATURE_SERVICE_V1,
@@ -264,7 +268,7 @@ def _message(stack: Stack, i: int, sender: str | None = None) -> dict:
 def test_moderate_answers_with_score_action_version_and_features(
     stack: Stack, serving: Serving
 ) -> None:
-    response = serving.moderate(_message(stack, 0))
+    response = serving.moderate(_message(stack, 0, sender=f"new-{uuid.uuid4().hex}@example.org"))
     assert response.status_code == 200, response.text
     body = response.json()
     assert 0.0 <= body["score"] <= 1.0

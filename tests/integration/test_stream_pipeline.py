@@ -91,7 +91,8 @@ class Stream:
         text = httpx.get(self.metrics_url, timeout=2).text
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                wanted = all(sample.labels.get(k) == v for k, v in labels.items())
+                if sample.name == name and wanted:
                     return sample.value
         return 0.0
 

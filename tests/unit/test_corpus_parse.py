@@ -46,7 +46,13 @@ def test_basic_mail_gives_lowercased_sender_utc_date_and_no_repair() -> None:
 def test_date_without_zone_is_read_as_utc(date: str) -> None:
     result = parsed(mail(f"From: a@example.com\nSubject: s\nDate: {date}\n"))
     assert result.sent_at == datetime(2002, 8, 6, 11, 0, tzinfo=UTC)
-    assert result.repaired == "date_zone_assumed_utc"
+    assert result.repaired == "date_zone_missing_utc"
+
+
+def test_date_with_an_impossible_offset_is_read_as_utc() -> None:
+    result = parsed(mail("From: a@example.com\nSubject: s\nDate: Tue, 6 Aug 2002 03:00:00 -1900\n"))
+    assert result.sent_at == datetime(2002, 8, 6, 3, 0, tzinfo=UTC)
+    assert result.repaired == "date_zone_invalid_utc"
 
 
 def test_year_102_is_repaired_to_2002() -> None:
@@ -117,6 +123,13 @@ def test_plain_part_holding_an_html_document_counts_as_html() -> None:
     )
     assert result.is_html
     assert result.body.split() == ["Hi", "you"]
+
+
+def test_plain_text_that_talks_about_html_tags_stays_plain() -> None:
+    text = "The spam said <html><body>buy</body></html> in a text/plain part.\n"
+    result = parsed(mail(BASIC + "Content-Type: text/plain\n", text))
+    assert not result.is_html
+    assert "<html>" in result.body
 
 
 def test_multipart_alternative_prefers_the_plain_part() -> None:

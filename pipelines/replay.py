@@ -1,0 +1,416 @@
+"""Step `replay`: send a corpus period through the ingestion API as live traffic.
+
+Consumes `{DATA_DIR}/corpus/messages.parquet`; produces `POST /v1/messages` and `/v1/labels`
+requests in event-time order (each label `--label-delay-hours` after its message, like a
+moderator decision that arrives later), batched, at `--speed` events/s or as fast as the stack
+takes them. Then it waits (bounded) until the processor has every replayed event in the message
+log and prints the online features of the busiest senders.
+
+Usage: `python -m pipelines.replay [--period history|future|all] [--speed 200] [--limit N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+from tenacity import (
+    retry,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from modstack.log import configure_logging
+from modstack.message_log import MessageLog
+from modstack.names import FEAST_JOIN_KEY, VIEW_SENDER_ACTIVITY, VIEW_SENDER_REPUTATION
+from modstack.schemas import MAX_BATCH
+from modstack.settings import get_settings
+from pipelines.backfill import DEFAULT_LABEL_DELAY, Period, corpus_events
+
+log = logging.getLogger("pipelines.replay")
+
+DEFAULT_BATCH = 100
+# Stay well under ingestion's 8 MiB request limit however large the mails in a batch are.
+MAX_REQUEST_BYTES = 2 * 1024 * 1024
+# How long a request may keep failing with 503 (broker restarting) before the replay gives up.
+UNAVAILABLE_PATIENCE_S = 60.0
+
+
+class Unavailable(RuntimeError):
+    """Ingestion answered 503 or could not be reached: worth retrying for a while."""
+
+
+@dataclass
+class ReplayReport:
+    """What was sent and what ingestion did with it."""
+
+    messages_sent: int = 0
+    labels_sent: int = 0
+    requests: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    catch_up_seconds: float | None = None
+
+    @property
+    def events_per_second(self) -> float:
+        sent = self.messages_sent + self.labels_sent
+        return sent / self.seconds if self.seconds else 0.0
+
+
+def timeline(messages: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Messages and labels as one frame in event-time order (kind, time, payload)."""
+    m = pd.DataFrame(
+        {
+            "kind": "message",
+            "time": messages["sent_at"],
+            "payload": [
+                {
+                    "message_id": r.message_id,
+                    "sender_id": r.sender_id,
+                    "subject": r.subject,
+                    "body": r.body,
+                    "sent_at": r.sent_at.isoformat(),
+                }
+                for r in messages.itertuples(index=False)
+            ],
+        }
+    )
+    lab = pd.DataFrame(
+        {
+            "kind": "label",
+            "time": labels["labeled_at"],
+            "payload": [
+                {
+                    "message_id": r.message_id,
+                    "sender_id": r.sender_id,
+                    "label": r.label,
+                    "source": r.source,
+                    "labeled_at": r.labeled_at.isoformat(),
+                }
+                for r in labels.itertuples(index=False)
+            ],
+        }
+    )
+    # A message sorts before a label at the same instant (stable sort, messages first).
+    return pd.concat([m, lab], ignore_index=True).sort_values("time", kind="stable")
+
+
+def chunks(events: pd.DataFrame, batch_size: int) -> Iterator[pd.DataFrame]:
+    """Consecutive slices of the timeline: at most `batch_size` events and ~MAX_REQUEST_BYTES."""
+    start, size = 0, 0
+    payloads = events["payload"].tolist()
+    for i, payload in enumerate(payloads):
+        size += len(payload.get("body", "")) * 2 + 512  # rough JSON size, generous for escapes
+        if i + 1 - start >= batch_size or size >= MAX_REQUEST_BYTES or i == len(payloads) - 1:
+            yield events.iloc[start : i + 1]
+            start, size = i + 1, 0
+
+
+class IngestionClient:
+    """Posts batches and makes sense of the answers (202, 422 with locations, 503)."""
+
+    def __init__(self, base_url: str, report: ReplayReport, timeout_s: float = 30.0) -> None:
+        self.http = httpx.Client(base_url=base_url, timeout=timeout_s)
+        self.report = report
+
+    def close(self) -> None:
+        self.http.close()
+
+    def send(self, endpoint: str, field_name: str, items: list[dict[str, Any]]) -> int:
+        """Post one batch; items refused with a 422 are reported and the rest sent again.
+
+        Returns how many items were accepted.
+        """
+        while items:
+            response = self._post(endpoint, {field_name: items})
+            if response.status_code == 202:
+                self.report.duplicates += len(response.json().get("duplicates", []))
+                return len(items)
+            if response.status_code == 422:
+                bad = _refused_indexes(response.json(), field_name)
+                if not bad:
+                    raise RuntimeError(f"{endpoint} refused a batch: {response.text[:500]}")
+                for index in sorted(bad, reverse=True):
+                    refused = items.pop(index)
+                    self.report.rejected.append(
+                        {"message_id": refused["message_id"], "errors": bad[index]}
+                    )
+                continue
+            raise RuntimeError(f"{endpoint} answered {response.status_code}: {response.text[:500]}")
+        return 0
+
+    @retry(
+        retry=retry_if_exception_type(Unavailable),
+        wait=wait_exponential(min=0.5, max=5),
+        stop=stop_after_delay(UNAVAILABLE_PATIENCE_S),
+        reraise=True,
+    )
+    def _post(self, endpoint: str, body: dict[str, Any]) -> httpx.Response:
+        try:
+            response = self.http.post(
+                endpoint,
+                content=json.dumps(body).encode(),
+                headers={"content-type": "application/json"},
+            )
+        except httpx.TransportError as exc:
+            raise Unavailable(f"cannot reach ingestion at {self.http.base_url}: {exc}") from exc
+        self.report.requests += 1
+        if response.status_code == 503:
+            raise Unavailable(response.json().get("detail", response.text))
+        return response
+
+
+def _refused_indexes(answer: dict[str, Any], field_name: str) -> dict[int, list[str]]:
+    """{item index: ["field: message", ...]} from a 422 on a batch."""
+    bad: dict[int, list[str]] = {}
+    for error in answer.get("detail", []):
+        loc = error.get("loc", [])
+        if len(loc) >= 3 and loc[1] == field_name and isinstance(loc[2], int):
+            where = ".".join(str(p) for p in loc[3:]) or field_name
+            bad.setdefault(loc[2], []).append(f"{where}: {error.get('msg')}")
+    return bad
+
+
+def send_timeline(
+    events: pd.DataFrame,
+    ingestion_addr: str,
+    *,
+    speed: float | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    on_progress: Callable[[int], None] | None = None,
+) -> ReplayReport:
+    """Post the timeline in order; `speed` caps events per second (None: as fast as possible)."""
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise ValueError(f"batch size must be within 1..{MAX_BATCH}")
+    report = ReplayReport()
+    client = IngestionClient(ingestion_addr, report)
+    started = time.perf_counter()
+    sent = 0
+    try:
+        for chunk in chunks(events, batch_size):
+            messages = [
+                p for k, p in zip(chunk["kind"], chunk["payload"], strict=True) if k == "message"
+            ]
+            labels = [
+                p for k, p in zip(chunk["kind"], chunk["payload"], strict=True) if k == "label"
+            ]
+            # Within a slice messages go first: a label never arrives before its message.
+            if messages:
+                report.messages_sent += client.send("/v1/messages", "messages", messages)
+            if labels:
+                report.labels_sent += client.send("/v1/labels", "labels", labels)
+            sent += len(chunk)
+            if on_progress:
+                on_progress(len(chunk))
+            if speed:
+                ahead = started + sent / speed - time.perf_counter()
+                if ahead > 0:
+                    time.sleep(ahead)
+    finally:
+        client.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def wait_for_processor(
+    message_ids: set[str],
+    label_ids: set[str],
+    data_dir: Path,
+    timeout_s: float,
+    on_progress: Callable[[int], None] | None = None,
+) -> float:
+    """Wait until the message log holds every message and label; returns the seconds waited.
+
+    The processor writes the log after it pushed the features, so a logged event's features
+    are readable online.
+    """
+    message_log = MessageLog(data_dir)
+    started = time.perf_counter()
+    while True:
+        logged_messages = set(message_log.read("messages", columns=[])["message_id"]) & message_ids
+        logged_labels = set(message_log.read("labels", columns=[])["message_id"]) & label_ids
+        if on_progress:
+            on_progress(len(logged_messages) + len(logged_labels))
+        if len(logged_messages) == len(message_ids) and len(logged_labels) == len(label_ids):
+            return time.perf_counter() - started
+        if time.perf_counter() - started > timeout_s:
+            raise TimeoutError(
+                f"the processor logged {len(logged_messages)}/{len(message_ids)} messages and "
+                f"{len(logged_labels)}/{len(label_ids)} labels within {timeout_s:g} s: is "
+                f"`python -m services.processor` running with DATA_DIR={data_dir}? "
+                "(`modstack status`, `modstack logs processor`)"
+            )
+        time.sleep(0.5)
+
+
+def sender_feature_table(senders: list[str], data_dir: Path | None = None) -> Table:
+    """The online sender features of `senders` as a rich table (one row per sender)."""
+    from modstack import featurestore
+    from modstack.sender_features import ACTIVITY_FEATURES, REPUTATION_FEATURES
+
+    store = featurestore.get_store(data_dir=data_dir)
+    refs = [f"{VIEW_SENDER_ACTIVITY}:{f}" for f in ACTIVITY_FEATURES] + [
+        f"{VIEW_SENDER_REPUTATION}:{f}" for f in REPUTATION_FEATURES
+    ]
+    values = store.get_online_features(
+        features=refs, entity_rows=[{FEAST_JOIN_KEY: s} for s in senders]
+    ).to_dict()
+    table = Table(title="online sender features (Feast)")
+    table.add_column("feature", no_wrap=True)
+    for sender in senders:
+        table.add_column(sender, justify="right", overflow="fold")
+    for ref in refs:
+        name = ref.split(":", 1)[1]
+        cells = [_cell(values[name][i]) for i in range(len(senders))]
+        table.add_row(name.removeprefix("sender_"), *cells)
+    return table
+
+
+def _cell(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.3f}"
+
+
+def run(
+    period: Period = "history",
+    *,
+    speed: float | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    label_delay: timedelta = DEFAULT_LABEL_DELAY,
+    limit: int | None = None,
+    ingestion_addr: str | None = None,
+    data_dir: Path | None = None,
+    corpus_dir: Path | None = None,
+    wait: bool = True,
+    timeout_s: float = 600.0,
+    show_senders: int = 4,
+    corpus: pd.DataFrame | None = None,
+    console: Console | None = None,
+) -> ReplayReport:
+    """Replay a corpus period through ingestion, wait for the processor, show some features."""
+    from modstack.corpus import load_corpus
+
+    settings = get_settings()
+    console = console or Console(stderr=True)
+    data_dir = data_dir or settings.data_dir
+    ingestion_addr = ingestion_addr or settings.ingestion_addr
+    corpus = corpus if corpus is not None else load_corpus(corpus_dir or data_dir)
+    messages, labels = corpus_events(corpus, period, label_delay)
+    if limit is not None:
+        messages = messages.sort_values("sent_at", kind="stable").head(limit)
+        labels = labels[labels["message_id"].isin(messages["message_id"])]
+    events = timeline(messages, labels)
+    console.print(
+        f"replaying {len(messages)} {period} messages and {len(labels)} labels "
+        f"(labels {label_delay} after their message) to {ingestion_addr}"
+        + (f" at {speed:g} events/s" if speed else " as fast as it takes them")
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(
+        *columns, TaskProgressColumn(), TimeElapsedColumn(), console=console, transient=True
+    ) as progress:
+        task = progress.add_task("sending", total=len(events))
+        report = send_timeline(
+            events,
+            ingestion_addr,
+            speed=speed,
+            batch_size=batch_size,
+            on_progress=lambda n: progress.advance(task, n),
+        )
+    console.print(
+        f"sent {report.messages_sent} messages and {report.labels_sent} labels in "
+        f"{report.requests} requests, {report.seconds:.1f} s ({report.events_per_second:.0f} "
+        f"events/s); {report.duplicates} already stored, {len(report.rejected)} refused"
+    )
+    for refused in report.rejected[:10]:
+        console.print(f"  refused {refused['message_id']}: {'; '.join(refused['errors'])}")
+    if not wait:
+        return report
+
+    rejected = {r["message_id"] for r in report.rejected}
+    message_ids = set(messages["message_id"]) - rejected
+    label_ids = set(labels["message_id"]) - rejected
+    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("processor catching up", total=len(message_ids) + len(label_ids))
+        report.catch_up_seconds = wait_for_processor(
+            message_ids,
+            label_ids,
+            data_dir,
+            timeout_s,
+            on_progress=lambda n: progress.update(task, completed=n),
+        )
+    console.print(
+        f"the processor has every event in the message log "
+        f"({report.catch_up_seconds:.1f} s after the last send)"
+    )
+    if show_senders:
+        busiest = messages["sender_id"].value_counts().head(show_senders).index.tolist()
+        console.print(sender_feature_table(busiest, data_dir))
+    return report
+
+
+def main(argv: list[str] | None = None) -> ReplayReport:
+    """CLI entry point."""
+    parser = argparse.ArgumentParser(prog="python -m pipelines.replay", description=__doc__)
+    parser.add_argument("--period", choices=["history", "future", "all"], default="history")
+    parser.add_argument(
+        "--speed", type=float, default=0, help="events per second (0: as fast as possible)"
+    )
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
+    parser.add_argument(
+        "--label-delay-hours",
+        type=float,
+        default=DEFAULT_LABEL_DELAY.total_seconds() / 3600,
+        help="event time between a message and its label",
+    )
+    parser.add_argument("--limit", type=int, help="only the first N messages of the period")
+    parser.add_argument("--ingestion-addr", help="default: INGESTION_ADDR")
+    parser.add_argument(
+        "--data-dir", type=Path, help="where the processor writes the message log (DATA_DIR)"
+    )
+    parser.add_argument("--corpus-dir", type=Path, help="data dir holding corpus/ (--data-dir)")
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for the processor")
+    parser.add_argument("--timeout", type=float, default=600.0, help="catch-up bound, seconds")
+    parser.add_argument("--show-senders", type=int, default=4)
+    args = parser.parse_args(argv)
+    configure_logging("replay")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
+    return run(
+        args.period,
+        speed=args.speed or None,
+        batch_size=args.batch_size,
+        label_delay=timedelta(hours=args.label_delay_hours),
+        limit=args.limit,
+        ingestion_addr=args.ingestion_addr,
+        data_dir=args.data_dir,
+        corpus_dir=args.corpus_dir,
+        wait=not args.no_wait,
+        timeout_s=args.timeout,
+        show_senders=args.show_senders,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,449 @@
+"""The canary controller against the real pieces: MLflow registry (aliases + rollout tags), Tansu
+(predictions and labels for the precision check), Feast (SQLite), the real serving process and a
+real Prometheus. A good challenger is promoted, a bad one is rolled back on its own within a
+bounded number of intervals, with either metrics source; admin actions need the token.
+
+The models are small TF-IDF + logistic regressions on synthetic mail, registered under the model
+contract, so the test spends its time on the rollout, not on training.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import mlflow
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.dummy import DummyClassifier
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from modstack.kafka import make_producer
+from modstack.model_contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE, META_THRESHOLDS
+from modstack.names import (
+    ALIAS_CHALLENGER,
+    ALIAS_CHAMPION,
+    FEATURE_SERVICE_V1,
+    REGISTERED_MODEL,
+    TOPIC_LABELS,
+)
+from modstack.processes import BackgroundProcess, http_ok
+from modstack.registry import get_alias_version, get_client
+from modstack.rollout import RolloutStore
+from modstack.schemas import LabelEvent
+from modstack.testing import free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "canary-test-token"
+INTERVAL_S = 4.0
+FAILURE_LIMIT = 2
+STEPS = "50,100"
+SPAM_WORDS = [
+    "free",
+    "money",
+    "winner",
+    "cash",
+    "prize",
+    "click",
+    "offer",
+    "credit",
+    "urgent",
+    "deal",
+]
+HAM_WORDS = [
+    "meeting",
+    "project",
+    "report",
+    "lunch",
+    "schedule",
+    "team",
+    "review",
+    "code",
+    "notes",
+    "thanks",
+]
+
+
+def synthetic_mail(rng: random.Random) -> tuple[str, str, str]:
+    """(subject, body, label): a mix of spam and ham words, labelled by the majority."""
+    spam_share = rng.random()
+    words = [rng.choice(SPAM_WORDS if rng.random() < spam_share else HAM_WORDS) for _ in range(9)]
+    spam = sum(w in SPAM_WORDS for w in words) > len(words) / 2
+    return " ".join(words[:3]), " ".join(words), "spam" if spam else "ham"
+
+
+def register(classifier, seed: int, columns: list[str]) -> str:
+    """Fit a text pipeline on synthetic mail and register it under the model contract."""
+    import pandas as pd
+
+    rng = random.Random(seed)
+    rows = [synthetic_mail(rng) for _ in range(400)]
+    frame = pd.DataFrame(rows, columns=["subject", "body", "label"])
+    for column in columns:
+        frame[column] = float("nan")
+    pipeline = Pipeline(
+        [
+            ("text", ColumnTransformer([("body", TfidfVectorizer(), "body")])),
+            ("classifier", classifier),
+        ]
+    )
+    pipeline.fit(frame.drop(columns="label"), frame["label"] == "spam")
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            serialization_format="cloudpickle",
+            pip_requirements=["scikit-learn"],  # skips MLflow's slow requirement inference
+            registered_model_name=REGISTERED_MODEL,
+            metadata={
+                META_THRESHOLDS: {"block": 0.8, "review": 0.5},
+                META_FEATURE_SERVICE: FEATURE_SERVICE_V1,
+                META_FEATURE_COLUMNS: columns,
+            },
+        )
+    return str(info.registered_model_version)
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    serving_url: str
+    mlflow_uri: str
+    kafka: str
+    versions: dict[str, str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, kafka_bootstrap, mlflow_tracking_uri) -> Iterator[Stack]:
+    from modstack.featurestore import apply_repo, feature_columns, get_store
+
+    root: Path = tmp_path_factory.mktemp("canary-stack")
+    data_dir = root / "data"
+    apply_repo(REPO / "features", data_dir)
+    columns = feature_columns(get_store(REPO / "features", data_dir), FEATURE_SERVICE_V1)
+    mlflow.set_experiment("canary-test")
+    versions = {
+        "champion": register(LogisticRegression(C=5.0), seed=1, columns=columns),
+        "good": register(LogisticRegression(C=5.0), seed=2, columns=columns),
+        # scores every mail with the training spam rate: what shuffled labels teach
+        "bad": register(DummyClassifier(strategy="prior"), seed=3, columns=columns),
+    }
+    client = get_client(mlflow_tracking_uri)
+    client.set_registered_model_alias(REGISTERED_MODEL, ALIAS_CHAMPION, versions["champion"])
+    port = free_port()
+    env = {
+        "MLFLOW_TRACKING_URI": mlflow_tracking_uri,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "DATA_DIR": str(data_dir),
+        "RUN_DIR": str(root / "run"),
+        "FEAST_REPO_PATH": str(REPO / "features"),
+        "ADMIN_TOKEN": TOKEN,
+        "SERVING_ADDR": f"http://127.0.0.1:{port}",
+        "SERVING_POLL_INTERVAL_S": "0.5",
+    }
+    serving_url = env["SERVING_ADDR"]
+    with BackgroundProcess(
+        "serving",
+        [sys.executable, "-m", "services.serving"],
+        root / "serving.log",
+        ready=lambda: http_ok(f"{serving_url}/healthz"),
+        timeout_s=120,
+        env=env,
+        cwd=REPO,
+    ):
+        yield Stack(data_dir, serving_url, mlflow_tracking_uri, kafka_bootstrap, versions, env)
+
+
+class Traffic:
+    """Moderation requests from 400 senders at ~40/s; blocked mail gets its true label on
+    labels.v1 right away (user reports, compressed in time)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.stop_event = threading.Event()
+        self.answered: dict[str, int] = {"champion": 0, "challenger": 0}
+        self.failures = 0
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in (0, 1)]
+
+    def _run(self, seed: int) -> None:
+        rng = random.Random(seed)
+        producer = make_producer(self.stack.kafka)
+        with httpx.Client(base_url=self.stack.serving_url, timeout=10) as http:
+            while not self.stop_event.is_set():
+                subject, body, label = synthetic_mail(rng)
+                sender = f"user{rng.randrange(400)}@example.com"
+                message_id = uuid.uuid4().hex
+                now = datetime.now(UTC)
+                try:
+                    response = http.post(
+                        "/v1/moderate",
+                        json={
+                            "message_id": message_id,
+                            "sender_id": sender,
+                            "subject": subject,
+                            "body": body,
+                            "sent_at": now.isoformat(),
+                        },
+                    )
+                except httpx.HTTPError:
+                    self.failures += 1
+                    continue
+                if response.status_code != 200:
+                    self.failures += 1
+                else:
+                    answer = response.json()
+                    self.answered[answer["variant"]] += 1
+                    if answer["action"] == "block":
+                        event = LabelEvent(
+                            message_id=message_id,
+                            sender_id=sender,
+                            label=label,
+                            source="user_report",
+                            labeled_at=now,
+                            received_at=now,
+                        )
+                        producer.send(TOPIC_LABELS, key=sender, value=event.to_bytes())
+                self.stop_event.wait(0.05)
+        producer.close(timeout=5)
+
+    def __enter__(self) -> Traffic:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout=15)
+
+
+def canary_process(stack: Stack, root: Path, **extra: str) -> BackgroundProcess:
+    port = free_port()
+    env = {
+        **stack.env,
+        "CANARY_ADDR": f"http://127.0.0.1:{port}",
+        "CANARY_STEPS": STEPS,
+        "CANARY_INTERVAL_S": str(INTERVAL_S),
+        "CANARY_TICK_S": "0.5",
+        "CANARY_MIN_REQUESTS": "50",
+        "CANARY_FAILURE_LIMIT": str(FAILURE_LIMIT),
+        "CANARY_MAX_WAIT_INTERVALS": "3",
+        "CANARY_MIN_LABELLED_BLOCKS": "5",
+        # the machine is shared with other test processes: latency is compared, not judged
+        # to the millisecond
+        "CANARY_LATENCY_P99_SLACK_S": "0.5",
+        **extra,
+    }
+    process = BackgroundProcess(
+        "canary",
+        [sys.executable, "-m", "services.canary"],
+        root / f"canary-{port}.log",
+        ready=lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
+        timeout_s=60,
+        env=env,
+        cwd=REPO,
+    )
+    process.url = env["CANARY_ADDR"]  # type: ignore[attr-defined]
+    return process
+
+
+def admin(url: str) -> httpx.Client:
+    return httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+def follow_until_done(client: httpx.Client, timeout_s: float) -> dict:
+    """Poll the rollout until it is promoted or rolled back (bounded)."""
+    final: dict = {}
+
+    def done() -> bool:
+        final.update(client.get("/v1/rollout").json())
+        return final["status"] in ("promoted", "rolled_back")
+
+    wait_until(
+        done,
+        timeout_s,
+        "the rollout to finish",
+        interval_s=0.5,
+        detail=lambda: f"last state: {final}",
+    )
+    return final
+
+
+def decisions(state: dict) -> list[str]:
+    return [e["action"] for e in state["history"]]
+
+
+@pytest.fixture
+def canary(stack: Stack, tmp_path: Path) -> Iterator[str]:
+    with canary_process(stack, tmp_path) as process:
+        yield process.url
+
+
+def test_rollout_endpoints_answer_401_without_the_token(canary):
+    for method, path in [
+        ("GET", "/v1/rollout"),
+        ("POST", "/v1/rollout/start"),
+        ("POST", "/v1/rollout/abort"),
+        ("POST", "/v1/rollout/pause"),
+    ]:
+        anonymous = httpx.request(method, f"{canary}{path}", timeout=10)
+        wrong = httpx.request(
+            method, f"{canary}{path}", timeout=10, headers={"Authorization": "Bearer nope"}
+        )
+        assert anonymous.status_code == 401, (method, path)
+        assert wrong.status_code == 401, (method, path)
+    assert httpx.get(f"{canary}/healthz", timeout=10).status_code == 200
+    assert "canary_weight_percent" in httpx.get(f"{canary}/metrics", timeout=10).text
+
+
+def test_a_good_challenger_is_promoted_step_by_step(stack, canary):
+    client = get_client(stack.mlflow_uri)
+    with admin(canary) as http, Traffic(stack) as traffic:
+        started = time.monotonic()
+        start = http.post("/v1/rollout/start", json={"challenger_version": stack.versions["good"]})
+        assert start.status_code == 200, start.text
+        state = follow_until_done(http, timeout_s=INTERVAL_S * 10)
+        elapsed = time.monotonic() - started
+    print(f"\npromoted in {elapsed:.1f} s; answered {traffic.answered}")
+    assert state["status"] == "promoted", state["reason"]
+    assert decisions(state) == ["start", "advance", "promote"]
+    promote = state["history"][-1]
+    assert all(c["passed"] is not False for c in promote["checks"].values())
+    assert promote["checks"]["score_psi"]["value"] < 0.25
+    assert traffic.answered["challenger"] > 0 and traffic.failures == 0
+    assert get_alias_version(ALIAS_CHAMPION, client) == stack.versions["good"]
+    assert get_alias_version(ALIAS_CHALLENGER, client) is None
+    assert (
+        client.get_registered_model(REGISTERED_MODEL).tags["previous_champion"]
+        == (stack.versions["champion"])
+    )
+    # serving follows: every answer now comes from the new champion
+    answer = httpx.post(
+        f"{stack.serving_url}/v1/moderate",
+        json={
+            "message_id": "after-promotion",
+            "sender_id": "x@example.com",
+            "subject": "hi",
+            "body": "team meeting notes",
+            "sent_at": datetime.now(UTC).isoformat(),
+        },
+        timeout=10,
+    ).json()
+    wait_until(
+        lambda: (
+            httpx.get(f"{stack.serving_url}/healthz", timeout=5).json()["champion"]
+            == stack.versions["good"]
+        ),
+        10,
+        "serving to load the new champion",
+    )
+    assert answer["variant"] == "champion"
+
+
+def _bad_rollout(stack: Stack, canary_url: str) -> tuple[dict, float]:
+    client = get_client(stack.mlflow_uri)
+    champion = get_alias_version(ALIAS_CHAMPION, client)
+    with admin(canary_url) as http, Traffic(stack):
+        started = time.monotonic()
+        start = http.post("/v1/rollout/start", json={"challenger_version": stack.versions["bad"]})
+        assert start.status_code == 200, start.text
+        state = follow_until_done(http, timeout_s=INTERVAL_S * 10)
+        elapsed = time.monotonic() - started
+    assert state["status"] == "rolled_back", state["reason"]
+    assert state["weight_percent"] == 0
+    assert get_alias_version(ALIAS_CHALLENGER, client) is None
+    assert get_alias_version(ALIAS_CHAMPION, client) == champion
+    # bounded: the failure limit's worth of windows (plus start-up slack), no more
+    assert decisions(state) == ["start", "analysis_failed", "rollback"]
+    assert elapsed < INTERVAL_S * (FAILURE_LIMIT + 2)
+    rollback = state["history"][-1]
+    failed = {name for name, c in rollback["checks"].items() if c["passed"] is False}
+    assert {"score_psi", "block_rate"} <= failed
+    assert rollback["checks"]["block_rate"]["challenger"] == 0.0
+    print(f"\nrolled back in {elapsed:.1f} s: {state['reason']}")
+    return state, elapsed
+
+
+def test_a_bad_challenger_is_rolled_back_automatically(stack, canary):
+    _bad_rollout(stack, canary)
+    metrics = httpx.get(f"{canary}/metrics", timeout=10).text
+    assert "canary_rollbacks_total 1.0" in metrics
+    assert 'canary_check_failures_total{check="score_psi"} 2.0' in metrics
+    assert 'canary_status_info{status="rolled_back"} 1.0' in metrics
+
+
+@pytest.fixture
+def prometheus_scraping_serving(stack: Stack, tmp_path: Path) -> Iterator[str]:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus not found: `apt-get install -y --no-install-recommends prometheus`")
+    target = stack.serving_url.removeprefix("http://")
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s}\n"
+        f"scrape_configs: [{{job_name: serving, static_configs: [{{targets: ['{target}']}}]}}]\n"
+    )
+    port = free_port()
+    argv = [
+        binary,
+        f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with BackgroundProcess(
+        "Prometheus",
+        argv,
+        tmp_path / "prometheus.log",
+        ready=lambda: http_ok(f"{url}/-/ready"),
+        timeout_s=30,
+    ):
+        yield url
+
+
+def test_a_bad_challenger_is_rolled_back_with_metrics_from_prometheus(
+    stack, tmp_path, prometheus_scraping_serving
+):
+    with canary_process(stack, tmp_path, PROMETHEUS_URL=prometheus_scraping_serving) as process:
+        state, _ = _bad_rollout(stack, process.url)
+        status = admin(process.url).get("/v1/rollout").json()
+    assert status["metrics_source"] == "PrometheusSource"
+    assert state["history"][-1]["metrics"]["challenger_requests"] > 0
+
+
+def test_pause_resume_and_abort_from_the_admin_api(stack, canary):
+    client = get_client(stack.mlflow_uri)
+    with admin(canary) as http:
+        started = http.post(
+            "/v1/rollout/start", json={"challenger_version": stack.versions["bad"], "actor": "test"}
+        )
+        assert started.json()["status"] == "progressing"
+        assert http.post("/v1/rollout/start", json={}).status_code == 409  # one at a time
+        paused = http.post("/v1/rollout/pause", json={"reason": "investigating", "actor": "test"})
+        assert paused.json()["status"] == "paused" and paused.json()["weight_percent"] == 50
+        assert http.post("/v1/rollout/pause", json={}).status_code == 409
+        assert http.post("/v1/rollout/resume", json={"actor": "test"}).json()["status"] == (
+            "progressing"
+        )
+        aborted = http.post("/v1/rollout/abort", json={"reason": "manual stop", "actor": "test"})
+        assert aborted.json()["status"] == "rolled_back"
+        assert aborted.json()["reason"] == "manual stop"
+        state = http.get("/v1/rollout").json()
+    assert decisions(state) == ["start", "pause", "resume", "abort"]
+    assert {e["actor"] for e in state["history"]} == {"test"}
+    assert get_alias_version(ALIAS_CHALLENGER, client) is None
+    # every replica reads the same state from the registry
+    assert RolloutStore(client).load().status == "rolled_back"

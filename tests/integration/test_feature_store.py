@@ -1,0 +1,216 @@
+"""The real Feast repo applied into a tmp DATA_DIR: apply, push, online reads, Redis by config."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.definitions import offline_path
+from modstack import featurestore, names
+from modstack.processes import BackgroundProcess
+from modstack.schemas import LabelEvent, MessageEvent
+from modstack.sender_features import ACTIVITY_FEATURES, REPUTATION_FEATURES, SenderFeatureComputer
+from modstack.testing import free_port, port_open
+from modstack.text_features import TEXT_FEATURE_NAMES, text_features
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2002, 6, 1, 8, 0, tzinfo=UTC)
+SUBJECT, BODY = "URGENT: free money!!", "Claim $1,000 now at http://win.example <b>today</b>"
+
+
+def _events() -> list[MessageEvent | LabelEvent]:
+    events: list[MessageEvent | LabelEvent] = []
+    for i in range(6):
+        sender = "spammer@x.example" if i % 2 else "friend@y.example"
+        at = T0 + timedelta(minutes=20 * i)
+        events.append(
+            MessageEvent(
+                message_id=f"m{i}",
+                sender_id=sender,
+                subject=f"offer {i % 3}",
+                body="see http://x.example" if i % 2 else "lunch?",
+                sent_at=at,
+                received_at=at,
+            )
+        )
+    events.append(
+        LabelEvent(
+            message_id="m1",
+            sender_id="spammer@x.example",
+            label="spam",
+            source="user_report",
+            labeled_at=T0 + timedelta(hours=3),
+            received_at=T0 + timedelta(hours=3),
+        )
+    )
+    return events
+
+
+def _computed_rows() -> tuple[list[dict], list[dict]]:
+    computer = SenderFeatureComputer()
+    activity, reputation = [], []
+    for event in _events():
+        view, row = computer.apply(event)
+        (activity if view == names.VIEW_SENDER_ACTIVITY else reputation).append(row)
+    return activity, reputation
+
+
+def _latest(rows: list[dict], sender: str) -> dict:
+    return [r for r in rows if r["sender_id"] == sender][-1]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("feast")
+    featurestore.apply_repo(data_dir=folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pushed_store(data_dir: Path):
+    store = featurestore.get_store(data_dir=data_dir)
+    activity, reputation = _computed_rows()
+    featurestore.push_activity(store, activity)
+    featurestore.push_reputation(store, reputation)
+    return store
+
+
+def test_apply_is_idempotent_and_creates_the_offline_files(data_dir: Path):
+    report = featurestore.apply_repo(data_dir=data_dir)
+    assert report.deleted == []
+    assert report.created_files == []  # made by the first apply
+    assert "FeatureService:spam_model_v1" in report.applied
+    assert "OnDemandFeatureView:message_text_features" in report.applied
+    for view in (names.VIEW_SENDER_ACTIVITY, names.VIEW_SENDER_REPUTATION):
+        assert offline_path(featurestore.feast_data_dir(data_dir), view).exists()
+
+
+def test_apply_deletes_objects_no_longer_defined(tmp_path: Path):
+    from feast import FeatureService
+
+    featurestore.apply_repo(data_dir=tmp_path)
+    store = featurestore.get_store(data_dir=tmp_path)
+    store.apply(
+        [
+            FeatureService(
+                name="spam_model_old", features=[store.get_feature_view(names.VIEW_SENDER_ACTIVITY)]
+            )
+        ]
+    )
+    report = featurestore.apply_repo(data_dir=tmp_path)
+    assert report.deleted == ["FeatureService:spam_model_old"]
+
+
+def test_feature_service_names_exactly_the_model_columns_in_order(pushed_store):
+    columns = featurestore.feature_columns(pushed_store, names.FEATURE_SERVICE_V1)
+    assert columns == [*ACTIVITY_FEATURES, *REPUTATION_FEATURES, *TEXT_FEATURE_NAMES]
+
+
+def test_online_features_equal_the_computer_values(pushed_store):
+    activity, reputation = _computed_rows()
+    for sender in ("spammer@x.example", "friend@y.example"):
+        values = featurestore.online_features(
+            pushed_store, names.FEATURE_SERVICE_V1, sender, SUBJECT, BODY
+        )
+        expected = _latest(activity, sender)
+        assert {f: values[f] for f in ACTIVITY_FEATURES} == {
+            f: expected[f] for f in ACTIVITY_FEATURES
+        }
+    spammer = featurestore.online_features(
+        pushed_store, names.FEATURE_SERVICE_V1, "spammer@x.example", SUBJECT, BODY
+    )
+    assert {f: spammer[f] for f in REPUTATION_FEATURES} == {
+        f: reputation[-1][f] for f in REPUTATION_FEATURES
+    }
+
+
+def test_on_demand_text_features_online_equal_text_features(pushed_store):
+    values = featurestore.online_features(
+        pushed_store, names.FEATURE_SERVICE_V1, "spammer@x.example", SUBJECT, BODY
+    )
+    assert {f: values[f] for f in TEXT_FEATURE_NAMES} == text_features(SUBJECT, BODY)
+
+
+def test_unknown_sender_reads_missing_sender_features_but_has_text_features(pushed_store):
+    values = featurestore.online_features(
+        pushed_store, names.FEATURE_SERVICE_V1, "nobody@new.example", SUBJECT, BODY
+    )
+    assert featurestore.missing_features(values) == [*ACTIVITY_FEATURES, *REPUTATION_FEATURES]
+    assert values["url_count"] == 1.0
+
+
+def test_a_sender_without_labels_misses_only_reputation(pushed_store):
+    values = featurestore.online_features(
+        pushed_store, names.FEATURE_SERVICE_V1, "friend@y.example", "", ""
+    )
+    assert featurestore.missing_features(values) == list(REPUTATION_FEATURES)
+
+
+def test_offline_push_appends_every_row_and_online_keeps_the_newest(data_dir: Path, pushed_store):
+    activity, _ = _computed_rows()
+    offline = pd.read_parquet(
+        offline_path(featurestore.feast_data_dir(data_dir), names.VIEW_SENDER_ACTIVITY)
+    )
+    assert len(offline) == len(activity)
+    newer = {**_latest(activity, "friend@y.example"), "sender_msgs_total": 99.0}
+    newer["event_timestamp"] += timedelta(hours=1)
+    report = featurestore.push_activity(pushed_store, [newer], offline=False)
+    assert (report.online_rows, report.offline_rows) == (1, 0)
+    values = featurestore.online_features(
+        pushed_store, names.FEATURE_SERVICE_V1, "friend@y.example", "", ""
+    )
+    assert values["sender_msgs_total"] == 99.0
+
+
+def test_push_rejects_rows_without_the_view_columns(pushed_store):
+    with pytest.raises(ValueError, match="lack columns"):
+        featurestore.push_activity(pushed_store, [{"sender_id": "x", "event_timestamp": T0}])
+
+
+# -- Redis as online store, by configuration only ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder)]
+    with BackgroundProcess(
+        "redis-server",
+        argv,
+        folder / "redis.log",
+        ready=lambda: port_open("127.0.0.1", port),
+        timeout_s=15,
+    ):
+        yield f"127.0.0.1:{port}"
+
+
+def test_redis_online_store_by_environment_serves_the_same_values(
+    redis_address: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.delenv("FEAST_ONLINE_STORE", raising=False)
+    monkeypatch.setenv("FEAST_ONLINE_STORE_TYPE", "redis")
+    monkeypatch.setenv("REDIS_CONNECTION_STRING", redis_address)
+    featurestore.apply_repo(data_dir=tmp_path)
+    store = featurestore.get_store(data_dir=tmp_path)
+    assert store.config.online_store.type == "redis"
+    activity, reputation = _computed_rows()
+    featurestore.push_activity(store, activity)
+    featurestore.push_reputation(store, reputation)
+    values = featurestore.online_features(
+        store, names.FEATURE_SERVICE_V1, "spammer@x.example", SUBJECT, BODY
+    )
+    expected = {**_latest(activity, "spammer@x.example"), **reputation[-1]}
+    assert {f: values[f] for f in (*ACTIVITY_FEATURES, *REPUTATION_FEATURES)} == {
+        f: expected[f] for f in (*ACTIVITY_FEATURES, *REPUTATION_FEATURES)
+    }
+    assert {f: values[f] for f in TEXT_FEATURE_NAMES} == text_features(SUBJECT, BODY)

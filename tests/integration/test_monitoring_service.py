@@ -1,0 +1,314 @@
+"""The monitoring service end to end with real parts: Tansu, an MLflow server holding a
+champion with its reference sample, the service as its own process, and Debian's Prometheus
+scraping it. Traffic is the fixture corpus (real mails, real text features) scored by a model
+trained on history rows.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from modstack.drift.evidently_report import SCORE_COLUMN
+from modstack.kafka import make_producer
+from modstack.model_contract import (
+    META_FEATURE_COLUMNS,
+    META_THRESHOLDS,
+    REFERENCE_ARTIFACT,
+    Thresholds,
+)
+from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL, TOPIC_LABELS, TOPIC_PREDICTIONS
+from modstack.processes import BackgroundProcess, http_ok
+from modstack.schemas import LabelEvent, PredictionEvent
+from modstack.testing import free_port, wait_until
+from tests.drift_data import (
+    FEATURES,
+    PeriodRows,
+    corpus_with_features,
+    fixture_corpus,
+    split_periods,
+)
+
+pytestmark = pytest.mark.integration
+
+PROMETHEUS_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "prometheus.yml"
+WINDOW_ROWS = 30
+THRESHOLDS = Thresholds(block=0.9, review=0.5)
+SERVICE_START_TIMEOUT_S = 120.0  # importing Evidently takes ~5 s idle, much longer under load
+
+
+@pytest.fixture(scope="module")
+def periods(tmp_path_factory: pytest.TempPathFactory) -> PeriodRows:
+    rows = corpus_with_features(fixture_corpus(tmp_path_factory.mktemp("corpus")))
+    return split_periods(rows)
+
+
+@pytest.fixture(scope="module")
+def champion_version(mlflow_tracking_uri: str, periods: PeriodRows, tmp_path_factory) -> str:
+    """A champion version whose run carries the reference sample (what training logs)."""
+    from sklearn.linear_model import LogisticRegression
+
+    client = MlflowClient(mlflow_tracking_uri)
+    mlflow.set_tracking_uri(mlflow_tracking_uri)
+    mlflow.set_experiment("monitoring-test")
+    reference_path = tmp_path_factory.mktemp("reference") / "reference.parquet"
+    periods.reference[[*FEATURES, SCORE_COLUMN, "label"]].to_parquet(reference_path)
+    with mlflow.start_run():
+        model = LogisticRegression(max_iter=500).fit(
+            periods.reference[FEATURES], periods.reference["label"] == "spam"
+        )
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            registered_model_name=REGISTERED_MODEL,
+            serialization_format="cloudpickle",
+            metadata={META_FEATURE_COLUMNS: FEATURES, META_THRESHOLDS: THRESHOLDS.to_metadata()},
+        )
+        mlflow.log_artifact(str(reference_path), artifact_path=Path(REFERENCE_ARTIFACT).parent.name)
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias(REGISTERED_MODEL, ALIAS_CHAMPION, version)
+    return version
+
+
+@pytest.fixture(scope="module")
+def monitoring_url(
+    kafka_bootstrap: str, mlflow_tracking_uri: str, champion_version: str, tmp_path_factory
+) -> Iterator[str]:
+    """`python -m services.monitoring` on a free port, small windows, retraining enabled."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    workdir = tmp_path_factory.mktemp("monitoring")
+    env = {
+        "MONITORING_ADDR": url,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "MLFLOW_TRACKING_URI": mlflow_tracking_uri,
+        "DATA_DIR": str(workdir / "data"),
+        "MONITORING_WINDOW_MAX_ROWS": str(WINDOW_ROWS),
+        "MONITORING_WINDOW_MIN_ROWS": "10",
+        "MONITORING_WINDOW_MAX_SECONDS": "3",
+        "RETRAIN_ENABLED": "true",
+        "RETRAIN_CONSECUTIVE_WINDOWS": "2",
+        "RETRAIN_COOLDOWN_SECONDS": "3600",
+        # the training run itself is the training pipeline's business (tested there)
+        "RETRAIN_START_ROLLOUT": "false",
+        "CANARY_ADDR": f"http://127.0.0.1:{free_port()}",
+    }
+    service = BackgroundProcess(
+        "monitoring service",
+        [sys.executable, "-m", "services.monitoring"],
+        workdir / "monitoring.log",
+        ready=lambda: http_ok(f"{url}/readyz"),
+        timeout_s=SERVICE_START_TIMEOUT_S,
+        env=env,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    # importing feast (MLflow does while logging a model) sets these in the test process; the
+    # service is one process and must not inherit prometheus_client's multiprocess mode
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR"):
+        service.env.pop(name, None)
+    with service:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def prometheus_url(monitoring_url: str, tmp_path_factory) -> Iterator[str]:
+    """Debian's Prometheus with the project's config and rules, pointed at the test service."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail("prometheus not found: `apt-get install -y --no-install-recommends prometheus`")
+    workdir: Path = tmp_path_factory.mktemp("prometheus")
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    config["global"]["scrape_interval"] = "1s"
+    config["rule_files"] = [str(PROMETHEUS_CONFIG.parent / "rules" / "*.yml")]
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "monitoring"]
+    job["static_configs"] = [{"targets": [monitoring_url.removeprefix("http://")]}]
+    config["scrape_configs"] = [job]
+    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with BackgroundProcess(
+        "Prometheus",
+        [
+            binary,
+            f"--config.file={workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        workdir / "prometheus.log",
+        ready=lambda: http_ok(f"{url}/-/ready"),
+        timeout_s=30,
+    ):
+        yield url
+
+
+def _prediction(row: pd.Series, version: str, served: bool = True) -> PredictionEvent:
+    score = float(row[SCORE_COLUMN])
+    return PredictionEvent(
+        message_id=row["message_id"],
+        sender_id=row["sender_id"],
+        sent_at=row["sent_at"].to_pydatetime(),
+        scored_at=datetime.now(UTC),
+        score=score,
+        action=THRESHOLDS.action_for(score),
+        model_version=version,
+        variant="champion" if served else "challenger",
+        served=served,
+        features={name: float(row[name]) for name in FEATURES},
+    )
+
+
+def _label(row: pd.Series) -> LabelEvent:
+    now = datetime.now(UTC)
+    return LabelEvent(
+        message_id=row["message_id"],
+        sender_id=row["sender_id"],
+        label=row["label"],
+        source="corpus",
+        labeled_at=now,
+        received_at=now,
+    )
+
+
+def _send(bootstrap: str, frame: pd.DataFrame, version: str, labels: bool) -> None:
+    producer = make_producer(bootstrap)
+    for _, row in frame.iterrows():
+        event = _prediction(row, version)
+        producer.send(TOPIC_PREDICTIONS, key=event.message_id, value=event.to_bytes())
+        if labels:
+            producer.send(TOPIC_LABELS, key=row["sender_id"], value=_label(row).to_bytes())
+    producer.flush(timeout=10)
+    producer.close()
+
+
+def _reports(url: str) -> list[dict]:
+    return httpx.get(f"{url}/v1/reports", timeout=5).json()["reports"]
+
+
+def _scraped(prometheus: str, service: str) -> bool:
+    """True once Prometheus holds the service's current last-evaluation time."""
+    text = httpx.get(f"{service}/metrics", timeout=5).text
+    line = next(
+        x
+        for x in text.splitlines()
+        if x.startswith("monitoring_last_evaluation_timestamp_seconds ")
+    )
+    result = _query(prometheus, "monitoring_last_evaluation_timestamp_seconds")
+    return bool(result) and float(result[0]["value"][1]) == float(line.split()[1])
+
+
+def _query(prometheus: str, expr: str) -> list[dict]:
+    body = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5).json()
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def test_future_traffic_raises_the_drift_gauges_in_prometheus(
+    kafka_bootstrap: str,
+    periods: PeriodRows,
+    champion_version: str,
+    monitoring_url: str,
+    prometheus_url: str,
+) -> None:
+    # held-out history first: the first window is all history
+    _send(kafka_bootstrap, periods.held_out.iloc[:WINDOW_ROWS], champion_version, labels=True)
+    wait_until(lambda: len(_reports(monitoring_url)) >= 1, 60, "the history window's report")
+    (history_report,) = _reports(monitoring_url)
+    assert history_report["rows"] == WINDOW_ROWS
+
+    # then future traffic: several windows, every one of them drifted
+    future = periods.future.iloc[: 3 * WINDOW_ROWS]
+    _send(kafka_bootstrap, future, champion_version, labels=True)
+    wait_until(lambda: len(_reports(monitoring_url)) >= 4, 90, "three future windows evaluated")
+    newest = _reports(monitoring_url)[0]
+    assert newest["drift_detected"] is True
+    assert newest["drift_share"] >= 0.5
+    assert newest["reference_model_version"] == champion_version
+
+    # live: the values Prometheus scraped are the report's values
+    wait_until(lambda: _scraped(prometheus_url, monitoring_url), 30, "Prometheus scrape")
+    detail = httpx.get(f"{monitoring_url}/v1/status", timeout=5).json()["last_result"]
+    assert detail["drift_share"] == newest["drift_share"]
+    (share,) = _query(prometheus_url, "monitoring_dataset_drift_share")
+    assert float(share["value"][1]) == pytest.approx(newest["drift_share"])
+    (detected,) = _query(prometheus_url, "monitoring_dataset_drift_detected")
+    assert float(detected["value"][1]) == 1.0
+    (prediction,) = _query(prometheus_url, "monitoring_prediction_drift_score")
+    assert float(prediction["value"][1]) == pytest.approx(newest["prediction_drift_score"])
+    scores = {
+        s["metric"]["feature"]: (s["metric"]["method"], float(s["value"][1]))
+        for s in _query(prometheus_url, "monitoring_feature_drift_score")
+    }
+    assert scores == {
+        name: (f["method"], pytest.approx(f["score"])) for name, f in detail["features"].items()
+    }
+    (rows,) = _query(prometheus_url, "monitoring_window_rows")
+    assert float(rows["value"][1]) == WINDOW_ROWS
+
+    # labels arrived with the messages: realized quality is exported
+    (precision,) = _query(prometheus_url, "monitoring_realized_precision")
+    assert 0.0 <= float(precision["value"][1]) <= 1.0
+    (labelled,) = _query(prometheus_url, "monitoring_labelled_rows")
+    assert float(labelled["value"][1]) > 0
+
+    # Prometheus loaded the project's alert rules, including the drift alert
+    groups = httpx.get(f"{prometheus_url}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    alerts = {rule["name"] for group in groups for rule in group["rules"]}
+    assert {"ModelDataDrift", "ModelPredictionDrift", "MonitoringStalled"} <= alerts
+
+
+def test_retraining_triggers_once_per_cooldown_not_once_per_window(
+    kafka_bootstrap: str, periods: PeriodRows, champion_version: str, monitoring_url: str
+) -> None:
+    before = len(_reports(monitoring_url))
+    # the rest of the future rows: one full window, then one closed by age (MAX_SECONDS)
+    rest = periods.future.iloc[3 * WINDOW_ROWS :]
+    assert len(rest) > WINDOW_ROWS + 10, "the fixture has fewer future mails than expected"
+    _send(kafka_bootstrap, rest, champion_version, labels=False)
+    wait_until(lambda: len(_reports(monitoring_url)) >= before + 2, 60, "two more windows")
+    metrics = httpx.get(f"{monitoring_url}/metrics", timeout=5).text
+    assert "monitoring_retrain_triggers_total 1.0" in metrics
+    status = httpx.get(f"{monitoring_url}/v1/status", timeout=5).json()["retrain"]
+    assert status["in_cooldown"] is True
+    assert [e["event"] for e in status["history"]].count("triggered") == 1
+
+
+def test_shadow_and_duplicate_predictions_are_not_counted_twice(
+    kafka_bootstrap: str, periods: PeriodRows, champion_version: str, monitoring_url: str
+) -> None:
+    row = periods.future.iloc[0].copy()
+    row["message_id"] = "monitoring-test-duplicate"
+    producer = make_producer(kafka_bootstrap)
+    served = _prediction(row, champion_version)
+    for event in (served, served, _prediction(row, "99", served=False)):
+        producer.send(TOPIC_PREDICTIONS, key=event.message_id, value=event.to_bytes())
+    producer.flush(timeout=10)
+    producer.close()
+
+    def counted() -> bool:
+        text = httpx.get(f"{monitoring_url}/metrics", timeout=5).text
+        return (
+            'monitoring_events_total{topic="predictions.v1",outcome="shadow"}' in text
+            and 'monitoring_events_total{topic="predictions.v1",outcome="duplicate"}' in text
+        )
+
+    wait_until(counted, 30, "shadow and duplicate predictions counted")
+
+
+def test_reports_are_listed_newest_first_and_served(monitoring_url: str) -> None:
+    reports = _reports(monitoring_url)
+    names = [r["name"] for r in reports]
+    assert names == sorted(names, reverse=True)
+    page = httpx.get(f"{monitoring_url}{reports[0]['url']}", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    missing = httpx.get(f"{monitoring_url}/v1/reports/../../etc/passwd.html", timeout=5)
+    assert missing.status_code == 404

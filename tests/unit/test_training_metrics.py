@@ -1,0 +1,129 @@
+"""Metric helpers, threshold selection and the quality gate on hand-made numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from modstack.model_contract import Thresholds
+from pipelines.gate import GateTolerance, check_gate
+from pipelines.metrics import (
+    coarse_group,
+    evaluate_scores,
+    recall_at_precision,
+    select_thresholds,
+)
+
+# 10 mails, best score first: spam at ranks 1-4, 6, 8; ham at 5, 7, 9, 10.
+SCORES = np.array([0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.2, 0.1])
+LABELS = np.array([1, 1, 1, 1, 0, 1, 0, 1, 0, 0])
+
+
+def test_coarse_group_drops_the_part_number() -> None:
+    assert coarse_group("easy-ham-2") == "easy_ham"
+    assert coarse_group("hard-ham-1") == "hard_ham"
+    assert coarse_group("spam-1") == "spam"
+    assert coarse_group("spam") == "spam"
+
+
+def test_recall_at_precision_is_the_best_recall_among_precise_cutoffs() -> None:
+    # the top 4 are all spam: precision 1.0, recall 4/6; any lower cut-off lets ham in
+    assert recall_at_precision(LABELS, SCORES, 0.99) == pytest.approx(4 / 6)
+    # cutting at 0.6 flags 5 spam + 1 ham (precision 0.83), at 0.4 6 spam + 2 ham (0.75)
+    assert recall_at_precision(LABELS, SCORES, 0.8) == pytest.approx(5 / 6)
+    assert recall_at_precision(LABELS, SCORES, 0.75) == pytest.approx(1.0)
+
+
+def test_recall_at_precision_is_zero_when_no_cutoff_is_precise_enough() -> None:
+    assert recall_at_precision([0, 1], [0.9, 0.1], 0.99) == 0.0
+
+
+def test_select_thresholds_blocks_at_the_precise_cutoff_and_reviews_down_to_the_recall() -> None:
+    thresholds = select_thresholds(LABELS, SCORES, block_precision=0.99, review_recall=0.95)
+    assert thresholds.block == pytest.approx(0.8)  # lowest cut-off with precision 1
+    assert thresholds.review == pytest.approx(0.4)  # highest cut-off with recall >= 0.95
+
+
+def test_select_thresholds_never_reviews_above_block() -> None:
+    # all spam score above all ham: block and review meet at the lowest spam score
+    thresholds = select_thresholds([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])
+    assert thresholds == Thresholds(block=0.8, review=0.8)
+
+
+def test_select_thresholds_blocks_nothing_when_precision_is_never_reached() -> None:
+    thresholds = select_thresholds([0, 1, 0, 1], [0.9, 0.8, 0.7, 0.6])
+    assert thresholds.block == 1.0
+    assert thresholds.review <= thresholds.block
+
+
+def test_evaluate_scores_measures_cutoffs_calibration_and_groups() -> None:
+    groups = ["spam-1"] * 4 + ["hard-ham-1", "spam-2", "easy-ham-1", "spam-1"] + ["easy-ham-2"] * 2
+    report = evaluate_scores(LABELS, SCORES, Thresholds(block=0.8, review=0.4), groups)
+    metrics = report.metrics
+    assert metrics["precision_at_block"] == 1.0
+    assert metrics["recall_at_block"] == pytest.approx(4 / 6)
+    assert metrics["recall_at_review"] == 1.0
+    assert metrics["precision_at_review"] == pytest.approx(6 / 8)
+    assert metrics["f1_at_0_5"] == pytest.approx(2 * (5 / 6) * (5 / 7) / (5 / 6 + 5 / 7))
+    assert metrics["brier"] == pytest.approx(float(np.mean((SCORES - LABELS) ** 2)))
+    # hard ham (0.7) is reviewed but not blocked; one easy ham of three is reviewed
+    assert metrics["group.hard_ham.error_at_block"] == 0.0
+    assert metrics["group.hard_ham.error_at_review"] == 1.0
+    assert metrics["group.easy_ham.error_at_review"] == pytest.approx(1 / 3)
+    # spam: 4 of 6 blocked, all 6 at least reviewed
+    assert metrics["group.spam.error_at_block"] == pytest.approx(2 / 6)
+    assert metrics["group.spam.error_at_review"] == 0.0
+    assert len(report.reliability["observed"]) == len(report.reliability["mean_predicted"]) > 0
+
+
+def test_evaluate_scores_on_one_class_has_no_ranking_metrics() -> None:
+    report = evaluate_scores([0, 0, 0], [0.1, 0.2, 0.3], Thresholds(block=0.9, review=0.5))
+    assert math.isnan(report.metrics["pr_auc"])
+    assert report.metrics["precision_at_block"] == 1.0  # nothing blocked, nothing wrong
+
+
+REFERENCE = {
+    "pr_auc": 0.970,
+    "recall_at_p99": 0.730,
+    "group.easy_ham.error_at_block": 0.001,
+    "group.hard_ham.error_at_block": 0.020,
+    "group.spam.error_at_block": 0.270,
+}
+
+
+def test_gate_passes_an_equal_or_better_candidate() -> None:
+    better = REFERENCE | {"pr_auc": 0.980, "recall_at_p99": 0.800}
+    assert check_gate(REFERENCE, REFERENCE, "baseline").passed
+    assert check_gate(better, REFERENCE, "baseline").passed
+
+
+def test_gate_allows_a_drop_within_the_tolerance() -> None:
+    tolerance = GateTolerance(pr_auc=0.005, recall_at_p99=0.02, group_error=0.02)
+    slightly_worse = REFERENCE | {"pr_auc": 0.966, "recall_at_p99": 0.711}
+    assert check_gate(slightly_worse, REFERENCE, "champion v1", tolerance).passed
+
+
+def test_gate_refuses_a_pr_auc_drop_beyond_the_tolerance_and_says_why() -> None:
+    worse = REFERENCE | {"pr_auc": 0.960}
+    result = check_gate(worse, REFERENCE, "champion v1")
+    assert not result.passed
+    assert len(result.failures) == 1 and result.failures[0].startswith("pr_auc")
+    assert "REFUSED" in result.summary() and "champion v1" in result.summary()
+    assert result.as_tags()["gate.passed"] == "false"
+
+
+def test_gate_refuses_a_group_regression_even_when_the_totals_improve() -> None:
+    better_overall_worse_on_hard_ham = REFERENCE | {
+        "pr_auc": 0.99,
+        "recall_at_p99": 0.9,
+        "group.hard_ham.error_at_block": 0.05,
+    }
+    result = check_gate(better_overall_worse_on_hard_ham, REFERENCE, "champion v2")
+    assert not result.passed
+    assert [f.split(":")[0] for f in result.failures] == ["group.hard_ham.error_at_block"]
+
+
+def test_gate_refuses_nan_metrics() -> None:
+    assert not check_gate(REFERENCE | {"pr_auc": float("nan")}, REFERENCE, "baseline").passed
