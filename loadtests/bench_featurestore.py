@@ -25,7 +25,7 @@ from modstack.settings import get_settings
 
 def _percentiles(samples_s: list[float]) -> tuple[float, float, float]:
     ordered = sorted(samples_s)
-    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     return statistics.median(ordered) * 1e3, p99 * 1e3, statistics.fmean(ordered) * 1e3
 
 
@@ -50,7 +50,8 @@ def bench(data_dir: Path, reads: int, console: Console) -> Table:
         "backfill history (s)",
         f"{report.replay_seconds + report.push_seconds:.2f} "
         f"(replay {report.replay_seconds:.2f} of {report.messages + report.labels:,} events, "
-        f"push {report.push_seconds:.2f} of {report.activity_rows + report.reputation_rows:,} rows)",
+        f"push {report.push_seconds:.2f} of "
+        f"{report.activity_rows + report.reputation_rows:,} rows)",
     )
 
     store = featurestore.get_store(data_dir=data_dir)

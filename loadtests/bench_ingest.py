@@ -299,6 +299,11 @@ def main(argv: list[str] | None = None) -> None:
                     f"  processor push to Feast ({view}): {count:.0f} pushes, "
                     f"mean {total / count * 1000:.0f} ms"
                 )
+        ingestion = metric_values(f"{stack.ingestion}/metrics")
+        produced = ingestion.get("ingestion_produce_duration_seconds_count", 0)
+        if produced:
+            mean = ingestion["ingestion_produce_duration_seconds_sum"] / produced * 1000
+            print(f"  ingestion wait for broker acks: {produced:.0f} requests, mean {mean:.1f} ms")
         batches = values.get("processor_batch_duration_seconds_count", 0)
         if batches:
             mean = values["processor_batch_duration_seconds_sum"] / batches * 1000

@@ -18,7 +18,9 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from locust import FastHttpUser, between, task
+import httpx
+from locust import FastHttpUser, between, events, task
+from locust.env import Environment
 
 from modstack.settings import get_settings
 
@@ -43,6 +45,22 @@ def future_messages() -> list[dict[str, Any]]:
         }
         for row in future.itertuples(index=False)
     ]
+
+
+@events.init.add_listener
+def _require_ready_stack(environment: Environment, **_: Any) -> None:
+    """Refuse to start against a serving API that is not ready: every request would fail."""
+    host = (environment.host or PlatformUser.host).rstrip("/")
+    try:
+        response = httpx.get(f"{host}/readyz", timeout=5.0)
+        ready, why = response.status_code == 200, response.text[:300]
+    except httpx.HTTPError as exc:
+        ready, why = False, f"{type(exc).__name__}: {exc}"
+    if not ready:
+        raise SystemExit(
+            f"serving at {host} is not ready ({why}); start the stack with `make up` and train "
+            "a champion (`make train`) first, or point SERVING_ADDR / --host at it"
+        )
 
 
 def _weight(name: str, default: int) -> int:

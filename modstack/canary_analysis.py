@@ -124,6 +124,28 @@ def coarsen_bins(
     return merged_e, merged_a
 
 
+def two_proportion_z(
+    x1: float, n1: float, x2: float, n2: float, continuity: bool = True
+) -> float:
+    """z statistic of p1 - p2 for two observed proportions x1/n1 and x2/n2 (pooled variance).
+
+    With `continuity` (Yates' correction) the difference shrinks by (1/n1 + 1/n2) / 2, which
+    keeps rare events honest: 1 error in 50 requests against 0 in 1,000 is not a regression.
+    0 when either side has no observations or the pooled rate is 0 or 1 (no variance).
+    """
+    if n1 <= 0 or n2 <= 0:
+        return 0.0
+    pooled = (x1 + x2) / (n1 + n2)
+    variance = pooled * (1 - pooled) * (1 / n1 + 1 / n2)
+    if variance <= 0:
+        return 0.0
+    diff = x1 / n1 - x2 / n2
+    if continuity:
+        shrunk = max(abs(diff) - (1 / n1 + 1 / n2) / 2, 0.0)
+        diff = math.copysign(shrunk, diff)
+    return diff / math.sqrt(variance)
+
+
 @dataclass
 class VariantWindow:
     """What one variant did during the window (increases, not totals since start)."""
@@ -194,6 +216,10 @@ class AnalysisThresholds:
     """Limits of each check (from the controller's settings)."""
 
     min_requests: int = 50  # challenger requests needed before the window is judged
+    # Rate checks (errors, blocks) fail only when the change is past its limit AND beyond
+    # sampling noise (two-proportion z-test): 50 requests at a 20 % block rate move by +-6
+    # points on their own, which must not roll a good model back.
+    significance_z: float = 3.0
     max_error_rate_increase: float = 0.01  # challenger error rate - champion's
     max_latency_p99_ratio: float = 1.5  # challenger p99 / champion p99 ...
     latency_p99_slack_seconds: float = 0.05  # ... or champion p99 + this, whichever is larger
@@ -264,14 +290,15 @@ def _error_rate_check(champ: VariantWindow, chall: VariantWindow, t: AnalysisThr
     if b is None:
         return CheckResult("error_rate", None, None, t.max_error_rate_increase, a, b, "no requests")
     increase = b - (a or 0.0)
+    z = two_proportion_z(chall.errors, chall.requests, champ.errors, champ.requests)
     return CheckResult(
         "error_rate",
-        increase <= t.max_error_rate_increase,
+        increase <= t.max_error_rate_increase or z < t.significance_z,
         increase,
         t.max_error_rate_increase,
         a,
         b,
-        "challenger error rate minus champion's",
+        f"challenger error rate minus champion's (z={z:.2f})",
     )
 
 
@@ -322,14 +349,22 @@ def _block_rate_check(champ: VariantWindow, chall: VariantWindow, t: AnalysisThr
     if a is None or b is None:
         return CheckResult("block_rate", None, None, t.max_block_rate_change, a, b, "no actions")
     change = abs(b - a)
+    z = abs(
+        two_proportion_z(
+            chall.actions.get("block", 0.0),
+            sum(chall.actions.values()),
+            champ.actions.get("block", 0.0),
+            sum(champ.actions.values()),
+        )
+    )
     return CheckResult(
         "block_rate",
-        change <= t.max_block_rate_change,
+        change <= t.max_block_rate_change or z < t.significance_z,
         change,
         t.max_block_rate_change,
         a,
         b,
-        "absolute change of the block rate",
+        f"absolute change of the block rate (z={z:.2f})",
     )
 
 

@@ -76,7 +76,7 @@ def down() -> None:
 
 @app.command()
 def status() -> None:
-    """Show each process: state, pid, port, health, log file. Exit 1 when one is unhealthy."""
+    """Show each process: state, pid, port, health, log file. Exit 1 when one has failed."""
     from rich.console import Console
     from rich.table import Table
 
@@ -90,20 +90,18 @@ def status() -> None:
         return
     table = Table("name", "state", "pid", "port", "health")
     table.add_column("log", overflow="fold")
-    unhealthy = False
     for row in rows:
         good = row.health == "ok"
-        unhealthy |= row.state == "RUNNING" and not good
         table.add_row(
             row.name,
-            row.state,
+            f"[red]{row.state}[/]" if row.failed else row.state,
             str(row.pid or "-"),
             str(row.port or "-"),
             f"[green]{row.health}[/]" if good else f"[yellow]{row.health}[/]",
             _relative(row.log),
         )
     console.print(table)
-    if unhealthy:
+    if any(row.failed for row in rows):
         raise typer.Exit(1)
 
 
@@ -174,3 +172,16 @@ def data(
     from pipelines.data import run
 
     run(source, data_dir, force=force, refetch=refetch)
+
+
+@app.command()
+def replay(
+    period: Annotated[str, typer.Option(help="Corpus period: history, future or all.")] = "history",
+    speed: Annotated[float, typer.Option(help="Events per second (0: as fast as possible).")] = 0,
+    limit: Annotated[int | None, typer.Option(help="Only the first N messages.")] = None,
+) -> None:
+    """Send a corpus period through ingestion (messages, then labels), wait for the processor,
+    print some senders' online features."""
+    from pipelines.replay import main
+
+    main(["--period", period, "--speed", str(speed)] + (["--limit", str(limit)] if limit else []))

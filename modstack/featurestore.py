@@ -12,6 +12,7 @@ import logging
 import os
 import string
 import time
+import warnings
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,12 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 log = logging.getLogger(__name__)
+
+# Feast warns on every apply and retrieval that on-demand views are "experimental"; the view
+# here is covered by our own tests (online equals text_features, training set equals online).
+warnings.filterwarnings(
+    "ignore", message="On demand feature view is an experimental feature", category=RuntimeWarning
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FEATURE_STORE_YAML = "feature_store.yaml"

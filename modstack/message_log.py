@@ -26,7 +26,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -73,11 +73,6 @@ ID_COLUMNS: dict[Kind, list[str]] = {
     "labels": ["message_id", "source"],
 }
 EVENT_TIME: dict[Kind, str] = {"messages": "sent_at", "labels": "labeled_at"}
-
-
-def label_key(event: LabelEvent) -> tuple[str, str]:
-    """The identity of a label in the log: one per message and source."""
-    return (event.message_id, event.source)
 
 
 class _SeqClock:
@@ -316,8 +311,3 @@ def read_labels(
     Columns: message_id, sender_id, label, source, labeled_at, received_at, logged_at, seq.
     """
     return _log(data_dir).read("labels", start, end)
-
-
-def logged_ids(kind: Kind, data_dir: Path | None = None) -> Iterable[str]:
-    """The message ids present in the log for one kind (for catch-up checks)."""
-    return _log(data_dir).read(kind)["message_id"]

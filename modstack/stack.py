@@ -596,9 +596,7 @@ def _running_programs(paths: StackPaths) -> set[str]:
     return {i["name"] for i in infos if i["statename"] in ("RUNNING", "STARTING")}
 
 
-def start_and_wait(
-    paths: StackPaths, batch: list[Program], result: UpResult, say: Say
-) -> UpResult:
+def start_and_wait(paths: StackPaths, batch: list[Program], result: UpResult, say: Say) -> UpResult:
     """Start a stage's programs together, then wait for each to be healthy (bounded);
     records each in `result` (returned) as started or failed."""
     server = rpc(paths)
@@ -752,6 +750,7 @@ class ProgramStatus:
     port: int | None
     health: str
     log: Path
+    failed: bool  # crashed, gave up, or (a oneshot) exited with an error
 
 
 def status(settings: CommonSettings) -> list[ProgramStatus] | None:
@@ -765,9 +764,11 @@ def status(settings: CommonSettings) -> list[ProgramStatus] | None:
     for info in rpc(paths).supervisor.getAllProcessInfo():
         program = programs.get(info["name"])
         state = info["statename"]
+        oneshot = program is not None and program.oneshot
+        exited_badly = state == "EXITED" and (info["exitstatus"] != 0 or not oneshot)
         if program is None:
             health = "-"
-        elif program.oneshot:
+        elif oneshot:
             health = "ok" if state == "EXITED" and info["exitstatus"] == 0 else "-"
         elif state == "RUNNING":
             try:
@@ -784,6 +785,7 @@ def status(settings: CommonSettings) -> list[ProgramStatus] | None:
                 port=program.port if program else None,
                 health=health,
                 log=Path(info["stdout_logfile"]),
+                failed=state in ("FATAL", "BACKOFF") or exited_badly,
             )
         )
     order = list(programs)

@@ -29,13 +29,16 @@ URGENCY_PHRASES: Final = (
 # Tokenising once and looking words up in a set is ~10x faster than one regex alternation per
 # list; regexes below start only at a rare character ("@", "<", "&", a currency sign).
 _WORD = re.compile(r"[a-z0-9']+")
-_EMAIL = re.compile(r"(?<=[\w.+-])@[\w-]+\.\w")
+# Starting with a literal lets `re` jump from "@" to "@"; the look-behind checks the local part.
+_EMAIL = re.compile(r"@(?<=[\w.+-]@)[\w-]+\.\w")
 _HTML_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]{0,500})?/?>")
 _HTML_MARKER = re.compile(
     r"<(?:html|body|table|font|td|tr|div|span|img|a\s|br|p>|center)|&nbsp;|&amp;|&#\d+;",
     re.IGNORECASE,
 )
-_MONEY_AMOUNT = re.compile(r"[$€£]\s?\d[\d,.]*|\d[\d,.]*\s?(?:usd|dollars|eur)\b", re.IGNORECASE)
+_AMOUNT_SIGN_FIRST = re.compile(r"[$€£]\s?\d")
+_AMOUNT_UNIT_AFTER = re.compile(r"\d\s?(?:usd|dollars|eur)\b")
+_UNITS = ("usd", "dollars", "eur")
 _REPLY_PREFIX = re.compile(r"^\s*(?:re|fw|fwd|aw)\s*:", re.IGNORECASE)
 
 # The feature names, in the order the model sees them (the Feast view's schema follows it).
@@ -80,10 +83,30 @@ def looks_like_html(body: str) -> bool:
     return _HTML_MARKER.search(body) is not None or len(_HTML_TAG.findall(body)) >= 2
 
 
+# Character classes are counted on the ASCII bytes with bytes.translate (one C pass, ~30x
+# faster than a per-character loop in Python); letters, digits and spaces mean ASCII ones.
+_UPPER = bytes(range(ord("A"), ord("Z") + 1))
+_LETTERS = _UPPER + bytes(range(ord("a"), ord("z") + 1))
+_DIGITS = b"0123456789"
+_SPACES = b" \t\n\r\x0b\x0c"
+
+
+def _count(data: bytes, chars: bytes) -> int:
+    return len(data) - len(data.translate(None, chars))
+
+
 def _upper_ratio(text: str) -> float:
-    # map() over str methods keeps the per-character loop in C: 5-10x faster than a generator.
-    letters = sum(map(str.isalpha, text))
-    return sum(map(str.isupper, text)) / letters if letters else 0.0
+    data = text.encode("ascii", "ignore")
+    letters = _count(data, _LETTERS)
+    return _count(data, _UPPER) / letters if letters else 0.0
+
+
+def _money_amounts(text: str, lower: str) -> int:
+    # "$5", "€ 20"; "100 usd", "5 dollars" (the second form only when a unit word occurs).
+    count = len(_AMOUNT_SIGN_FIRST.findall(text))
+    if any(unit in lower for unit in _UNITS):
+        count += len(_AMOUNT_UNIT_AFTER.findall(lower))
+    return count
 
 
 def _ratio(count: int, total: int) -> float:
@@ -103,7 +126,8 @@ def text_features(subject: str | None, body: str | None) -> dict[str, float]:
     words = _WORD.findall(lower)
     body_words = len(words) - len(_WORD.findall(subject.lower()))
     tags = _HTML_TAG.findall(body)
-    non_space = len(text) - sum(map(str.isspace, text))
+    ascii_text = text.encode("ascii", "ignore")
+    non_space = len(text) - _count(ascii_text, _SPACES)
     features = {
         "subject_chars": len(subject),
         "body_chars": len(body),
@@ -115,17 +139,17 @@ def text_features(subject: str | None, body: str | None) -> dict[str, float]:
         "subject_exclamations": subject.count("!"),
         "exclamations": text.count("!"),
         "dollar_signs": text.count("$"),
-        "money_amounts": len(_MONEY_AMOUNT.findall(text)),
-        "money_tokens": sum(w in MONEY_WORDS for w in words),
-        "urgency_tokens": sum(w in URGENCY_WORDS for w in words)
+        "money_amounts": _money_amounts(text, lower),
+        "money_tokens": sum(map(MONEY_WORDS.__contains__, words)),
+        "urgency_tokens": sum(map(URGENCY_WORDS.__contains__, words))
         + sum(map(lower.count, URGENCY_PHRASES)),
         "url_count": url_count(text),
-        "email_address_count": len(_EMAIL.findall(text)),
+        "email_address_count": len(_EMAIL.findall(text)) if "@" in text else 0,
         "html_tag_count": len(tags),
         "html_markup_share": _ratio(sum(map(len, tags)), len(body)),
         "html_marker_count": len(_HTML_MARKER.findall(body)),
-        "digit_ratio": _ratio(sum(map(str.isdigit, text)), non_space),
-        "non_ascii_ratio": _ratio(len(text) - len(text.encode("ascii", "ignore")), non_space),
+        "digit_ratio": _ratio(_count(ascii_text, _DIGITS), non_space),
+        "non_ascii_ratio": _ratio(len(text) - len(ascii_text), non_space),
         "longest_word_chars": max(map(len, words), default=0),
     }
     return {name: float(features[name]) for name in TEXT_FEATURE_NAMES}

@@ -4,7 +4,8 @@ Consumes `{DATA_DIR}/corpus/messages.parquet`; produces the sender views' offlin
 row, for point-in-time training sets) and their online rows (each sender's newest). Messages are
 events at `sent_at`; each message's corpus label is an event at `sent_at + label_delay` (a
 moderator decision that arrives later), so features only see a label after that delay.
-Usage: `python -m pipelines.backfill [--period history|future|all] [--label-delay-hours 6]`.
+Usage: `python -m pipelines.backfill [--period history|future|all] [--label-delay-hours 6]
+[--replace]`.
 """
 
 from __future__ import annotations
@@ -82,8 +83,26 @@ def replay(
     return activity, reputation, computer
 
 
+class OfflineStoreNotEmpty(RuntimeError):
+    """The offline store already holds rows: a backfill would write the history twice."""
+
+
+def offline_row_counts(data_dir: Path | None = None) -> dict[str, int]:
+    """Rows in each sender view's offline file (0 when it does not exist yet)."""
+    import pyarrow.parquet as pq
+
+    from features.definitions import offline_path
+
+    folder = featurestore.feast_data_dir(data_dir)
+    counts = {}
+    for view in featurestore.VIEW_FEATURES:
+        path = offline_path(folder, view)
+        counts[view] = pq.read_metadata(path).num_rows if path.exists() else 0
+    return counts
+
+
 def reset_offline(data_dir: Path | None = None) -> None:
-    """Empty the sender views' offline files, so a backfill rerun does not append twice."""
+    """Delete the sender views' offline files (apply_repo recreates them empty)."""
     from features.definitions import offline_path
 
     folder = featurestore.feast_data_dir(data_dir)
@@ -97,14 +116,24 @@ def run(
     data_dir: Path | None = None,
     corpus: pd.DataFrame | None = None,
     console: Console | None = None,
+    replace: bool = False,
 ) -> BackfillReport:
     """Apply the repo, replay the period, push offline (all rows) and online (newest per sender).
 
-    Rebuilds the offline files from scratch: the backfill is the start of the offline history.
+    The backfill starts the offline history: into a store that already has rows (an earlier
+    backfill, or the stream processor's) it only writes with `replace=True`, which deletes
+    those rows first; SQLite online rows are then overwritten with the backfill's newest.
     """
     from modstack.corpus import load_corpus
 
     console = console or Console(stderr=True)
+    existing = offline_row_counts(data_dir)
+    if any(existing.values()) and not replace:
+        raise OfflineStoreNotEmpty(
+            f"the offline store under {featurestore.feast_data_dir(data_dir)} already has rows "
+            f"{existing}; rerun with --replace to rebuild it from the corpus (this also deletes "
+            "rows the stream processor wrote)"
+        )
     corpus = corpus if corpus is not None else load_corpus(data_dir)
     messages, labels = corpus_events(corpus, period, label_delay)
     reset_offline(data_dir)
@@ -175,9 +204,20 @@ def main(argv: list[str] | None = None) -> BackfillReport:
         help="labels become events this long after their message's sent_at",
     )
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument(
+        "--replace", action="store_true", help="delete the offline rows already in the store"
+    )
     args = parser.parse_args(argv)
     configure_logging("backfill")
-    report = run(args.period, timedelta(hours=args.label_delay_hours), args.data_dir)
+    try:
+        report = run(
+            args.period,
+            timedelta(hours=args.label_delay_hours),
+            args.data_dir,
+            replace=args.replace,
+        )
+    except OfflineStoreNotEmpty as exc:
+        raise SystemExit(f"backfill: {exc}") from exc
     console = Console()
     console.print(
         f"backfilled [bold]{report.period}[/]: {report.messages:,} messages and "

@@ -130,12 +130,20 @@ def chunks(events: pd.DataFrame, batch_size: int) -> Iterator[pd.DataFrame]:
 class IngestionClient:
     """Posts batches and makes sense of the answers (202, 422 with locations, 503)."""
 
-    def __init__(self, base_url: str, report: ReplayReport, timeout_s: float = 30.0) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=timeout_s)
+    def __init__(
+        self,
+        base_url: str,
+        report: ReplayReport,
+        timeout_s: float = 30.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self._owns_http = http is None
+        self.http = http or httpx.Client(base_url=base_url, timeout=timeout_s)
         self.report = report
 
     def close(self) -> None:
-        self.http.close()
+        if self._owns_http:
+            self.http.close()
 
     def send(self, endpoint: str, field_name: str, items: list[dict[str, Any]]) -> int:
         """Post one batch; items refused with a 422 are reported and the rest sent again.
@@ -199,12 +207,17 @@ def send_timeline(
     speed: float | None = None,
     batch_size: int = DEFAULT_BATCH,
     on_progress: Callable[[int], None] | None = None,
+    http: httpx.Client | None = None,
 ) -> ReplayReport:
-    """Post the timeline in order; `speed` caps events per second (None: as fast as possible)."""
+    """Post the timeline in order; `speed` caps events per second (None: as fast as possible).
+
+    `http` is a ready client (e.g. a TestClient on an in-process app) instead of one to
+    `ingestion_addr`.
+    """
     if not 1 <= batch_size <= MAX_BATCH:
         raise ValueError(f"batch size must be within 1..{MAX_BATCH}")
     report = ReplayReport()
-    client = IngestionClient(ingestion_addr, report)
+    client = IngestionClient(ingestion_addr, report, http=http)
     started = time.perf_counter()
     sent = 0
     try:
@@ -308,6 +321,7 @@ def run(
     show_senders: int = 4,
     corpus: pd.DataFrame | None = None,
     console: Console | None = None,
+    http: httpx.Client | None = None,
 ) -> ReplayReport:
     """Replay a corpus period through ingestion, wait for the processor, show some features."""
     from modstack.corpus import load_corpus
@@ -338,6 +352,7 @@ def run(
             speed=speed,
             batch_size=batch_size,
             on_progress=lambda n: progress.advance(task, n),
+            http=http,
         )
     console.print(
         f"sent {report.messages_sent} messages and {report.labels_sent} labels in "

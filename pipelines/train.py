@@ -136,13 +136,14 @@ def fit_candidate(
     columns = train.feature_columns
     fit_part, val_part = time_validation_split(train.frame, validation_fraction)
     preprocessor = build_preprocessor(columns, config)
-    x_fit = preprocessor.fit_transform(model_input(fit_part, columns))
+    x_fit = preprocessor.fit_transform(model_input(fit_part, columns), fit_part[LABEL_COLUMN])
     x_val = preprocessor.transform(model_input(val_part, columns))
     classifier = build_classifier(config)
     classifier.fit(
         x_fit,
         fit_part[LABEL_COLUMN],
-        eval_set=[(x_val, val_part[LABEL_COLUMN])],
+        eval_X=(x_val,),
+        eval_y=(val_part[LABEL_COLUMN],),
         callbacks=[lightgbm.early_stopping(config.early_stopping_rounds, verbose=False)],
     )
     best_iteration = int(classifier.best_iteration_ or config.lgbm_n_estimators)
@@ -417,7 +418,8 @@ def _fresh_and_holdout(
             f"only {len(fresh)} labelled messages in the message log between {history_end} and "
             f"{end}: replay traffic and labels first (python -m pipelines.replay)"
         )
-    earlier, later = time_validation_split(fresh, holdout_fraction)
+    # the stream interleaves both classes: a plain time cut is the honest "later slice"
+    earlier, later = time_validation_split(fresh, holdout_fraction, per_label=False)
     train_rows = drop_repeated_content(pd.concat([history, earlier], ignore_index=True))
     holdout_rows = later[~later["message_id"].isin(train_rows["message_id"])]
     return (

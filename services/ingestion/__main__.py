@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import uvicorn
 
 from modstack.log import configure_logging
@@ -14,6 +16,8 @@ def main() -> None:
     """Read settings once, build the app, serve it (one worker: metrics live in-process)."""
     settings = IngestionSettings()
     configure_logging("ingestion", settings.log_level)
+    # kafka-python logs each failed reconnect at ERROR; the 503s and /readyz already say it.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     uvicorn.run(
         create_app(settings),
         host=host_of(settings.ingestion_addr),

@@ -109,9 +109,9 @@ def create_app(settings: IngestionSettings | None = None) -> FastAPI:
     ) -> JSONResponse:
         raw = await request.body()
         # Parsing a batch of large bodies and waiting for acks both block: keep the loop free.
-        return await run_in_threadpool(store, raw, endpoint, topic, parse, to_event, key_of)
+        return await run_in_threadpool(store_events, raw, endpoint, topic, parse, to_event, key_of)
 
-    def store(
+    def store_events(
         raw: bytes,
         endpoint: str,
         topic: str,

@@ -17,6 +17,8 @@ class MonitoringMetrics:
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
+        self._feature_labels: set[tuple[str, str]] = set()
+        self._reference_labels: set[tuple[str]] = set()
         self.drift_share = Gauge(
             "monitoring_dataset_drift_share",
             "Share of monitored feature columns drifted in the last evaluated window.",
@@ -113,8 +115,12 @@ class MonitoringMetrics:
         """Copy one window's report values into the gauges."""
         self.drift_share.set(result.drift_share)
         self.drift_detected.set(1.0 if result.drift_detected else 0.0)
-        # label sets change when a feature is skipped or a new champion brings new columns
-        self.feature_drift.clear()
+        # Label sets change when a feature is skipped or a new champion brings new columns:
+        # drop the ones this window has no value for, so no stale score lingers.
+        current = {(c.column, c.method) for c in result.features}
+        for stale in self._feature_labels - current:
+            self.feature_drift.remove(*stale)
+        self._feature_labels = current
         for column in result.features:
             self.feature_drift.labels(column.column, column.method).set(column.score)
         # NaN (not the previous window's value) when this window could not measure it
@@ -141,5 +147,7 @@ class MonitoringMetrics:
 
     def set_reference(self, model_version: str) -> None:
         """Mark the model version whose reference is in use."""
-        self.reference_info.clear()
+        for (version,) in list(self._reference_labels):
+            self.reference_info.remove(version)
+        self._reference_labels = {(model_version,)}
         self.reference_info.labels(model_version).set(1)

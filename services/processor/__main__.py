@@ -6,17 +6,18 @@ import sys
 
 from modstack.kafka import BrokerUnavailable
 from modstack.log import configure_logging
-from services.processor.service import run
+from services.processor.service import RepoNotApplied, run
 from services.processor.settings import ProcessorSettings
 
 
 def main() -> int:
-    """Read settings once, run; exit 2 with one clear line when the broker is unreachable."""
+    """Read settings once, run; exit 2 with one clear line when the broker is unreachable or
+    the Feast repo is not applied."""
     settings = ProcessorSettings()
     log = configure_logging("processor", settings.log_level)
     try:
         run(settings)
-    except BrokerUnavailable as exc:
+    except (BrokerUnavailable, RepoNotApplied) as exc:
         log.error("%s", exc)
         return 2
     return 0

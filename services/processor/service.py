@@ -30,6 +30,11 @@ from services.processor.settings import ProcessorSettings
 
 log = logging.getLogger("processor")
 
+
+class RepoNotApplied(RuntimeError):
+    """The Feast registry lacks the sender views the processor pushes to."""
+
+
 LAG_EVERY_S = 1.0
 COMPACT_EVERY_S = 30.0
 
@@ -49,7 +54,7 @@ def feast_pusher(settings: ProcessorSettings) -> PushRows:
         store.get_feature_view(VIEW_SENDER_ACTIVITY)
         store.get_feature_view(VIEW_SENDER_REPUTATION)
     except Exception as exc:  # FeatureViewNotFoundException, or no registry file at all
-        raise RuntimeError(
+        raise RepoNotApplied(
             f"the Feast repo {settings.feast_repo_path} is not applied in "
             f"{featurestore.feast_data_dir()} ({exc}); run `modstack feast-apply` first"
         ) from exc

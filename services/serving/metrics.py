@@ -32,7 +32,7 @@ SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 
 REQUESTS = Counter(
     "serving_requests_total",
-    "Moderation requests by the variant that answered and outcome (ok, error, rejected)",
+    "Moderation requests by the variant that answered (or shadow-scored) and outcome (ok, error)",
     ["variant", "outcome"],
 )
 REQUEST_DURATION = Histogram(

@@ -32,7 +32,7 @@ class ServingSettings(CommonSettings):
     serving_challenger_extra_latency_ms: float = Field(default=0.0, ge=0.0, le=60_000.0)
 
     # The service-level objective `make loadtest` checks (loadtests/slo.py).
-    serving_slo_p99_ms: float = Field(default=250.0, gt=0.0)
+    serving_slo_p99_ms: float = Field(default=100.0, gt=0.0)
     serving_slo_p50_ms: float = Field(default=50.0, gt=0.0)
     serving_slo_max_failure_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
 

@@ -198,17 +198,17 @@ def fixture_corpus_set(tmp_path_factory: pytest.TempPathFactory):
     messages, labels = backfill.corpus_events(corpus, "all")
     rows = corpus[["message_id", "sender_id", "sent_at", "label", "subject", "body"]]
     built = build_training_set(rows.sample(frac=1.0, random_state=7), data_dir=data_dir)
-    return built, messages, labels
+    return built, messages, labels, data_dir
 
 
 def test_fixture_training_set_has_one_row_per_message(fixture_corpus_set):
-    built, messages, _ = fixture_corpus_set
+    built, messages, _, _ = fixture_corpus_set
     assert len(built) == len(messages)
     assert built["message_id"].is_unique
 
 
 def test_fixture_corpus_has_the_cases_that_leak_first(fixture_corpus_set):
-    _, messages, labels = fixture_corpus_set
+    _, messages, labels, _ = fixture_corpus_set
     assert messages.duplicated(["sender_id", "sent_at"]).any(), "no equal sent_at"
     at_label = messages.merge(
         labels, left_on=["sender_id", "sent_at"], right_on=["sender_id", "labeled_at"]
@@ -224,7 +224,7 @@ def test_fixture_corpus_has_the_cases_that_leak_first(fixture_corpus_set):
 def test_every_sender_feature_equals_the_naive_value_from_strictly_earlier_events(
     fixture_corpus_set,
 ):
-    built, messages, labels = fixture_corpus_set
+    built, messages, labels, _ = fixture_corpus_set
     mismatches = []
     for row in built.itertuples(index=False):
         expected = _naive_sender_features(messages, labels, row.sender_id, row.sent_at)
@@ -237,7 +237,7 @@ def test_every_sender_feature_equals_the_naive_value_from_strictly_earlier_event
 
 
 def test_no_message_counts_its_own_label(fixture_corpus_set):
-    built, _, labels = fixture_corpus_set
+    built, _, labels, _ = fixture_corpus_set
     # every label arrives after its message, so the labels a row counts all came before sent_at
     counted = built["sender_spam_labels_30d"].fillna(0) + built["sender_ham_labels_30d"].fillna(0)
     earlier = [
@@ -245,3 +245,9 @@ def test_no_message_counts_its_own_label(fixture_corpus_set):
         for s, t in zip(built["sender_id"], built["sent_at"], strict=True)
     ]
     assert (counted <= pd.Series(earlier, index=built.index)).all()
+
+
+def test_backfill_refuses_to_write_the_history_twice(fixture_corpus_set):
+    *_, data_dir = fixture_corpus_set
+    with pytest.raises(backfill.OfflineStoreNotEmpty, match="--replace"):
+        backfill.run("all", data_dir=data_dir, corpus=load_corpus(data_dir))

@@ -151,7 +151,7 @@ def test_prometheus_source_reports_the_window_increase(serving_metrics, promethe
     for _ in range(3):
         serving_metrics.serve("champion", 100, errors=2, latency_s=0.004, score=0.1, action="allow")
         serving_metrics.serve(
-            "challenger", 20, errors=2, latency_s=0.004, score=0.1, action="block"
+            "challenger", 20, errors=4, latency_s=0.004, score=0.1, action="block"
         )
         time.sleep(SCRAPE_INTERVAL_S)
     wait_until(lambda: _targets_scraped(prometheus_url, time.time()), 15, "a scrape after")
@@ -161,7 +161,7 @@ def test_prometheus_source_reports_the_window_increase(serving_metrics, promethe
     assert champion.requests == pytest.approx(300, rel=0.35)
     assert challenger.requests == pytest.approx(60, rel=0.35)
     assert champion.error_rate == pytest.approx(0.02, abs=0.005)
-    assert challenger.error_rate == pytest.approx(0.10, abs=0.01)
+    assert challenger.error_rate == pytest.approx(0.20, abs=0.01)
     assert challenger.block_rate == pytest.approx(1.0)
     assert champion.latency_p99 == pytest.approx(0.00495, abs=0.0005)
     result = analyze(windows, AnalysisThresholds(min_requests=30))

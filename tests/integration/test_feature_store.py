@@ -152,20 +152,18 @@ def test_a_sender_without_labels_misses_only_reputation(pushed_store):
     assert featurestore.missing_features(values) == list(REPUTATION_FEATURES)
 
 
-def test_offline_push_appends_every_row_and_online_keeps_the_newest(data_dir: Path, pushed_store):
+def test_offline_push_appends_every_row_and_online_only_push_skips_it(data_dir: Path, pushed_store):
     activity, _ = _computed_rows()
-    offline = pd.read_parquet(
-        offline_path(featurestore.feast_data_dir(data_dir), names.VIEW_SENDER_ACTIVITY)
-    )
-    assert len(offline) == len(activity)
-    newer = {**_latest(activity, "friend@y.example"), "sender_msgs_total": 99.0}
-    newer["event_timestamp"] += timedelta(hours=1)
-    report = featurestore.push_activity(pushed_store, [newer], offline=False)
+    path = offline_path(featurestore.feast_data_dir(data_dir), names.VIEW_SENDER_ACTIVITY)
+    assert len(pd.read_parquet(path)) == len(activity)
+    newcomer = {**activity[0], "sender_id": "carol@z.example", "sender_msgs_total": 99.0}
+    report = featurestore.push_activity(pushed_store, [newcomer], offline=False)
     assert (report.online_rows, report.offline_rows) == (1, 0)
     values = featurestore.online_features(
-        pushed_store, names.FEATURE_SERVICE_V1, "friend@y.example", "", ""
+        pushed_store, names.FEATURE_SERVICE_V1, "carol@z.example", "", ""
     )
     assert values["sender_msgs_total"] == 99.0
+    assert len(pd.read_parquet(path)) == len(activity)
 
 
 def test_push_rejects_rows_without_the_view_columns(pushed_store):
@@ -214,3 +212,50 @@ def test_redis_online_store_by_environment_serves_the_same_values(
         f: expected[f] for f in (*ACTIVITY_FEATURES, *REPUTATION_FEATURES)
     }
     assert {f: values[f] for f in TEXT_FEATURE_NAMES} == text_features(SUBJECT, BODY)
+
+
+def test_training_row_after_the_last_event_equals_the_online_read(pushed_store):
+    from pipelines.build_dataset import build_training_set
+
+    later = T0 + timedelta(days=2)
+    rows = pd.DataFrame(
+        {
+            "message_id": ["n1", "n2"],
+            "sender_id": ["spammer@x.example", "friend@y.example"],
+            "sent_at": [later, later],
+            "label": ["spam", "ham"],
+            "subject": [SUBJECT, ""],
+            "body": [BODY, "hi"],
+        }
+    )
+    built = build_training_set(rows, store=pushed_store)
+    for row in built.to_dict("records"):
+        online = featurestore.online_features(
+            pushed_store, names.FEATURE_SERVICE_V1, row["sender_id"], row["subject"], row["body"]
+        )
+        offline = {c: row[c] for c in online}
+        assert {c: v for c, v in offline.items() if not pd.isna(v)} == {
+            c: v for c, v in online.items() if v is not None
+        }
+        missing_offline = [c for c, v in offline.items() if pd.isna(v)]
+        assert missing_offline == featurestore.missing_features(online)
+
+
+def test_training_set_from_an_empty_offline_store_has_no_sender_state(tmp_path: Path):
+    from pipelines.build_dataset import build_training_set
+
+    featurestore.apply_repo(data_dir=tmp_path)
+    rows = pd.DataFrame(
+        {
+            "message_id": ["a", "b"],
+            "sender_id": ["x@y.z", "x@y.z"],
+            "sent_at": [T0, T0],
+            "label": ["spam", "spam"],
+            "subject": ["Hi", "Hi!"],
+            "body": ["", ""],
+        }
+    )
+    built = build_training_set(rows, data_dir=tmp_path)
+    assert list(built["message_id"]) == ["a", "b"]
+    assert built[[*ACTIVITY_FEATURES, *REPUTATION_FEATURES]].isna().all().all()
+    assert list(built["exclamations"]) == [0.0, 1.0]

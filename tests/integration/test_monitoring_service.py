@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from modstack.drift.evidently_report import SCORE_COLUMN
 from modstack.kafka import make_producer
@@ -206,6 +207,16 @@ def _scraped(prometheus: str, service: str) -> bool:
     return bool(result) and float(result[0]["value"][1]) == float(line.split()[1])
 
 
+def _sample(service: str, name: str, labels: dict[str, str] | None = None) -> float | None:
+    """One sample's value from the service's /metrics (None when absent)."""
+    text = httpx.get(f"{service}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == (labels or {}):
+                return sample.value
+    return None
+
+
 def _query(prometheus: str, expr: str) -> list[dict]:
     body = httpx.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=5).json()
     assert body["status"] == "success", body
@@ -275,8 +286,7 @@ def test_retraining_triggers_once_per_cooldown_not_once_per_window(
     assert len(rest) > WINDOW_ROWS + 10, "the fixture has fewer future mails than expected"
     _send(kafka_bootstrap, rest, champion_version, labels=False)
     wait_until(lambda: len(_reports(monitoring_url)) >= before + 2, 60, "two more windows")
-    metrics = httpx.get(f"{monitoring_url}/metrics", timeout=5).text
-    assert "monitoring_retrain_triggers_total 1.0" in metrics
+    assert _sample(monitoring_url, "monitoring_retrain_triggers_total") == 1.0
     status = httpx.get(f"{monitoring_url}/v1/status", timeout=5).json()["retrain"]
     assert status["in_cooldown"] is True
     assert [e["event"] for e in status["history"]].count("triggered") == 1
@@ -294,14 +304,13 @@ def test_shadow_and_duplicate_predictions_are_not_counted_twice(
     producer.flush(timeout=10)
     producer.close()
 
-    def counted() -> bool:
-        text = httpx.get(f"{monitoring_url}/metrics", timeout=5).text
-        return (
-            'monitoring_events_total{topic="predictions.v1",outcome="shadow"}' in text
-            and 'monitoring_events_total{topic="predictions.v1",outcome="duplicate"}' in text
-        )
+    def counted(outcome: str) -> float:
+        labels = {"topic": TOPIC_PREDICTIONS, "outcome": outcome}
+        return _sample(monitoring_url, "monitoring_events_total", labels) or 0.0
 
-    wait_until(counted, 30, "shadow and duplicate predictions counted")
+    wait_until(lambda: counted("shadow") >= 1, 30, "the shadow prediction counted")
+    wait_until(lambda: counted("duplicate") >= 1, 30, "the duplicate prediction counted")
+    assert counted("shadow") == 1 and counted("duplicate") == 1
 
 
 def test_reports_are_listed_newest_first_and_served(monitoring_url: str) -> None:

@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.pipeline import Pipeline
 
 from modstack.model_contract import (
     META_FEATURE_COLUMNS,
@@ -64,17 +65,42 @@ def _training_frame(data_dir: Path, feature_columns: list[str]) -> pd.DataFrame:
     return frame
 
 
+def _small_pipeline(feature_columns: list[str], seed: int) -> Pipeline:
+    """TF-IDF words + the feature columns -> logistic regression: the contract's input and
+    output, cheap enough to fit in a second on the fixture (the LightGBM candidate takes ~15 s
+    on a busy 2-core machine)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from pipelines.model import AsFloat, JoinText
+
+    text = Pipeline([("join", JoinText(3_000)), ("tfidf", TfidfVectorizer(max_features=3_000))])
+    numbers = Pipeline(
+        [
+            ("float", AsFloat()),
+            ("impute", SimpleImputer(strategy="constant", fill_value=0, keep_empty_features=True)),
+            ("scale", StandardScaler()),
+        ]
+    )
+    features = ColumnTransformer(
+        [("text", text, ["subject", "body"]), ("numbers", numbers, feature_columns)]
+    )
+    return Pipeline(
+        [("features", features), ("classifier", LogisticRegression(C=5.0, random_state=seed))]
+    )
+
+
 def _register_model(frame: pd.DataFrame, feature_columns: list[str], seed: int) -> str:
-    """Fit a small LightGBM pipeline (the production model type), log and register it."""
+    """Fit a small pipeline on the fixture, log it per the model contract and register it."""
     import mlflow
     from mlflow import MlflowClient
 
-    from pipelines.model import ModelConfig, build_lightgbm_pipeline, model_input
+    from pipelines.model import model_input
 
-    config = ModelConfig(
-        seed=seed, max_body_chars=3_000, word_max_features=3_000, char_max_features=3_000
-    )
-    pipeline = build_lightgbm_pipeline(feature_columns, config, n_estimators=40)
+    pipeline = _small_pipeline(feature_columns, seed)
     inputs = model_input(frame, feature_columns)
     pipeline.fit(inputs, (frame["label"] == "spam").to_numpy())
     scores = pipeline.predict_proba(inputs)[:, 1]
@@ -172,6 +198,7 @@ def stack(
         "SERVING_MODEL_NAME": MODEL_NAME,
         "SERVING_POLL_INTERVAL_S": "0.5",
         "SERVING_READY_CACHE_S": "0",
+        "SERVING_REVIEW_LIST_LIMIT": "1000",
     }
     return Stack(
         data_dir,

@@ -257,8 +257,10 @@ def test_every_posted_message_is_logged_once_and_online_features_match_a_recompu
     label_keys = {(label["message_id"], label["source"]) for label in labels}
     stream.wait_logged("labels", "crash-", len({k[0] for k in label_keys}))
     wait_until(
-        lambda: len(stream.log.read("labels").query("message_id.str.startswith('crash-')"))
-        == len(label_keys),
+        lambda: (
+            len(stream.log.read("labels").query("message_id.str.startswith('crash-')"))
+            == len(label_keys)
+        ),
         CATCH_UP_TIMEOUT_S,
         "every label in the message log",
     )
@@ -271,6 +273,15 @@ def test_every_posted_message_is_logged_once_and_online_features_match_a_recompu
     raw_ids = [i for i in raw.to_table(columns=["message_id"])["message_id"].to_pylist()]
     assert sum(i.startswith("crash-") for i in raw_ids) == len(messages)
     assert stream.metric("processor_events_total", topic=TOPIC_MESSAGES, outcome="duplicate") >= 20
+
+    wait_until(
+        lambda: (
+            stream.metric("processor_consumer_lag_messages", topic=TOPIC_MESSAGES) == 0
+            and stream.metric("processor_consumer_lag_messages", topic=TOPIC_LABELS) == 0
+        ),
+        10,
+        "processor consumer lag 0",
+    )
 
     expected = recompute(messages, labels)
     senders = sorted(expected)
@@ -338,3 +349,41 @@ def test_garbage_on_the_topics_goes_to_deadletter_and_the_consumer_keeps_going(
     assert stream.processor is not None and stream.processor.proc is not None
     assert stream.processor.proc.poll() is None, "the processor stopped on garbage"
     assert stream.metric("processor_deadletters_total") >= 3
+
+
+def test_replaying_the_fixture_corpus_logs_every_message_and_label(
+    stream: Stream, tmp_path: Path
+) -> None:
+    from modstack.corpus import build_corpus, load_corpus
+    from pipelines.replay import run
+
+    build_corpus(REPO_ROOT / "tests" / "fixtures" / "corpus", tmp_path)
+    corpus = load_corpus(tmp_path)
+    history = corpus[corpus["period"] == "history"]
+
+    report = run(
+        "history",
+        corpus=corpus,
+        data_dir=stream.data_dir,
+        http=stream.client,
+        batch_size=40,
+        timeout_s=CATCH_UP_TIMEOUT_S,
+        show_senders=2,
+    )
+
+    assert report.rejected == []
+    assert report.messages_sent == report.labels_sent == len(history)
+    logged = stream.log.read("messages", columns=[])
+    assert set(history["message_id"]) <= set(logged["message_id"])
+    labels = stream.log.read("labels")
+    replayed = labels[labels["message_id"].isin(history["message_id"])]
+    assert len(replayed) == len(history) and set(replayed["source"]) == {"corpus"}
+
+
+def test_sigterm_stops_the_processor_cleanly(stream: Stream) -> None:
+    """Runs last in this module: it stops the module's processor."""
+    assert stream.processor is not None and stream.processor.proc is not None
+    stream.processor.stop(timeout_s=15)
+    assert stream.processor.proc.returncode == 0
+    tail = log_tail(stream.processor_log, 5)
+    assert "partitions revoked" in tail and "stopped" in tail

@@ -19,6 +19,7 @@ from modstack.canary_analysis import (
     histogram_quantile,
     psi,
     series_key,
+    two_proportion_z,
     windows_from_samples,
 )
 
@@ -125,13 +126,13 @@ def test_a_challenger_like_the_champion_passes_every_check():
 
 def test_error_rate_fails_when_the_challenger_errs_more_than_allowed():
     result = analyze(
-        {"champion": _window(1000, errors=10), "challenger": _window(100, errors=5)},
+        {"champion": _window(1000, errors=10), "challenger": _window(100, errors=10)},
         AnalysisThresholds(max_error_rate_increase=0.02),
     )
     check = _by_name(result)["error_rate"]
     assert check.passed is False
-    assert check.value == pytest.approx(0.05 - 0.01)
-    assert check.champion == pytest.approx(0.01) and check.challenger == pytest.approx(0.05)
+    assert check.value == pytest.approx(0.10 - 0.01)
+    assert check.champion == pytest.approx(0.01) and check.challenger == pytest.approx(0.10)
     assert [c.name for c in result.failed] == ["error_rate"]
 
 
@@ -248,3 +249,33 @@ def test_summary_names_every_check_and_verdict():
     text = result.summary()
     assert "error_rate=0.5 (<= 0.01) FAIL" in text
     assert "block_precision=n/a" in text and "skip" in text
+
+
+def test_two_proportion_z_matches_the_textbook_value():
+    # 30 % vs 20 % of 100 each: pooled 25 %, se = sqrt(.25 * .75 * .02)
+    se = math.sqrt(0.00375)
+    assert two_proportion_z(30, 100, 20, 100, continuity=False) == pytest.approx(0.1 / se)
+    assert two_proportion_z(30, 100, 20, 100) == pytest.approx((0.1 - 0.01) / se)  # Yates
+    assert two_proportion_z(20, 100, 30, 100) == pytest.approx(-(0.1 - 0.01) / se)
+    assert two_proportion_z(0, 100, 0, 100) == 0.0
+    assert two_proportion_z(5, 0, 1, 10) == 0.0
+
+
+def test_block_rate_change_within_sampling_noise_passes():
+    # 34 % vs 20 %: past the 0.10 limit, but 50 requests cannot tell (z ~ 2.2 < 3)
+    result = analyze(
+        {"champion": _window(1000, blocks=200), "challenger": _window(50, blocks=17)},
+        AnalysisThresholds(min_requests=50, max_block_rate_change=0.10, significance_z=3.0),
+    )
+    check = _by_name(result)["block_rate"]
+    assert check.value == pytest.approx(0.14)
+    assert check.passed is True and "z=2.2" in check.detail
+
+
+def test_a_single_error_in_a_small_window_is_not_a_regression():
+    result = analyze(
+        {"champion": _window(1000), "challenger": _window(50, errors=1)},
+        AnalysisThresholds(min_requests=50, max_error_rate_increase=0.01),
+    )
+    check = _by_name(result)["error_rate"]
+    assert check.value == pytest.approx(0.02) and check.passed is True

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from modstack.drift.evidently_report import SCORE_COLUMN, DriftReference, WindowReport
+from modstack.drift.evidently_report import (
+    SCORE_COLUMN,
+    ColumnDrift,
+    DriftReference,
+    DriftResult,
+    WindowReport,
+)
 from services.monitoring.metrics import MonitoringMetrics
 from tests.drift_data import FEATURES, corpus_with_features, fixture_corpus, split_periods
 
@@ -92,3 +98,32 @@ def test_report_html_is_written(future_report: WindowReport, tmp_path: Path) -> 
     path = future_report.save_html(tmp_path / "reports" / "r.html")
     html = path.read_text()
     assert html.lstrip().startswith("<!DOCTYPE html>") and "body_chars" in html
+
+
+def _result(columns: dict[str, str]) -> DriftResult:
+    features = tuple(
+        ColumnDrift(column=c, method=m, threshold=0.1, score=0.2, drifted=True)
+        for c, m in columns.items()
+    )
+    return DriftResult(
+        rows=10,
+        reference_rows=10,
+        reference_model_version="1",
+        drift_share=1.0,
+        drifted_columns=len(features),
+        drift_detected=True,
+        features=features,
+        prediction=None,
+        text_drift_share=None,
+    )
+
+
+def test_feature_gauges_of_columns_no_longer_evaluated_disappear() -> None:
+    metrics = MonitoringMetrics()
+    metrics.export_drift(_result({"a": "wasserstein", "b": "jensenshannon"}), evaluated_at=1.0)
+    metrics.export_drift(_result({"a": "wasserstein"}), evaluated_at=2.0)
+    gauge = metrics.registry.get_sample_value
+    assert gauge("monitoring_feature_drift_score", {"feature": "a", "method": "wasserstein"}) == 0.2
+    assert (
+        gauge("monitoring_feature_drift_score", {"feature": "b", "method": "jensenshannon"}) is None
+    )
