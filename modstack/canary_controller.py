@@ -79,8 +79,10 @@ def start(
     mode: RolloutMode = "canary",
     actor: str = CONTROLLER,
     now: datetime | None = None,
+    min_requests: int | None = None,
 ) -> RolloutState:
-    """A new rollout of `challenger_version` at the first step's weight."""
+    """A new rollout of `challenger_version` at the first step's weight; the policy is stored
+    in the state, so the controller follows it even across restarts."""
     if state.active:
         raise RolloutConflict(
             f"rollout {state.rollout_id} of version {state.challenger_version} is still "
@@ -98,6 +100,9 @@ def start(
         status="progressing",
         step=0,
         steps=list(policy.steps),
+        interval_s=policy.interval_s,
+        failure_limit=policy.failure_limit,
+        min_requests=min_requests,
         started_at=now,
         step_started_at=now,
         reason=f"started by {actor}",
@@ -106,10 +111,21 @@ def start(
     new.record(
         actor,
         "start",
-        f"{mode} rollout of version {challenger_version} "
-        f"against champion {champion_version}, steps {list(policy.steps)}",
+        f"{mode} rollout of version {challenger_version} against champion {champion_version}, "
+        f"steps {list(policy.steps)}, {policy.interval_s:g} s per step, "
+        f"failure limit {policy.failure_limit}",
     )
     return new
+
+
+def policy_of(state: RolloutState, default: RolloutPolicy) -> RolloutPolicy:
+    """The policy a rollout started with (the default's values where it stored none)."""
+    return RolloutPolicy(
+        steps=tuple(state.steps) or default.steps,
+        interval_s=state.interval_s or default.interval_s,
+        failure_limit=state.failure_limit or default.failure_limit,
+        max_wait_intervals=default.max_wait_intervals,
+    )
 
 
 def window_due(state: RolloutState, policy: RolloutPolicy, now: datetime | None = None) -> bool:

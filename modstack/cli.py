@@ -144,6 +144,17 @@ def logs(
                 time.sleep(0.3)
 
 
+@app.command()
+def topics() -> None:
+    """Create the Kafka topics of the contract that do not exist yet (compose and k8s set-up)."""
+    from modstack.kafka import ensure_topics
+    from modstack.settings import get_settings
+
+    servers = get_settings().kafka_bootstrap_servers
+    created = ensure_topics(servers)
+    typer.echo(f"topics at {servers}: created {created or 'none (all existed)'}")
+
+
 @app.command("feast-apply")
 def feast_apply() -> None:
     """Register the Feast feature repo (entities, views, feature services) in its registry."""

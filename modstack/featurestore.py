@@ -8,6 +8,7 @@ file serves the local default (SQLite online, parquet offline) and Redis (compos
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import string
@@ -97,14 +98,17 @@ def repo_variables(data_dir: Path | None = None) -> dict[str, str]:
 
 
 def load_repo_config(repo_path: Path | None = None, data_dir: Path | None = None) -> Any:
-    """feature_store.yaml with `${VARS}` expanded (environment first, then our defaults)."""
+    """feature_store.yaml with `${VARS}` expanded like Feast does, with our values filled in.
+
+    FEAST_DATA_DIR: the `data_dir` argument, else the environment, else DATA_DIR/feast;
+    FEAST_ONLINE_STORE: the environment, else derived from FEAST_ONLINE_STORE_TYPE.
+    """
     from feast.repo_config import RepoConfig
 
     repo = _absolute(Path(repo_path or _settings().feast_repo_path))
     config_file = repo / FEATURE_STORE_YAML
     if not config_file.exists():
         raise FileNotFoundError(f"no {FEATURE_STORE_YAML} in {repo} (FEAST_REPO_PATH)")
-    # repo_variables already prefers FEAST_DATA_DIR / FEAST_ONLINE_STORE from the environment.
     variables = {**os.environ, **repo_variables(data_dir)}
     raw = yaml.safe_load(string.Template(config_file.read_text()).safe_substitute(variables))
     config = RepoConfig(**raw)
@@ -259,13 +263,32 @@ def push_rows(
     if online and not latest.empty:
         store.push(source, latest.reset_index(drop=True), to=PushMode.ONLINE)
     if offline and not frame.empty:
-        store.push(source, frame.reset_index(drop=True), to=PushMode.OFFLINE)
+        _append_offline(store, view_name, frame)
     return PushReport(
         view=view_name,
         offline_rows=len(frame) if offline else 0,
         online_rows=len(latest) if online else 0,
         seconds=time.perf_counter() - started,
     )
+
+
+def _append_offline(store: FeatureStore, view_name: str, frame: pd.DataFrame) -> None:
+    """Append rows to a view's offline parquet: one writer at a time, atomically.
+
+    Written by hand instead of `store.push(..., to=PushMode.OFFLINE)`, which does the same
+    read-concatenate-rewrite but in place and unlocked: a crash mid-write leaves a truncated
+    file, and two processor replicas lose each other's rows. Here a lock file serialises the
+    writers (flock: one host or NFSv4) and the new file replaces the old one by rename.
+    """
+    path = Path(store.get_feature_view(view_name).batch_source.path)
+    new_rows = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        previous = pq.read_table(path)
+        table = pa.concat_tables([previous, new_rows.cast(previous.schema)])
+        scratch = path.with_suffix(f".{os.getpid()}.tmp")
+        pq.write_table(table, scratch)
+        os.replace(scratch, path)
 
 
 def push_activity(

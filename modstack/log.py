@@ -8,11 +8,25 @@ import sys
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at emit time. A handler bound to the stderr of the
+    moment breaks when that stream is swapped and closed (pytest's capture does this per
+    test): "ValueError: I/O operation on closed file" from every later log call."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # type: ignore[no-untyped-def]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def configure_logging(component: str, level: str = "INFO") -> logging.Logger:
     """Log to stderr in one line per record; returns the component's logger."""
     root = logging.getLogger()
     if not any(getattr(h, "_modstack", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter(_FORMAT))
         handler._modstack = True  # type: ignore[attr-defined]
         root.addHandler(handler)

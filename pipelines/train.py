@@ -55,9 +55,7 @@ from pipelines.metrics import EvaluationReport, evaluate_scores, select_threshol
 from pipelines.model import (
     ModelConfig,
     build_baseline_pipeline,
-    build_classifier,
     build_lightgbm_pipeline,
-    build_preprocessor,
     model_input,
 )
 from pipelines.training_data import (
@@ -130,15 +128,18 @@ class TrainResult:
 def fit_candidate(
     train: LabelledSet, config: ModelConfig, validation_fraction: float
 ) -> FittedModel:
-    """LightGBM: early stopping and thresholds on the time-ordered validation tail, then a refit
-    on all training rows with the number of trees found (the newest mails matter most under
-    drift, so they are not left out of the final model)."""
+    """LightGBM fitted on the earlier part of `train`, early-stopped and thresholded on the
+    time-ordered validation tail.
+
+    No refit on all rows afterwards: the block cut-off is a statement about the scores of
+    one model (precision >= 0.99 on its validation scores), and a refit would serve another.
+    """
     columns = train.feature_columns
     fit_part, val_part = time_validation_split(train.frame, validation_fraction)
-    preprocessor = build_preprocessor(columns, config)
+    pipeline = build_lightgbm_pipeline(columns, config)
+    preprocessor, classifier = pipeline.named_steps["features"], pipeline.named_steps["classifier"]
     x_fit = preprocessor.fit_transform(model_input(fit_part, columns), fit_part[LABEL_COLUMN])
     x_val = preprocessor.transform(model_input(val_part, columns))
-    classifier = build_classifier(config)
     classifier.fit(
         x_fit,
         fit_part[LABEL_COLUMN],
@@ -146,37 +147,34 @@ def fit_candidate(
         eval_y=(val_part[LABEL_COLUMN],),
         callbacks=[lightgbm.early_stopping(config.early_stopping_rounds, verbose=False)],
     )
-    best_iteration = int(classifier.best_iteration_ or config.lgbm_n_estimators)
-    val_scores = classifier.predict_proba(x_val)[:, 1]
+    # predict_proba uses the best iteration found by early stopping
+    val_scores = pipeline.predict_proba(model_input(val_part, columns))[:, 1]
     thresholds = select_thresholds(val_part[LABEL_COLUMN], val_scores)
     validation = evaluate_scores(val_part[LABEL_COLUMN], val_scores, thresholds, val_part["group"])
-    final = build_lightgbm_pipeline(columns, config, n_estimators=best_iteration)
-    final.fit(model_input(train.frame, columns), train.frame[LABEL_COLUMN])
+    best_iteration = int(classifier.best_iteration_ or config.lgbm_n_estimators)
     return FittedModel(
-        "lightgbm", final, thresholds, validation, val_scores, {"best_iteration": best_iteration}
+        "lightgbm", pipeline, thresholds, validation, val_scores, {"best_iteration": best_iteration}
     )
 
 
 def fit_baseline(
     train: LabelledSet, config: ModelConfig, validation_fraction: float
 ) -> FittedModel:
-    """TF-IDF + logistic regression, same protocol as the candidate (thresholds on validation,
-    refit on all training rows)."""
+    """TF-IDF + logistic regression under the same protocol as the candidate."""
     fit_part, val_part = time_validation_split(train.frame, validation_fraction)
-    on_fit = build_baseline_pipeline(config).fit(fit_part, fit_part[LABEL_COLUMN])
-    val_scores = on_fit.predict_proba(val_part)[:, 1]
+    pipeline = build_baseline_pipeline(config).fit(fit_part, fit_part[LABEL_COLUMN])
+    val_scores = pipeline.predict_proba(val_part)[:, 1]
     thresholds = select_thresholds(val_part[LABEL_COLUMN], val_scores)
     validation = evaluate_scores(val_part[LABEL_COLUMN], val_scores, thresholds, val_part["group"])
-    final = build_baseline_pipeline(config).fit(train.frame, train.frame[LABEL_COLUMN])
-    return FittedModel("baseline", final, thresholds, validation, val_scores)
+    return FittedModel("baseline", pipeline, thresholds, validation, val_scores)
 
 
 def reference_sample(
     train: LabelledSet, candidate: FittedModel, config: TrainConfig
 ) -> pd.DataFrame:
     """Drift reference: feature values, label and score of the validation tail (the newest
-    training mails), scored out of sample by the model fitted before it, so monitoring does
-    not mistake in-sample over-confidence for prediction drift."""
+    training mails), scored out of sample by the served model, so monitoring does not mistake
+    in-sample over-confidence for prediction drift."""
     _, val_part = time_validation_split(train.frame, config.validation_fraction)
     sample = val_part[["message_id", "sent_at", "label", *train.feature_columns]].copy()
     sample["score"] = candidate.validation_scores

@@ -57,7 +57,9 @@ class ActionRequest(BaseModel):
 def make_source(settings: CanarySettings) -> MetricsSource:
     """Prometheus when PROMETHEUS_URL is set, else scraping the serving replicas."""
     if settings.prometheus_url:
-        return PrometheusSource(settings.prometheus_url)
+        return PrometheusSource(
+            settings.prometheus_url, min_window_s=settings.canary_prometheus_min_window_s
+        )
     return ScrapeSource(settings.metrics_urls())
 
 

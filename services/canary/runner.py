@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -104,7 +105,7 @@ class CanaryRunner:
             if state.status != "progressing":
                 return None
             self._follow_window(state)
-            due = cc.window_due(state, self.policy, now)
+            due = cc.window_due(state, cc.policy_of(state, self.policy), now)
             # Scraping must see every interval to notice replica restarts; Prometheus keeps
             # its own history, so it is asked only when the window is judged.
             if not due and isinstance(self.source, PrometheusSource):
@@ -142,14 +143,19 @@ class CanaryRunner:
         champion = windows.get(VARIANT_CHAMPION)
         if champion is not None and champion.requests > 0:
             self._baseline = champion
-        analysis = analyze(windows, self.thresholds, self._baseline)
+        thresholds = self.thresholds
+        if state.min_requests:
+            thresholds = replace(thresholds, min_requests=state.min_requests)
+        analysis = analyze(windows, thresholds, self._baseline)
         self.last_analysis = analysis
-        new, decision = cc.judge(state, analysis, self.policy, now=now)
+        new, decision = cc.judge(state, analysis, cc.policy_of(state, self.policy), now=now)
+        # Registry first, then the state: whoever reads `promoted` / `rolled_back` finds the
+        # aliases already moved (a crash in between is repaired by `_reconcile`).
         if decision is cc.Decision.PROMOTE:
             registry.promote_challenger(new.reason, self.client)
-        self.store.save(new)
-        if decision is cc.Decision.ROLLBACK:
+        elif decision is cc.Decision.ROLLBACK:
             self._clear_challenger(new)
+        self.store.save(new)
         self._count(decision, analysis, new)
         log.info(
             "step %d at %g%%: %s (%s) -> %s",
@@ -194,7 +200,8 @@ class CanaryRunner:
             new = cc.promote_now(full, cc.CONTROLLER, "promotion completed (alias already moved)")
             self.metrics.promotions.inc()
         else:
-            new = cc.abort(full, cc.CONTROLLER, "challenger alias moved outside the rollout")
+            # Either a rollback that crashed before saving, or someone moved the alias away.
+            new = cc.abort(full, cc.CONTROLLER, "challenger alias removed or moved: rolled back")
             self.metrics.rollbacks.inc()
         log.warning("reconciled rollout %s: %s", state.rollout_id, new.reason)
         return self.store.save(new)
@@ -211,8 +218,12 @@ class CanaryRunner:
         challenger_version: str | None = None,
         mode: RolloutMode = "canary",
         steps: list[float] | None = None,
+        interval_s: float | None = None,
+        failure_limit: int | None = None,
+        min_requests: int | None = None,
     ) -> RolloutState:
-        """Start rolling out `challenger_version` (default: the `challenger` alias)."""
+        """Start rolling out `challenger_version` (default: the `challenger` alias); the
+        optional policy values override the controller's settings for this rollout."""
         with self.lock:
             version = challenger_version or registry.get_alias_version(
                 ALIAS_CHALLENGER, self.client
@@ -252,8 +263,9 @@ class CanaryRunner:
 
     def abort(self, actor: str, reason: str = "") -> RolloutState:
         with self.lock:
-            new = self.store.save(cc.abort(self.store.load(), actor, reason))
+            new = cc.abort(self.store.load(), actor, reason)
             self._clear_challenger(new)
+            new = self.store.save(new)
             self.metrics.rollbacks.inc()
             self.metrics.show_state(new)
             return new

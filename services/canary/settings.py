@@ -36,6 +36,8 @@ class CanarySettings(CommonSettings):
     # Serving replicas to scrape when PROMETHEUS_URL is empty; comma-separated /metrics URLs.
     # Empty: SERVING_ADDR/metrics.
     canary_metrics_urls: str = ""
+    # Shortest PromQL range: `increase()` needs two scrapes in it (2 x the scrape interval).
+    canary_prometheus_min_window_s: float = Field(default=10.0, gt=0.0)
     # Join predictions.v1 with labels.v1 for the block-precision check (needs the broker).
     canary_label_join: bool = True
 

@@ -6,10 +6,14 @@ recomputed here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from modstack.drift.evidently_report import DriftResult
 from modstack.drift.quality import RealizedQuality
+
+if TYPE_CHECKING:  # importing Evidently costs seconds; the training process must not pay it
+    from modstack.drift.evidently_report import DriftResult
 
 
 class MonitoringMetrics:

@@ -150,11 +150,9 @@ def run(settings: ProcessorSettings) -> None:
         log.info("created topics %s", ", ".join(created))
     metrics = ProcessorMetrics()
     if settings.processor_metrics_port:
-        start_http_server(settings.processor_metrics_port, addr=settings.processor_metrics_host)
+        start_http_server(settings.processor_metrics_port, addr=settings.bind_host)
         log.info(
-            "metrics on http://%s:%d/metrics",
-            settings.processor_metrics_host,
-            settings.processor_metrics_port,
+            "metrics on http://%s:%d/metrics", settings.bind_host, settings.processor_metrics_port
         )
     producer = make_producer(bootstrap)
     message_log = MessageLog(settings.data_dir)

@@ -10,9 +10,8 @@ from modstack.settings import CommonSettings
 class ProcessorSettings(CommonSettings):
     """`PROCESSOR_*` env vars."""
 
-    # Prometheus metrics are served here (127.0.0.1); 0 turns the endpoint off.
+    # Prometheus metrics are served on BIND_HOST at this port; 0 turns the endpoint off.
     processor_metrics_port: int = Field(default=8004, ge=0, le=65535)
-    processor_metrics_host: str = "127.0.0.1"
     # At most this many records per micro-batch (one push per view and one log file per batch).
     processor_max_batch: int = Field(default=500, gt=0)
     # How long a poll waits for records: the floor on feature freshness when traffic is low.

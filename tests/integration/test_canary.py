@@ -254,7 +254,8 @@ def canary_process(stack: Stack, root: Path, **extra: str) -> BackgroundProcess:
         "canary",
         [sys.executable, "-m", "services.canary"],
         root / f"canary-{port}.log",
-        ready=lambda: http_ok(f"http://127.0.0.1:{port}/healthz"),
+        # /readyz reads the registry: the controller's MLflow client is warm once it answers
+        ready=lambda: http_ok(f"http://127.0.0.1:{port}/readyz"),
         timeout_s=60,
         env=env,
         cwd=REPO,
@@ -425,7 +426,12 @@ def prometheus_scraping_serving(stack: Stack, tmp_path: Path) -> Iterator[str]:
 def test_a_bad_challenger_is_rolled_back_with_metrics_from_prometheus(
     stack, tmp_path, prometheus_scraping_serving
 ):
-    with canary_process(stack, tmp_path, PROMETHEUS_URL=prometheus_scraping_serving) as process:
+    with canary_process(
+        stack,
+        tmp_path,
+        PROMETHEUS_URL=prometheus_scraping_serving,
+        CANARY_PROMETHEUS_MIN_WINDOW_S="2.5",  # Prometheus scrapes every second here
+    ) as process:
         state, _ = _bad_rollout(stack, process.url)
         status = admin(process.url).get("/v1/rollout").json()
     assert status["metrics_source"] == "PrometheusSource"
