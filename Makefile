@@ -12,7 +12,7 @@ UV_VERSION := 0.13.9
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup demo demo-rollback test test-unit test-integration lint format data backfill dataset up down status train loadtest bench bench-model clean
+.PHONY: help setup demo demo-rollout demo-rollback test test-unit test-integration lint format data backfill dataset up down status train loadtest bench bench-model clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +52,12 @@ dataset: $(STAMP) ## Build the point-in-time training set of the history; print 
 
 demo: $(STAMP) ## Run the demo (so far: build the corpus and print its data report)
 	@$(PY) -m pipelines.data
+
+demo-rollout: $(STAMP) ## Replay the future as traffic, retrain, roll the challenger out to promotion (needs `make up`, a champion)
+	@$(PY) -m pipelines.demo_rollout $(DEMO_ARGS)
+
+demo-rollback: $(STAMP) ## Roll out a bad challenger; the canary controller rolls it back (DEMO_ARGS="--fault errors")
+	@$(PY) -m pipelines.demo_rollback $(DEMO_ARGS)
 
 # --- quality -------------------------------------------------------------------------------
 PYTEST := $(VENV)/bin/pytest -q -p no:cacheprovider --durations=15

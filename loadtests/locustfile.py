@@ -16,6 +16,7 @@ import random
 import uuid
 from datetime import UTC, datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -61,6 +62,51 @@ def _require_ready_stack(environment: Environment, **_: Any) -> None:
             f"serving at {host} is not ready ({why}); start the stack with `make up` and train "
             "a champion (`make train`) first, or point SERVING_ADDR / --host at it"
         )
+
+
+def serving_cpu_seconds(host: str) -> float | None:
+    """`process_cpu_seconds_total` of the serving process (None when not exported, e.g. with
+    several workers in multiprocess mode)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = httpx.get(f"{host}/metrics", timeout=5.0).text
+    except httpx.HTTPError:
+        return None
+    for family in text_string_to_metric_families(text):
+        if family.name == "process_cpu_seconds":
+            return float(family.samples[0].value)
+    return None
+
+
+_cpu_at_start: dict[str, float] = {}
+
+
+@events.test_start.add_listener
+def _record_serving_cpu(environment: Environment, **_: Any) -> None:
+    cpu = serving_cpu_seconds((environment.host or PlatformUser.host).rstrip("/"))
+    if cpu is not None:
+        _cpu_at_start["cpu"] = cpu
+
+
+@events.test_stop.add_listener
+def _report_serving_cpu(environment: Environment, **_: Any) -> None:
+    """CPU the serving process spent per request it answered: the service's cost, nearly
+    independent of other work on the machine (unlike latency)."""
+    cpu = serving_cpu_seconds((environment.host or PlatformUser.host).rstrip("/"))
+    if cpu is None or "cpu" not in _cpu_at_start:
+        return
+    served = sum(
+        environment.stats.get(name, "POST").num_requests for name in ("moderate", "bad payload")
+    )
+    if not served:
+        return
+    result = {"serving_cpu_seconds": cpu - _cpu_at_start["cpu"], "requests": served}
+    result["cpu_ms_per_request"] = 1000 * result["serving_cpu_seconds"] / served
+    print(f"serving CPU: {result['cpu_ms_per_request']:.1f} ms per request ({served} requests)")
+    prefix = getattr(environment.parsed_options, "csv_prefix", None)
+    if prefix:
+        Path(f"{prefix}_serving_cpu.json").write_text(json.dumps(result))
 
 
 def _weight(name: str, default: int) -> int:

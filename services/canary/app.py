@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from modstack.canary_controller import RolloutConflict
+from modstack.canary_controller import RolloutConflict, policy_of
 from modstack.canary_metrics import MetricsSource, PrometheusSource, ScrapeSource
 from modstack.registry import RegistryError, get_client
 from services.canary.labels import LabelFollower
@@ -44,6 +44,9 @@ class StartRequest(BaseModel):
     challenger_version: str | None = Field(default=None, pattern=r"^\d+$")
     mode: Literal["canary", "shadow"] | None = None
     steps: list[float] | None = Field(default=None, min_length=1, max_length=20)
+    interval_s: float | None = Field(default=None, gt=0, le=86_400)
+    failure_limit: int | None = Field(default=None, ge=1, le=100)
+    min_requests: int | None = Field(default=None, ge=1)
     actor: str = Field(default="admin:http", min_length=1, max_length=128)
 
 
@@ -112,6 +115,11 @@ def create_app(settings: CanarySettings | None = None, *, run_loop: bool = True)
     async def _conflict(_: Request, exc: RolloutConflict) -> JSONResponse:
         return JSONResponse(status_code=409, content={"detail": str(exc)})
 
+    @app.exception_handler(ValueError)
+    async def _invalid(_: Request, exc: ValueError) -> JSONResponse:
+        # RolloutPolicy refusing the overrides (decreasing steps, weights outside (0, 100])
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
+
     @app.exception_handler(RegistryError)
     async def _registry(_: Request, exc: RegistryError) -> JSONResponse:
         return JSONResponse(status_code=409, content={"detail": str(exc)})
@@ -120,8 +128,9 @@ def create_app(settings: CanarySettings | None = None, *, run_loop: bool = True)
         state = runner.status()
         body = state.model_dump(mode="json")
         body["routed_weight_percent"] = state.routed_weight()
-        body["interval_s"] = runner.policy.interval_s
-        body["failure_limit"] = runner.policy.failure_limit
+        policy = policy_of(state, runner.policy)
+        body["interval_s"] = policy.interval_s
+        body["failure_limit"] = policy.failure_limit
         body["metrics_source"] = type(runner.source).__name__
         if runner.last_analysis is not None:
             body["last_analysis"] = {
@@ -143,6 +152,9 @@ def create_app(settings: CanarySettings | None = None, *, run_loop: bool = True)
             request.challenger_version,
             request.mode or settings.canary_mode,  # type: ignore[arg-type]
             request.steps,
+            request.interval_s,
+            request.failure_limit,
+            request.min_requests,
         )
         return state.model_dump(mode="json")
 

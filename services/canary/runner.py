@@ -68,6 +68,7 @@ class CanaryRunner:
         self._window_key: tuple[str, datetime | None] | None = None
         self._label_rollout = ""
         self._baseline: VariantWindow | None = None
+        self._reconciled = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -188,8 +189,13 @@ class CanaryRunner:
 
     def _reconcile(self, state: RolloutState) -> RolloutState:
         """Repair the registry after a crash between a side effect and the state save."""
-        if state.status == "rolled_back" and state.challenger_version:
+        if (
+            state.status == "rolled_back"
+            and state.challenger_version
+            and self._reconciled != state.rollout_id
+        ):
             self._clear_challenger(state)
+            self._reconciled = state.rollout_id  # once per rollout, not every tick
         if not state.active:
             return state
         if registry.get_alias_version(ALIAS_CHALLENGER, self.client) == state.challenger_version:
@@ -234,17 +240,22 @@ class CanaryRunner:
                 )
             if registry.get_alias_version(ALIAS_CHALLENGER, self.client) != str(version):
                 registry.set_challenger(str(version), self.client)
-            policy = self.policy
-            if steps:
-                policy = cc.RolloutPolicy(
-                    steps=tuple(steps),
-                    interval_s=policy.interval_s,
-                    failure_limit=policy.failure_limit,
-                    max_wait_intervals=policy.max_wait_intervals,
-                )
+            # RolloutPolicy validates the overrides (increasing steps, positive interval)
+            policy = replace(
+                self.policy,
+                steps=tuple(steps) if steps else self.policy.steps,
+                interval_s=interval_s or self.policy.interval_s,
+                failure_limit=failure_limit or self.policy.failure_limit,
+            )
             champion = registry.get_alias_version(ALIAS_CHAMPION, self.client)
             state = cc.start(
-                self.store.load(), str(version), champion, policy, mode=mode, actor=actor
+                self.store.load(),
+                str(version),
+                champion,
+                policy,
+                mode=mode,
+                actor=actor,
+                min_requests=min_requests,
             )
             saved = self.store.save(state)
             self.metrics.show_state(saved)

@@ -71,6 +71,8 @@ def test_gauges_equal_the_values_in_the_evidently_report(periods, future_report)
     assert gauge("monitoring_text_drift_share") == pytest.approx(
         sum(drifted_text) / len(drifted_text)
     )
+    # Evidently's dataset count and its per-column verdicts agree (same pinned methods)
+    assert count["value"]["count"] == sum(drifted_text)
 
 
 def test_report_pins_methods_by_column_type(future_report: WindowReport) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from modstack.stack import (
     StackPaths,
     preflight,
     program_environment,
+    render_prometheus_config,
     render_supervisord_conf,
     select_programs,
     stack_programs,
@@ -199,3 +202,32 @@ def test_wait_until_gives_up_at_once_when_told() -> None:
 
     with pytest.raises(GiveUp, match="code 3"):
         wait_until(exited, 30, "a process")
+
+
+def test_prometheus_scrapes_each_service_on_the_port_it_listens_on_here(tmp_path: Path) -> None:
+    import yaml
+
+    programs = stack_programs(_settings(tmp_path, prometheus_url="http://127.0.0.1:19390"))
+    config = yaml.safe_load(render_prometheus_config(programs))
+    targets = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
+    }
+    ports = {p.name: p.port for p in programs}
+    assert targets["serving"] == ["127.0.0.1:19310"]
+    assert targets["canary"] == ["127.0.0.1:19313"]
+    assert targets["processor"] == [f"127.0.0.1:{ports['processor']}"]
+    assert all(Path(rule).is_absolute() for rule in config["rule_files"])
+    # the local stack's Prometheus listens where PROMETHEUS_URL says
+    assert "--web.listen-address=127.0.0.1:19390" in _by_name(programs)["prometheus"].argv
+
+
+def test_rendered_prometheus_config_passes_promtool(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (`sudo apt-get install prometheus`)")
+    conf = tmp_path / "prometheus.yml"
+    conf.write_text(render_prometheus_config(stack_programs(_settings(tmp_path))))
+    checked = subprocess.run(
+        [promtool, "check", "config", str(conf)], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -1,0 +1,172 @@
+"""Demo: a bad challenger is rolled out and the canary controller rolls it back on its own.
+
+The bad challenger is one of:
+- `shuffled` (default): LightGBM trained on history with shuffled labels; the quality gate
+  refuses it and is skipped for the demo (the refusal stays in the version's tags). Its scores
+  collapse, so the score-distribution (PSI) and block-rate checks fail.
+- `errors` / `latency`: the champion's own model registered again as a new version, while
+  serving injects errors (30 %) or latency (+300 ms) into the challenger's path; the error-rate
+  or p99-latency check fails. The faults are switched off again at the end.
+
+The future period is replayed against serving's /v1/moderate in event-time order while the
+controller steps the weight; each decision is printed as it happens.
+
+Needs the stack (`make up`) and a champion (`make backfill train`).
+Usage: `python -m pipelines.demo_rollback [--fault shuffled|errors|latency] [--interval 15]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timedelta
+
+import httpx
+
+from modstack import registry
+from modstack.log import configure_logging
+from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
+from modstack.rollout_cli import ControllerClient, wide_console
+from modstack.settings import get_settings
+from pipelines.rollout_demo import (
+    DEMO_ACTOR,
+    StackNotReady,
+    TrafficReplayer,
+    follow,
+    future_timeline,
+    preflight,
+    print_outcome,
+)
+
+console = wide_console()
+FAULTS = {
+    "errors": {"error_rate": 0.3, "extra_latency_ms": 0.0},
+    "latency": {"error_rate": 0.0, "extra_latency_ms": 300.0},
+}
+
+
+def shuffled_label_challenger() -> str:
+    """Train on history with shuffled labels, skip the gate, set `challenger`; the version."""
+    from modstack.corpus import FUTURE_START
+    from pipelines.train import TrainConfig, run_training
+    from pipelines.training_data import corpus_rows, with_features
+
+    config = TrainConfig(shuffle_labels=True, skip_gate=True)
+    train = with_features(corpus_rows(end=FUTURE_START), config.feature_service, config.features)
+    holdout = with_features(
+        corpus_rows(start=FUTURE_START), config.feature_service, config.features
+    )
+    result = run_training(
+        train,
+        holdout,
+        config,
+        run_name=f"shuffled-labels-{datetime.now():%Y%m%d-%H%M%S}",
+        extra_tags={"trigger": "rollback-demo"},
+    )
+    if not result.version:
+        raise RuntimeError("the shuffled-label model was not registered")
+    gate = result.gate
+    console.print(
+        f"  v{result.version} trained on shuffled labels in {result.seconds:.0f} s: "
+        f"PR-AUC {result.candidate_metrics.get('pr_auc', 0):.3f}, gate "
+        f"{'passed' if gate and gate.passed else 'refused (skipped for the demo)'}"
+    )
+    return result.version
+
+
+def champion_copy() -> str:
+    """Register the champion's model again as a new version (a healthy model whose serving path
+    will be broken by injected faults)."""
+    client = registry.get_client()
+    champion = registry.get_alias_version(ALIAS_CHAMPION, client)
+    if champion is None:
+        raise StackNotReady("no champion to copy: `make backfill train` first")
+    source = client.get_model_version(REGISTERED_MODEL, champion)
+    copy = client.create_model_version(
+        REGISTERED_MODEL,
+        source.source,
+        run_id=source.run_id,
+        tags={"copy_of": champion, "purpose": "rollback demo with injected faults"},
+        description=f"copy of v{champion} for the rollback demo",
+    )
+    console.print(f"  v{copy.version}: the champion v{champion}'s model, registered again")
+    return str(copy.version)
+
+
+def set_faults(error_rate: float, extra_latency_ms: float) -> None:
+    """Serving's admin endpoint: faults on the challenger's path of this replica."""
+    settings = get_settings()
+    response = httpx.put(
+        f"{settings.serving_addr}/v1/admin/faults",
+        json={"error_rate": error_rate, "extra_latency_ms": extra_latency_ms},
+        headers={"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; exit code 0 when the controller rolled the bad challenger back."""
+    parser = argparse.ArgumentParser(prog="python -m pipelines.demo_rollback", description=__doc__)
+    parser.add_argument("--fault", choices=["shuffled", "errors", "latency"], default="shuffled")
+    parser.add_argument("--speed", type=float, default=40.0, help="messages per second")
+    parser.add_argument("--steps", default="10,50,100")
+    parser.add_argument("--interval", type=float, default=15.0, help="seconds per step")
+    parser.add_argument("--min-requests", type=int, default=40)
+    parser.add_argument("--failure-limit", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    args = parser.parse_args(argv)
+    configure_logging("demo", "WARNING")
+
+    try:
+        health = preflight(need_ingestion=False)
+    except StackNotReady as exc:
+        console.print(f"[red]{exc}[/]")
+        return 2
+    controller = ControllerClient()
+    state = controller.status()
+    if state["status"] in ("progressing", "paused"):
+        console.print(
+            f"[red]a rollout of v{state['challenger_version']} is still "
+            f"{state['status']}: `modstack rollout abort` or wait for it[/]"
+        )
+        return 2
+    console.rule("[bold]ModStack rollback demo")
+    console.print(f"champion v{health['champion']} serves; controller at {controller.addr}")
+
+    console.rule(f"1. a bad challenger ({args.fault})")
+    version = shuffled_label_challenger() if args.fault == "shuffled" else champion_copy()
+    if args.fault in FAULTS:
+        set_faults(**FAULTS[args.fault])
+        console.print(f"  serving injects {FAULTS[args.fault]} into the challenger's path")
+
+    console.rule(f"2. canary rollout of v{version}: the controller decides alone")
+    _, _, events = future_timeline(timedelta(hours=6))
+    traffic = TrafficReplayer(events, speed=args.speed, ingest=False, cycle=True).start()
+    try:
+        controller.start(
+            version,
+            "canary",
+            [float(s) for s in args.steps.split(",")],
+            DEMO_ACTOR,
+            interval_s=args.interval,
+            failure_limit=args.failure_limit,
+            min_requests=args.min_requests,
+        )
+        outcome = follow(controller, console, traffic, timeout_s=args.timeout)
+    finally:
+        stats = traffic.stop()
+        if args.fault in FAULTS:
+            set_faults(0.0, 0.0)
+    print_outcome(outcome, console, stats)
+    rolled_back = outcome.state["status"] == "rolled_back"
+    client = registry.get_client()
+    console.print(
+        f"registry: champion v{registry.get_alias_version(ALIAS_CHAMPION, client)}, "
+        f"challenger {registry.get_alias_version('challenger', client) or 'none'}"
+    )
+    return 0 if rolled_back else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

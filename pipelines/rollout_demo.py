@@ -1,0 +1,334 @@
+"""What both rollout demos share: a pre-flight check of the stack, a traffic replayer that sends
+the future period to serving (and ingestion) in event-time order, and a follower that prints the
+rollout's timeline as the controller decides.
+
+Used by `pipelines.demo_rollout` (a retrained challenger promoted) and `pipelines.demo_rollback`
+(a bad challenger rolled back on its own).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import pandas as pd
+from rich.console import Console
+
+from modstack.rollout_cli import CHECK_ORDER, ControllerClient, timeline_reasons, timeline_table
+from modstack.settings import get_settings
+
+DEMO_ACTOR = "demo"
+
+
+class StackNotReady(RuntimeError):
+    """The stack the demo needs is not running or has no champion (the message says what to do)."""
+
+
+def preflight(need_ingestion: bool = True) -> dict[str, Any]:
+    """Check serving (with a champion), the canary controller and ingestion; returns serving's
+    /healthz. Raises StackNotReady with the fix."""
+    settings = get_settings()
+    checks = [("serving", settings.serving_addr), ("canary", settings.canary_addr)]
+    if need_ingestion:
+        checks.append(("ingestion", settings.ingestion_addr))
+    health: dict[str, Any] = {}
+    for name, addr in checks:
+        try:
+            response = httpx.get(f"{addr}/healthz", timeout=10)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise StackNotReady(
+                f"{name} is not answering at {addr} ({exc}): start the stack with `make up`"
+            ) from exc
+        if name == "serving":
+            health = response.json()
+    if not health.get("champion"):
+        raise StackNotReady(
+            "serving has no champion model yet: train one first (`make backfill train`)"
+        )
+    return health
+
+
+@dataclass
+class TrafficStats:
+    """What the replayer sent and what serving answered."""
+
+    moderated: int = 0
+    failed: int = 0
+    by_variant: Counter = field(default_factory=Counter)
+    by_action: Counter = field(default_factory=Counter)
+    messages_ingested: int = 0
+    labels_ingested: int = 0
+    last_event_time: datetime | None = None
+    passes: int = 0
+
+
+class TrafficReplayer:
+    """Replays a timeline (pipelines.replay.timeline: messages and labels in event-time order).
+
+    Each message goes to serving's POST /v1/moderate (a few requests in flight, like several
+    clients) and, with `ingest`, to ingestion with its label later in the timeline, so the
+    stream keeps sender features fresh and the message log fills with labelled data.
+    `cycle` starts over when the timeline ends (serving only, with fresh message ids), so a
+    rollout never runs out of traffic.
+
+    Args:
+        events: the timeline.
+        speed: messages per second at most (None: as fast as serving answers).
+    """
+
+    def __init__(
+        self,
+        events: pd.DataFrame,
+        *,
+        speed: float | None = None,
+        ingest: bool = True,
+        cycle: bool = False,
+        workers: int = 4,
+        chunk: int = 20,
+    ) -> None:
+        settings = get_settings()
+        self.events = events
+        self.speed = speed
+        self.ingest = ingest
+        self.cycle = cycle
+        self.workers = workers
+        self.chunk = chunk
+        self.serving_addr = settings.serving_addr
+        self.ingestion_addr = settings.ingestion_addr
+        self.stats = TrafficStats()
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(self) -> TrafficStats:
+        """Send the whole timeline in this thread (until stopped, when cycling)."""
+        from pipelines.replay import IngestionClient, ReplayReport
+
+        report = ReplayReport()
+        ingestion = IngestionClient(self.ingestion_addr, report) if self.ingest else None
+        started, sent_messages = time.perf_counter(), 0
+        try:
+            with (
+                httpx.Client(base_url=self.serving_addr, timeout=30) as http,
+                ThreadPoolExecutor(self.workers, thread_name_prefix="demo-traffic") as pool,
+            ):
+                while not self._stop.is_set():
+                    suffix = f"-r{self.stats.passes}" if self.stats.passes else ""
+                    for start in range(0, len(self.events), self.chunk):
+                        if self._stop.is_set():
+                            break
+                        part = self.events.iloc[start : start + self.chunk]
+                        messages = [
+                            p
+                            for k, p in zip(part["kind"], part["payload"], strict=True)
+                            if k == "message"
+                        ]
+                        labels = [
+                            p
+                            for k, p in zip(part["kind"], part["payload"], strict=True)
+                            if k == "label"
+                        ]
+                        list(
+                            pool.map(
+                                self._moderate,
+                                [http] * len(messages),
+                                messages,
+                                [suffix] * len(messages),
+                            )
+                        )
+                        if ingestion is not None and not suffix:
+                            # messages before their labels, as in pipelines.replay
+                            if messages:
+                                self.stats.messages_ingested += ingestion.send(
+                                    "/v1/messages", "messages", messages
+                                )
+                            if labels:
+                                self.stats.labels_ingested += ingestion.send(
+                                    "/v1/labels", "labels", labels
+                                )
+                        self.stats.last_event_time = part["time"].iloc[-1].to_pydatetime()
+                        sent_messages += len(messages)
+                        if self.speed:
+                            ahead = started + sent_messages / self.speed - time.perf_counter()
+                            if ahead > 0:
+                                self._stop.wait(ahead)
+                    self.stats.passes += 1
+                    if not self.cycle:
+                        break
+        finally:
+            if ingestion is not None:
+                ingestion.close()
+        return self.stats
+
+    def _moderate(self, http: httpx.Client, message: dict[str, Any], suffix: str) -> None:
+        body = dict(message, message_id=message["message_id"] + suffix) if suffix else message
+        try:
+            response = http.post("/v1/moderate", json=body)
+        except httpx.HTTPError:
+            with self._lock:
+                self.stats.failed += 1
+            return
+        with self._lock:
+            if response.status_code == 200:
+                answer = response.json()
+                self.stats.moderated += 1
+                self.stats.by_variant[answer["variant"]] += 1
+                self.stats.by_action[answer["action"]] += 1
+            else:
+                self.stats.failed += 1
+
+    def start(self) -> TrafficReplayer:
+        """Run in a background thread (see `stop`)."""
+
+        def target() -> None:
+            try:
+                self.run()
+            except BaseException as exc:  # surfaced by the follower, not lost in the thread
+                self.error = exc
+
+        self._thread = threading.Thread(target=target, name="demo-traffic", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> TrafficStats:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+        return self.stats
+
+
+# -- following the rollout ---------------------------------------------------------------------
+
+
+def _check_brief(checks: dict[str, dict[str, Any]]) -> str:
+    parts = []
+    for name in CHECK_ORDER:
+        check = checks.get(name)
+        if check is None:
+            continue
+        value = check.get("value")
+        shown = "n/a" if value is None else f"{value:.3g}"
+        mark = {True: "[green]ok[/]", False: "[bold red]FAIL[/]", None: "[dim]skip[/]"}[
+            check.get("passed")
+        ]
+        parts.append(f"{name} {shown} {mark}")
+    return " | ".join(parts)
+
+
+@dataclass
+class RolloutOutcome:
+    """How the rollout ended and what it took."""
+
+    state: dict[str, Any]
+    seconds: float  # from the start event to the final decision (controller clock)
+    analyses: int  # windows judged (advance, analysis_failed, promote, rollback)
+    wall_seconds: float  # what the demo waited, including serving loading the challenger
+
+
+def follow(
+    controller: ControllerClient,
+    console: Console,
+    traffic: TrafficReplayer | None = None,
+    timeout_s: float = 900.0,
+    poll_s: float = 1.0,
+) -> RolloutOutcome:
+    """Print each new decision of the rollout until it is promoted or rolled back."""
+    started = time.monotonic()
+    shown = 0
+    last_status = ""
+    while True:
+        state = controller.status()
+        history = state.get("history", [])
+        t0 = datetime.fromisoformat(history[0]["at"]) if history else None
+        for event in history[shown:]:
+            offset = (datetime.fromisoformat(event["at"]) - t0).total_seconds() if t0 else 0.0
+            action = event["action"]
+            colour = {
+                "promote": "bold green",
+                "rollback": "bold red",
+                "abort": "red",
+                "analysis_failed": "yellow",
+                "advance": "green",
+            }.get(action, "cyan")
+            console.print(
+                f"[dim]+{offset:6.1f}s[/] [{colour}]{action:<15}[/] weight "
+                f"{event['weight_percent']:>5g}%  {_check_brief(event.get('checks', {}))}"
+            )
+            if action in ("analysis_failed", "rollback", "abort", "start"):
+                console.print(f"           [dim]{event.get('reason', '')}[/]")
+        shown = len(history)
+        if state["status"] in ("promoted", "rolled_back"):
+            break
+        status_line = f"{state['status']} at {state['weight_percent']:g}%: {state.get('reason')}"
+        if status_line != last_status and "waiting" in (state.get("reason") or ""):
+            console.print(f"[dim]           {status_line}[/]")
+        last_status = status_line
+        if traffic is not None and traffic.error is not None:
+            raise RuntimeError(f"the traffic replayer failed: {traffic.error}") from traffic.error
+        if time.monotonic() - started > timeout_s:
+            raise TimeoutError(
+                f"the rollout did not finish within {timeout_s:g} s (status {state['status']}, "
+                f"{state.get('reason')}); `modstack rollout status` shows it"
+            )
+        time.sleep(poll_s)
+    history = state["history"]
+    seconds = (
+        datetime.fromisoformat(history[-1]["at"]) - datetime.fromisoformat(history[0]["at"])
+    ).total_seconds()
+    analyses = sum(
+        1
+        for e in history
+        if e["action"] in ("advance", "analysis_failed", "promote", "rollback") and e.get("checks")
+    )
+    return RolloutOutcome(state, seconds, analyses, time.monotonic() - started)
+
+
+def print_outcome(outcome: RolloutOutcome, console: Console, traffic: TrafficStats) -> None:
+    """The timeline table and the numbers worth remembering."""
+    state = outcome.state
+    console.print(timeline_table(state, title="rollout timeline"))
+    for line in timeline_reasons(state):
+        console.print(f"  [dim]{line}[/]")
+    interval = state.get("interval_s")
+    console.print(
+        f"[bold]{state['status']}[/] v{state['challenger_version']} after "
+        f"{outcome.seconds:.1f} s ({outcome.analyses} analysed windows of {interval:g} s; "
+        f"demo waited {outcome.wall_seconds:.1f} s); traffic: {traffic.moderated} moderated "
+        f"({dict(traffic.by_variant)}), {traffic.failed} failed, actions {dict(traffic.by_action)}"
+    )
+    final = state["history"][-1]
+    for name in CHECK_ORDER:
+        check = final.get("checks", {}).get(name)
+        if not check:
+            continue
+        verdict = {True: "passed", False: "FAILED", None: "skipped"}[check.get("passed")]
+        console.print(
+            f"  {name:<16} {verdict:<8} value {_fmt(check.get('value'))} limit "
+            f"{_fmt(check.get('threshold'))}  champion {_fmt(check.get('champion'))} "
+            f"challenger {_fmt(check.get('challenger'))}  [dim]{check.get('detail', '')}[/]"
+        )
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def future_timeline(label_delay: timedelta) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(messages, labels, timeline) of the corpus future period, in event-time order."""
+    from modstack.corpus import load_corpus
+    from pipelines.backfill import corpus_events
+    from pipelines.replay import timeline
+
+    messages, labels = corpus_events(load_corpus(), "future", label_delay)
+    messages = messages.sort_values("sent_at", kind="stable").reset_index(drop=True)
+    return messages, labels, timeline(messages, labels)
