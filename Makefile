@@ -72,6 +72,8 @@ format: $(STAMP) ## Fix what ruff can and format the code
 
 test: $(STAMP) ## Lint, then every test (unit, data, model, integration with real Tansu/MLflow)
 	@$(VENV)/bin/ruff check .
+	@# the full-corpus data and drift tests read the parsed corpus (cached after the first run)
+	@$(PY) -m pipelines.data < /dev/null
 	@$(PYTEST) tests/unit tests/data tests/model tests/deploy tests/integration < /dev/null
 
 test-unit: $(STAMP) ## Unit tests only (no network, seconds)

@@ -16,7 +16,11 @@ from dataclasses import asdict, dataclass
 from pipelines.metrics import GROUPS
 
 # The harm the gate guards per group: ham wrongly blocked, spam missed even for review.
-GROUP_ERROR = {"easy_ham": "error_at_block", "hard_ham": "error_at_block", "spam": "error_at_review"}
+GROUP_ERROR = {
+    "easy_ham": "error_at_block",
+    "hard_ham": "error_at_block",
+    "spam": "error_at_review",
+}
 
 
 @dataclass(frozen=True)

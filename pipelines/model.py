@@ -131,6 +131,7 @@ class ModelConfig:
     lgbm_max_bin: int = 63
     lgbm_n_jobs: int = 1
     text_score: bool = True  # stack the out-of-fold logistic-regression score
+    monotone: bool = True  # see MONOTONE_INPUTS
     early_stopping_rounds: int = 50
     baseline_c: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -180,6 +181,23 @@ def build_preprocessor(feature_columns: Sequence[str], config: ModelConfig) -> C
     if feature_columns:
         transformers.append(("features", AsFloat(), list(feature_columns)))
     return ColumnTransformer(transformers, sparse_threshold=1.0)
+
+
+# Inputs whose effect on P(spam) has a known direction. Constraining LightGBM to it keeps the
+# trees from learning bumps that hold only in the training period (e.g. a higher text score
+# lowering P(spam) in some corner), which matters when the traffic drifts.
+MONOTONE_INPUTS: dict[str, int] = {
+    "text_lr_logit": 1,
+    "sender_spam_labels_30d": 1,
+    "sender_label_spam_ratio_30d": 1,
+    "sender_ham_labels_30d": -1,
+}
+
+
+def monotone_constraints(input_names: Sequence[str]) -> list[int]:
+    """LightGBM's per-input constraint list (+1 up, -1 down, 0 free) for the preprocessor's
+    output names ("word__text_lr_logit", "features__sender_ham_labels_30d", ...)."""
+    return [MONOTONE_INPUTS.get(str(name).split("__", 1)[-1], 0) for name in input_names]
 
 
 def build_classifier(config: ModelConfig, n_estimators: int | None = None) -> LGBMClassifier:

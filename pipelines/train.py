@@ -57,6 +57,7 @@ from pipelines.model import (
     build_baseline_pipeline,
     build_lightgbm_pipeline,
     model_input,
+    monotone_constraints,
 )
 from pipelines.training_data import (
     LABEL_COLUMN,
@@ -141,6 +142,9 @@ def fit_candidate(
     preprocessor, classifier = pipeline.named_steps["features"], pipeline.named_steps["classifier"]
     x_fit = preprocessor.fit_transform(model_input(fit_part, columns), fit_part[LABEL_COLUMN])
     x_val = preprocessor.transform(model_input(val_part, columns))
+    if config.monotone:
+        constraints = monotone_constraints(preprocessor.get_feature_names_out())
+        classifier.set_params(monotone_constraints=constraints)
     classifier.fit(
         x_fit,
         fit_part[LABEL_COLUMN],

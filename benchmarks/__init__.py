@@ -1,1 +1,0 @@
-"""Benchmarks that print numbers: `python -m benchmarks.<name>`."""
