@@ -50,6 +50,9 @@ backfill: $(STAMP) ## Replay the corpus history through the sender features into
 dataset: $(STAMP) ## Build the point-in-time training set of the history; print shape, balance, hash
 	@$(PY) -m pipelines.build_dataset --period history
 
+train: $(STAMP) ## Train LightGBM + baseline on history, evaluate on the future, gate, register (first run: champion)
+	@$(PY) -m pipelines.train $(TRAIN_ARGS)
+
 demo: $(STAMP) ## Run the demo (so far: build the corpus and print its data report)
 	@$(PY) -m pipelines.data
 

@@ -32,6 +32,7 @@ STATE_TAG = "rollout.state"
 HISTORY_TAG_PREFIX = "rollout.history."
 # PostgreSQL column size of registered_model_tags.value (mlflow/store/model_registry/dbmodels).
 TAG_VALUE_MAX_CHARS = 5000
+REASON_MAX_CHARS = 1000
 _HISTORY_KEY = re.compile(r"^rollout\.history\.(\d+)$")
 
 # Statuses in which the challenger takes part in serving.
@@ -108,8 +109,11 @@ class RolloutState(BaseModel):
         return event
 
     def summary(self) -> dict[str, Any]:
-        """The state without its history (what `rollout.state` holds)."""
-        return self.model_dump(mode="json", exclude={"history"})
+        """The state without its history (what `rollout.state` holds; the reason is capped so
+        the tag stays within TAG_VALUE_MAX_CHARS, the full text is in the history)."""
+        summary = self.model_dump(mode="json", exclude={"history"})
+        summary["reason"] = summary["reason"][:REASON_MAX_CHARS]
+        return summary
 
 
 def _event_json(event: RolloutEvent) -> str:
@@ -124,10 +128,10 @@ def _event_json(event: RolloutEvent) -> str:
                 for name, check in event.checks.items()
             },
             "metrics": {},
-            "reason": event.reason[:1000],
+            "reason": event.reason[:REASON_MAX_CHARS],
         }
     )
-    return slim.model_dump_json()[:TAG_VALUE_MAX_CHARS]
+    return slim.model_dump_json()  # bounded: five checks and 1,000 characters of reason
 
 
 class RolloutStore:

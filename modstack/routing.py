@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from modstack.names import VARIANT_CHALLENGER, VARIANT_CHAMPION
+from modstack.rollout import ACTIVE_STATUSES
 from modstack.schemas import Variant
 
 _SCALE = float(1 << 64)
@@ -43,9 +44,6 @@ def assign_variant(sender_id: str, weight_percent: float, salt: str = "") -> Var
         return VARIANT_CHALLENGER
     in_canary = sender_point(sender_id, salt) < weight_percent
     return VARIANT_CHALLENGER if in_canary else VARIANT_CHAMPION
-
-
-ACTIVE_STATUSES: frozenset[str] = frozenset({"progressing", "paused"})
 
 
 class RolloutLike(Protocol):

@@ -5,7 +5,7 @@ The bad challenger is one of:
   refuses it and is skipped for the demo (the refusal stays in the version's tags). Its scores
   collapse, so the score-distribution (PSI) and block-rate checks fail.
 - `errors` / `latency`: the champion's own model registered again as a new version, while
-  serving injects errors (30 %) or latency (+300 ms) into the challenger's path; the error-rate
+  serving injects errors (30 %) or latency (+500 ms) into the challenger's path; the error-rate
   or p99-latency check fails. The faults are switched off again at the end.
 
 The future period is replayed against serving's /v1/moderate in event-time order while the
@@ -41,7 +41,7 @@ from pipelines.rollout_demo import (
 console = wide_console()
 FAULTS = {
     "errors": {"error_rate": 0.3, "extra_latency_ms": 0.0},
-    "latency": {"error_rate": 0.0, "extra_latency_ms": 300.0},
+    "latency": {"error_rate": 0.0, "extra_latency_ms": 500.0},
 }
 
 
@@ -74,6 +74,15 @@ def shuffled_label_challenger() -> str:
     return result.version
 
 
+def _logged_model_id(version: object) -> str | None:
+    """MLflow 3 versions point at a logged model (`models:/m-...`); a copy must name it."""
+    model_id = getattr(version, "model_id", None)
+    source = str(getattr(version, "source", ""))
+    if model_id is None and source.startswith("models:/m-"):
+        model_id = source.removeprefix("models:/")
+    return model_id
+
+
 def champion_copy() -> str:
     """Register the champion's model again as a new version (a healthy model whose serving path
     will be broken by injected faults)."""
@@ -88,6 +97,7 @@ def champion_copy() -> str:
         run_id=source.run_id,
         tags={"copy_of": champion, "purpose": "rollback demo with injected faults"},
         description=f"copy of v{champion} for the rollback demo",
+        model_id=_logged_model_id(source),
     )
     console.print(f"  v{copy.version}: the champion v{champion}'s model, registered again")
     return str(copy.version)
@@ -110,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.demo_rollback", description=__doc__)
     parser.add_argument("--fault", choices=["shuffled", "errors", "latency"], default="shuffled")
     parser.add_argument("--speed", type=float, default=40.0, help="messages per second")
-    parser.add_argument("--steps", default="10,50,100")
+    parser.add_argument("--steps", default="20,50,100")
     parser.add_argument("--interval", type=float, default=15.0, help="seconds per step")
     parser.add_argument("--min-requests", type=int, default=40)
     parser.add_argument("--failure-limit", type=int, default=2)

@@ -10,7 +10,7 @@ out by the canary controller to promotion.
    hours) while the rest of the period keeps flowing; each decision is printed as it happens.
 
 Needs the stack (`make up`) and a champion (`make backfill train`).
-Usage: `python -m pipelines.demo_rollout [--speed 40] [--interval 20] [--steps 10,50,100]`.
+Usage: `python -m pipelines.demo_rollout [--speed 40] [--interval 20] [--steps 20,50,100]`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import argparse
 import sys
 import time
 from datetime import timedelta
+
+import pandas as pd
 
 from modstack.log import configure_logging
 from modstack.rollout_cli import ControllerClient, wide_console
@@ -36,6 +38,33 @@ from pipelines.rollout_demo import (
 console = wide_console()
 
 
+def warm_up(warmup: pd.DataFrame, cut: pd.Timestamp, speed: float) -> None:
+    """Replay the warm-up events (champion only) and wait until the processor logged them."""
+    from pipelines.replay import wait_for_processor
+
+    warm_messages = int((warmup["kind"] == "message").sum())
+    console.print(
+        f"replaying {warm_messages} future messages (+ their labels) up to {cut:%Y-%m-%d} "
+        f"at <= {speed:g} msg/s to serving and ingestion"
+    )
+    started = time.monotonic()
+    traffic = TrafficReplayer(warmup, speed=speed, ingest=True)
+    stats = traffic.run()
+    console.print(
+        f"  {stats.moderated} moderated ({dict(stats.by_action)}), {stats.failed} failed, "
+        f"{stats.messages_ingested} messages + {stats.labels_ingested} labels ingested "
+        f"in {time.monotonic() - started:.0f} s"
+    )
+
+    def ids_of(kind: str) -> set[str]:
+        return {p["message_id"] for p in warmup.loc[warmup["kind"] == kind, "payload"]}
+
+    waited = wait_for_processor(
+        ids_of("message"), ids_of("label"), get_settings().data_dir, timeout_s=300
+    )
+    console.print(f"  the processor logged every event ({waited:.1f} s after the last send)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; exit code 0 when the challenger was promoted."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.demo_rollout", description=__doc__)
@@ -43,11 +72,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warmup-fraction",
         type=float,
-        default=0.4,
+        default=0.5,
         help="share of the future period replayed before retraining",
     )
+    parser.add_argument(
+        "--skip-warmup",
+        action="store_true",
+        help="the warm-up part is already in the message log (a second run): retrain at once",
+    )
+    parser.add_argument(
+        "--ignore-gate",
+        action="store_true",
+        help="roll the retrained model out even when the offline quality gate refuses it "
+        "(the canary still judges it online; the refusal stays in the version's tags)",
+    )
     parser.add_argument("--label-delay-hours", type=float, default=6.0)
-    parser.add_argument("--steps", default="10,50,100", help="traffic weights of the steps")
+    parser.add_argument("--steps", default="20,50,100", help="traffic weights of the steps")
     parser.add_argument("--interval", type=float, default=20.0, help="seconds per step")
     parser.add_argument(
         "--min-requests", type=int, default=40, help="challenger requests before a step is judged"
@@ -77,44 +117,32 @@ def main(argv: list[str] | None = None) -> int:
     cut = messages["sent_at"].iloc[int(len(messages) * args.warmup_fraction)]
     warmup = events[events["time"] < cut]
     rest = events[events["time"] >= cut]
-    warm_messages = (warmup["kind"] == "message").sum()
 
     console.rule("1. live traffic, champion only")
-    console.print(
-        f"replaying {warm_messages} future messages (+ their labels) up to {cut:%Y-%m-%d} "
-        f"at <= {args.speed:g} msg/s to serving and ingestion"
-    )
-    started = time.monotonic()
-    traffic = TrafficReplayer(warmup, speed=args.speed, ingest=True)
-    stats = traffic.run()
-    console.print(
-        f"  {stats.moderated} moderated ({dict(stats.by_action)}), {stats.failed} failed, "
-        f"{stats.messages_ingested} messages + {stats.labels_ingested} labels ingested "
-        f"in {time.monotonic() - started:.0f} s"
-    )
-
-    from modstack.corpus import FUTURE_START
-    from pipelines.replay import wait_for_processor
-
-    def ids_of(kind: str) -> set[str]:
-        return {p["message_id"] for p in warmup.loc[warmup["kind"] == kind, "payload"]}
-
-    waited = wait_for_processor(
-        ids_of("message"), ids_of("label"), get_settings().data_dir, timeout_s=300
-    )
-    console.print(f"  the processor logged every event ({waited:.1f} s after the last send)")
+    if args.skip_warmup:
+        console.print(f"  skipped: the message log already holds the period up to {cut:%Y-%m-%d}")
+    else:
+        warm_up(warmup, cut, args.speed)
 
     console.rule("2. retrain on the fresh labels")
-    from pipelines.train import train_challenger
+    from modstack.corpus import FUTURE_START
+    from pipelines.train import TrainConfig, train_challenger
 
-    result = train_challenger(start=FUTURE_START, end=cut.to_pydatetime())
+    result = train_challenger(
+        start=FUTURE_START, end=cut.to_pydatetime(), config=TrainConfig(skip_gate=args.ignore_gate)
+    )
     gate = result.gate
     console.print(
         f"  candidate v{result.version}: PR-AUC {result.candidate_metrics.get('pr_auc', 0):.3f} "
         f"in {result.seconds:.0f} s; gate {'passed' if gate and gate.passed else 'refused'}"
+        + (" (ignored: --ignore-gate)" if args.ignore_gate and gate and not gate.passed else "")
     )
     if not result.challenger_set:
-        console.print(f"[red]the quality gate refused the retrained model: {gate}[/]")
+        failures = "; ".join(gate.failures) if gate else "no gate result"
+        console.print(
+            f"[red]the quality gate refused the retrained model ({failures}): nothing to roll "
+            "out. Replay more of the period (--warmup-fraction) or pass --ignore-gate.[/]"
+        )
         return 1
 
     console.rule(f"3. canary rollout of v{result.version}")

@@ -146,15 +146,14 @@ def write_report(reports: Mapping[str, EvaluationReport], path: Path) -> Path:
 
 
 def comparison_table(rows: Mapping[str, Mapping[str, float]], title: str) -> Table:
-    """A rich table: one row per model, the summary metrics as columns."""
+    """A rich table: one row per summary metric, one column per model (fits 80 columns)."""
     table = Table(title=title)
-    table.add_column("model")
+    table.add_column("metric")
+    for model_name in rows:
+        table.add_column(model_name, justify="right")
     for name in SUMMARY_METRICS:
-        table.add_column(name.replace("threshold_", "thr_"), justify="right")
-    for model_name, metrics in rows.items():
-        table.add_row(
-            model_name, *(f"{metrics.get(name, float('nan')):.4f}" for name in SUMMARY_METRICS)
-        )
+        values = (f"{metrics.get(name, float('nan')):.4f}" for metrics in rows.values())
+        table.add_row(name, *values)
     return table
 
 
@@ -163,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from datetime import datetime
 
     from modstack import registry
-    from modstack.corpus.store import FUTURE_START
+    from modstack.corpus import FUTURE_START
     from modstack.model_contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE
     from pipelines.training_data import corpus_rows, with_features
 

@@ -24,7 +24,12 @@ from modstack.model_contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE, 
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
 from pipelines.evaluate import evaluate_model
 from pipelines.gate import GateResult, GateTolerance, check_gate
-from pipelines.training_data import LabelledSet, content_hash, with_features
+from pipelines.training_data import (
+    LabelledSet,
+    content_hash,
+    with_features,
+    with_replayed_features,
+)
 
 log = logging.getLogger("pipelines.register")
 
@@ -73,7 +78,7 @@ def register_candidate(
     reference = champion_metrics(holdout, data_dir)
     compared_with, reference_metrics = reference or ("baseline", dict(baseline_metrics))
     gate = check_gate(candidate_metrics, reference_metrics, compared_with, tolerance)
-    print(gate.summary())
+    log.info("%s", gate.summary())
 
     client = registry.get_client()
     mlflow.set_tracking_uri(registry.tracking_uri())
@@ -94,7 +99,7 @@ def register_candidate(
         registry.set_challenger(version)
         challenger_set = True
     else:
-        print(f"version {version} registered without alias: the gate refused it")
+        log.warning("version %s registered without alias: the gate refused it", version)
     return Registration(version=version, gate=gate, challenger_set=challenger_set)
 
 
@@ -122,13 +127,16 @@ def main(argv: Sequence[str] | None = None) -> Registration:
     rows = corpus_rows(
         start=first.to_pydatetime(), end=(last + pd.Timedelta("1ns")).to_pydatetime()
     )
-    holdout = with_features(rows, params["feature_service"], params["feature_source"])  # type: ignore[arg-type]
+    if params["feature_source"] == "feast":
+        holdout = with_replayed_features(rows, params["feature_service"])
+    else:
+        holdout = with_features(rows, params["feature_service"], "text")
     if content_hash(holdout.frame, holdout.feature_columns) != params["holdout_sha256"]:
         raise SystemExit(
             f"run {args.run_id}'s holdout cannot be rebuilt from the corpus (its hash differs): "
             "it came from the message log; gate it in process (pipelines.train --retrain)"
         )
-    return register_candidate(
+    registration = register_candidate(
         run_id=args.run_id,
         model_uri=run.data.tags["model_uri"],
         candidate_metrics=_metrics_with_prefix(metrics, "holdout."),
@@ -136,6 +144,10 @@ def main(argv: Sequence[str] | None = None) -> Registration:
         holdout=holdout,
         skip_gate=args.skip_gate,
     )
+    print(registration.gate.summary())
+    state = "challenger" if registration.challenger_set else "no alias"
+    print(f"registered version {registration.version}: {state}")
+    return registration
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from modstack.rollout_cli import CHECK_ORDER, ControllerClient, timeline_reasons
 from modstack.settings import get_settings
 
 DEMO_ACTOR = "demo"
+WAIT_NOTE_EVERY_S = 5.0
 
 
 class StackNotReady(RuntimeError):
@@ -245,7 +246,7 @@ def follow(
     """Print each new decision of the rollout until it is promoted or rolled back."""
     started = time.monotonic()
     shown = 0
-    last_status = ""
+    last_wait_note = 0.0
     while True:
         state = controller.status()
         history = state.get("history", [])
@@ -269,10 +270,13 @@ def follow(
         shown = len(history)
         if state["status"] in ("promoted", "rolled_back"):
             break
-        status_line = f"{state['status']} at {state['weight_percent']:g}%: {state.get('reason')}"
-        if status_line != last_status and "waiting" in (state.get("reason") or ""):
-            console.print(f"[dim]           {status_line}[/]")
-        last_status = status_line
+        reason = state.get("reason") or ""
+        # the controller waits for the step's minimum traffic: say so every few seconds
+        if "waiting" in reason and time.monotonic() - last_wait_note >= WAIT_NOTE_EVERY_S:
+            console.print(
+                f"[dim]           {state['status']} at {state['weight_percent']:g}%: {reason}[/]"
+            )
+            last_wait_note = time.monotonic()
         if traffic is not None and traffic.error is not None:
             raise RuntimeError(f"the traffic replayer failed: {traffic.error}") from traffic.error
         if time.monotonic() - started > timeout_s:

@@ -31,7 +31,7 @@ from sklearn.pipeline import Pipeline
 
 import pipelines.model as model_module
 from modstack import registry
-from modstack.corpus.store import FUTURE_START
+from modstack.corpus import FUTURE_START
 from modstack.log import configure_logging
 from modstack.model_contract import (
     META_FEATURE_COLUMNS,
@@ -71,6 +71,7 @@ from pipelines.training_data import (
     time_range,
     time_validation_split,
     with_features,
+    with_replayed_features,
 )
 
 log = logging.getLogger("pipelines.train")
@@ -459,12 +460,18 @@ def train_challenger(
 
 def train_first_champion(config: TrainConfig | None = None) -> TrainResult:
     """History -> future: the first champion, compared with the baseline by the gate, and
-    promoted when the registry has no champion yet."""
+    promoted when the registry has no champion yet. Training rows read the stack's Feast
+    store; the holdout's features come from a scratch replay of the corpus (see
+    `with_replayed_features`)."""
     config = config or TrainConfig()
     history = corpus_rows(config.data_dir, end=FUTURE_START)
     future = corpus_rows(config.data_dir, start=FUTURE_START)
     train = with_features(history, config.feature_service, config.features, config.data_dir)
-    holdout = with_features(future, config.feature_service, config.features, config.data_dir)
+    if config.features == "feast":
+        # the future as the stream will serve it, not frozen at the end of the history
+        holdout = with_replayed_features(future, config.feature_service, config.data_dir)
+    else:
+        holdout = with_features(future, config.feature_service, "text")
     result = run_training(
         train, holdout, config, run_name=f"history-{datetime.now():%Y%m%d-%H%M%S}"
     )

@@ -10,6 +10,7 @@ duplicates are dropped so the same mail never sits on both sides of a split.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,8 +18,9 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from rich.console import Console
 
-from modstack.corpus.store import load_corpus
+from modstack.corpus import load_corpus
 
 ROW_COLUMNS = ("message_id", "sender_id", "sent_at", "label", "subject", "body")
 LABEL_COLUMN = "y"  # 1 = spam, 0 = ham
@@ -168,6 +170,30 @@ def with_features(
     else:
         frame, columns = _feast_feature_columns(rows, feature_service, data_dir)
     return LabelledSet(frame=frame, feature_columns=columns, feature_service=feature_service)
+
+
+def with_replayed_features(
+    rows: pd.DataFrame, feature_service: str, data_dir: Path | None = None
+) -> LabelledSet:
+    """Features of corpus rows as the live stream would have served them: the whole corpus is
+    replayed through the stream's feature code (`pipelines.backfill`, labels arriving after
+    the backfill's delay) into a scratch Feast store, then read point in time.
+
+    For a holdout in the corpus's future: the stack's own store holds the history only until
+    the future is replayed as traffic, and a future mail read from it would see its sender
+    frozen at the end of the history (measured: PR-AUC 0.959 instead of 0.983).
+    """
+    from pipelines import backfill
+
+    with tempfile.TemporaryDirectory(prefix="modstack-eval-store-") as scratch:
+        scratch_dir = Path(scratch)
+        backfill.run(
+            period="all",
+            data_dir=scratch_dir,
+            corpus=load_corpus(data_dir),
+            console=Console(stderr=True, quiet=True),
+        )
+        return with_features(rows, feature_service, "feast", scratch_dir)
 
 
 def content_hash(frame: pd.DataFrame, feature_columns: list[str]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -32,6 +33,8 @@ from services.canary.labels import LabelFollower
 from services.canary.metrics import CanaryMetrics
 
 log = logging.getLogger("canary")
+# While a step waits for its minimum traffic, the state's reason is refreshed this often.
+WAIT_SAVE_EVERY_S = 5.0
 
 
 class CanaryRunner:
@@ -69,6 +72,7 @@ class CanaryRunner:
         self._label_rollout = ""
         self._baseline: VariantWindow | None = None
         self._reconciled = ""
+        self._last_wait_save = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -156,7 +160,8 @@ class CanaryRunner:
             registry.promote_challenger(new.reason, self.client)
         elif decision is cc.Decision.ROLLBACK:
             self._clear_challenger(new)
-        self.store.save(new)
+        if decision is not cc.Decision.WAIT or self._wait_note_due():
+            self.store.save(new)  # a wait only refreshes the reason, every few seconds
         self._count(decision, analysis, new)
         log.info(
             "step %d at %g%%: %s (%s) -> %s",
@@ -167,6 +172,13 @@ class CanaryRunner:
             new.reason,
         )
         return decision
+
+    def _wait_note_due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_wait_save < WAIT_SAVE_EVERY_S:
+            return False
+        self._last_wait_save = now
+        return True
 
     def _count(self, decision: cc.Decision, analysis: Analysis, state: RolloutState) -> None:
         self.metrics.analyses.labels(decision.value).inc()

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modstack.names import ALIAS_CHALLENGER, ALIAS_CHAMPION, REGISTERED_MODEL
+from modstack.registry import TAG_PREVIOUS_CHAMPION
 from modstack.rollout import STATE_TAG, RolloutState
 from services.serving.metrics import MODEL_SWAPS, REGISTRY_POLL_FAILURES, set_model_info
-from services.serving.model_store import LoadedModel, ModelCache
+from services.serving.model_store import LoadedModel, ModelCache, ModelContractError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,17 @@ class Snapshot:
     def model_for(self, variant: str) -> LoadedModel | None:
         """The model serving `variant`."""
         return self.champion if variant == ALIAS_CHAMPION else self.challenger
+
+
+def _parse_rollout(tags: dict[str, str]) -> RolloutState | None:
+    """The rollout state tag; an unreadable one means "no rollout" (champion answers all)."""
+    if STATE_TAG not in tags:
+        return None
+    try:
+        return RolloutState.model_validate(json.loads(tags[STATE_TAG]))
+    except ValueError as exc:  # JSONDecodeError and pydantic's ValidationError
+        log.error("unreadable rollout state tag %s, routing to champion only: %s", STATE_TAG, exc)
+        return None
 
 
 class RegistryUnavailable(RuntimeError):
@@ -74,23 +86,20 @@ class Deployment:
 
     # -- reading the registry ---------------------------------------------------------------
 
-    def _read_registry(self) -> tuple[dict[str, str], RolloutState | None]:
+    def _read_registry(self) -> tuple[dict[str, str], dict[str, str], RolloutState | None]:
         from mlflow.exceptions import MlflowException
 
         try:
             registered = self.client.get_registered_model(self.model_name)
         except MlflowException as exc:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-                return {}, None
+                return {}, {}, None
             raise RegistryUnavailable(str(exc)) from exc
         except Exception as exc:  # connection refused, timeouts: requests/urllib3 errors
             raise RegistryUnavailable(f"{type(exc).__name__}: {exc}") from exc
         aliases = {str(k): str(v) for k, v in (registered.aliases or {}).items()}
         tags = dict(registered.tags or {})
-        rollout = (
-            RolloutState.model_validate(json.loads(tags[STATE_TAG])) if STATE_TAG in tags else None
-        )
-        return aliases, rollout
+        return aliases, tags, _parse_rollout(tags)
 
     def _load(self, version: str | None, current: LoadedModel | None) -> LoadedModel | None:
         if version is None:
@@ -101,11 +110,14 @@ class Deployment:
             return current
         try:
             return self.cache.load(version)
-        except Exception as exc:
+        except ModelContractError as exc:
             # A version that breaks the model contract stays broken: do not download it again
             # every poll. The old model keeps serving.
             self._poll.broken_versions.add(version)
-            log.error("cannot load %s version %s: %s", self.model_name, version, exc)
+            log.error("refusing %s version %s: %s", self.model_name, version, exc)
+            return current
+        except Exception as exc:  # download interrupted, registry gone mid-way: retry next poll
+            log.warning("cannot load %s version %s yet: %s", self.model_name, version, exc)
             return current
 
     def refresh(self) -> Snapshot:
@@ -115,9 +127,12 @@ class Deployment:
             RegistryUnavailable: the registry could not be read (the snapshot is unchanged).
         """
         with self._refresh_lock:
-            aliases, rollout = self._read_registry()
+            aliases, tags, rollout = self._read_registry()
             old = self.snapshot
-            champion = self._load(aliases.get(ALIAS_CHAMPION), old.champion)
+            # A champion alias that disappears (registry reset, manual mistake) must not leave
+            # the service without a model: keep serving the last one. The challenger alias is
+            # removed on purpose at rollback and promotion, so its absence unloads it.
+            champion = self._load(aliases.get(ALIAS_CHAMPION), old.champion) or old.champion
             challenger = self._load(aliases.get(ALIAS_CHALLENGER), old.challenger)
             new = Snapshot(champion, challenger, rollout, source="registry")
             self._swap(old, new)
@@ -128,6 +143,8 @@ class Deployment:
             }
             if served != self.cache.remembered_aliases():
                 self.cache.remember_aliases(served)
+                # keep what is served and the version a manual rollback would go back to
+                self.cache.prune({*served.values(), tags.get(TAG_PREVIOUS_CHAMPION, "")})
             return new
 
     def start_from_cache(self) -> Snapshot:

@@ -12,7 +12,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -377,10 +377,24 @@ def test_shadow_mode_never_changes_the_answer(stack: Stack, serving: Serving) ->
         "shadow comparisons to be counted",
     )
     _set_rollout(stack, serving, weight_percent=0.0, mode="canary", status="idle")
+    # the challenger's shadow decisions are logged too, marked as not served
+    ids = {m["message_id"] for m in messages}
+    shadow = _consume(stack.kafka, TOPIC_PREDICTIONS, ids, keep=lambda e: not e["served"])
+    assert {e["message_id"] for e in shadow} == ids
+    assert {(e["variant"], e["model_version"]) for e in shadow} == {
+        ("challenger", stack.challenger)
+    }
 
 
-def _consume(bootstrap: str, topic: str, wanted: set[str], timeout_s: float = 20.0) -> list[dict]:
-    """Events on `topic` whose message_id is in `wanted` (reads every partition from the start)."""
+def _consume(
+    bootstrap: str,
+    topic: str,
+    wanted: set[str],
+    timeout_s: float = 20.0,
+    keep: Callable[[dict], bool] = lambda event: True,
+) -> list[dict]:
+    """Events on `topic` whose message_id is in `wanted` and that `keep` accepts, read from
+    every partition's start until each wanted id has one (or the timeout)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -394,7 +408,7 @@ def _consume(bootstrap: str, topic: str, wanted: set[str], timeout_s: float = 20
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
                     event = json.loads(record.value)
-                    if event["message_id"] in wanted:
+                    if event["message_id"] in wanted and keep(event):
                         found.append(event)
         return found
     finally:
@@ -406,8 +420,8 @@ def test_every_decision_lands_on_predictions_topic_with_the_features_seen(
 ) -> None:
     messages = [_message(stack, i) for i in range(10)]
     answers = {m["message_id"]: serving.moderate(m).json() for m in messages}
-    events = _consume(stack.kafka, TOPIC_PREDICTIONS, set(answers))
-    by_id = {e["message_id"]: e for e in events if e["served"]}
+    events = _consume(stack.kafka, TOPIC_PREDICTIONS, set(answers), keep=lambda e: e["served"])
+    by_id = {e["message_id"]: e for e in events}
     assert set(by_id) == set(answers)
     for message_id, answer in answers.items():
         event = by_id[message_id]

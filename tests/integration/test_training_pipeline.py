@@ -1,0 +1,209 @@
+"""The whole training pipeline on the corpus fixture against a real MLflow server: runs,
+artifacts, registration with the model contract, the quality gate, promotion and rollback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from modstack import registry
+from modstack.model_contract import (
+    META_FEATURE_COLUMNS,
+    META_FEATURE_SERVICE,
+    REFERENCE_ARTIFACT,
+    Thresholds,
+)
+from modstack.names import ALIAS_CHALLENGER, ALIAS_CHAMPION, FEATURE_SERVICE_V1, REGISTERED_MODEL
+from pipelines.model import model_input
+from pipelines.train import TrainConfig, TrainResult, run_training, train_first_champion
+from pipelines.training_data import LabelledSet
+from tests.training_fixtures import fixture_data_dir, future_set, history_set  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def first_run(mlflow_tracking_uri: str, fixture_data_dir: Path) -> TrainResult:  # noqa: F811
+    """`make train` on the fixture: LightGBM + baseline on history, holdout = future."""
+    return train_first_champion(TrainConfig(data_dir=fixture_data_dir))
+
+
+def _aliases() -> tuple[str | None, str | None]:
+    return registry.get_alias_version(ALIAS_CHAMPION), registry.get_alias_version(ALIAS_CHALLENGER)
+
+
+def test_training_run_logs_params_metrics_datasets_and_plots(first_run: TrainResult) -> None:
+    client = registry.get_client()
+    run = client.get_run(first_run.run_id)
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    assert params["feature_service"] == FEATURE_SERVICE_V1
+    assert len(params["training_sha256"]) == 64
+    assert params["training_last_sent_at"] < params["holdout_first_sent_at"]
+    assert tags["git_commit"] and tags["git_commit"] != "unknown"
+    for name in ("pr_auc", "roc_auc", "recall_at_p99", "brier", "f1_at_0_5", "recall_at_block"):
+        assert f"holdout.{name}" in metrics and f"baseline_holdout.{name}" in metrics
+    assert "holdout.group.hard_ham.error_at_block" in metrics
+    assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"training", "holdout"}
+    plots = {a.path for a in client.list_artifacts(first_run.run_id, "plots")}
+    assert plots == {
+        "plots/pr_curve.png",
+        "plots/confusion_matrix.png",
+        "plots/feature_importance.png",
+        "plots/reliability.png",
+    }
+    baseline = client.get_run(first_run.baseline_run_id)
+    assert baseline.data.tags["mlflow.parentRunId"] == first_run.run_id
+    assert baseline.data.metrics["holdout.pr_auc"] == metrics["baseline_holdout.pr_auc"]
+
+
+def test_registered_version_follows_the_model_contract(
+    first_run: TrainResult,
+    future_set: LabelledSet,  # noqa: F811
+) -> None:
+    assert first_run.version is not None
+    model, metadata = registry.load_model(first_run.version)
+    thresholds = Thresholds.from_metadata(metadata)
+    assert thresholds == first_run.thresholds
+    assert metadata[META_FEATURE_SERVICE] == FEATURE_SERVICE_V1
+    columns = metadata[META_FEATURE_COLUMNS]
+    assert columns == future_set.feature_columns
+    scores = model.predict_proba(model_input(future_set.frame, columns))[:, 1]
+    assert scores.shape == (len(future_set.frame),) and ((scores >= 0) & (scores <= 1)).all()
+    reference_path = mlflow.artifacts.download_artifacts(
+        run_id=metadata["run_id"], artifact_path=REFERENCE_ARTIFACT
+    )
+    reference = pd.read_parquet(reference_path)
+    assert {"score", "label", *columns} <= set(reference.columns)
+    assert reference["score"].between(0, 1).all() and len(reference) > 0
+
+
+def test_gate_verdict_decides_the_aliases_of_the_first_version(first_run: TrainResult) -> None:
+    assert first_run.gate is not None and first_run.gate.compared_with == "baseline"
+    tags = registry.get_client().get_model_version(REGISTERED_MODEL, first_run.version).tags
+    assert tags["gate.passed"] == str(first_run.gate.passed).lower()
+    # a pass makes it challenger and, with no champion yet, champion; a refusal moves nothing
+    champion, challenger = _aliases()
+    assert (champion == first_run.version) is first_run.gate.passed
+    assert challenger is None
+
+
+@pytest.fixture(scope="module")
+def champion_version(first_run: TrainResult) -> str:
+    """A champion to compare with: the first version, promoted even if the fixture-sized
+    holdout made the gate refuse it (the gate is tested on the next version)."""
+    champion = registry.get_alias_version(ALIAS_CHAMPION)
+    if champion is None:
+        registry.set_challenger(first_run.version)
+        champion = registry.promote_challenger("test set-up: a champion to compare with")
+    return champion
+
+
+def test_shuffled_labels_model_is_refused_and_aliases_stay_untouched(
+    champion_version: str,
+    history_set: LabelledSet,  # noqa: F811
+    future_set: LabelledSet,  # noqa: F811
+    fixture_data_dir: Path,  # noqa: F811
+) -> None:
+    before = _aliases()
+    result = run_training(
+        history_set,
+        future_set,
+        TrainConfig(shuffle_labels=True, data_dir=fixture_data_dir),
+        run_name="test-shuffled-labels",
+    )
+    assert result.gate is not None and not result.gate.passed
+    assert result.gate.compared_with == f"champion v{champion_version}"
+    assert any(failure.startswith("pr_auc") for failure in result.gate.failures)
+    assert not result.challenger_set
+    assert _aliases() == before == (champion_version, None)
+    tags = registry.get_client().get_model_version(REGISTERED_MODEL, result.version).tags
+    assert tags["gate.passed"] == "false" and tags["gate.skipped"] == "false"
+
+
+def test_skip_gate_sets_challenger_then_promotion_and_rollback_move_champion(
+    champion_version: str,
+    history_set: LabelledSet,  # noqa: F811
+    future_set: LabelledSet,  # noqa: F811
+    fixture_data_dir: Path,  # noqa: F811
+) -> None:
+    result = run_training(
+        history_set,
+        future_set,
+        TrainConfig(shuffle_labels=True, skip_gate=True, data_dir=fixture_data_dir),
+        run_name="test-skip-gate",
+    )
+    assert result.gate is not None and not result.gate.passed
+    assert _aliases() == (champion_version, result.version)
+    tags = registry.get_client().get_model_version(REGISTERED_MODEL, result.version).tags
+    assert tags["gate.passed"] == "false" and tags["gate.skipped"] == "true"
+
+    assert registry.promote_challenger("test: canary passed") == result.version
+    assert _aliases() == (result.version, None)
+    model_tags = registry.get_client().get_registered_model(REGISTERED_MODEL).tags
+    assert model_tags[registry.TAG_PREVIOUS_CHAMPION] == champion_version
+
+    assert registry.rollback_champion("test: canary failed") == champion_version
+    assert _aliases() == (champion_version, None)
+    with pytest.raises(registry.RegistryError):
+        registry.rollback_champion("nothing left to roll back to")
+
+
+def test_train_challenger_learns_from_the_message_log_and_gates_against_the_champion(
+    champion_version: str,
+    fixture_data_dir: Path,  # noqa: F811
+    future_set: LabelledSet,  # noqa: F811
+) -> None:
+    from datetime import timedelta
+
+    from modstack.corpus import FUTURE_START
+    from modstack.message_log import MessageLog
+    from modstack.schemas import LabelEvent, MessageEvent
+    from pipelines.train import train_challenger
+
+    # the future arrives through the stream: messages, then moderator labels 6 h later
+    future = future_set.frame
+    messages = [
+        MessageEvent(
+            message_id=row.message_id,
+            sender_id=row.sender_id,
+            subject=row.subject[:1_000],
+            body=row.body[:200_000],
+            sent_at=row.sent_at,
+            received_at=row.sent_at,
+        )
+        for row in future.itertuples()
+    ]
+    labels = [
+        LabelEvent(
+            message_id=row.message_id,
+            sender_id=row.sender_id,
+            label=row.label,
+            source="moderator",
+            labeled_at=row.sent_at + timedelta(hours=6),
+            received_at=row.sent_at + timedelta(hours=6),
+        )
+        for row in future.itertuples()
+    ]
+    MessageLog(fixture_data_dir).append(messages, labels)
+    before = _aliases()
+
+    result = train_challenger(
+        start=FUTURE_START, end=None, config=TrainConfig(data_dir=fixture_data_dir)
+    )
+
+    client = registry.get_client()
+    params = client.get_run(result.run_id).data.params
+    holdout_rows = int(params["holdout_rows"])
+    assert holdout_rows == pytest.approx(0.3 * len(future), abs=2)
+    assert int(params["training_rows"]) > len(future) - holdout_rows  # history + fresh part
+    # the holdout is the newest slice: every training mail is older than every holdout mail
+    assert params["holdout_first_sent_at"] >= max(
+        params["training_last_sent_at"], FUTURE_START.isoformat()
+    )
+    assert result.gate is not None and result.gate.compared_with == f"champion v{champion_version}"
+    champion, challenger = _aliases()
+    assert champion == before[0]
+    assert (challenger == result.version) is result.gate.passed
