@@ -128,6 +128,23 @@ def log_tail(path: Path, lines: int = 30, since: int = 0) -> str:
     return f"--- last {len(tail)} lines of {path} ---\n" + "\n".join(tail)
 
 
+def _die_with_parent(sig: signal.Signals) -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to send `sig` to the child when its parent dies, so a test
+    run killed hard (SIGKILL, OOM) does not leave brokers and servers behind. None elsewhere.
+    Linux ties this to the thread that started the child: start from a long-lived thread."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+
+    def set_death_signal() -> None:
+        libc.prctl(pr_set_pdeathsig, int(sig))
+
+    return set_death_signal
+
+
 class _Exited(GiveUp):
     """The process ended while we waited for it to become ready."""
 
@@ -174,6 +191,7 @@ class BackgroundProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,  # own process group: stop() reaches its children too
+                preexec_fn=_die_with_parent(self.stop_signal),
             )
 
         def ready_or_exited() -> bool:

@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from modstack import registry
     from modstack.corpus import FUTURE_START
     from modstack.model_contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE
-    from pipelines.training_data import corpus_rows, with_features
+    from pipelines.training_data import corpus_rows, with_features, with_replayed_features
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="champion", help="alias or version number")
@@ -179,7 +179,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         start=datetime.fromisoformat(args.start),
         end=datetime.fromisoformat(args.end) if args.end else None,
     )
-    labelled = with_features(rows, metadata[META_FEATURE_SERVICE], args.features)
+    service = metadata[META_FEATURE_SERVICE]
+    if args.features == "feast":
+        # features as the stream serves them (see pipelines.training_data.with_replayed_features)
+        labelled = with_replayed_features(rows, service)
+    else:
+        labelled = with_features(rows, service, "text")
     report, _ = evaluate_model(model, Thresholds.from_metadata(metadata), labelled, columns)
     name = f"{args.model} (v{metadata['model_version']})"
     Console().print(

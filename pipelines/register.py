@@ -124,9 +124,8 @@ def main(argv: Sequence[str] | None = None) -> Registration:
     first = pd.Timestamp(params["holdout_first_sent_at"])
     last = pd.Timestamp(params["holdout_last_sent_at"])
     # the run's holdout, rebuilt: corpus mails in its time range, checked against its hash
-    rows = corpus_rows(
-        start=first.to_pydatetime(), end=(last + pd.Timedelta("1ns")).to_pydatetime()
-    )
+    # pd.Timestamp is a datetime: keeps the nanoseconds a to_pydatetime() would drop
+    rows = corpus_rows(start=first, end=last + pd.Timedelta("1ns"))
     if params["feature_source"] == "feast":
         holdout = with_replayed_features(rows, params["feature_service"])
     else:

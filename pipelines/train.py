@@ -427,7 +427,12 @@ def _fresh_and_holdout(
     # the stream interleaves both classes: a plain time cut is the honest "later slice"
     earlier, later = time_validation_split(fresh, holdout_fraction, per_label=False)
     train_rows = drop_repeated_content(pd.concat([history, earlier], ignore_index=True))
-    holdout_rows = later[~later["message_id"].isin(train_rows["message_id"])]
+    # a mail already trained on (same id, or same text) would flatter the candidate
+    seen_text = set(train_rows["subject"].fillna("") + "\x00" + train_rows["body"].fillna(""))
+    later_text = later["subject"].fillna("") + "\x00" + later["body"].fillna("")
+    holdout_rows = drop_repeated_content(
+        later[~later["message_id"].isin(train_rows["message_id"]) & ~later_text.isin(seen_text)]
+    )
     holdout_rows = holdout_rows.reset_index(drop=True)
     return (
         with_features(train_rows, config.feature_service, config.features, data_dir),

@@ -38,8 +38,8 @@ from modstack.names import (
     TOPIC_LABELS,
 )
 from modstack.processes import BackgroundProcess, http_ok
-from modstack.registry import get_alias_version, get_client
-from modstack.rollout import RolloutStore
+from modstack.registry import clear_challenger, get_alias_version, get_client
+from modstack.rollout import RolloutState, RolloutStore
 from modstack.schemas import LabelEvent
 from modstack.testing import free_port, wait_until
 
@@ -142,6 +142,11 @@ def stack(tmp_path_factory, kafka_bootstrap, mlflow_tracking_uri) -> Iterator[St
         "bad": register(DummyClassifier(strategy="prior"), seed=3, columns=columns),
     }
     client = get_client(mlflow_tracking_uri)
+    # The MLflow server is shared by the whole test session: start from a clean registry state
+    # and put the aliases back afterwards.
+    champion_before = get_alias_version(ALIAS_CHAMPION, client)
+    clear_challenger(client)
+    RolloutStore(client).save(RolloutState())
     client.set_registered_model_alias(REGISTERED_MODEL, ALIAS_CHAMPION, versions["champion"])
     port = free_port()
     env = {
@@ -165,6 +170,12 @@ def stack(tmp_path_factory, kafka_bootstrap, mlflow_tracking_uri) -> Iterator[St
         cwd=REPO,
     ):
         yield Stack(data_dir, serving_url, mlflow_tracking_uri, kafka_bootstrap, versions, env)
+    clear_challenger(client)
+    RolloutStore(client).save(RolloutState())
+    if champion_before is None:
+        client.delete_registered_model_alias(REGISTERED_MODEL, ALIAS_CHAMPION)
+    else:
+        client.set_registered_model_alias(REGISTERED_MODEL, ALIAS_CHAMPION, champion_before)
 
 
 class Traffic:

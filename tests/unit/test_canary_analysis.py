@@ -279,3 +279,15 @@ def test_a_single_error_in_a_small_window_is_not_a_regression():
     )
     check = _by_name(result)["error_rate"]
     assert check.value == pytest.approx(0.02) and check.passed is True
+
+
+def test_shadow_mode_is_judged_on_the_challengers_logged_scores():
+    # shadow: the champion answers every request; the challenger only logs scores
+    shadow = _window(100)
+    shadow.requests = 0.0
+    shadow.latency_buckets = {}
+    result = analyze({"champion": _window(1000), "challenger": shadow}, AnalysisThresholds())
+    checks = _by_name(result)
+    assert result.enough_data and result.challenger_requests == 100
+    assert checks["error_rate"].passed is None and checks["latency_p99"].passed is None
+    assert checks["score_psi"].passed is True
