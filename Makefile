@@ -53,8 +53,8 @@ dataset: $(STAMP) ## Build the point-in-time training set of the history; print 
 train: $(STAMP) ## Train LightGBM + baseline on history, evaluate on the future, gate, register (first run: champion)
 	@$(PY) -m pipelines.train $(TRAIN_ARGS)
 
-demo: $(STAMP) ## Run the demo (so far: build the corpus and print its data report)
-	@$(PY) -m pipelines.data
+demo: $(STAMP) ## The whole story: corpus, stack, history, champion, future traffic, drift, retrain, canary, promotion
+	@$(PY) -m pipelines.demo $(DEMO_ARGS) < /dev/null
 
 demo-rollout: $(STAMP) ## Replay the future as traffic, retrain, roll the challenger out to promotion (needs `make up`, a champion)
 	@$(PY) -m pipelines.demo_rollout $(DEMO_ARGS)

@@ -185,7 +185,9 @@ def stack_programs(settings: CommonSettings) -> list[Program]:
         )
 
     prometheus_bin = shutil.which("prometheus")
-    prometheus_port = port_of(settings.prometheus_url) if settings.prometheus_url else 9090
+    prometheus_port = (
+        port_of(settings.prometheus_url) if settings.prometheus_url else LOCAL_PROMETHEUS_PORT
+    )
     programs.append(
         Program(
             name="prometheus",
@@ -262,6 +264,7 @@ def _create_topics(ensure_topics: Callable[[str], list[str]], bootstrap: str) ->
     return f"topics created: {', '.join(created)}" if created else "topics already there"
 
 
+LOCAL_PROMETHEUS_PORT = 9090
 PROMETHEUS_SOURCE_CONF = PROJECT_ROOT / "deploy" / "prometheus" / "prometheus.yml"
 
 
@@ -297,7 +300,9 @@ def program_environment(settings: CommonSettings) -> dict[str, str]:
         "INGESTION_ADDR": settings.ingestion_addr,
         "MONITORING_ADDR": settings.monitoring_addr,
         "CANARY_ADDR": settings.canary_addr,
-        "PROMETHEUS_URL": settings.prometheus_url,
+        # The stack's own Prometheus when it runs one: the canary controller then reads PromQL.
+        "PROMETHEUS_URL": settings.prometheus_url
+        or (f"http://127.0.0.1:{LOCAL_PROMETHEUS_PORT}" if shutil.which("prometheus") else ""),
         "PROCESSOR_METRICS_PORT": str(_processor_metrics_port()),
         "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
     }

@@ -131,8 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         health = preflight(need_ingestion=False)
     except StackNotReady as exc:
-        console.print(f"[red]{exc}[/]")
-        return 2
+        # A fresh clone: bring up the stack and train the first champion, as `make demo` does.
+        console.print(f"[yellow]{exc}[/]: preparing the stack and a champion first")
+        from pipelines.demo import DemoFailed, prepare
+
+        try:
+            prepare()
+            health = preflight(need_ingestion=False)
+        except (DemoFailed, StackNotReady) as failure:
+            console.print(f"[red]{failure}[/]")
+            return 2
     controller = ControllerClient()
     state = controller.status()
     if state["status"] in ("progressing", "paused"):

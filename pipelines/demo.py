@@ -1,0 +1,280 @@
+"""`make demo`: the whole story on one machine, every box a real process.
+
+corpus -> local stack -> history through ingestion and the stream -> first champion (LightGBM vs
+baseline, gated) -> the future period arrives as traffic -> monitoring sees the drift -> after
+RETRAIN_CONSECUTIVE_WINDOWS drifted windows it retrains on the labels that arrived -> the canary
+controller rolls the challenger out -> promotion -> drift measured against the new champion.
+
+The demo starts from a clean slate (message log, Feast store, MLflow store, caches; the parsed
+corpus is kept) and leaves the stack running so MLflow, Prometheus and the reports can be
+explored; `make down` stops it. `prepare()` is also what `make demo-rollback` runs first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from modstack.log import configure_logging
+from modstack.settings import CommonSettings, get_settings
+
+console = Console(width=max(110, shutil.get_terminal_size((110, 24)).columns))
+
+# Knobs that make the story fit in minutes: small drift windows, a retrain after four drifted
+# windows (enough fresh labels for an honest gate), short canary steps. Set before the stack
+# starts (supervisord passes the environment to every process); an explicit env var wins.
+DEMO_ENVIRONMENT = {
+    "MONITORING_WINDOW_MAX_ROWS": "300",
+    "MONITORING_WINDOW_MIN_ROWS": "150",
+    "MONITORING_WINDOW_MAX_SECONDS": "60",
+    "RETRAIN_CONSECUTIVE_WINDOWS": "4",
+    "RETRAIN_COOLDOWN_SECONDS": "1800",
+    "CANARY_STEPS": "20,50,100",
+    "CANARY_INTERVAL_S": "20",
+    "CANARY_MIN_REQUESTS": "40",
+}
+# Under DATA_DIR, what a demo run keeps: the corpus and its npm cache. The rest is state.
+KEPT_DATA = ("corpus", "cache")
+LABEL_DELAY = timedelta(hours=6)
+
+
+class DemoFailed(RuntimeError):
+    """A stage of the demo could not complete; the message says which and why."""
+
+
+def _wait(what: str, check: Any, timeout_s: float, poll_s: float = 1.0) -> Any:
+    """Poll `check()` until it returns something truthy, or fail naming `what`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except httpx.HTTPError:
+            value = None
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise DemoFailed(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def reset_state(settings: CommonSettings) -> None:
+    """Stop the stack and remove every piece of state but the parsed corpus."""
+    from modstack.stack import down
+
+    down(settings, say=lambda line: None)
+    data_dir = settings.data_dir
+    if data_dir.exists():
+        for child in data_dir.iterdir():
+            if child.name not in KEPT_DATA:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def start_stack(settings: CommonSettings) -> None:
+    """`modstack up` for every process, failing with the names of those that did not start."""
+    from modstack.stack import up
+
+    result = up(settings, say=lambda line: console.print(f"  [dim]{line}[/]"))
+    if result.failed:
+        raise DemoFailed(
+            f"the stack did not come up: {', '.join(result.failed)} "
+            "(`modstack logs NAME` shows why)"
+        )
+
+
+def serving_champion(settings: CommonSettings) -> str | None:
+    """The champion version serving has loaded (None until it has one)."""
+    return httpx.get(f"{settings.serving_addr}/healthz", timeout=5).json().get("champion")
+
+
+def monitoring_status(settings: CommonSettings) -> dict[str, Any]:
+    """Monitoring's /v1/status (windows, last drift result, retraining)."""
+    return httpx.get(f"{settings.monitoring_addr}/v1/status", timeout=5).json()
+
+
+def prepare(fresh: bool = True) -> str:
+    """Stages 1-4: corpus, stack, history through the stream, first champion. Returns the
+    champion version serving loaded."""
+    from pipelines.data import run as build_corpus
+    from pipelines.replay import run as replay
+    from pipelines.train import main as train
+
+    for key, value in DEMO_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    get_settings.cache_clear()
+    settings = get_settings()
+
+    console.rule("[bold]1. the corpus")
+    build_corpus()
+
+    console.rule("[bold]2. the local stack")
+    if fresh:
+        console.print("  clean slate: stopping any running stack, clearing state (corpus kept)")
+        reset_state(settings)
+    start_stack(settings)
+
+    console.rule("[bold]3. history through ingestion -> Kafka -> processor -> Feast")
+    replay("history", label_delay=LABEL_DELAY, console=console)
+
+    console.rule("[bold]4. first champion: LightGBM vs baseline, history -> future holdout")
+    result = train([])
+    if not getattr(result, "promoted", False):
+        raise DemoFailed("the first model did not pass the gate against the baseline: no champion")
+    version = _wait("serving to load the champion", lambda: serving_champion(settings), 120)
+    console.print(f"  serving answers with champion v{version}")
+    return str(version)
+
+
+@dataclass
+class Timeline:
+    """What the demo saw happen, for the closing summary."""
+
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    retrains: list[dict[str, Any]] = field(default_factory=list)
+    rollout: dict[str, Any] = field(default_factory=dict)
+    champion_before: str = ""
+    champion_after: str = ""
+
+
+def _window_line(result: dict[str, Any]) -> str:
+    share = result.get("drift_share")
+    prediction = result.get("prediction_drift_score")
+    return (
+        f"window of {result.get('rows', '?')} rows vs champion "
+        f"v{result.get('reference_model_version', '?')}: "
+        f"drift share {share if share is None else f'{share:.2f}'}, prediction drift "
+        f"{prediction if prediction is None else f'{prediction:.3f}'}, "
+        f"{'[red]DRIFT[/]' if result.get('drift_detected') else '[green]no drift[/]'}"
+    )
+
+
+def live_story(champion: str, speed: float, timeout_s: float, after_windows: int) -> Timeline:
+    """Stages 5-7: future traffic, drift, retraining, canary, promotion, drift afterwards."""
+    from modstack.rollout_cli import ControllerClient
+    from pipelines.rollout_demo import TrafficReplayer, future_timeline
+
+    settings = get_settings()
+    story = Timeline(champion_before=champion)
+    _wait(
+        "monitoring to load the champion's drift reference",
+        lambda: monitoring_status(settings).get("reference_model_version") == champion,
+        120,
+    )
+    console.rule("[bold]5. the future period arrives as traffic (moderate + ingest + labels)")
+    _, _, events = future_timeline(LABEL_DELAY)
+    console.print(f"  {int((events['kind'] == 'message').sum())} messages at <= {speed:g}/s")
+    traffic = TrafficReplayer(events, speed=speed, ingest=True, cycle=True).start()
+    controller = ControllerClient()
+    seen_report, seen_retrain, seen_rollout = None, 0, 0
+    windows_after_promotion = 0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            if traffic.error is not None:
+                raise DemoFailed(f"the traffic replayer failed: {traffic.error}")
+            status = monitoring_status(settings)
+            result = status.get("last_result")
+            if result and status.get("last_report") != seen_report:
+                seen_report = status.get("last_report")
+                story.windows.append(result)
+                console.print(f"  [cyan]monitoring[/] {_window_line(result)}")
+                if story.rollout.get("status") == "promoted":
+                    windows_after_promotion += 1
+            for event in status["retrain"]["history"][seen_retrain:]:
+                story.retrains.append(event)
+                console.print(f"  [magenta]retraining[/] {event['event']}: {event['detail'][:110]}")
+            seen_retrain = len(status["retrain"]["history"])
+            state = controller.status()
+            for event in state.get("history", [])[seen_rollout:]:
+                console.print(
+                    f"  [yellow]canary[/] {event['action']:<15} weight "
+                    f"{event['weight_percent']:>5g}%  {event.get('reason', '')[:90]}"
+                )
+            seen_rollout = len(state.get("history", []))
+            if state.get("history"):
+                story.rollout = state
+            if state.get("status") == "rolled_back":
+                break
+            if state.get("status") == "promoted" and windows_after_promotion >= after_windows:
+                break
+            time.sleep(2.0)
+        else:
+            raise DemoFailed(
+                f"the story did not finish within {timeout_s:.0f} s "
+                f"(rollout: {story.rollout.get('status', 'not started')}); see `modstack status`"
+            )
+    finally:
+        stats = traffic.stop()
+    story.champion_after = str(serving_champion(settings))
+    console.print(
+        f"  traffic: {stats.moderated} moderated {dict(stats.by_variant)}, {stats.failed} failed"
+    )
+    return story
+
+
+def summary(story: Timeline, settings: CommonSettings) -> Table:
+    """What happened and where to look."""
+    drifted = [w for w in story.windows if w.get("drift_detected")]
+    before = [w for w in story.windows if w.get("reference_model_version") == story.champion_before]
+    after = [w for w in story.windows if w.get("reference_model_version") == story.champion_after]
+
+    def mean_share(rows: list[dict[str, Any]]) -> str:
+        values = [w["drift_share"] for w in rows if w.get("drift_share") is not None]
+        return f"{sum(values) / len(values):.2f} over {len(values)} windows" if values else "-"
+
+    table = Table(title="ModStack demo: what happened and where to look", show_lines=False)
+    table.add_column("what")
+    table.add_column("result / where")
+    table.add_row("champion", f"v{story.champion_before} -> v{story.champion_after}")
+    table.add_row("drift windows", f"{len(drifted)} of {len(story.windows)} drifted")
+    table.add_row("drift share vs first champion", mean_share(before))
+    if story.champion_after != story.champion_before:
+        table.add_row("drift share vs new champion", mean_share(after))
+    table.add_row("retraining", "; ".join(str(e.get("event", e)) for e in story.retrains) or "-")
+    table.add_row(
+        "rollout",
+        f"{story.rollout.get('status', '-')}: {story.rollout.get('reason', '')}"[:160],
+    )
+    table.add_row("MLflow UI", settings.mlflow_tracking_uri)
+    table.add_row("drift reports", f"{settings.monitoring_addr}/v1/reports")
+    table.add_row("Prometheus", settings.prometheus_url or "http://127.0.0.1:9090 (if installed)")
+    table.add_row("metrics", f"{settings.serving_addr}/metrics, {settings.monitoring_addr}/metrics")
+    table.add_row("rollout history", "modstack rollout status")
+    table.add_row("stop the stack", "make down")
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the whole demo; exit 0 when the challenger was promoted."""
+    parser = argparse.ArgumentParser(prog="python -m pipelines.demo", description=__doc__)
+    parser.add_argument("--speed", type=float, default=30.0, help="future messages per second")
+    parser.add_argument("--timeout", type=float, default=900.0, help="bound on stages 5-7 (s)")
+    parser.add_argument(
+        "--after-windows", type=int, default=2, help="drift windows to show after promotion"
+    )
+    parser.add_argument("--keep-state", action="store_true", help="do not start from scratch")
+    args = parser.parse_args(argv)
+    configure_logging("demo", "WARNING")
+    started = time.monotonic()
+    try:
+        champion = prepare(fresh=not args.keep_state)
+        story = live_story(champion, args.speed, args.timeout, args.after_windows)
+    except DemoFailed as exc:
+        console.print(f"[bold red]demo stopped:[/] {exc}")
+        return 1
+    console.rule("[bold]summary")
+    console.print(summary(story, get_settings()))
+    console.print(f"demo took {time.monotonic() - started:.0f} s; the stack is still up")
+    return 0 if story.rollout.get("status") == "promoted" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
