@@ -414,6 +414,9 @@ def _port_in_use(port: int) -> bool:
     # bind is the real question ("can our server listen here?"); a connect would miss a
     # socket bound but not yet listening and would hang on a firewalled port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as the servers themselves bind (uvicorn, Tansu): connections of a stopped stack that
+        # linger in TIME_WAIT do not stop a new listener, so they must not count as "taken"
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

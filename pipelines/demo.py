@@ -80,9 +80,12 @@ def reset_state(settings: CommonSettings) -> None:
 
 def start_stack(settings: CommonSettings) -> None:
     """`modstack up` for every process, failing with the names of those that did not start."""
-    from modstack.stack import up
+    from modstack.stack import StackError, up
 
-    result = up(settings, say=lambda line: console.print(f"  [dim]{line}[/]"))
+    try:
+        result = up(settings, say=lambda line: console.print(f"  [dim]{line}[/]"))
+    except StackError as exc:
+        raise DemoFailed(str(exc)) from exc
     if result.failed:
         raise DemoFailed(
             f"the stack did not come up: {', '.join(result.failed)} "
@@ -126,6 +129,7 @@ def prepare(fresh: bool = True) -> str:
 
     console.rule("[bold]4. first champion: LightGBM vs baseline, history -> future holdout")
     result = train([])
+    configure_logging("demo", "WARNING")
     if not getattr(result, "promoted", False):
         raise DemoFailed("the first model did not pass the gate against the baseline: no champion")
     version = _wait("serving to load the champion", lambda: serving_champion(settings), 120)
@@ -163,11 +167,6 @@ def live_story(champion: str, speed: float, timeout_s: float, after_windows: int
 
     settings = get_settings()
     story = Timeline(champion_before=champion)
-    _wait(
-        "monitoring to load the champion's drift reference",
-        lambda: monitoring_status(settings).get("reference_model_version") == champion,
-        120,
-    )
     console.rule("[bold]5. the future period arrives as traffic (moderate + ingest + labels)")
     _, _, events = future_timeline(LABEL_DELAY)
     console.print(f"  {int((events['kind'] == 'message').sum())} messages at <= {speed:g}/s")

@@ -109,3 +109,28 @@ def pytest_configure(config: pytest.Config) -> None:
     # Child processes and MLflow clients in tests must never phone home.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_registry_per_module() -> Iterator[None]:
+    """Modules share one MLflow server, not its registry state: each module starts with a
+    `spam-classifier` that has no aliases and no rollout state (the server is started once per
+    session, so earlier modules' champions would otherwise leak into the next module)."""
+    # the server is up: clear what earlier modules set
+    if "mlflow_tracking_uri" in _PROCESS_LOGS and os.environ.get("MLFLOW_TRACKING_URI"):
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        from modstack.names import REGISTERED_MODEL
+
+        client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+        try:
+            model = client.get_registered_model(REGISTERED_MODEL)
+        except MlflowException:
+            model = None
+        if model is not None:
+            for alias in list(model.aliases):
+                client.delete_registered_model_alias(REGISTERED_MODEL, alias)
+            for key in list(model.tags):
+                client.delete_registered_model_tag(REGISTERED_MODEL, key)
+    yield

@@ -32,9 +32,17 @@ def _kustomize(overlay: str) -> list[dict[str, Any]]:
     if kubectl is None:
         pytest.fail("kubectl is needed to build the kustomize overlays: install kubectl")
     out = subprocess.run(
-        [kubectl, "kustomize", "--load-restrictor", "LoadRestrictionsNone",
-         str(ROOT / "deploy/k8s/overlays" / overlay)],
-        check=True, capture_output=True, text=True, timeout=60,
+        [
+            kubectl,
+            "kustomize",
+            "--load-restrictor",
+            "LoadRestrictionsNone",
+            str(ROOT / "deploy/k8s/overlays" / overlay),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
     ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
@@ -76,8 +84,13 @@ def test_compose_app_environment_keys_are_settings_fields() -> None:
 
     known = {field.upper() for field in CommonSettings.model_fields}
     # Keys read by libraries or by a service's own settings rather than CommonSettings.
-    known |= {"FEAST_ONLINE_STORE_TYPE", "REDIS_CONNECTION_STRING", "PROCESSOR_METRICS_PORT",
-              "PROBE_URL", "MLFLOW_DISABLE_TELEMETRY"}
+    known |= {
+        "FEAST_ONLINE_STORE_TYPE",
+        "REDIS_CONNECTION_STRING",
+        "PROCESSOR_METRICS_PORT",
+        "PROBE_URL",
+        "MLFLOW_DISABLE_TELEMETRY",
+    }
     env = _compose()["x-app"]["environment"]
     unknown = sorted(set(env) - known)
     assert not unknown, f"compose sets keys no settings class reads: {unknown}"
@@ -140,7 +153,9 @@ def test_prometheus_configs_pass_promtool(config: str) -> None:
     if promtool is None:
         pytest.fail("promtool is missing: `make setup` installs Debian's prometheus package")
     result = subprocess.run(
-        [promtool, "check", "config", str(ROOT / config)], capture_output=True, text=True,
+        [promtool, "check", "config", str(ROOT / config)],
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
