@@ -189,7 +189,8 @@ def live_story(champion: str, speed: float, timeout_s: float, after_windows: int
                     windows_after_promotion += 1
             for event in status["retrain"]["history"][seen_retrain:]:
                 story.retrains.append(event)
-                console.print(f"  [magenta]retraining[/] {event['event']}: {event['detail'][:110]}")
+                detail = event.get("detail") or event.get("reason", "")
+                console.print(f"  [magenta]retraining[/] {event['event']}: {detail[:110]}")
             seen_retrain = len(status["retrain"]["history"])
             state = controller.status()
             for event in state.get("history", [])[seen_rollout:]:

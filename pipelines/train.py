@@ -67,11 +67,11 @@ from pipelines.training_data import (
     corpus_rows,
     drop_repeated_content,
     logged_rows,
+    replayed_feature_sets,
     shuffled_labels,
     time_range,
     time_validation_split,
     with_features,
-    with_replayed_features,
 )
 
 log = logging.getLogger("pipelines.train")
@@ -465,17 +465,18 @@ def train_challenger(
 
 def train_first_champion(config: TrainConfig | None = None) -> TrainResult:
     """History -> future: the first champion, compared with the baseline by the gate, and
-    promoted when the registry has no champion yet. Training rows read the stack's Feast
-    store; the holdout's features come from a scratch replay of the corpus (see
-    `with_replayed_features`)."""
+    promoted when the registry has no champion yet. Both sides read a scratch, in-order replay
+    of the corpus through the stream's feature code (see `replayed_feature_sets`):
+    deterministic, and the future as the stream serves it."""
     config = config or TrainConfig()
     history = corpus_rows(config.data_dir, end=FUTURE_START)
     future = corpus_rows(config.data_dir, start=FUTURE_START)
-    train = with_features(history, config.feature_service, config.features, config.data_dir)
     if config.features == "feast":
-        # the future as the stream will serve it, not frozen at the end of the history
-        holdout = with_replayed_features(future, config.feature_service, config.data_dir)
+        train, holdout = replayed_feature_sets(
+            [history, future], config.feature_service, config.data_dir
+        )
     else:
+        train = with_features(history, config.feature_service, "text")
         holdout = with_features(future, config.feature_service, "text")
     result = run_training(
         train, holdout, config, run_name=f"history-{datetime.now():%Y%m%d-%H%M%S}"

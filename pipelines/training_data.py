@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -175,13 +176,24 @@ def with_features(
 def with_replayed_features(
     rows: pd.DataFrame, feature_service: str, data_dir: Path | None = None
 ) -> LabelledSet:
-    """Features of corpus rows as the live stream would have served them: the whole corpus is
-    replayed through the stream's feature code (`pipelines.backfill`, labels arriving after
-    the backfill's delay) into a scratch Feast store, then read point in time.
+    """Features of corpus rows as the live stream would have served them (see
+    `replayed_feature_sets`)."""
+    (labelled,) = replayed_feature_sets([rows], feature_service, data_dir)
+    return labelled
 
-    For a holdout in the corpus's future: the stack's own store holds the history only until
-    the future is replayed as traffic, and a future mail read from it would see its sender
-    frozen at the end of the history (measured: PR-AUC 0.959 instead of 0.983).
+
+def replayed_feature_sets(
+    row_sets: Sequence[pd.DataFrame], feature_service: str, data_dir: Path | None = None
+) -> list[LabelledSet]:
+    """Features of corpus rows as an in-order stream computes them: the whole corpus is
+    replayed once, in event-time order, through the stream's feature code
+    (`pipelines.backfill`, labels arriving after the backfill's delay) into a scratch Feast
+    store, then each row set is read point in time.
+
+    Why not the stack's store: it holds the history only until the future is replayed as
+    traffic (a future mail would see its sender frozen at the end of the history: PR-AUC 0.959
+    instead of 0.983), and its rows depend on the order the processor happened to interleave
+    the messages and labels topics, so two runs on the same corpus trained different models.
     """
     from pipelines import backfill
 
@@ -193,7 +205,7 @@ def with_replayed_features(
             corpus=load_corpus(data_dir),
             console=Console(stderr=True, quiet=True),
         )
-        return with_features(rows, feature_service, "feast", scratch_dir)
+        return [with_features(rows, feature_service, "feast", scratch_dir) for rows in row_sets]
 
 
 def content_hash(frame: pd.DataFrame, feature_columns: list[str]) -> str:
