@@ -208,6 +208,14 @@ def _scraped(prometheus: str, service: str) -> bool:
     return bool(result) and float(result[0]["value"][1]) == float(line.split()[1])
 
 
+def _labels_read(service: str) -> float:
+    """Label events monitoring consumed (matched to a window row, or parked for later)."""
+    return sum(
+        _sample(service, "monitoring_events_total", {"topic": TOPIC_LABELS, "outcome": o}) or 0.0
+        for o in ("matched", "parked")
+    )
+
+
 def _sample(service: str, name: str, labels: dict[str, str] | None = None) -> float | None:
     """One sample's value from the service's /metrics (None when absent)."""
     text = httpx.get(f"{service}/metrics", timeout=5).text
@@ -241,6 +249,22 @@ def test_future_traffic_raises_the_drift_gauges_in_prometheus(
     future = periods.future.iloc[: 3 * WINDOW_ROWS]
     _send(kafka_bootstrap, future, champion_version, labels=True)
     wait_until(lambda: len(_reports(monitoring_url)) >= 4, 90, "three future windows evaluated")
+    # Labels travel on their own topic and can be consumed after the window they belong to
+    # closed; once monitoring has read them all, one more window computes realized quality.
+    sent_labels = WINDOW_ROWS + len(future)
+    wait_until(
+        lambda: _labels_read(monitoring_url) >= sent_labels,
+        60,
+        "monitoring to read every label",
+    )
+    _send(
+        kafka_bootstrap,
+        # the first future rows again as new messages: the later tests use the rest
+        periods.future.iloc[:WINDOW_ROWS].assign(message_id=lambda f: f["message_id"] + "-again"),
+        champion_version,
+        labels=False,
+    )
+    wait_until(lambda: len(_reports(monitoring_url)) >= 5, 90, "one more future window")
     newest = _reports(monitoring_url)[0]
     assert newest["drift_detected"] is True
     assert newest["drift_share"] >= 0.5
