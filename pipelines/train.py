@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cloudpickle
 import lightgbm
@@ -88,6 +88,10 @@ class TrainConfig:
     features: FeatureSource = "feast"
     validation_fraction: float = 0.2
     reference_rows: int = 1_000
+    # Drift reference: "validation" (the validation tail of the training data) for the first
+    # champion; "holdout" for a retrain, whose holdout is the newest traffic it was gated on:
+    # what "normal" looks like now, so drift is measured from there after its promotion.
+    reference_from: Literal["validation", "holdout"] = "validation"
     shuffle_labels: bool = False
     skip_gate: bool = False
     register: bool = True
@@ -176,14 +180,23 @@ def fit_baseline(
 
 
 def reference_sample(
-    train: LabelledSet, candidate: FittedModel, config: TrainConfig
+    train: LabelledSet,
+    candidate: FittedModel,
+    config: TrainConfig,
+    holdout: LabelledSet,
+    holdout_scores: np.ndarray,
 ) -> pd.DataFrame:
-    """Drift reference: feature values, label and score of the validation tail (the newest
-    training mails), scored out of sample by the served model, so monitoring does not mistake
-    in-sample over-confidence for prediction drift."""
-    _, val_part = time_validation_split(train.frame, config.validation_fraction)
-    sample = val_part[["message_id", "sent_at", "label", *train.feature_columns]].copy()
-    sample["score"] = candidate.validation_scores
+    """Drift reference: feature values, label and score of rows the served model did not train
+    on (so monitoring does not mistake in-sample over-confidence for prediction drift): the
+    validation tail, or the holdout (`config.reference_from`)."""
+    if config.reference_from == "holdout":
+        columns = ["message_id", "sent_at", "label", *holdout.feature_columns]
+        sample = holdout.frame[columns].copy()
+        sample["score"] = holdout_scores
+    else:
+        _, val_part = time_validation_split(train.frame, config.validation_fraction)
+        sample = val_part[["message_id", "sent_at", "label", *train.feature_columns]].copy()
+        sample["score"] = candidate.validation_scores
     if len(sample) > config.reference_rows:
         sample = sample.sample(config.reference_rows, random_state=config.model.seed)
     return sample.sort_values("sent_at").reset_index(drop=True)
@@ -362,7 +375,7 @@ def run_training(
                 {"lightgbm": cand_report, "baseline": base_report}, out / "holdout_report.json"
             )
             mlflow.log_artifact(str(report_path), artifact_path="evaluation")
-            reference = reference_sample(train, candidate, config)
+            reference = reference_sample(train, candidate, config, holdout, cand_scores)
             reference_file = out / Path(REFERENCE_ARTIFACT).name
             reference.to_parquet(reference_file, index=False)
             mlflow.log_artifact(
@@ -451,7 +464,7 @@ def train_challenger(
     future period's start) plus the messages and labels that arrived through the stream in
     [start, end). The newest `holdout_fraction` of those fresh messages is held out; the gate
     compares the new model with the champion there, and a pass sets `challenger`."""
-    config = config or TrainConfig()
+    config = replace(config or TrainConfig(), reference_from="holdout")
     history_end = start or FUTURE_START
     train, holdout = _fresh_and_holdout(history_end, end, holdout_fraction, config)
     return run_training(
