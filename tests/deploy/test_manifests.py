@@ -7,6 +7,7 @@ with `kubectl kustomize`, and cross-checked against the code (entry points, sett
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -159,3 +160,28 @@ def test_prometheus_configs_pass_promtool(config: str) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_env_example_lists_exactly_the_settings_the_code_reads() -> None:
+    import modstack.featurestore as featurestore
+    from modstack.settings import CommonSettings
+    from services.canary.settings import CanarySettings
+    from services.ingestion.settings import IngestionSettings
+    from services.monitoring.settings import MonitoringSettings
+    from services.processor.settings import ProcessorSettings
+    from services.serving.settings import ServingSettings
+
+    classes = (
+        CommonSettings,
+        IngestionSettings,
+        ProcessorSettings,
+        ServingSettings,
+        MonitoringSettings,
+        CanarySettings,
+        featurestore.FeatureStoreSettings,
+    )
+    fields = {name.upper() for cls in classes for name in cls.model_fields}
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    # `KEY=value`, or `# KEY=` for a setting whose default is "unset"
+    keys = {m[1] for line in lines if (m := re.match(r"^(?:# )?([A-Z][A-Z0-9_]*)=", line))}
+    assert keys == fields, f"only in .env.example: {keys - fields}; missing: {fields - keys}"
