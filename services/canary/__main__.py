@@ -5,7 +5,7 @@ from __future__ import annotations
 import uvicorn
 
 from modstack.log import configure_logging
-from modstack.settings import host_of, port_of
+from modstack.settings import port_of
 from services.canary.app import create_app
 from services.canary.settings import CanarySettings
 
@@ -17,7 +17,7 @@ def main() -> None:
     configure_logging("canary", settings.log_level)
     uvicorn.run(
         create_app(settings),
-        host=host_of(settings.canary_addr),
+        host=settings.bind_host,
         port=port_of(settings.canary_addr),
         log_level=settings.log_level.lower(),
         access_log=False,

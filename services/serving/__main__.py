@@ -11,7 +11,7 @@ import shutil
 
 import uvicorn
 
-from modstack.settings import host_of, port_of
+from modstack.settings import port_of
 from services.serving.settings import get_serving_settings
 
 
@@ -30,7 +30,7 @@ def main() -> None:
     uvicorn.run(
         "services.serving.app:create_app",
         factory=True,
-        host=host_of(settings.serving_addr),
+        host=settings.bind_host,
         port=port_of(settings.serving_addr),
         workers=settings.serving_workers,
         log_level=settings.log_level.lower(),
