@@ -352,7 +352,13 @@ def test_a_good_challenger_is_promoted_step_by_step(stack, canary):
         client.get_registered_model(REGISTERED_MODEL).tags["previous_champion"]
         == (stack.versions["champion"])
     )
-    # serving follows: every answer now comes from the new champion
+
+    # serving follows within a poll: then every answer comes from the new champion
+    def promoted_in_serving() -> bool:
+        health = httpx.get(f"{stack.serving_url}/healthz", timeout=5).json()
+        return health["champion"] == stack.versions["good"] and health["challenger"] is None
+
+    wait_until(promoted_in_serving, 10, "serving to load the new champion")
     answer = httpx.post(
         f"{stack.serving_url}/v1/moderate",
         json={
@@ -364,14 +370,6 @@ def test_a_good_challenger_is_promoted_step_by_step(stack, canary):
         },
         timeout=10,
     ).json()
-    wait_until(
-        lambda: (
-            httpx.get(f"{stack.serving_url}/healthz", timeout=5).json()["champion"]
-            == stack.versions["good"]
-        ),
-        10,
-        "serving to load the new champion",
-    )
     assert answer["variant"] == "champion"
 
 
