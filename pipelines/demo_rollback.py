@@ -26,7 +26,7 @@ import httpx
 from modstack import registry
 from modstack.log import configure_logging
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
-from modstack.rollout_cli import ControllerClient, wide_console
+from modstack.rollout_cli import wide_console
 from modstack.settings import get_settings
 from pipelines.rollout_demo import (
     DEMO_ACTOR,
@@ -34,6 +34,7 @@ from pipelines.rollout_demo import (
     TrafficReplayer,
     follow,
     future_timeline,
+    idle_controller,
     preflight,
     print_outcome,
 )
@@ -141,13 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         except (DemoFailed, StackNotReady) as failure:
             console.print(f"[red]{failure}[/]")
             return 2
-    controller = ControllerClient()
-    state = controller.status()
-    if state["status"] in ("progressing", "paused"):
-        console.print(
-            f"[red]a rollout of v{state['challenger_version']} is still "
-            f"{state['status']}: `modstack rollout abort` or wait for it[/]"
-        )
+    try:
+        controller = idle_controller()
+    except StackNotReady as exc:
+        console.print(f"[red]{exc}[/]")
         return 2
     console.rule("[bold]ModStack rollback demo")
     console.print(f"champion v{health['champion']} serves; controller at {controller.addr}")

@@ -23,7 +23,7 @@ from datetime import timedelta
 import pandas as pd
 
 from modstack.log import configure_logging
-from modstack.rollout_cli import ControllerClient, wide_console
+from modstack.rollout_cli import wide_console
 from modstack.settings import get_settings
 from pipelines.rollout_demo import (
     DEMO_ACTOR,
@@ -31,6 +31,7 @@ from pipelines.rollout_demo import (
     TrafficReplayer,
     follow,
     future_timeline,
+    idle_controller,
     preflight,
     print_outcome,
 )
@@ -102,13 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     except StackNotReady as exc:
         console.print(f"[red]{exc}[/]")
         return 2
-    controller = ControllerClient()
-    state = controller.status()
-    if state["status"] in ("progressing", "paused"):
-        console.print(
-            f"[red]a rollout of v{state['challenger_version']} is still "
-            f"{state['status']}: `modstack rollout abort` or wait for it[/]"
-        )
+    try:
+        controller = idle_controller()
+    except StackNotReady as exc:
+        console.print(f"[red]{exc}[/]")
         return 2
     console.rule("[bold]ModStack rollout demo")
     console.print(f"champion v{health['champion']} serves; controller at {controller.addr}")

@@ -56,6 +56,18 @@ def preflight(need_ingestion: bool = True) -> dict[str, Any]:
     return health
 
 
+def idle_controller() -> ControllerClient:
+    """The canary controller, checked to have no rollout in flight (StackNotReady if it has)."""
+    controller = ControllerClient()
+    state = controller.status()
+    if state["status"] in ("progressing", "paused"):
+        raise StackNotReady(
+            f"a rollout of v{state['challenger_version']} is still {state['status']}: "
+            "`modstack rollout abort` or wait for it"
+        )
+    return controller
+
+
 @dataclass
 class TrafficStats:
     """What the replayer sent and what serving answered."""
