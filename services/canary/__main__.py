@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from modstack.log import configure_logging
-from modstack.settings import port_of
+from modstack.serve import serve
 from services.canary.app import create_app
 from services.canary.settings import CanarySettings
 
@@ -15,13 +13,7 @@ def main() -> None:
     writer of the rollout state)."""
     settings = CanarySettings()
     configure_logging("canary", settings.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.bind_host,
-        port=port_of(settings.canary_addr),
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
+    serve(create_app(settings), settings, settings.canary_addr)
 
 
 if __name__ == "__main__":

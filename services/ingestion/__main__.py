@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 
-import uvicorn
-
 from modstack.log import configure_logging
-from modstack.settings import port_of
+from modstack.serve import serve
 from services.ingestion.app import create_app
 from services.ingestion.settings import IngestionSettings
 
@@ -19,13 +17,7 @@ def main() -> None:
     configure_logging("ingestion", settings.log_level)
     # kafka-python logs each failed reconnect at ERROR; the 503s and /readyz already say it.
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.bind_host,
-        port=port_of(settings.ingestion_addr),
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
+    serve(create_app(settings), settings, settings.ingestion_addr)
 
 
 if __name__ == "__main__":

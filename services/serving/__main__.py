@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 
-import uvicorn
-
-from modstack.settings import port_of
+from modstack.serve import serve
 from services.serving.settings import get_serving_settings
 
 
@@ -27,15 +25,12 @@ def main() -> None:
         shutil.rmtree(metrics_dir, ignore_errors=True)  # stale files from a previous run
         metrics_dir.mkdir(parents=True)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    uvicorn.run(
+    serve(
         "services.serving.app:create_app",
+        settings,
+        settings.serving_addr,
         factory=True,
-        host=settings.bind_host,
-        port=port_of(settings.serving_addr),
         workers=settings.serving_workers,
-        log_level=settings.log_level.lower(),
-        # one log line per request costs ~10% of a core under load; metrics count requests
-        access_log=False,
     )
 
 
