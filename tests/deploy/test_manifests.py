@@ -48,6 +48,28 @@ def _kustomize(overlay: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
+def _settings_keys() -> set[str]:
+    """Every env var a settings class of the project reads (upper-case field names)."""
+    import modstack.featurestore as featurestore
+    from modstack.settings import CommonSettings
+    from services.canary.settings import CanarySettings
+    from services.ingestion.settings import IngestionSettings
+    from services.monitoring.settings import MonitoringSettings
+    from services.processor.settings import ProcessorSettings
+    from services.serving.settings import ServingSettings
+
+    classes = (
+        CommonSettings,
+        IngestionSettings,
+        ProcessorSettings,
+        ServingSettings,
+        MonitoringSettings,
+        CanarySettings,
+        featurestore.FeatureStoreSettings,
+    )
+    return {name.upper() for cls in classes for name in cls.model_fields}
+
+
 def _entry_module(command: list[str]) -> str | None:
     if len(command) >= 3 and command[:2] == ["python", "-m"]:
         return command[2]
@@ -81,17 +103,8 @@ def test_compose_bind_mounts_exist() -> None:
 
 
 def test_compose_app_environment_keys_are_settings_fields() -> None:
-    from modstack.settings import CommonSettings
-
-    known = {field.upper() for field in CommonSettings.model_fields}
-    # Keys read by libraries or by a service's own settings rather than CommonSettings.
-    known |= {
-        "FEAST_ONLINE_STORE_TYPE",
-        "REDIS_CONNECTION_STRING",
-        "PROCESSOR_METRICS_PORT",
-        "PROBE_URL",
-        "MLFLOW_DISABLE_TELEMETRY",
-    }
+    # Keys read by a probe or a library rather than by a settings class.
+    known = _settings_keys() | {"PROBE_URL", "MLFLOW_DISABLE_TELEMETRY"}
     env = _compose()["x-app"]["environment"]
     unknown = sorted(set(env) - known)
     assert not unknown, f"compose sets keys no settings class reads: {unknown}"
@@ -163,24 +176,7 @@ def test_prometheus_configs_pass_promtool(config: str) -> None:
 
 
 def test_env_example_lists_exactly_the_settings_the_code_reads() -> None:
-    import modstack.featurestore as featurestore
-    from modstack.settings import CommonSettings
-    from services.canary.settings import CanarySettings
-    from services.ingestion.settings import IngestionSettings
-    from services.monitoring.settings import MonitoringSettings
-    from services.processor.settings import ProcessorSettings
-    from services.serving.settings import ServingSettings
-
-    classes = (
-        CommonSettings,
-        IngestionSettings,
-        ProcessorSettings,
-        ServingSettings,
-        MonitoringSettings,
-        CanarySettings,
-        featurestore.FeatureStoreSettings,
-    )
-    fields = {name.upper() for cls in classes for name in cls.model_fields}
+    fields = _settings_keys()
     lines = (ROOT / ".env.example").read_text().splitlines()
     # `KEY=value`, or `# KEY=` for a setting whose default is "unset"
     keys = {m[1] for line in lines if (m := re.match(r"^(?:# )?([A-Z][A-Z0-9_]*)=", line))}
