@@ -145,7 +145,7 @@ def test_scrape_source_names_the_replica_it_cannot_reach():
 
 def test_prometheus_source_reports_the_window_increase(serving_metrics, prometheus_url):
     # A baseline Prometheus has seen, then the window's traffic spread over a few scrapes.
-    wait_until(lambda: _targets_scraped(prometheus_url, time.time()), 15, "first scrape")
+    wait_until(lambda: _targets_scraped(prometheus_url, time.time()), 45, "first scrape")
     source = PrometheusSource(prometheus_url, min_window_s=3)
     source.begin_window()
     for _ in range(3):
