@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -45,16 +46,17 @@ def _set_env_for_session(name: str, value: str) -> Iterator[str]:
     get_settings.cache_clear()
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Address "127.0.0.1:PORT" of a real Tansu broker with the ARCHITECTURE topics created.
+@contextmanager
+def running_tansu(workdir: Path, owner: str) -> Iterator[str]:
+    """A real Tansu broker on a free port with the ARCHITECTURE topics; yields its address.
 
-    Also sets KAFKA_BOOTSTRAP_SERVERS for the session so code reading settings finds it.
+    `owner` is the fixture that uses it: a failing test that used the fixture gets the tail
+    of this broker's log in its report.
     """
     port = free_port()
     bootstrap = f"127.0.0.1:{port}"
-    log_path = tmp_path_factory.mktemp("kafka") / "tansu.log"
-    _PROCESS_LOGS["kafka_bootstrap"] = log_path
+    log_path = workdir / "tansu.log"
+    _PROCESS_LOGS[owner] = log_path
     started = time.monotonic()
     with BackgroundProcess(
         "Tansu broker",
@@ -66,7 +68,26 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ):
         ensure_topics(bootstrap)
         print(f"\n[fixture] Tansu at {bootstrap} ready in {time.monotonic() - started:.2f} s")
+        yield bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Address "127.0.0.1:PORT" of a real Tansu broker with the ARCHITECTURE topics created.
+
+    Also sets KAFKA_BOOTSTRAP_SERVERS for the session so code reading settings finds it.
+    """
+    with running_tansu(tmp_path_factory.mktemp("kafka"), "kafka_bootstrap") as bootstrap:
         yield from _set_env_for_session("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+
+
+@pytest.fixture(scope="module")
+def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A broker of the module's own, for tests that count every event on a topic: the
+    session broker still holds what earlier modules produced (a new consumer group reads
+    from the earliest offset)."""
+    with running_tansu(tmp_path_factory.mktemp("private-kafka"), "private_kafka") as bootstrap:
+        yield bootstrap
 
 
 @pytest.fixture(scope="session")
