@@ -98,6 +98,8 @@ class Retrainer:
         self._pool: ProcessPoolExecutor | None = None
         self._running: Future[TrainingOutcome] | None = None
         self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._follower: threading.Thread | None = None
         self.history: list[dict[str, Any]] = []
 
     @property
@@ -121,9 +123,10 @@ class Retrainer:
             self.history.append({"event": "triggered", "reason": reason})
             future = self._pool.submit(self.train)
             self._running = future
-            threading.Thread(
+            self._follower = threading.Thread(
                 target=self._follow, args=(future, reason), name="retrain-follow", daemon=True
-            ).start()
+            )
+            self._follower.start()
             return True
 
     def _follow(self, future: Future[TrainingOutcome], reason: str) -> None:
@@ -133,6 +136,9 @@ class Retrainer:
             self._record("error", f"training ran past {self.settings.retrain_timeout_seconds} s")
             return
         except Exception as exc:  # the child's exception, re-raised here
+            if self._closing.is_set():  # close() ended the run: not a training failure
+                log.info("retraining abandoned at shutdown (%s)", reason)
+                return
             self._record("error", f"training failed: {type(exc).__name__}: {exc}")
             return
         if not outcome.passed_gate or outcome.version is None:
@@ -158,8 +164,11 @@ class Retrainer:
         """Stop the training process (a run in flight is abandoned)."""
         if self._pool is None:
             return
+        self._closing.set()
         # ProcessPoolExecutor has no public way to stop a busy worker before Python 3.14
         # (`terminate_workers`); a training run must not outlive the service.
         for process in list(getattr(self._pool, "_processes", {}).values()):
             process.terminate()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._follower is not None:
+            self._follower.join(timeout=10)

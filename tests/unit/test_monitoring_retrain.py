@@ -97,3 +97,6 @@ def test_no_second_run_starts_while_one_is_running() -> None:
         assert metrics.registry.get_sample_value("monitoring_retrain_triggers_total") == 1
     finally:
         retrainer.close()
+    # the run close() abandoned is not a failed training run
+    assert runs(metrics, "error") == 0
+    assert [e["event"] for e in retrainer.history] == ["triggered"]
