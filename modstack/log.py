@@ -33,4 +33,6 @@ def configure_logging(component: str, level: str = "INFO") -> logging.Logger:
     root.setLevel(level.upper())
     # kafka-python logs every reconnect attempt at INFO/WARNING; our own errors say more.
     logging.getLogger("kafka").setLevel(logging.ERROR)
+    # Feast logs "Registry cache expired, so refreshing" at INFO on every registry read.
+    logging.getLogger("feast.infra.registry.registry").setLevel(logging.WARNING)
     return logging.getLogger(component)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from lightgbm import LGBMClassifier
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.feature_selection import SelectKBest, chi2
@@ -124,12 +124,16 @@ class ModelConfig:
     char_selected: int = 4_000
     lgbm_n_estimators: int = 1_000
     lgbm_learning_rate: float = 0.1
-    lgbm_num_leaves: int = 7
-    lgbm_min_child_samples: int = 20
+    # chosen on the validation tail: the best recall at precision >= 0.99 averaged over seeds,
+    # and the smallest spread between seeds (see docs/training.md)
+    lgbm_num_leaves: int = 3
+    lgbm_min_child_samples: int = 40
     lgbm_colsample_bytree: float = 0.3
     lgbm_reg_lambda: float = 1.0
     lgbm_max_bin: int = 63
     lgbm_n_jobs: int = 1
+    # members of the seed-averaged ensemble (SeedAveragedLGBM); 1 = a single LightGBM
+    lgbm_seeds: int = 5
     text_score: bool = True  # stack the out-of-fold logistic-regression score
     monotone: bool = True  # see MONOTONE_INPUTS
     early_stopping_rounds: int = 50
@@ -200,9 +204,49 @@ def monotone_constraints(input_names: Sequence[str]) -> list[int]:
     return [MONOTONE_INPUTS.get(str(name).split("__", 1)[-1], 0) for name in input_names]
 
 
-def build_classifier(config: ModelConfig, n_estimators: int | None = None) -> LGBMClassifier:
-    """The LightGBM classifier; deterministic for a given seed and data."""
-    return LGBMClassifier(
+class SeedAveragedLGBM(ClassifierMixin, BaseEstimator):
+    """Copies of one LightGBM classifier that differ only in their seed, probabilities averaged.
+
+    Column sampling makes single models vary a lot in the score tail: on the history
+    validation tail recall at precision >= 0.99 spread over 0.92-0.95 between seeds, and on the
+    future over 0.63-0.83. Averaging seeds keeps the mean and cuts that variance.
+    Hand-written rather than sklearn's VotingClassifier: every member needs LightGBM's own
+    fit arguments (eval set, early-stopping callback), which VotingClassifier routes only with
+    sklearn's global metadata routing switched on.
+    """
+
+    def __init__(self, base: LGBMClassifier, seeds: Sequence[int] = (42,)) -> None:
+        self.base = base
+        self.seeds = seeds
+
+    def fit(self, X: Any, y: Any, **fit_params: Any) -> SeedAveragedLGBM:
+        """Fit one member per seed with the same data and LightGBM fit arguments."""
+        self.members_ = [
+            clone(self.base).set_params(random_state=seed).fit(X, y, **fit_params)
+            for seed in self.seeds
+        ]
+        self.classes_ = self.members_[0].classes_
+        iterations = [m.best_iteration_ or m.n_estimators for m in self.members_]
+        self.best_iteration_ = round(float(np.mean(iterations)))
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Mean of the members' class probabilities."""
+        return np.mean([member.predict_proba(X) for member in self.members_], axis=0)
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def gain_importances(self) -> np.ndarray:
+        """Total split gain per input column, summed over the members."""
+        return np.sum(
+            [m.booster_.feature_importance(importance_type="gain") for m in self.members_], axis=0
+        )
+
+
+def build_classifier(config: ModelConfig, n_estimators: int | None = None) -> SeedAveragedLGBM:
+    """The LightGBM ensemble; deterministic for a given seed and data."""
+    base = LGBMClassifier(
         n_estimators=n_estimators or config.lgbm_n_estimators,
         learning_rate=config.lgbm_learning_rate,
         num_leaves=config.lgbm_num_leaves,
@@ -218,6 +262,7 @@ def build_classifier(config: ModelConfig, n_estimators: int | None = None) -> LG
         n_jobs=config.lgbm_n_jobs,
         verbose=-1,
     )
+    return SeedAveragedLGBM(base, seeds=[config.seed + i for i in range(config.lgbm_seeds)])
 
 
 def build_lightgbm_pipeline(

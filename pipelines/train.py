@@ -149,7 +149,7 @@ def fit_candidate(
     x_val = preprocessor.transform(model_input(val_part, columns))
     if config.monotone:
         constraints = monotone_constraints(preprocessor.get_feature_names_out())
-        classifier.set_params(monotone_constraints=constraints)
+        classifier.set_params(base__monotone_constraints=constraints)
     classifier.fit(
         x_fit,
         fit_part[LABEL_COLUMN],
@@ -272,8 +272,7 @@ def _log_sklearn_model(
 
 def _gains(pipeline: Pipeline) -> tuple[list[str], list[float]]:
     names = list(pipeline.named_steps["features"].get_feature_names_out())
-    booster = pipeline.named_steps["classifier"].booster_
-    return names, booster.feature_importance(importance_type="gain").tolist()
+    return names, pipeline.named_steps["classifier"].gain_importances().tolist()
 
 
 # ---- the run ------------------------------------------------------------------------------------

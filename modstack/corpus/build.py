@@ -89,7 +89,8 @@ def build_corpus(
     out_messages, out_rejected = messages_path(data_dir), rejected_path(data_dir)
     build_meta = {
         "parser_version": PARSER_VERSION,
-        "source": str(source_dir.resolve()),
+        # relative inside DATA_DIR: a moved checkout (or a copied DATA_DIR) keeps its cache
+        "source": _source_name(source_dir, data_dir),
         "source_fingerprint": source_fingerprint(source_dir),
         "package": PACKAGE_SPEC,
     }
@@ -202,3 +203,12 @@ def _rejected_frame(rows: list[dict]) -> pd.DataFrame:
     return frame.astype(dict.fromkeys(REJECTED_COLUMNS, "object")).sort_values(
         "message_id", kind="stable", ignore_index=True
     )
+
+
+def _source_name(source_dir: Path, data_dir: Path) -> str:
+    """`source_dir` relative to `data_dir` when inside it, else absolute."""
+    resolved = source_dir.resolve()
+    try:
+        return str(resolved.relative_to(data_dir.resolve()))
+    except ValueError:
+        return str(resolved)

@@ -145,7 +145,7 @@ def plot_timeline(messages: pd.DataFrame, path: Path) -> Path:
     recent = messages[messages["sent_at"] >= pd.Timestamp("2002-01-01", tz="UTC")]
     weekly = (
         recent.set_index("sent_at")
-        .groupby("label")
+        .groupby("label")["message_id"]
         .resample("W")
         .size()
         .unstack(0, fill_value=0)
