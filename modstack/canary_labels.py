@@ -48,13 +48,10 @@ class LabelJoin:
         self._counted.clear()
         self._blocks = {v: LabelledBlocks() for v in _VARIANTS}
 
-    def add_decision(
-        self, message_id: str, variant: str, action: str, scored_at: datetime, served: bool = True
-    ) -> None:
-        """A decision from predictions.v1 (shadow decisions count for the challenger too)."""
+    def add_decision(self, message_id: str, variant: str, action: str, scored_at: datetime) -> None:
+        """A decision from predictions.v1; shadow decisions count too (the challenger's in
+        shadow mode, the champion's at a canary weight of 100 %)."""
         if variant not in _VARIANTS or (self.since is not None and scored_at < self.since):
-            return
-        if not served and variant != VARIANT_CHALLENGER:
             return
         key = f"{variant}:{message_id}"
         if key in self._counted:

@@ -57,10 +57,13 @@ class RolloutLike(Protocol):
 
 @dataclass(frozen=True)
 class Route:
-    """Who answers a request, and whether the challenger also scores it in the shadow."""
+    """Who answers a request, and whether the other variant also scores it in the shadow."""
 
     answer: Variant
-    shadow: bool = False
+    shadow: bool = False  # score the variant that does not answer too (logged, not served)
+
+
+FULL_WEIGHT = 100.0
 
 
 class NoChallengerLoaded(LookupError):
@@ -78,7 +81,10 @@ def route_request(
     The challenger takes traffic only while a rollout is active for exactly the version this
     replica has loaded (a replica that has not caught up with an alias move answers with the
     champion). In shadow mode the same sticky share is scored by the challenger too, but the
-    champion always answers.
+    champion always answers. At a canary weight of 100 % the champion scores every request in
+    the shadow: the analysis of the last step then compares both models on the same
+    messages, not the challenger's window with an older champion window (the traffic mix
+    moves in between: the spam share of the future period swings from week to week).
 
     Raises:
         NoChallengerLoaded: `forced` is challenger and no challenger is loaded.
@@ -99,4 +105,4 @@ def route_request(
     picked = assign_variant(sender_id, rollout.weight_percent, salt=str(loaded_challenger))
     if rollout.mode == "shadow":
         return Route(VARIANT_CHAMPION, shadow=picked == VARIANT_CHALLENGER)
-    return Route(picked)
+    return Route(picked, shadow=rollout.weight_percent >= FULL_WEIGHT)

@@ -91,7 +91,6 @@ class LabelFollower:
                     event["variant"],
                     event["action"],
                     datetime.fromisoformat(event["scored_at"]),
-                    served=bool(event.get("served", True)),
                 )
             else:
                 self.join.add_label(event["message_id"], event["label"])

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from modstack.kafka import make_producer
 from modstack.log import configure_logging
-from modstack.names import TOPIC_LABELS, VARIANT_CHALLENGER
+from modstack.names import TOPIC_LABELS, VARIANT_CHALLENGER, VARIANT_CHAMPION
 from modstack.routing import NoChallengerLoaded, Route, route_request
 from modstack.schemas import Action, Label, LabelEvent, MessageIn, PredictionEvent, Variant, utcnow
 from services.serving import metrics
@@ -257,18 +257,25 @@ def _after_response(
         )
         if added:
             metrics.REVIEW_QUEUE_ITEMS.inc()
-    if route.shadow and snapshot.challenger is not None:
-        _shadow(services, message, decision, snapshot.challenger)
+    if route.shadow:
+        other = VARIANT_CHAMPION if decision.variant == VARIANT_CHALLENGER else VARIANT_CHALLENGER
+        model = snapshot.model_for(other)
+        if model is not None:
+            _shadow(services, message, decision, model, other)
 
 
 def _shadow(
-    services: Services, message: ModerateRequest, served: Decision, challenger: LoadedModel
+    services: Services,
+    message: ModerateRequest,
+    served: Decision,
+    model: LoadedModel,
+    variant: str,
 ) -> None:
-    """Score the challenger too, log it (served=False) and count disagreements."""
+    """Score the variant that did not answer too, log it (served=False), count disagreements."""
     try:
-        shadow = _score(services, challenger, VARIANT_CHALLENGER, message)
+        shadow = _score(services, model, variant, message)
     except Exception as exc:
-        metrics.REQUESTS.labels(VARIANT_CHALLENGER, "error").inc()
+        metrics.REQUESTS.labels(variant, "error").inc()
         log.warning("shadow scoring failed: %s", exc)
         return
     _observe(shadow)

@@ -67,6 +67,16 @@ def test_shadow_mode_always_answers_with_champion_and_shadows_the_weighted_share
     assert 0.45 < shadowed < 0.55
 
 
+def test_at_full_weight_the_challenger_answers_and_the_champion_scores_in_the_shadow() -> None:
+    routes = [route_request(s, _rollout(weight_percent=100.0), "7") for s in SENDERS[:500]]
+    assert {(r.answer, r.shadow) for r in routes} == {("challenger", True)}
+
+
+def test_below_full_weight_a_canary_shadows_nothing() -> None:
+    routes = [route_request(s, _rollout(weight_percent=99.0), "7") for s in SENDERS[:500]]
+    assert not any(r.shadow for r in routes)
+
+
 def test_shadow_share_is_the_same_senders_the_canary_would_pick() -> None:
     canary = [route_request(s, _rollout(), "7").answer == "challenger" for s in SENDERS]
     shadow = [route_request(s, _rollout(mode="shadow"), "7").shadow for s in SENDERS]
