@@ -10,6 +10,7 @@ model for blocking more ham.)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
@@ -30,6 +31,20 @@ class GateTolerance:
     pr_auc: float = 0.005
     recall_at_p99: float = 0.02
     group_error: float = 0.02
+    # Recall at precision >= 0.99 may also drop by this many standard errors of the
+    # reference's recall on the holdout's spam (binomial): on a retrain holdout of ~60 spam
+    # one standard error is ~0.06, and a smaller difference is not evidence of a worse model.
+    # On the first champion's holdout (496 spam) it is ~0.02, the fixed tolerance.
+    recall_noise_z: float = 1.0
+
+
+def recall_standard_error(metrics: Mapping[str, float]) -> float:
+    """Binomial standard error of `recall_at_p99` over the holdout's spam (0 without spam)."""
+    spam = metrics.get("rows", 0.0) * metrics.get("spam_share", 0.0)
+    recall = metrics["recall_at_p99"]
+    if spam < 1 or not 0.0 <= recall <= 1.0:
+        return 0.0
+    return math.sqrt(recall * (1.0 - recall) / spam)
 
 
 @dataclass(frozen=True)
@@ -69,16 +84,22 @@ def check_gate(
     checks: list[str] = []
     failures: list[str] = []
 
-    def at_least(name: str, allowed_drop: float) -> None:
+    def at_least(name: str, allowed_drop: float, why: str = "") -> None:
         new, old = candidate[name], reference[name]
-        line = f"{name}: {new:.4f} vs {old:.4f} (may drop by {allowed_drop})"
+        line = f"{name}: {new:.4f} vs {old:.4f} (may drop by {allowed_drop:.3g}{why})"
         checks.append(line)
         # NaN (e.g. a one-class holdout) never passes: there is nothing to show it is as good
         if not new >= old - allowed_drop:
             failures.append(line)
 
     at_least("pr_auc", tol.pr_auc)
-    at_least("recall_at_p99", tol.recall_at_p99)
+    noise = tol.recall_noise_z * recall_standard_error(reference)
+    if noise > tol.recall_at_p99:
+        spam = reference["rows"] * reference["spam_share"]
+        why = f": {tol.recall_noise_z:g} standard error over {spam:.0f} spam"
+        at_least("recall_at_p99", noise, why)
+    else:
+        at_least("recall_at_p99", tol.recall_at_p99)
     for group in GROUPS:
         key = f"group.{group}.{GROUP_ERROR[group]}"
         if key not in candidate or key not in reference:
