@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from modstack.corpus import build_corpus, load_corpus
+from modstack.corpus import build_corpus, load_corpus, messages_path
+from modstack.settings import get_settings
 from modstack.text_features import TEXT_FEATURE_NAMES, text_features
 
 FIXTURE_CORPUS = Path(__file__).resolve().parent / "fixtures" / "corpus"
@@ -56,3 +58,12 @@ def split_periods(rows: pd.DataFrame, reference_share: float = 0.5, seed: int = 
         for frame in (reference, held_out, future)
     ]
     return PeriodRows(*scored)
+
+
+def full_corpus_periods() -> PeriodRows:
+    """`split_periods` of the full corpus in DATA_DIR; skips the test when it is not built (the
+    committed fixture is too small to show "no drift": see test_drift_period_shift.py)."""
+    data_dir = get_settings().data_dir
+    if not messages_path(data_dir).exists():
+        pytest.skip(f"full corpus not built at {messages_path(data_dir)}: python -m pipelines.data")
+    return split_periods(corpus_with_features(load_corpus(data_dir)))

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import pytest
 
-from modstack.corpus import load_corpus, messages_path
 from modstack.drift.evidently_report import SCORE_COLUMN, DriftReference
-from modstack.settings import get_settings
-from tests.drift_data import FEATURES, corpus_with_features, split_periods
+from tests.drift_data import FEATURES, full_corpus_periods
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +25,7 @@ WINDOW_ROWS = 1_000
 
 @pytest.fixture(scope="module")
 def periods():
-    data_dir = get_settings().data_dir
-    if not messages_path(data_dir).exists():
-        pytest.skip(f"full corpus not built at {messages_path(data_dir)}: python -m pipelines.data")
-    return split_periods(corpus_with_features(load_corpus(data_dir)), reference_share=0.5)
+    return full_corpus_periods()
 
 
 def test_held_out_history_shows_no_drift_and_future_does(periods) -> None:

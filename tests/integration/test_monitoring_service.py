@@ -25,7 +25,6 @@ import yaml
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from modstack.corpus import load_corpus, messages_path
 from modstack.drift.evidently_report import SCORE_COLUMN
 from modstack.kafka import make_producer
 from modstack.model_contract import (
@@ -37,9 +36,8 @@ from modstack.model_contract import (
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL, TOPIC_LABELS, TOPIC_PREDICTIONS
 from modstack.processes import BackgroundProcess, http_ok
 from modstack.schemas import LabelEvent, PredictionEvent
-from modstack.settings import get_settings
 from modstack.testing import free_port, wait_until
-from tests.drift_data import FEATURES, PeriodRows, corpus_with_features, split_periods
+from tests.drift_data import FEATURES, PeriodRows, full_corpus_periods
 
 pytestmark = pytest.mark.integration
 
@@ -48,17 +46,14 @@ PROMETHEUS_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "prometheus
 WINDOW_ROWS = 300
 WINDOW_MIN_ROWS = 100
 WINDOW_MAX_SECONDS = 15  # long enough that no window closes by age while traffic flows
-KEPT_WINDOWS = 3  # PredictionWindows.keep_closed: realized quality looks this far back
+KEPT_WINDOWS = 3  # closed windows realized quality looks back over
 THRESHOLDS = Thresholds(block=0.9, review=0.5)
 SERVICE_START_TIMEOUT_S = 120.0  # importing Evidently takes ~5 s idle, much longer under load
 
 
 @pytest.fixture(scope="module")
 def periods() -> PeriodRows:
-    data_dir = get_settings().data_dir
-    if not messages_path(data_dir).exists():
-        pytest.skip(f"full corpus not built at {messages_path(data_dir)}: python -m pipelines.data")
-    split = split_periods(corpus_with_features(load_corpus(data_dir)))
+    split = full_corpus_periods()
     return PeriodRows(
         reference=split.reference,
         held_out=split.held_out.sample(frac=1, random_state=1).reset_index(drop=True),
@@ -111,6 +106,7 @@ def monitoring_url(
         "MONITORING_WINDOW_MAX_ROWS": str(WINDOW_ROWS),
         "MONITORING_WINDOW_MIN_ROWS": str(WINDOW_MIN_ROWS),
         "MONITORING_WINDOW_MAX_SECONDS": str(WINDOW_MAX_SECONDS),
+        "MONITORING_KEEP_CLOSED_WINDOWS": str(KEPT_WINDOWS),
         "RETRAIN_ENABLED": "true",
         "RETRAIN_CONSECUTIVE_WINDOWS": "2",
         "RETRAIN_COOLDOWN_SECONDS": "3600",
