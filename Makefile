@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@# compiled bytecode: this machine sets PYTHONDONTWRITEBYTECODE, and feast/evidently imports take 2-3x longer without it
 	@$(VENV)/bin/uv pip install --quiet --python $(PY) --compile-bytecode -r requirements.lock
 	@$(VENV)/bin/uv pip install --quiet --python $(PY) --compile-bytecode --no-deps -e .
-	@$(PY) -m modstack.system_deps
+	@$(PY) -m modstack.devstack.system_deps
 	@touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv and install everything (pinned by requirements.lock), plus system packages
@@ -48,19 +48,19 @@ backfill: $(STAMP) ## Replay the corpus history through the sender features into
 	@$(PY) -m pipelines.backfill --period history $(BACKFILL_ARGS)
 
 dataset: $(STAMP) ## Build the point-in-time training set of the history; print shape, balance, hash
-	@$(PY) -m pipelines.build_dataset --period history
+	@$(PY) -m pipelines.dataset --period history
 
 train: $(STAMP) ## Train LightGBM + baseline on history, evaluate on the future, gate, register (first run: champion)
 	@$(PY) -m pipelines.train $(TRAIN_ARGS)
 
 demo: $(STAMP) ## The whole story: corpus, stack, history, champion, future traffic, drift, retrain, canary, promotion
-	@$(PY) -m pipelines.demo $(DEMO_ARGS) < /dev/null
+	@$(PY) -m pipelines.demo.story $(DEMO_ARGS) < /dev/null
 
 demo-rollout: $(STAMP) ## Replay the future as traffic, retrain, roll the challenger out to promotion (needs `make up`, a champion)
-	@$(PY) -m pipelines.demo_rollout $(DEMO_ARGS)
+	@$(PY) -m pipelines.demo.rollout $(DEMO_ARGS)
 
 demo-rollback: $(STAMP) ## Roll out a bad challenger; the canary controller rolls it back (DEMO_ARGS="--fault errors")
-	@$(PY) -m pipelines.demo_rollback $(DEMO_ARGS)
+	@$(PY) -m pipelines.demo.rollback $(DEMO_ARGS)
 
 # --- quality -------------------------------------------------------------------------------
 PYTEST := $(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
@@ -99,7 +99,7 @@ loadtest: $(STAMP) ## Locust against the running stack, headless (LOADTEST_USERS
 	@$(PY) -m loadtests.slo $(LOADTEST_CSV)
 
 bench-model: $(STAMP) ## The champion in process (model, features+model: p50/p99, calls/s) to compare with `make loadtest`
-	@$(PY) -m loadtests.bench_model
+	@$(PY) -m loadtests.bench.model
 
 clean: ## Stop the stack, remove run files, caches and build output (keeps var/data and .venv)
 	@if [ -x $(MODSTACK) ]; then $(MODSTACK) down; fi

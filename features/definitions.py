@@ -1,7 +1,7 @@
 """Feast objects of the `moderation` project: entity, sender views, text view, feature services.
 
-Definitions only: the values come from modstack.sender_features (pushed by the stream processor
-and the backfill) and modstack.text_features (computed on demand, in training and serving alike).
+Definitions only: the values come from features.sender (pushed by the stream processor
+and the backfill) and features.text (computed on demand, in training and serving alike).
 `build_definitions(feast_data_dir)` makes the objects that name files for a given data folder
 (tests apply into a tmp one); the module-level objects are what the `feast` CLI finds.
 """
@@ -27,9 +27,9 @@ from feast import (
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, String
 
+from features.sender import ACTIVITY_FEATURES, REPUTATION_FEATURES
+from features.text import TEXT_FEATURE_NAMES
 from modstack import names
-from modstack.sender_features import ACTIVITY_FEATURES, REPUTATION_FEATURES
-from modstack.text_features import TEXT_FEATURE_NAMES
 
 # No TTL: a sender's latest row stays valid until the next one, offline (point-in-time join) and
 # online alike, so training sees what serving sees. Window counts carry their own time spans.
@@ -54,12 +54,12 @@ message_request = RequestSource(
     sources=[message_request],
     schema=[Field(name=feature, dtype=Float64) for feature in TEXT_FEATURE_NAMES],
     mode="python",
-    description="Text statistics of the message itself (modstack.text_features).",
+    description="Text statistics of the message itself (features.text).",
 )
 def message_text_features(inputs: dict[str, list[Any]]) -> dict[str, list[float]]:
     """Batch of (subject, body) -> text statistics (python mode: dict of columns in and out)."""
     # Imported here: Feast rebuilds this function from its source text, without module globals.
-    from modstack.text_features import TEXT_FEATURE_NAMES, text_features
+    from features.text import TEXT_FEATURE_NAMES, text_features
 
     rows = [text_features(s, b) for s, b in zip(inputs["subject"], inputs["body"], strict=True)]
     return {name: [row[name] for row in rows] for name in TEXT_FEATURE_NAMES}
@@ -158,7 +158,7 @@ def build_definitions(feast_data_dir: Path) -> Definitions:
 
 def _data_dir_from_environment() -> Path:
     # The `feast` CLI imports this file: it sees the same variables feature_store.yaml expands.
-    from modstack.featurestore import feast_data_dir
+    from features.store import feast_data_dir
 
     return feast_data_dir()
 

@@ -35,9 +35,9 @@ def up(
     ] = None,
 ) -> None:
     """Start the local stack under supervisord and wait until every process is healthy."""
+    from modstack.devstack.stack import StackError
+    from modstack.devstack.stack import up as stack_up
     from modstack.settings import get_settings
-    from modstack.stack import StackError
-    from modstack.stack import up as stack_up
 
     started = time.monotonic()
     try:
@@ -60,9 +60,9 @@ def up(
 @app.command()
 def down() -> None:
     """Stop every process `up` started, then supervisord (does nothing when nothing runs)."""
+    from modstack.devstack.stack import StackError
+    from modstack.devstack.stack import down as stack_down
     from modstack.settings import get_settings
-    from modstack.stack import StackError
-    from modstack.stack import down as stack_down
 
     started = time.monotonic()
     try:
@@ -80,8 +80,8 @@ def status() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from modstack.devstack.stack import status as stack_status
     from modstack.settings import get_settings
-    from modstack.stack import status as stack_status
 
     rows = stack_status(get_settings())
     console = Console()
@@ -114,8 +114,8 @@ def logs(
     ] = False,
 ) -> None:
     """Print the end of a process's log file."""
+    from modstack.devstack.stack import StackError, log_path
     from modstack.settings import get_settings
-    from modstack.stack import StackError, log_path
 
     try:
         path = log_path(get_settings(), name)
@@ -150,7 +150,7 @@ def topics() -> None:
 @app.command("feast-apply")
 def feast_apply() -> None:
     """Register the Feast feature repo (entities, views, feature services) in its registry."""
-    from modstack.featurestore import apply_repo
+    from features.store import apply_repo
 
     report = apply_repo()
     typer.echo(
@@ -185,13 +185,13 @@ def replay(
 ) -> None:
     """Send a corpus period through ingestion (messages, then labels), wait for the processor,
     print some senders' online features."""
-    from pipelines.replay import main
+    from pipelines.demo.replay import main
 
     main(["--period", period, "--speed", str(speed)] + (["--limit", str(limit)] if limit else []))
 
 
 # `modstack rollout start|status|promote|abort|pause|resume` (canary controller admin API).
 # A command group cannot be imported lazily; rollout_cli imports only typer, httpx and rich.
-from modstack.rollout_cli import rollout_app  # noqa: E402
+from services.canary.cli import rollout_app  # noqa: E402
 
 app.add_typer(rollout_app, name="rollout")

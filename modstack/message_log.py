@@ -16,7 +16,7 @@ also deduplicated on read (first logged wins), so a batch written twice — a cr
 write and the offset commit — still reads as one.
 
 `seq` is the processor's processing order (monotonic nanoseconds): folding the log in `seq`
-order (`modstack.sender_features.events_from_frames`) replays exactly what the live processor
+order (`features.sender.events_from_frames`) replays exactly what the live processor
 saw, so a restarted processor rebuilds the same state.
 """
 
@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from modstack.schemas import LabelEvent, MessageEvent
+from modstack.events import LabelEvent, MessageEvent
 
 Kind = Literal["messages", "labels"]
 LOG_DIRNAME = "message_log"

@@ -23,9 +23,10 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from modstack import featurestore, names
+from features import store as featurestore
+from features.sender import SenderFeatureComputer, events_from_frames
+from modstack import names
 from modstack.log import configure_logging
-from modstack.sender_features import SenderFeatureComputer, events_from_frames
 
 log = logging.getLogger("pipelines.backfill")
 

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 from sklearn.metrics import precision_recall_curve
 
-from modstack.model_contract import Thresholds
+from modstack.registry.contract import Thresholds
 from pipelines.metrics import EvaluationReport, evaluate_scores
 from pipelines.model import model_input
 from pipelines.training_data import LabelledSet
@@ -161,9 +161,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """CLI: evaluate a registered version on corpus mails sent in [start, end)."""
     from datetime import datetime
 
-    from modstack import registry
     from modstack.corpus import FUTURE_START
-    from modstack.model_contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE
+    from modstack.registry import aliases as registry
+    from modstack.registry.contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE
     from pipelines.training_data import corpus_rows, with_features, with_replayed_features
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -18,7 +18,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from modstack.model_contract import Thresholds
+from modstack.registry.contract import Thresholds
 
 BLOCK_MIN_PRECISION = 0.99
 REVIEW_MIN_RECALL = 0.95

@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from modstack.model_contract import TEXT_COLUMNS
+from modstack.registry.contract import TEXT_COLUMNS
 
 _WHITESPACE = re.compile(r"\s+")
 

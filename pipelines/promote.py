@@ -1,7 +1,7 @@
 """Promote: `champion` -> the challenger's version (the outgoing champion is kept for rollback).
 
 `python -m pipelines.promote [--reason TEXT]` promotes; `--rollback` moves `champion` back to
-the previous champion. The canary controller does the same through `modstack.registry` once a
+the previous champion. The canary controller does the same through `modstack.registry.aliases` once
 rollout has proved the challenger on live traffic.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from modstack import registry
 from modstack.names import ALIAS_CHALLENGER, ALIAS_CHAMPION
+from modstack.registry import aliases as registry
 
 
 def promote(reason: str) -> str:

@@ -19,9 +19,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from modstack import registry
-from modstack.model_contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE, Thresholds
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
+from modstack.registry import aliases as registry
+from modstack.registry.contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE, Thresholds
 from pipelines.evaluate import evaluate_model
 from pipelines.gate import GateResult, GateTolerance, check_gate
 from pipelines.training_data import (

@@ -8,7 +8,7 @@ there is no champion yet. `train_challenger(start, end)` is the retraining entry
 
 from __future__ import annotations
 
-import argparse
+import json
 import logging
 import subprocess
 import tempfile
@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import cloudpickle
 import lightgbm
@@ -25,22 +25,23 @@ import mlflow
 import mlflow.data
 import numpy as np
 import pandas as pd
+import typer
 from mlflow.models import infer_signature
 from rich.console import Console
 from sklearn.pipeline import Pipeline
 
 import pipelines.model as model_module
-from modstack import registry
 from modstack.corpus import FUTURE_START
 from modstack.log import configure_logging
-from modstack.model_contract import (
+from modstack.names import ALIAS_CHAMPION, FEATURE_SERVICE_V1, MLFLOW_EXPERIMENT
+from modstack.registry import aliases as registry
+from modstack.registry.contract import (
     META_FEATURE_COLUMNS,
     META_FEATURE_SERVICE,
     META_THRESHOLDS,
     REFERENCE_ARTIFACT,
     Thresholds,
 )
-from modstack.names import ALIAS_CHAMPION, FEATURE_SERVICE_V1, MLFLOW_EXPERIMENT
 from pipelines.evaluate import (
     comparison_table,
     evaluate_model,
@@ -434,7 +435,7 @@ def _fresh_and_holdout(
     if len(fresh) < 20 or fresh[LABEL_COLUMN].nunique() < 2:
         raise ValueError(
             f"only {len(fresh)} labelled messages in the message log between {history_end} and "
-            f"{end}: replay traffic and labels first (python -m pipelines.replay)"
+            f"{end}: replay traffic and labels first (python -m pipelines.demo.replay)"
         )
     # the stream interleaves both classes: a plain time cut is the honest "later slice"
     earlier, later = time_validation_split(fresh, holdout_fraction, per_label=False)
@@ -501,49 +502,67 @@ def train_first_champion(config: TrainConfig | None = None) -> TrainResult:
     return result
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+def outcome(result: TrainResult) -> dict[str, Any]:
+    """What a caller that started training as a process acts on (monitoring's retrainer):
+    did a version become the challenger, and why."""
+    gate = result.gate
+    if gate is None:
+        detail = "no gate verdict"
+    elif gate.passed:
+        detail = f"gate passed against {gate.compared_with}"
+    else:
+        detail = f"gate refused against {gate.compared_with}: " + "; ".join(gate.failures)
+    return {
+        "passed_gate": result.challenger_set,
+        "version": result.version,
+        "detail": f"{detail} (run {result.run_id})",
+    }
 
 
-def main(argv: Sequence[str] | None = None) -> TrainResult:
-    """CLI for both entry points; prints the comparison and the gate's verdict."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--retrain",
-        action="store_true",
-        help="train a challenger on history + labelled log messages (see --start/--end)",
-    )
-    parser.add_argument("--start", help="ISO time: start of the fresh data (retrain)")
-    parser.add_argument("--end", help="ISO time: labelled data available up to here (retrain)")
-    parser.add_argument("--feature-service", default=FEATURE_SERVICE_V1)
-    parser.add_argument(
-        "--features",
-        choices=("feast", "text"),
-        default="feast",
-        help="feast: the FeatureService from the offline store; text: text features only",
-    )
-    parser.add_argument("--seed", type=int, default=ModelConfig.seed)
-    parser.add_argument(
-        "--shuffle-labels", action="store_true", help="train on permuted labels (a bad model)"
-    )
-    parser.add_argument(
-        "--skip-gate",
-        action="store_true",
-        help="set challenger even if the gate refuses (demo only; the verdict is still tagged)",
-    )
-    parser.add_argument("--no-register", action="store_true", help="log the run only")
-    args = parser.parse_args(argv)
+cli = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
+
+
+@cli.command()
+def main(
+    retrain: Annotated[
+        bool, typer.Option(help="train a challenger on history + labelled log messages")
+    ] = False,
+    start: Annotated[
+        datetime | None, typer.Option(help="start of the fresh data (retrain)")
+    ] = None,
+    end: Annotated[
+        datetime | None, typer.Option(help="labelled data available up to here (retrain)")
+    ] = None,
+    feature_service: str = FEATURE_SERVICE_V1,
+    features: Annotated[
+        str, typer.Option(help="feast: the FeatureService from the offline store; text: text only")
+    ] = "feast",
+    seed: int = ModelConfig.seed,
+    shuffle_labels: Annotated[
+        bool, typer.Option(help="train on permuted labels (a bad model)")
+    ] = False,
+    skip_gate: Annotated[
+        bool, typer.Option(help="set challenger even if the gate refuses (demo only)")
+    ] = False,
+    no_register: Annotated[bool, typer.Option(help="log the run only")] = False,
+    outcome_json: Annotated[
+        Path | None, typer.Option(help="write the outcome (gate, version) as JSON here")
+    ] = None,
+) -> TrainResult:
+    """Train, evaluate, gate and register; print the comparison and the gate's verdict."""
+    if features not in ("feast", "text"):
+        raise typer.BadParameter("--features must be 'feast' or 'text'")
     configure_logging("train")
     config = TrainConfig(
-        feature_service=args.feature_service,
-        features=args.features,
-        shuffle_labels=args.shuffle_labels,
-        skip_gate=args.skip_gate,
-        register=not args.no_register,
-        model=ModelConfig(seed=args.seed),
+        feature_service=feature_service,
+        features=features,  # type: ignore[arg-type]
+        shuffle_labels=shuffle_labels,
+        skip_gate=skip_gate,
+        register=not no_register,
+        model=ModelConfig(seed=seed),
     )
-    if args.retrain:
-        result = train_challenger(_parse_time(args.start), _parse_time(args.end), config=config)
+    if retrain:
+        result = train_challenger(start, end, config=config)
     else:
         result = train_first_champion(config)
     console = Console()
@@ -555,8 +574,10 @@ def main(argv: Sequence[str] | None = None) -> TrainResult:
         console.print(f"registered version {result.version}: {state}")
     if result.promoted:
         console.print(f"version {result.version} promoted to champion")
+    if outcome_json is not None:
+        outcome_json.write_text(json.dumps(outcome(result)))
     return result
 
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -3,7 +3,7 @@
 Rows come from the parsed corpus (history, and the future period's ground truth for the first
 holdout) and from the offline message log (messages + labels that arrived through the stream,
 what a retrain learns from). Features come from the Feast FeatureService, point in time, via
-`pipelines.build_dataset.build_training_set` (the feature-store helper's step). Exact
+`pipelines.dataset.build_training_set` (the feature-store helper's step). Exact
 duplicates are dropped so the same mail never sits on both sides of a split.
 """
 
@@ -131,7 +131,7 @@ def _text_feature_columns(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
     For tests and quick experiments without a feature store; sender features are absent.
     """
-    from modstack.text_features import TEXT_FEATURE_NAMES, text_features
+    from features.text import TEXT_FEATURE_NAMES, text_features
 
     values = [
         text_features(subject, body)
@@ -145,8 +145,8 @@ def _feast_feature_columns(
     rows: pd.DataFrame, feature_service: str, data_dir: Path | None = None
 ) -> tuple[pd.DataFrame, list[str]]:
     """Point-in-time features of the FeatureService from the Feast offline store."""
-    from modstack.featurestore import feature_columns, get_store
-    from pipelines.build_dataset import build_training_set
+    from features.store import feature_columns, get_store
+    from pipelines.dataset import build_training_set
 
     store = get_store(data_dir=data_dir)
     columns = list(feature_columns(store, feature_service))

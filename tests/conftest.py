@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from modstack.kafka import ensure_topics
-from modstack.processes import (
+from modstack.devstack.processes import (
     MLFLOW_SERVER_ENV,
     TANSU_STOP_SIGNAL,
     BackgroundProcess,
@@ -26,8 +25,9 @@ from modstack.processes import (
     mlflow_argv,
     tansu_argv,
 )
+from modstack.kafka import ensure_topics
 from modstack.settings import get_settings
-from modstack.testing import free_port
+from modstack.waits import free_port
 
 KAFKA_START_TIMEOUT_S = 20.0
 # `mlflow server` needs ~12 s on an idle 2-core machine; other test processes share the cores.

@@ -12,9 +12,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from features.text import TEXT_FEATURE_NAMES, text_features
 from modstack.corpus import build_corpus, load_corpus, messages_path
 from modstack.settings import get_settings
-from modstack.text_features import TEXT_FEATURE_NAMES, text_features
 
 FIXTURE_CORPUS = Path(__file__).resolve().parent / "fixtures" / "corpus"
 FEATURES = list(TEXT_FEATURE_NAMES)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from modstack.http import serve
 from modstack.log import configure_logging
-from modstack.serve import serve
 from services.canary.app import create_app
 from services.canary.settings import CanarySettings
 

@@ -25,13 +25,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from modstack.canary_controller import RolloutConflict, policy_of
-from modstack.canary_metrics import MetricsSource, PrometheusSource, ScrapeSource
-from modstack.registry import RegistryError, get_client
-from services.canary.labels import LabelFollower
+from modstack.registry.aliases import RegistryError, get_client
+from services.canary.label_feed import LabelFollower
+from services.canary.loop import CanaryRunner
 from services.canary.metrics import CanaryMetrics
-from services.canary.runner import CanaryRunner
 from services.canary.settings import CanarySettings
+from services.canary.sources import MetricsSource, PrometheusSource, ScrapeSource
+from services.canary.state_machine import RolloutConflict, policy_of
 
 log = logging.getLogger("canary")
 # Module level: FastAPI resolves the dependency from this module's globals (string annotations).

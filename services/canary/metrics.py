@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from modstack.rollout import RolloutState
+from modstack.registry.rollout import RolloutState
 
 STATUSES = ("idle", "progressing", "paused", "promoted", "rolled_back")
 CHECKS = ("error_rate", "latency_p99", "score_psi", "block_rate", "block_precision")

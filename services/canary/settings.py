@@ -6,9 +6,9 @@ from functools import lru_cache
 
 from pydantic import Field, field_validator
 
-from modstack.canary_analysis import AnalysisThresholds
-from modstack.canary_controller import RolloutPolicy
 from modstack.settings import CommonSettings
+from services.canary.analysis import AnalysisThresholds
+from services.canary.state_machine import RolloutPolicy
 
 
 class CanarySettings(CommonSettings):
@@ -23,7 +23,7 @@ class CanarySettings(CommonSettings):
     # How often the controller wakes up: re-reads the state, scrapes, judges due windows.
     canary_tick_s: float = Field(default=2.0, gt=0.0, le=60.0)
 
-    # Analysis thresholds (see modstack/canary_analysis.py for what each compares). Measured
+    # Analysis thresholds (see services/canary/analysis.py for what each compares). Measured
     # in the demos on this corpus (windows of ~50-250 challenger requests, sticky by sender):
     # a challenger retrained on fresh labels shows score PSI 0.002-0.44 and block-rate changes
     # up to 0.15 against the stale champion; a model trained on shuffled labels PSI 4-7. The

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from modstack.http import serve
 from modstack.log import configure_logging
-from modstack.serve import serve
 from services.ingestion.app import create_app
 from services.ingestion.settings import IngestionSettings
 

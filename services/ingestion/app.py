@@ -31,9 +31,9 @@ from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from modstack.events import LabelIn, MessageIn, utcnow
 from modstack.kafka import BrokerUnavailable, broker_reachable, ensure_topics
 from modstack.names import TOPIC_LABELS, TOPIC_MESSAGES
-from modstack.schemas import LabelIn, MessageIn, utcnow
 from services.ingestion.metrics import IngestionMetrics
 from services.ingestion.payloads import (
     Accepted,

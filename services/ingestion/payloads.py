@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from modstack.schemas import MAX_BATCH, LabelEvent, LabelIn, MessageEvent, MessageIn
+from modstack.events import MAX_BATCH, LabelEvent, LabelIn, MessageEvent, MessageIn
 
 Item = TypeVar("Item", MessageIn, LabelIn)
 

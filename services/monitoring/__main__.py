@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from modstack.http import serve
 from modstack.log import configure_logging
-from modstack.serve import serve
 from services.monitoring.app import create_app
 from services.monitoring.settings import MonitoringSettings
 

@@ -34,10 +34,10 @@ from modstack.drift.windows import (
     WindowRow,
     rows_to_records,
 )
+from modstack.events import LabelEvent, PredictionEvent
 from modstack.kafka import BatchConsumerLoop, BrokerUnavailable, make_consumer
 from modstack.names import GROUP_MONITORING, TOPIC_LABELS, TOPIC_PREDICTIONS
-from modstack.registry import get_client
-from modstack.schemas import LabelEvent, PredictionEvent
+from modstack.registry.aliases import get_client
 from services.monitoring.metrics import MonitoringMetrics
 from services.monitoring.reference import (
     ReferenceUnavailable,

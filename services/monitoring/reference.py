@@ -11,10 +11,10 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import Model
 
-from modstack.model_contract import META_FEATURE_COLUMNS, REFERENCE_ARTIFACT
+from features.text import TEXT_FEATURE_NAMES
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
-from modstack.registry import get_alias_version
-from modstack.text_features import TEXT_FEATURE_NAMES
+from modstack.registry.aliases import get_alias_version
+from modstack.registry.contract import META_FEATURE_COLUMNS, REFERENCE_ARTIFACT
 
 log = logging.getLogger("monitoring")
 

@@ -1,64 +1,74 @@
 """The retraining loop: persistent drift -> train a challenger on the freshest labelled data
 -> if it passed the gate, ask the canary controller to roll it out.
 
-Training runs in a separate process (spawned, one at a time): it is CPU-heavy and must neither
-hold this process's GIL nor block consumption; a crash there cannot take monitoring down.
+Training runs as its own process, `python -m pipelines.train --retrain`, as a Kubernetes Job
+would: it is CPU-heavy and must neither hold this process's GIL nor block consumption, a crash
+there cannot take monitoring down, and monitoring never imports the training code.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import multiprocessing
+import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import httpx
 
 from services.monitoring.metrics import MonitoringMetrics
 from services.monitoring.settings import MonitoringSettings
 
-if TYPE_CHECKING:  # the training stack is imported only in the training process
-    from pipelines.train import TrainResult
-
 log = logging.getLogger("monitoring")
 
 
 @dataclass(frozen=True)
 class TrainingOutcome:
-    """What monitoring needs from a training run (picklable across the process boundary)."""
+    """What monitoring needs from a training run (the JSON `pipelines.train --outcome-json`
+    writes)."""
 
     passed_gate: bool
     version: str | None
     detail: str
 
 
-def train_in_child() -> TrainingOutcome:
-    """Entry point of the training process: the training helper's `train_challenger` on all
-    labelled data up to now (its time-based split validates on the freshest part)."""
-    from pipelines.train import train_challenger
+class TrainingJob:
+    """`python -m pipelines.train --retrain` in a child process; its outcome read from JSON."""
 
-    result = train_challenger()
-    return outcome_of(result)
+    def __init__(self, command: list[str] | None = None) -> None:
+        self.command = command or [sys.executable, "-m", "pipelines.train", "--retrain"]
+        self._process: subprocess.Popen[bytes] | None = None
 
+    def __call__(self) -> TrainingOutcome:
+        with tempfile.TemporaryDirectory(prefix="modstack-retrain-") as scratch:
+            outcome_path = Path(scratch) / "outcome.json"
+            stderr_path = Path(scratch) / "stderr.log"
+            with stderr_path.open("wb") as stderr:
+                self._process = subprocess.Popen(
+                    [*self.command, "--outcome-json", str(outcome_path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                )
+                code = self._process.wait()
+            if code != 0 or not outcome_path.exists():
+                tail = stderr_path.read_text(errors="replace").strip().splitlines()[-5:]
+                raise RuntimeError(
+                    f"{' '.join(self.command)} exited with code {code}: " + " | ".join(tail)
+                )
+            return TrainingOutcome(**json.loads(outcome_path.read_text()))
 
-def outcome_of(result: TrainResult) -> TrainingOutcome:
-    """The part of a `TrainResult` monitoring acts on: did a version become the challenger."""
-    gate = result.gate
-    if gate is None:
-        detail = "no gate verdict"
-    elif gate.passed:
-        detail = f"gate passed against {gate.compared_with}"
-    else:
-        detail = f"gate refused against {gate.compared_with}: " + "; ".join(gate.failures)
-    return TrainingOutcome(
-        passed_gate=result.challenger_set,
-        version=result.version,
-        detail=f"{detail} (run {result.run_id})",
-    )
+    def terminate(self) -> None:
+        """Stop a run in flight (monitoring is shutting down)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
 
 
 ROLLOUT_ACTOR = "monitoring:drift-retrain"
@@ -88,14 +98,14 @@ class Retrainer:
         self,
         settings: MonitoringSettings,
         metrics: MonitoringMetrics,
-        train: Callable[[], TrainingOutcome] = train_in_child,
+        train: Callable[[], TrainingOutcome] | None = None,
         rollout: Callable[[MonitoringSettings, str, str], None] = start_rollout,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.train = train
+        self.train = train or TrainingJob()
         self.rollout = rollout
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self._running: Future[TrainingOutcome] | None = None
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -114,10 +124,8 @@ class Retrainer:
                 log.info("retraining already running; drift trigger noted (%s)", reason)
                 return False
             if self._pool is None:
-                # spawn: a fresh interpreter, no copy of this process's threads and sockets
-                self._pool = ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn")
-                )
+                # one thread waits on the training process: at most one run at a time
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
             self.metrics.retrain_triggers.inc()
             log.warning("RETRAIN TRIGGERED: %s; training a challenger on fresh labels", reason)
             self.history.append({"event": "triggered", "reason": reason})
@@ -135,11 +143,14 @@ class Retrainer:
         except FutureTimeout:
             self._record("error", f"training ran past {self.settings.retrain_timeout_seconds} s")
             return
-        except Exception as exc:  # the child's exception, re-raised here
+        except Exception as exc:  # the training process failed
             if self._closing.is_set():  # close() ended the run: not a training failure
                 log.info("retraining abandoned at shutdown (%s)", reason)
                 return
             self._record("error", f"training failed: {type(exc).__name__}: {exc}")
+            return
+        if self._closing.is_set():
+            log.info("retraining abandoned at shutdown (%s)", reason)
             return
         if not outcome.passed_gate or outcome.version is None:
             self._record("gate_failed", f"challenger not registered: {outcome.detail}")
@@ -165,10 +176,9 @@ class Retrainer:
         if self._pool is None:
             return
         self._closing.set()
-        # ProcessPoolExecutor has no public way to stop a busy worker before Python 3.14
-        # (`terminate_workers`); a training run must not outlive the service.
-        for process in list(getattr(self._pool, "_processes", {}).values()):
-            process.terminate()
+        # a training run must not outlive the service
+        if isinstance(self.train, TrainingJob):
+            self.train.terminate()
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._follower is not None:
             self._follower.join(timeout=10)

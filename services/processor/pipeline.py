@@ -23,10 +23,10 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from features.sender import SenderFeatureComputer, events_from_frames
+from modstack.events import DeadLetter, LabelEvent, MessageEvent
 from modstack.message_log import MessageLog, next_seqs
 from modstack.names import TOPIC_LABELS, TOPIC_MESSAGES
-from modstack.schemas import DeadLetter, LabelEvent, MessageEvent
-from modstack.sender_features import SenderFeatureComputer, events_from_frames
 from services.processor.metrics import ProcessorMetrics
 
 log = logging.getLogger("processor")

@@ -13,6 +13,7 @@ from kafka.errors import KafkaError
 from prometheus_client import start_http_server
 from tenacity import retry, stop_after_attempt, wait_exponential
 
+from modstack.events import DeadLetter
 from modstack.kafka import BatchConsumerLoop, ensure_topics, make_consumer, make_producer
 from modstack.message_log import MessageLog
 from modstack.names import (
@@ -23,7 +24,6 @@ from modstack.names import (
     VIEW_SENDER_ACTIVITY,
     VIEW_SENDER_REPUTATION,
 )
-from modstack.schemas import DeadLetter
 from services.processor.metrics import ProcessorMetrics
 from services.processor.pipeline import FeaturePipeline, PushRows, SendDeadLetters
 from services.processor.settings import ProcessorSettings
@@ -45,7 +45,9 @@ def feast_pusher(settings: ProcessorSettings) -> PushRows:
     After the last retry the error propagates and the process exits: the batch is not
     committed, and the next process rebuilds its state from the message log.
     """
-    from modstack import featurestore  # Feast takes seconds to import; only the processor needs it
+    from features import (
+        store as featurestore,
+    )  # Feast takes seconds to import; only the processor needs it
 
     store = featurestore.get_store(settings.feast_repo_path)
     # The processor does not apply the repo itself: `apply_repo` deletes objects it does not

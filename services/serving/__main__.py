@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from modstack.serve import serve
+from modstack.http import serve
 from services.serving.settings import get_serving_settings
 
 

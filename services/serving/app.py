@@ -23,17 +23,17 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from modstack.events import Action, Label, LabelEvent, MessageIn, PredictionEvent, Variant, utcnow
 from modstack.kafka import make_producer
 from modstack.log import configure_logging
 from modstack.names import TOPIC_LABELS, VARIANT_CHALLENGER, VARIANT_CHAMPION
-from modstack.routing import NoChallengerLoaded, Route, route_request
-from modstack.schemas import Action, Label, LabelEvent, MessageIn, PredictionEvent, Variant, utcnow
 from services.serving import metrics
 from services.serving.deployment import Deployment, Snapshot
-from services.serving.features import FeatureLookup, OnlineFeatures
 from services.serving.model_store import LoadedModel, ModelCache
+from services.serving.online_features import FeatureLookup, OnlineFeatures
 from services.serving.predictions import PredictionPublisher
 from services.serving.review_queue import AlreadyLabeled, ReviewQueue
+from services.serving.routing import NoChallengerLoaded, Route, route_request
 from services.serving.settings import ServingSettings, get_serving_settings
 
 log = logging.getLogger("serving")
@@ -100,7 +100,7 @@ class Services:
     """Everything a request needs, built once at start-up."""
 
     def __init__(self, settings: ServingSettings) -> None:
-        from modstack.registry import get_client
+        from modstack.registry.aliases import get_client
 
         self.settings = settings
         client = get_client(settings.mlflow_tracking_uri)

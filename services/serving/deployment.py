@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modstack.names import ALIAS_CHALLENGER, ALIAS_CHAMPION, REGISTERED_MODEL
-from modstack.registry import TAG_PREVIOUS_CHAMPION
-from modstack.rollout import STATE_TAG, RolloutState
+from modstack.registry.aliases import TAG_PREVIOUS_CHAMPION
+from modstack.registry.rollout import STATE_TAG, RolloutState
 from services.serving.metrics import MODEL_SWAPS, REGISTRY_POLL_FAILURES, set_model_info
 from services.serving.model_store import LoadedModel, ModelCache, ModelContractError
 

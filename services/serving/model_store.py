@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from modstack.model_contract import (
+from modstack.names import REGISTERED_MODEL
+from modstack.registry.contract import (
     META_FEATURE_COLUMNS,
     META_FEATURE_SERVICE,
     TEXT_COLUMNS,
     Thresholds,
 )
-from modstack.names import REGISTERED_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +64,14 @@ class LoadedModel:
 def contract_from_metadata(metadata: Mapping[str, Any] | None) -> tuple[Thresholds, str, tuple]:
     """Thresholds, feature service and feature columns from a model's MLflow metadata."""
     if not metadata:
-        raise ModelContractError("model has no metadata (see modstack/model_contract.py)")
+        raise ModelContractError("model has no metadata (see modstack/registry/contract.py)")
     missing = [
         k for k in ("thresholds", META_FEATURE_SERVICE, META_FEATURE_COLUMNS) if k not in metadata
     ]
     if missing:
-        raise ModelContractError(f"model metadata lacks {missing} (see modstack/model_contract.py)")
+        raise ModelContractError(
+            f"model metadata lacks {missing} (see modstack/registry/contract.py)"
+        )
     return (
         Thresholds.from_metadata(metadata),
         str(metadata[META_FEATURE_SERVICE]),

@@ -13,9 +13,9 @@ import queue
 import threading
 from typing import Any
 
+from modstack.events import PredictionEvent
 from modstack.kafka import BrokerUnavailable, make_producer
 from modstack.names import TOPIC_PREDICTIONS
-from modstack.schemas import PredictionEvent
 from services.serving.metrics import PREDICTION_EVENTS
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from modstack.schemas import utcnow
+from modstack.events import utcnow
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS review_items (

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.text import TEXT_FEATURE_NAMES
 from modstack.corpus import FUTURE_START
-from modstack.model_contract import TEXT_COLUMNS
-from modstack.text_features import TEXT_FEATURE_NAMES
+from modstack.registry.contract import TEXT_COLUMNS
 from pipelines.training_data import LABEL_COLUMN, LabelledSet, content_hash, time_validation_split
 from tests.training_fixtures import fixture_data_dir, future_set, history_set  # noqa: F401
 

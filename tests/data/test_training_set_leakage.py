@@ -10,10 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from modstack import featurestore
-from modstack.corpus import build_corpus, load_corpus
-from modstack.schemas import LabelEvent, MessageEvent
-from modstack.sender_features import (
+from features import store as featurestore
+from features.sender import (
     ACTIVITY_FEATURES,
     LABEL_WINDOW,
     RECENT_MESSAGES,
@@ -22,9 +20,11 @@ from modstack.sender_features import (
     SenderFeatureComputer,
     normalize_subject,
 )
-from modstack.text_features import TEXT_FEATURE_NAMES, looks_like_html, text_features, url_count
+from features.text import TEXT_FEATURE_NAMES, looks_like_html, text_features, url_count
+from modstack.corpus import build_corpus, load_corpus
+from modstack.events import LabelEvent, MessageEvent
 from pipelines import backfill
-from pipelines.build_dataset import build_training_set
+from pipelines.dataset import build_training_set
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "corpus"
 T0 = datetime(2002, 5, 1, 9, 0, tzinfo=UTC)

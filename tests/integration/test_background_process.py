@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from modstack.processes import BackgroundProcess, child_env
-from modstack.testing import free_port, port_open, wait_until
+from modstack.devstack.processes import BackgroundProcess, child_env
+from modstack.waits import free_port, port_open, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,9 @@ _ABANDON = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
-    from modstack.processes import TANSU_STOP_SIGNAL, BackgroundProcess, kafka_ready, tansu_argv
+    from modstack.devstack.processes import (
+        TANSU_STOP_SIGNAL, BackgroundProcess, kafka_ready, tansu_argv,
+    )
 
     port, log = int(sys.argv[1]), Path(sys.argv[2])
     BackgroundProcess(

@@ -28,8 +28,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from modstack.devstack.processes import BackgroundProcess, http_ok
+from modstack.events import LabelEvent
 from modstack.kafka import make_producer
-from modstack.model_contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE, META_THRESHOLDS
 from modstack.names import (
     ALIAS_CHALLENGER,
     ALIAS_CHAMPION,
@@ -37,11 +38,10 @@ from modstack.names import (
     REGISTERED_MODEL,
     TOPIC_LABELS,
 )
-from modstack.processes import BackgroundProcess, http_ok
-from modstack.registry import clear_challenger, get_alias_version, get_client
-from modstack.rollout import RolloutState, RolloutStore
-from modstack.schemas import LabelEvent
-from modstack.testing import free_port, wait_until
+from modstack.registry.aliases import clear_challenger, get_alias_version, get_client
+from modstack.registry.contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE, META_THRESHOLDS
+from modstack.registry.rollout import RolloutState, RolloutStore
+from modstack.waits import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +128,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, kafka_bootstrap, mlflow_tracking_uri) -> Iterator[Stack]:
-    from modstack.featurestore import apply_repo, feature_columns, get_store
+    from features.store import apply_repo, feature_columns, get_store
 
     root: Path = tmp_path_factory.mktemp("canary-stack")
     data_dir = root / "data"

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from modstack.canary_analysis import AnalysisThresholds, analyze, windows_from_samples
-from modstack.canary_metrics import MetricsUnavailable, PrometheusSource, ScrapeSource
-from modstack.processes import BackgroundProcess, http_ok
-from modstack.testing import free_port, wait_until
+from modstack.devstack.processes import BackgroundProcess, http_ok
+from modstack.waits import free_port, wait_until
+from services.canary.analysis import AnalysisThresholds, analyze, windows_from_samples
+from services.canary.sources import MetricsUnavailable, PrometheusSource, ScrapeSource
 from services.serving.metrics import LATENCY_BUCKETS, SCORE_BUCKETS
 
 pytestmark = pytest.mark.integration

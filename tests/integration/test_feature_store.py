@@ -10,13 +10,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from features import store as featurestore
 from features.definitions import offline_path
-from modstack import featurestore, names
-from modstack.processes import BackgroundProcess
-from modstack.schemas import LabelEvent, MessageEvent
-from modstack.sender_features import ACTIVITY_FEATURES, REPUTATION_FEATURES, SenderFeatureComputer
-from modstack.testing import free_port, port_open
-from modstack.text_features import TEXT_FEATURE_NAMES, text_features
+from features.sender import ACTIVITY_FEATURES, REPUTATION_FEATURES, SenderFeatureComputer
+from features.text import TEXT_FEATURE_NAMES, text_features
+from modstack import names
+from modstack.devstack.processes import BackgroundProcess
+from modstack.events import LabelEvent, MessageEvent
+from modstack.waits import free_port, port_open
 
 pytestmark = pytest.mark.integration
 
@@ -215,7 +216,7 @@ def test_redis_online_store_by_environment_serves_the_same_values(
 
 
 def test_training_row_after_the_last_event_equals_the_online_read(pushed_store):
-    from pipelines.build_dataset import build_training_set
+    from pipelines.dataset import build_training_set
 
     later = T0 + timedelta(days=2)
     rows = pd.DataFrame(
@@ -242,7 +243,7 @@ def test_training_row_after_the_last_event_equals_the_online_read(pushed_store):
 
 
 def test_training_set_from_an_empty_offline_store_has_no_sender_state(tmp_path: Path):
-    from pipelines.build_dataset import build_training_set
+    from pipelines.dataset import build_training_set
 
     featurestore.apply_repo(data_dir=tmp_path)
     rows = pd.DataFrame(

@@ -25,18 +25,18 @@ import yaml
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from modstack.devstack.processes import BackgroundProcess, http_ok
 from modstack.drift.evidently_report import SCORE_COLUMN
+from modstack.events import LabelEvent, PredictionEvent
 from modstack.kafka import make_producer
-from modstack.model_contract import (
+from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL, TOPIC_LABELS, TOPIC_PREDICTIONS
+from modstack.registry.contract import (
     META_FEATURE_COLUMNS,
     META_THRESHOLDS,
     REFERENCE_ARTIFACT,
     Thresholds,
 )
-from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL, TOPIC_LABELS, TOPIC_PREDICTIONS
-from modstack.processes import BackgroundProcess, http_ok
-from modstack.schemas import LabelEvent, PredictionEvent
-from modstack.testing import free_port, wait_until
+from modstack.waits import free_port, wait_until
 from tests.drift_data import FEATURES, PeriodRows, full_corpus_periods
 
 pytestmark = pytest.mark.integration

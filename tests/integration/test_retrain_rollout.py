@@ -13,11 +13,11 @@ import uvicorn
 from pydantic import SecretStr
 from sklearn.dummy import DummyClassifier
 
+from modstack.devstack.processes import http_ok
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
-from modstack.processes import http_ok
-from modstack.registry import get_client
-from modstack.rollout import RolloutStore
-from modstack.testing import free_port, wait_until
+from modstack.registry.aliases import get_client
+from modstack.registry.rollout import RolloutStore
+from modstack.waits import free_port, wait_until
 from services.canary.app import create_app
 from services.canary.settings import CanarySettings
 from services.monitoring.retrain import ROLLOUT_ACTOR, start_rollout

@@ -5,9 +5,14 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
-from modstack import canary_controller as cc
 from modstack.names import REGISTERED_MODEL
-from modstack.rollout import HISTORY_TAG_PREFIX, STATE_TAG, TAG_VALUE_MAX_CHARS, RolloutStore
+from modstack.registry.rollout import (
+    HISTORY_TAG_PREFIX,
+    STATE_TAG,
+    TAG_VALUE_MAX_CHARS,
+    RolloutStore,
+)
+from services.canary import state_machine as cc
 
 pytestmark = pytest.mark.integration
 

@@ -22,17 +22,17 @@ import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
-from modstack.model_contract import (
+from modstack.devstack.processes import BackgroundProcess, log_tail
+from modstack.names import FEATURE_SERVICE_V1, TOPIC_LABELS, TOPIC_PREDICTIONS
+from modstack.registry.contract import (
     META_FEATURE_COLUMNS,
     META_FEATURE_SERVICE,
     META_THRESHOLDS,
     Thresholds,
 )
-from modstack.names import FEATURE_SERVICE_V1, TOPIC_LABELS, TOPIC_PREDICTIONS
-from modstack.processes import BackgroundProcess, log_tail
-from modstack.rollout import RolloutStore
-from modstack.routing import assign_variant
-from modstack.testing import free_port, wait_until
+from modstack.registry.rollout import RolloutStore
+from modstack.waits import free_port, wait_until
+from services.serving.routing import assign_variant
 
 pytestmark = pytest.mark.integration
 
@@ -50,8 +50,8 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 def _training_frame(data_dir: Path, feature_columns: list[str]) -> pd.DataFrame:
     """The fixture corpus with the text features computed by the same code Feast runs; sender
     features are NaN (the model contract allows it, and serving reads them from Feast)."""
+    from features.text import text_features
     from modstack.corpus import build_corpus, load_corpus
-    from modstack.text_features import text_features
 
     build_corpus(FIXTURE_CORPUS, data_dir)
     corpus = load_corpus(data_dir)
@@ -152,8 +152,8 @@ def stack(
     champion and challenger."""
     from mlflow import MlflowClient
 
-    from modstack.featurestore import apply_repo, feature_columns, get_store, push_activity
-    from modstack.sender_features import ACTIVITY_FEATURES
+    from features.sender import ACTIVITY_FEATURES
+    from features.store import apply_repo, feature_columns, get_store, push_activity
 
     data_dir = tmp_path_factory.mktemp("serving-data")
     apply_repo(PROJECT_ROOT / "features", data_dir)

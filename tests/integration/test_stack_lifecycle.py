@@ -12,10 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modstack.kafka import make_consumer, make_producer
-from modstack.names import ALL_TOPICS, TOPIC_MESSAGES
-from modstack.processes import child_env
-from modstack.stack import (
+from modstack.devstack.processes import child_env
+from modstack.devstack.stack import (
     Program,
     StackPaths,
     UpResult,
@@ -25,7 +23,9 @@ from modstack.stack import (
     start_and_wait,
     start_supervisord,
 )
-from modstack.testing import free_port, port_open, wait_until
+from modstack.kafka import make_consumer, make_producer
+from modstack.names import ALL_TOPICS, TOPIC_MESSAGES
+from modstack.waits import free_port, port_open, wait_until
 
 pytestmark = pytest.mark.integration
 

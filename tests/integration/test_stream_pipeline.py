@@ -25,7 +25,20 @@ from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from modstack import featurestore
+from features import store as featurestore
+from features.sender import (
+    ACTIVITY_FEATURES,
+    REPUTATION_FEATURES,
+    SenderFeatureComputer,
+)
+from modstack.devstack.processes import (
+    BackgroundProcess,
+    http_ok,
+    kafka_ready,
+    log_tail,
+    tansu_argv,
+)
+from modstack.events import DeadLetter, LabelEvent, MessageEvent
 from modstack.kafka import ensure_topics, make_producer
 from modstack.message_log import MessageLog
 from modstack.names import (
@@ -35,14 +48,7 @@ from modstack.names import (
     VIEW_SENDER_ACTIVITY,
     VIEW_SENDER_REPUTATION,
 )
-from modstack.processes import BackgroundProcess, http_ok, kafka_ready, log_tail, tansu_argv
-from modstack.schemas import DeadLetter, LabelEvent, MessageEvent
-from modstack.sender_features import (
-    ACTIVITY_FEATURES,
-    REPUTATION_FEATURES,
-    SenderFeatureComputer,
-)
-from modstack.testing import free_port, wait_until
+from modstack.waits import free_port, wait_until
 from services.ingestion.app import create_app
 from services.ingestion.settings import IngestionSettings
 
@@ -355,7 +361,7 @@ def test_replaying_the_fixture_corpus_logs_every_message_and_label(
     stream: Stream, tmp_path: Path
 ) -> None:
     from modstack.corpus import build_corpus, load_corpus
-    from pipelines.replay import run
+    from pipelines.demo.replay import run
 
     build_corpus(REPO_ROOT / "tests" / "fixtures" / "corpus", tmp_path)
     corpus = load_corpus(tmp_path)

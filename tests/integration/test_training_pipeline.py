@@ -9,14 +9,14 @@ import mlflow
 import pandas as pd
 import pytest
 
-from modstack import registry
-from modstack.model_contract import (
+from modstack.names import ALIAS_CHALLENGER, ALIAS_CHAMPION, FEATURE_SERVICE_V1, REGISTERED_MODEL
+from modstack.registry import aliases as registry
+from modstack.registry.contract import (
     META_FEATURE_COLUMNS,
     META_FEATURE_SERVICE,
     REFERENCE_ARTIFACT,
     Thresholds,
 )
-from modstack.names import ALIAS_CHALLENGER, ALIAS_CHAMPION, FEATURE_SERVICE_V1, REGISTERED_MODEL
 from pipelines.model import model_input
 from pipelines.train import TrainConfig, TrainResult, run_training, train_first_champion
 from pipelines.training_data import LabelledSet
@@ -159,8 +159,8 @@ def test_train_challenger_learns_from_the_message_log_and_gates_against_the_cham
     from datetime import timedelta
 
     from modstack.corpus import FUTURE_START
+    from modstack.events import LabelEvent, MessageEvent
     from modstack.message_log import MessageLog
-    from modstack.schemas import LabelEvent, MessageEvent
     from pipelines.train import train_challenger
 
     # the future arrives through the stream: messages, then moderator labels 6 h later

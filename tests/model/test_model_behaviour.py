@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modstack.model_contract import TEXT_COLUMNS
-from modstack.text_features import text_features
+from features.text import text_features
+from modstack.registry.contract import TEXT_COLUMNS
 from pipelines.model import ModelConfig, model_input
 from pipelines.train import FittedModel, fit_baseline, fit_candidate
 from pipelines.training_data import LabelledSet

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from modstack.canary_analysis import (
+from services.canary.analysis import (
     ACTIONS,
     LATENCY_BUCKET,
     REQUESTS,

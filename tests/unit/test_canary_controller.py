@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from modstack import canary_controller as cc
-from modstack.canary_analysis import Analysis, CheckResult
-from modstack.rollout import RolloutState
+from modstack.registry.rollout import RolloutState
+from services.canary import state_machine as cc
+from services.canary.analysis import Analysis, CheckResult
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 POLICY = cc.RolloutPolicy(

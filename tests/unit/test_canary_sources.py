@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from modstack.canary_analysis import REQUESTS, SCORE_BUCKET, series_key
-from modstack.canary_labels import LabelJoin
-from modstack.canary_metrics import growth, parse_samples
+from services.canary.analysis import REQUESTS, SCORE_BUCKET, series_key
+from services.canary.label_join import LabelJoin
+from services.canary.sources import growth, parse_samples
 
 EXPOSITION = """\
 # HELP serving_requests_total Moderation requests

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from modstack.schemas import MAX_BATCH, MAX_SUBJECT_CHARS
+from modstack.events import MAX_BATCH, MAX_SUBJECT_CHARS
 from services.ingestion.payloads import (
     InvalidBody,
     label_event,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.sender import events_from_frames
+from modstack.events import LabelEvent, MessageEvent
 from modstack.message_log import MessageLog, next_seqs, read_labels, read_messages
-from modstack.schemas import LabelEvent, MessageEvent
-from modstack.sender_features import events_from_frames
 
 T0 = datetime(2002, 6, 1, tzinfo=UTC)
 RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from modstack.testing import wait_until
+from modstack.waits import wait_until
 from services.monitoring.metrics import MonitoringMetrics
 from services.monitoring.retrain import Retrainer, TrainingOutcome
 from services.monitoring.settings import MonitoringSettings

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from modstack import featurestore
+from features import store as featurestore
+from features.sender import ACTIVITY_FEATURES, REPUTATION_FEATURES
+from modstack.events import DeadLetter, LabelEvent, MessageEvent
 from modstack.message_log import MessageLog
 from modstack.names import TOPIC_LABELS, TOPIC_MESSAGES, VIEW_SENDER_ACTIVITY
-from modstack.schemas import DeadLetter, LabelEvent, MessageEvent
-from modstack.sender_features import ACTIVITY_FEATURES, REPUTATION_FEATURES
 from services.processor.metrics import ProcessorMetrics
 from services.processor.pipeline import FeaturePipeline
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pandas as pd
 
 from pipelines.backfill import corpus_events
-from pipelines.replay import MAX_REQUEST_BYTES, _refused_indexes, chunks, timeline
+from pipelines.demo.replay import MAX_REQUEST_BYTES, _refused_indexes, chunks, timeline
 
 
 def corpus(n: int, body: str = "hi", minutes: int = 30) -> pd.DataFrame:

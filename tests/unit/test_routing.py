@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from modstack.routing import assign_variant, sender_point
+from services.serving.routing import assign_variant, sender_point
 
 SENDERS = [f"user{i}@example{i % 97}.org" for i in range(20_000)]
 
@@ -42,7 +42,7 @@ def test_assignment_is_sticky_for_a_sender_across_calls() -> None:
 def test_assignment_is_the_same_in_another_process_with_another_hash_seed() -> None:
     """Python's hash() is salted per process; the routing hash must not be."""
     code = (
-        "from modstack.routing import sender_point;"
+        "from services.serving.routing import sender_point;"
         "print(repr([sender_point(f'user{i}@x.org', 'v1') for i in range(50)]))"
     )
     out = subprocess.run(

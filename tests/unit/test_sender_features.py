@@ -5,8 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from modstack.schemas import LabelEvent, MessageEvent
-from modstack.sender_features import (
+from features.sender import (
     ACTIVITY_FEATURES,
     REPUTATION_FEATURES,
     ROW_TICK,
@@ -15,6 +14,7 @@ from modstack.sender_features import (
     fold_events,
     normalize_subject,
 )
+from modstack.events import LabelEvent, MessageEvent
 
 T0 = datetime(2002, 3, 1, 12, 0, tzinfo=UTC)
 SENDER = "alice@example.com"

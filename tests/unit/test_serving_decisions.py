@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from modstack.model_contract import Thresholds
-from modstack.rollout import RolloutState
-from modstack.routing import NoChallengerLoaded, route_request
+from modstack.registry.contract import Thresholds
+from modstack.registry.rollout import RolloutState
 from services.serving.app import ModerateRequest, ReviewLabelRequest
 from services.serving.model_store import LoadedModel, ModelContractError, contract_from_metadata
 from services.serving.review_queue import AlreadyLabeled, ReviewQueue
+from services.serving.routing import NoChallengerLoaded, route_request
 
 SENDERS = [f"sender{i}@example.com" for i in range(5_000)]
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from supervisor.options import ServerOptions
 
-from modstack.settings import CommonSettings
-from modstack.stack import (
+from modstack.devstack.stack import (
     Program,
     StackError,
     StackPaths,
@@ -23,7 +22,8 @@ from modstack.stack import (
     select_programs,
     stack_programs,
 )
-from modstack.testing import GiveUp, free_port, wait_until
+from modstack.settings import CommonSettings
+from modstack.waits import GiveUp, free_port, wait_until
 
 
 def _settings(tmp_path: Path, **overrides: str) -> CommonSettings:

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from modstack.text_features import (
+from features.text import (
     TEXT_FEATURE_NAMES,
     looks_like_html,
     text_features,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from modstack.model_contract import Thresholds
+from modstack.registry.contract import Thresholds
 from pipelines.gate import GateTolerance, check_gate
 from pipelines.metrics import (
     coarse_group,

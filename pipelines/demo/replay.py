@@ -6,7 +6,7 @@ moderator decision that arrives later), batched, at `--speed` events/s or as fas
 takes them. Then it waits (bounded) until the processor has every replayed event in the message
 log and prints the online features of the busiest senders.
 
-Usage: `python -m pipelines.replay [--period history|future|all] [--speed 200] [--limit N]`.
+Usage: `python -m pipelines.demo.replay [--period history|future|all] [--speed 200] [--limit N]`.
 """
 
 from __future__ import annotations
@@ -40,14 +40,14 @@ from tenacity import (
     wait_exponential,
 )
 
+from modstack.events import MAX_BATCH
 from modstack.log import configure_logging
 from modstack.message_log import MessageLog
 from modstack.names import FEAST_JOIN_KEY, VIEW_SENDER_ACTIVITY, VIEW_SENDER_REPUTATION
-from modstack.schemas import MAX_BATCH
 from modstack.settings import get_settings
 from pipelines.backfill import DEFAULT_LABEL_DELAY, Period, corpus_events
 
-log = logging.getLogger("pipelines.replay")
+log = logging.getLogger("pipelines.demo.replay")
 
 DEFAULT_BATCH = 100
 # Stay well under ingestion's 8 MiB request limit however large the mails in a batch are.
@@ -279,8 +279,8 @@ def wait_for_processor(
 
 def sender_feature_table(senders: list[str], data_dir: Path | None = None) -> Table:
     """The online sender features of `senders` as a rich table (one row per sender)."""
-    from modstack import featurestore
-    from modstack.sender_features import ACTIVITY_FEATURES, REPUTATION_FEATURES
+    from features import store as featurestore
+    from features.sender import ACTIVITY_FEATURES, REPUTATION_FEATURES
 
     store = featurestore.get_store(data_dir=data_dir)
     refs = [f"{VIEW_SENDER_ACTIVITY}:{f}" for f in ACTIVITY_FEATURES] + [
@@ -388,7 +388,7 @@ def run(
 
 def main(argv: list[str] | None = None) -> ReplayReport:
     """CLI entry point."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.replay", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pipelines.demo.replay", description=__doc__)
     parser.add_argument("--period", choices=["history", "future", "all"], default="history")
     parser.add_argument(
         "--speed", type=float, default=0, help="events per second (0: as fast as possible)"

@@ -68,7 +68,7 @@ def _wait(what: str, check: Any, timeout_s: float, poll_s: float = 1.0) -> Any:
 
 def reset_state(settings: CommonSettings) -> None:
     """Stop the stack and remove every piece of state but the parsed corpus."""
-    from modstack.stack import down
+    from modstack.devstack.stack import down
 
     down(settings, say=lambda line: None)
     data_dir = settings.data_dir
@@ -80,7 +80,7 @@ def reset_state(settings: CommonSettings) -> None:
 
 def start_stack(settings: CommonSettings) -> None:
     """`modstack up` for every process, failing with the names of those that did not start."""
-    from modstack.stack import StackError, up
+    from modstack.devstack.stack import StackError, up
 
     try:
         result = up(settings, say=lambda line: console.print(f"  [dim]{line}[/]"))
@@ -107,7 +107,7 @@ def prepare(fresh: bool = True) -> str:
     """Stages 1-4: corpus, stack, history through the stream, first champion. Returns the
     champion version serving loaded."""
     from pipelines.data import run as build_corpus
-    from pipelines.replay import run as replay
+    from pipelines.demo.replay import run as replay
     from pipelines.train import main as train
 
     for key, value in DEMO_ENVIRONMENT.items():
@@ -128,7 +128,7 @@ def prepare(fresh: bool = True) -> str:
     replay("history", label_delay=LABEL_DELAY, console=console)
 
     console.rule("[bold]4. first champion: LightGBM vs baseline, history -> future holdout")
-    result = train([])
+    result = train()
     configure_logging("demo", "WARNING")
     if not getattr(result, "promoted", False):
         raise DemoFailed("the first model did not pass the gate against the baseline: no champion")
@@ -162,8 +162,8 @@ def _window_line(result: dict[str, Any]) -> str:
 
 def live_story(champion: str, speed: float, timeout_s: float, after_windows: int) -> Timeline:
     """Stages 5-7: future traffic, drift, retraining, canary, promotion, drift afterwards."""
-    from modstack.rollout_cli import ControllerClient
-    from pipelines.rollout_demo import TrafficReplayer, future_timeline
+    from pipelines.demo.traffic import TrafficReplayer, future_timeline
+    from services.canary.cli import ControllerClient
 
     settings = get_settings()
     story = Timeline(champion_before=champion)
@@ -254,7 +254,7 @@ def summary(story: Timeline, settings: CommonSettings) -> Table:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the whole demo; exit 0 when the challenger was promoted."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pipelines.demo.story", description=__doc__)
     parser.add_argument("--speed", type=float, default=30.0, help="future messages per second")
     parser.add_argument("--timeout", type=float, default=900.0, help="bound on stages 5-7 (s)")
     parser.add_argument(

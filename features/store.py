@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from features.sender import ACTIVITY_FEATURES, REPUTATION_FEATURES
 from modstack import names
-from modstack.sender_features import ACTIVITY_FEATURES, REPUTATION_FEATURES
 from modstack.settings import CommonSettings
 
 if TYPE_CHECKING:

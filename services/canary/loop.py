@@ -17,20 +17,20 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from modstack import canary_controller as cc
-from modstack import registry
-from modstack.canary_analysis import (
+from modstack.names import ALIAS_CHALLENGER, ALIAS_CHAMPION, VARIANT_CHAMPION
+from modstack.registry import aliases as registry
+from modstack.registry.rollout import RolloutMode, RolloutState, RolloutStore
+from services.canary import state_machine as cc
+from services.canary.analysis import (
     Analysis,
     AnalysisThresholds,
     VariantWindow,
     analyze,
     windows_from_samples,
 )
-from modstack.canary_metrics import MetricsSource, PrometheusSource
-from modstack.names import ALIAS_CHALLENGER, ALIAS_CHAMPION, VARIANT_CHAMPION
-from modstack.rollout import RolloutMode, RolloutState, RolloutStore
-from services.canary.labels import LabelFollower
+from services.canary.label_feed import LabelFollower
 from services.canary.metrics import CanaryMetrics
+from services.canary.sources import MetricsSource, PrometheusSource
 
 log = logging.getLogger("canary")
 # While a step waits for its minimum traffic, the state's reason is refreshed this often.

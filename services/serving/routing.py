@@ -12,9 +12,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Protocol
 
+from modstack.events import Variant
 from modstack.names import VARIANT_CHALLENGER, VARIANT_CHAMPION
-from modstack.rollout import ACTIVE_STATUSES
-from modstack.schemas import Variant
+from modstack.registry.rollout import ACTIVE_STATUSES
 
 _SCALE = float(1 << 64)
 
@@ -47,7 +47,7 @@ def assign_variant(sender_id: str, weight_percent: float, salt: str = "") -> Var
 
 
 class RolloutLike(Protocol):
-    """The fields of `modstack.rollout.RolloutState` that routing reads."""
+    """The fields of `modstack.registry.rollout.RolloutState` that routing reads."""
 
     challenger_version: str | None
     weight_percent: float

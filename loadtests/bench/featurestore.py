@@ -1,7 +1,7 @@
 """Benchmark of the feature store path: apply, push, online read, backfill, training set.
 
 Works in a throw-away DATA_DIR (the corpus parquet is copied in from DATA_DIR), prints numbers.
-Usage: `python -m loadtests.bench_featurestore [--reads 1000] [--redis 127.0.0.1:6379]`.
+Usage: `python -m loadtests.bench.featurestore [--reads 1000] [--redis 127.0.0.1:6379]`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from modstack import featurestore, names
+from features import store as featurestore
+from modstack import names
 from modstack.corpus import load_corpus, messages_path
 from modstack.log import configure_logging
 from modstack.settings import get_settings
@@ -32,7 +33,7 @@ def _percentiles(samples_s: list[float]) -> tuple[float, float, float]:
 def bench(data_dir: Path, reads: int, console: Console) -> Table:
     """Run every measurement against `data_dir`; returns the result table."""
     from pipelines import backfill
-    from pipelines.build_dataset import build_training_set, corpus_rows
+    from pipelines.dataset import build_training_set, corpus_rows
 
     table = Table(title="feature store (this machine)", title_justify="left")
     for column in ("measurement", "value"):

@@ -10,7 +10,7 @@ services.ingestion`, `python -m services.processor`, a Feast store applied there
    the online store and records when each sender's row appears; prints p50/p90/p99 of the time
    from the 202 to the feature being readable online.
 
-Usage: `python -m loadtests.bench_ingest [--messages 5000] [--rate 50] [--probes 300]`.
+Usage: `python -m loadtests.bench.ingest [--messages 5000] [--rate 50] [--probes 300]`.
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from modstack import featurestore
+from features import store as featurestore
+from modstack.devstack.processes import BackgroundProcess, http_ok, kafka_ready, tansu_argv
 from modstack.kafka import ensure_topics
 from modstack.message_log import MessageLog
 from modstack.names import VIEW_SENDER_ACTIVITY
-from modstack.processes import BackgroundProcess, http_ok, kafka_ready, tansu_argv
-from modstack.testing import free_port, wait_until
+from modstack.waits import free_port, wait_until
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -256,7 +256,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     """Run both measurements and print them."""
-    parser = argparse.ArgumentParser(prog="python -m loadtests.bench_ingest", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m loadtests.bench.ingest", description=__doc__)
     parser.add_argument("--messages", type=int, default=5000, help="throughput run size")
     parser.add_argument("--batch", type=int, default=100, help="messages per request")
     parser.add_argument("--clients", type=int, default=4, help="concurrent client threads")

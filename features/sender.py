@@ -42,9 +42,9 @@ from typing import Any, Final
 
 import pandas as pd
 
+from features.text import looks_like_html, url_count
+from modstack.events import LabelEvent, MessageEvent
 from modstack.names import VIEW_SENDER_ACTIVITY, VIEW_SENDER_REPUTATION
-from modstack.schemas import LabelEvent, MessageEvent
-from modstack.text_features import looks_like_html, url_count
 
 WINDOWS: Final = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 LABEL_WINDOW: Final = timedelta(days=30)

@@ -19,7 +19,7 @@ from types import TracebackType
 
 import httpx
 
-from modstack.testing import GiveUp, wait_until
+from modstack.waits import GiveUp, wait_until
 
 # Environment every child process gets: no telemetry calls to the outside.
 QUIET_ENV: Mapping[str, str] = {

@@ -33,7 +33,7 @@ class FeatureLookup:
 class OnlineFeatures:
     """Reads the FeatureService a model names from the Feast repo at `repo_path`.
 
-    Calls Feast directly rather than `modstack.featurestore.online_features` only to also read
+    Calls Feast directly rather than `features.store.online_features` only to also read
     the per-field statuses: a value past its view's TTL comes back as null with status
     OUTSIDE_MAX_AGE, and serving reports it as stale rather than as never seen.
     """
@@ -41,7 +41,7 @@ class OnlineFeatures:
     def __init__(self, repo_path: Any) -> None:
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
-        from modstack.featurestore import get_store
+        from features.store import get_store
 
         self.store = get_store(repo_path)
         self._outside_max_age = FieldStatus.OUTSIDE_MAX_AGE

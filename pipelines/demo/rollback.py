@@ -12,7 +12,7 @@ The future period is replayed against serving's /v1/moderate in event-time order
 controller steps the weight; each decision is printed as it happens.
 
 Needs the stack (`make up`) and a champion (`make backfill train`).
-Usage: `python -m pipelines.demo_rollback [--fault shuffled|errors|latency] [--interval 15]`.
+Usage: `python -m pipelines.demo.rollback [--fault shuffled|errors|latency] [--interval 15]`.
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from modstack import registry
 from modstack.log import configure_logging
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
-from modstack.rollout_cli import wide_console
+from modstack.registry import aliases as registry
 from modstack.settings import get_settings
-from pipelines.rollout_demo import (
+from pipelines.demo.traffic import (
     DEMO_ACTOR,
     StackNotReady,
     TrafficReplayer,
@@ -38,6 +37,7 @@ from pipelines.rollout_demo import (
     preflight,
     print_outcome,
 )
+from services.canary.cli import wide_console
 
 console = wide_console()
 FAULTS = {
@@ -118,7 +118,7 @@ def set_faults(error_rate: float, extra_latency_ms: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; exit code 0 when the controller rolled the bad challenger back."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.demo_rollback", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pipelines.demo.rollback", description=__doc__)
     parser.add_argument("--fault", choices=["shuffled", "errors", "latency"], default="shuffled")
     parser.add_argument("--speed", type=float, default=40.0, help="messages per second")
     parser.add_argument("--steps", default="20,50,100")
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except StackNotReady as exc:
         # A fresh clone: bring up the stack and train the first champion, as `make demo` does.
         console.print(f"[yellow]{exc}[/]: preparing the stack and a champion first")
-        from pipelines.demo import DemoFailed, prepare
+        from pipelines.demo.story import DemoFailed, prepare
 
         try:
             prepare()

@@ -10,7 +10,7 @@ out by the canary controller to promotion.
    hours) while the rest of the period keeps flowing; each decision is printed as it happens.
 
 Needs the stack (`make up`) and a champion (`make backfill train`).
-Usage: `python -m pipelines.demo_rollout [--speed 40] [--interval 20] [--steps 20,50,100]`.
+Usage: `python -m pipelines.demo.rollout [--speed 40] [--interval 20] [--steps 20,50,100]`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ from datetime import timedelta
 import pandas as pd
 
 from modstack.log import configure_logging
-from modstack.rollout_cli import wide_console
 from modstack.settings import get_settings
-from pipelines.rollout_demo import (
+from pipelines.demo.traffic import (
     DEMO_ACTOR,
     StackNotReady,
     TrafficReplayer,
@@ -35,13 +34,14 @@ from pipelines.rollout_demo import (
     preflight,
     print_outcome,
 )
+from services.canary.cli import wide_console
 
 console = wide_console()
 
 
 def warm_up(warmup: pd.DataFrame, cut: pd.Timestamp, speed: float) -> None:
     """Replay the warm-up events (champion only) and wait until the processor logged them."""
-    from pipelines.replay import wait_for_processor
+    from pipelines.demo.replay import wait_for_processor
 
     warm_messages = int((warmup["kind"] == "message").sum())
     console.print(
@@ -68,7 +68,7 @@ def warm_up(warmup: pd.DataFrame, cut: pd.Timestamp, speed: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; exit code 0 when the challenger was promoted."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.demo_rollout", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pipelines.demo.rollout", description=__doc__)
     parser.add_argument("--speed", type=float, default=40.0, help="messages per second")
     parser.add_argument(
         "--warmup-fraction",

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from modstack.canary_analysis import Analysis
-from modstack.rollout import RolloutMode, RolloutState, utc_now
+from modstack.registry.rollout import RolloutMode, RolloutState, utc_now
+from services.canary.analysis import Analysis
 
 CONTROLLER = "controller"
 

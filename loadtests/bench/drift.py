@@ -1,6 +1,6 @@
 """Drift benchmark: evaluation time per window, and the drift the real period shift produces.
 
-    python -m loadtests.bench_drift [--data-dir var/data] [--write docs/benchmarks.md]
+    python -m loadtests.bench.drift [--data-dir var/data] [--write docs/benchmarks.md]
 
 Rows are the full corpus (`python -m pipelines.data` first), duplicates removed, with the
 model's text features (the on-demand half of the feature service; sender features need the
@@ -195,10 +195,10 @@ def run(data_dir: Path | None) -> str:
     lines = [
         f"## {SECTION}",
         "",
-        f"Measured by `python -m loadtests.bench_drift` on {time.strftime('%Y-%m-%d %H:%M')} "
+        f"Measured by `python -m loadtests.bench.drift` on {time.strftime('%Y-%m-%d %H:%M')} "
         f"(full corpus, duplicates removed; 1-minute load average {load:.1f} on 2 cores shared "
         "with other work, so timings are +-30% at best). Features: the "
-        f"{len(columns)} text descriptors of `modstack/text_features.py` (sender features need "
+        f"{len(columns)} text descriptors of `features/text.py` (sender features need "
         "the Feast offline store and are left out) + the candidate's spam score. Pinned "
         "methods: numeric = normed Wasserstein, 0/1 flags = Jensen-Shannon, drifted at >= 0.1; "
         "dataset drift at drift share >= 0.5. The model is the training pipeline's own "

@@ -3,7 +3,7 @@
 Consumes labelled rows (message_id, sender_id, sent_at, label, subject, body) and the sender
 views' offline rows (written by the backfill and the stream processor); produces the rows with
 the FeatureService's columns added, in the same order and count. Usage:
-`python -m pipelines.build_dataset [--period history] [--feature-service spam_model_v1] [--out F]`.
+`python -m pipelines.dataset [--period history] [--feature-service spam_model_v1] [--out F]`.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ import pandas as pd
 import pyarrow as pa
 from rich.console import Console
 
-from modstack import featurestore, names
+from features import store as featurestore
+from modstack import names
 from modstack.log import configure_logging
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-log = logging.getLogger("pipelines.build_dataset")
+log = logging.getLogger("pipelines.dataset")
 
 ROW_COLUMNS = ("message_id", "sender_id", "sent_at", "label", "subject", "body")
 REQUEST_COLUMNS = ("subject", "body")
@@ -114,7 +115,7 @@ def build_training_set(
 
     A row's sender features are the sender's state strictly before its `sent_at`: no feature
     sees the message itself, its label, another message with the same `sent_at`, or anything
-    later (rows are stamped after their event: modstack.sender_features). Features of a
+    later (rows are stamped after their event: features.sender). Features of a
     sender with no earlier state are NaN.
     """
     missing = [c for c in ROW_COLUMNS if c not in rows.columns]

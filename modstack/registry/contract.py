@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modstack.schemas import Action
+from modstack.events import Action
 
 TEXT_COLUMNS: tuple[str, ...] = ("subject", "body")
 

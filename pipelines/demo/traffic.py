@@ -2,7 +2,7 @@
 the future period to serving (and ingestion) in event-time order, and a follower that prints the
 rollout's timeline as the controller decides.
 
-Used by `pipelines.demo_rollout` (a retrained challenger promoted) and `pipelines.demo_rollback`
+Used by `pipelines.demo.rollout` (a retrained challenger promoted) and `pipelines.demo.rollback`
 (a bad challenger rolled back on its own).
 """
 
@@ -20,8 +20,8 @@ import httpx
 import pandas as pd
 from rich.console import Console
 
-from modstack.rollout_cli import CHECK_ORDER, ControllerClient, timeline_reasons, timeline_table
 from modstack.settings import get_settings
+from services.canary.cli import CHECK_ORDER, ControllerClient, timeline_reasons, timeline_table
 
 DEMO_ACTOR = "demo"
 WAIT_NOTE_EVERY_S = 5.0
@@ -83,7 +83,7 @@ class TrafficStats:
 
 
 class TrafficReplayer:
-    """Replays a timeline (pipelines.replay.timeline: messages and labels in event-time order).
+    """Replays a timeline (pipelines.demo.replay.timeline: messages and labels in event-time order).
 
     Each message goes to serving's POST /v1/moderate (a few requests in flight, like several
     clients) and, with `ingest`, to ingestion with its label later in the timeline, so the
@@ -125,7 +125,7 @@ class TrafficReplayer:
 
     def run(self) -> TrafficStats:
         """Send the whole timeline in this thread (until stopped, when cycling)."""
-        from pipelines.replay import IngestionClient, ReplayReport
+        from pipelines.demo.replay import IngestionClient, ReplayReport
 
         report = ReplayReport()
         ingestion = IngestionClient(self.ingestion_addr, report) if self.ingest else None
@@ -160,7 +160,7 @@ class TrafficReplayer:
                             )
                         )
                         if ingestion is not None and not suffix:
-                            # messages before their labels, as in pipelines.replay
+                            # messages before their labels, as in pipelines.demo.replay
                             if messages:
                                 self.stats.messages_ingested += ingestion.send(
                                     "/v1/messages", "messages", messages
@@ -343,7 +343,7 @@ def future_timeline(label_delay: timedelta) -> tuple[pd.DataFrame, pd.DataFrame,
     """(messages, labels, timeline) of the corpus future period, in event-time order."""
     from modstack.corpus import load_corpus
     from pipelines.backfill import corpus_events
-    from pipelines.replay import timeline
+    from pipelines.demo.replay import timeline
 
     messages, labels = corpus_events(load_corpus(), "future", label_delay)
     messages = messages.sort_values("sent_at", kind="stable").reset_index(drop=True)

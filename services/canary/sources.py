@@ -19,7 +19,7 @@ from typing import Protocol
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from modstack.canary_analysis import (
+from services.canary.analysis import (
     ACTIONS,
     LATENCY_BUCKET,
     REQUESTS,

@@ -10,8 +10,8 @@ import json
 import logging
 import threading
 
-from modstack.canary_labels import LabelJoin
 from modstack.names import TOPIC_LABELS, TOPIC_PREDICTIONS
+from services.canary.label_join import LabelJoin
 
 log = logging.getLogger("canary.labels")
 

@@ -1,6 +1,6 @@
 """The model alone, in process: what one moderation decision costs without the service around it.
 
-`python -m loadtests.bench_model [--alias champion] [--requests 1000]` loads the same registered
+`python -m loadtests.bench.model [--alias champion] [--requests 1000]` loads the same registered
 version serving loads (through the same disk cache), takes messages from the corpus's future
 period, and times, one call at a time:
 - `model`: building the one-row input frame + `predict_proba` (features fetched beforehand);
@@ -76,9 +76,9 @@ def main(
     """Time the model and features+model in process, one call at a time."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     from modstack.corpus import load_corpus
-    from modstack.registry import get_client, resolve_version
-    from services.serving.features import FeatureLookup, OnlineFeatures
+    from modstack.registry.aliases import get_client, resolve_version
     from services.serving.model_store import ModelCache
+    from services.serving.online_features import FeatureLookup, OnlineFeatures
 
     settings = ServingSettings()
     console = Console()

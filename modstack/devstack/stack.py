@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from modstack.processes import (
+from modstack.devstack.processes import (
     MLFLOW_SERVER_ENV,
     QUIET_ENV,
     TANSU_STOP_SIGNAL,
@@ -40,9 +40,9 @@ from modstack.processes import (
     tansu_argv,
 )
 from modstack.settings import CommonSettings, port_of
-from modstack.testing import port_open
+from modstack.waits import port_open
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 Stage = Literal["infra", "setup", "services"]
@@ -215,7 +215,7 @@ def stack_programs(settings: CommonSettings) -> list[Program]:
             argv=(sys.executable, "-m", "modstack", "feast-apply"),
             stage="setup",
             module="modstack",
-            needs_module="modstack.featurestore",
+            needs_module="features.store",
             oneshot=True,
             start_timeout_s=120,
         )
@@ -498,7 +498,7 @@ def _supervisor_bin(name: str) -> str:
 
 def start_supervisord(paths: StackPaths) -> None:
     """Start (daemonized) the supervisord of paths.conf and wait until it answers."""
-    from modstack.testing import wait_until
+    from modstack.waits import wait_until
 
     paths.pidfile.unlink(missing_ok=True)
     log = paths.logs / "supervisord.log"

@@ -1,0 +1,1 @@
+"""Benchmarks, one module each; every one prints a table and writes JSON."""

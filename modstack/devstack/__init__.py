@@ -1,0 +1,1 @@
+"""The local stack: supervisord programs, preflight checks, system packages."""
