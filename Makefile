@@ -65,16 +65,17 @@ demo-rollback: $(STAMP) ## Roll out a bad challenger; the canary controller roll
 # --- quality -------------------------------------------------------------------------------
 PYTEST := $(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
 
-lint: $(STAMP) ## ruff check and format check (no changes)
+lint: $(STAMP) ## ruff (check, format), the layer contract (lint-imports), the type checker (mypy)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/lint-imports --no-cache
+	@$(VENV)/bin/mypy
 
 format: $(STAMP) ## Fix what ruff can and format the code
 	@$(VENV)/bin/ruff check --fix .
 	@$(VENV)/bin/ruff format .
 
-test: $(STAMP) ## Lint, then every test (unit, data, model, integration with real Tansu/MLflow)
-	@$(VENV)/bin/ruff check .
+test: lint ## Lint, then every test (unit, data, model, integration with real Tansu/MLflow)
 	@# the full-corpus data and drift tests read the parsed corpus (cached after the first run)
 	@$(PY) -m pipelines.data < /dev/null
 	@$(PYTEST) tests/unit tests/data tests/model tests/deploy tests/integration < /dev/null

@@ -187,7 +187,7 @@ def apply_repo(repo_path: Path | str | None = None, data_dir: Path | None = None
     definitions = build_definitions(folder)
     objects = definitions.objects()
     wanted = {(type(o).__name__, o.name) for o in objects}
-    registered = [
+    registered: list[Any] = [
         *store.list_feature_services(),
         *store.list_on_demand_feature_views(),
         *store.list_feature_views(),
@@ -280,7 +280,12 @@ def _append_offline(store: FeatureStore, view_name: str, frame: pd.DataFrame) ->
     file, and two processor replicas lose each other's rows. Here a lock file serialises the
     writers (flock: one host or NFSv4) and the new file replaces the old one by rename.
     """
-    path = Path(store.get_feature_view(view_name).batch_source.path)
+    from feast import FileSource
+
+    source = store.get_feature_view(view_name).batch_source
+    if not isinstance(source, FileSource):
+        raise TypeError(f"{view_name}: offline writes need a FileSource, not {source!r}")
+    path = Path(source.path)
     new_rows = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -8,13 +8,13 @@ import sys
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
-class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _CurrentStderrHandler(logging.StreamHandler):
     """Writes to whatever `sys.stderr` is at emit time. A handler bound to the stderr of the
     moment breaks when that stream is swapped and closed (pytest's capture does this per
     test): "ValueError: I/O operation on closed file" from every later log call."""
 
-    @property  # type: ignore[override]
-    def stream(self):  # type: ignore[no-untyped-def]
+    @property
+    def stream(self):
         return sys.stderr
 
     @stream.setter

@@ -231,7 +231,11 @@ def _delivery_time(msg: Message) -> datetime | None:
         except (TypeError, ValueError, IndexError, OverflowError):
             continue
         offset = parsed.utcoffset() if parsed is not None else None
-        if offset is not None and abs(offset.total_seconds()) <= MAX_ZONE_OFFSET_S:
+        if (
+            parsed is not None
+            and offset is not None
+            and abs(offset.total_seconds()) <= MAX_ZONE_OFFSET_S
+        ):
             delivered = parsed.astimezone(UTC)
             # Relays with broken clocks exist too ("0102"): fall through to the next hop.
             if EARLIEST_PLAUSIBLE <= delivered < LATEST_PLAUSIBLE:

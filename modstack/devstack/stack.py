@@ -723,7 +723,7 @@ def shutdown(paths: StackPaths, say: Say = print, timeout_s: float = 30.0) -> bo
     """`down` for the supervisord of these paths."""
     if supervisord_running(paths):
         server = rpc(paths)
-        pid = int(server.supervisor.getPID())
+        pid: int | None = int(server.supervisor.getPID())
         names = [i["name"] for i in server.supervisor.getAllProcessInfo() if i["pid"]]
         say(f"stopping {', '.join(names) or 'supervisord'} ...")
         server.supervisor.shutdown()  # what `supervisorctl shutdown` sends: stop all, then exit
@@ -738,7 +738,7 @@ def shutdown(paths: StackPaths, say: Say = print, timeout_s: float = 30.0) -> bo
         say(f"supervisord (pid {pid}) does not answer on {paths.socket}; sending SIGTERM")
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while pid_alive(pid):
+    while pid is not None and pid_alive(pid):
         if time.monotonic() > deadline:
             raise StackError(
                 f"supervisord (pid {pid}) still runs {timeout_s:g} s after shutdown; "

@@ -37,7 +37,7 @@ from pipelines.demo.traffic import (
     preflight,
     print_outcome,
 )
-from services.canary.cli import wide_console
+from services.canary.client import wide_console
 
 console = wide_console()
 FAULTS = {

@@ -163,7 +163,7 @@ def _window_line(result: dict[str, Any]) -> str:
 def live_story(champion: str, speed: float, timeout_s: float, after_windows: int) -> Timeline:
     """Stages 5-7: future traffic, drift, retraining, canary, promotion, drift afterwards."""
     from pipelines.demo.traffic import TrafficReplayer, future_timeline
-    from services.canary.cli import ControllerClient
+    from services.canary.client import ControllerClient
 
     settings = get_settings()
     story = Timeline(champion_before=champion)

@@ -21,7 +21,7 @@ import pandas as pd
 from rich.console import Console
 
 from modstack.settings import get_settings
-from services.canary.cli import CHECK_ORDER, ControllerClient, timeline_reasons, timeline_table
+from services.canary.client import CHECK_ORDER, ControllerClient, timeline_reasons, timeline_table
 
 DEMO_ACTOR = "demo"
 WAIT_NOTE_EVERY_S = 5.0

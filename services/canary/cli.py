@@ -1,156 +1,17 @@
-"""`modstack rollout start|status|promote|abort|pause|resume`: the canary controller's admin API
-from a terminal (CANARY_ADDR, ADMIN_TOKEN), plus the timeline view the demos print."""
+"""`modstack rollout ...`: start, follow, promote, abort, pause and resume a canary rollout
+from a terminal (CANARY_ADDR, ADMIN_TOKEN)."""
 
 from __future__ import annotations
 
 import getpass
 from typing import Annotated, Any
 
-import httpx
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
-from modstack.settings import get_settings
-
-rollout_app = typer.Typer(help="Canary rollouts: start, follow, promote, abort, pause, resume.")
-
-CHECK_ORDER = ("error_rate", "latency_p99", "score_psi", "block_rate", "block_precision")
-
-
-class ControllerClient:
-    """The controller's /v1/rollout endpoints, with the admin token."""
-
-    def __init__(self, addr: str | None = None, token: str | None = None, timeout_s: float = 30):
-        settings = get_settings()
-        self.addr = (addr or settings.canary_addr).rstrip("/")
-        secret = token if token is not None else settings.admin_token.get_secret_value()
-        self._http = httpx.Client(
-            base_url=self.addr, timeout=timeout_s, headers={"Authorization": f"Bearer {secret}"}
-        )
-
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict:
-        try:
-            response = self._http.request(method, path, json=body)
-        except httpx.HTTPError as exc:
-            raise RuntimeError(
-                f"canary controller at {self.addr} unreachable ({exc}): is it running "
-                "(`modstack status`)?"
-            ) from exc
-        if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise RuntimeError(f"{method} {path}: HTTP {response.status_code}: {detail}")
-        return response.json()
-
-    def status(self) -> dict:
-        return self._call("GET", "/v1/rollout")
-
-    def start(
-        self,
-        challenger_version: str | None = None,
-        mode: str | None = None,
-        steps: list[float] | None = None,
-        actor: str = "admin:cli",
-        interval_s: float | None = None,
-        failure_limit: int | None = None,
-        min_requests: int | None = None,
-    ) -> dict:
-        body: dict[str, Any] = {"actor": actor}
-        optional = {
-            "challenger_version": challenger_version,
-            "mode": mode,
-            "steps": steps,
-            "interval_s": interval_s,
-            "failure_limit": failure_limit,
-            "min_requests": min_requests,
-        }
-        body.update({k: v for k, v in optional.items() if v})
-        return self._call("POST", "/v1/rollout/start", body)
-
-    def act(self, action: str, reason: str = "", actor: str = "admin:cli") -> dict:
-        return self._call("POST", f"/v1/rollout/{action}", {"reason": reason, "actor": actor})
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
-SHORT_NAMES = {
-    "error_rate": "errors",
-    "latency_p99": "p99",
-    "score_psi": "psi",
-    "block_rate": "blocks",
-    "block_precision": "precision",
-}
-
-
-def check_cell(check: dict[str, Any]) -> str:
-    """One check as 'value verdict' with rich colours (the limit is in the column header)."""
-    verdict = {True: "[green]ok[/]", False: "[bold red]FAIL[/]", None: "[dim]skip[/]"}
-    if check.get("value") is None:
-        return verdict[check.get("passed")]
-    return f"{_fmt(check.get('value'))} {verdict[check.get('passed')]}"
-
-
-def wide_console() -> Console:
-    """A console that keeps the timeline table on one line per event when output is piped
-    (rich assumes 80 columns then)."""
-    import sys
-
-    return Console() if sys.stdout.isatty() else Console(width=120)
-
+from services.canary.client import ControllerClient, timeline_reasons, timeline_table, wide_console
 
 console = wide_console()
-
-
-def timeline_table(state: dict[str, Any], title: str = "rollout timeline") -> Table:
-    """The history as a table: time, who, what, weight and each check's value and verdict
-    (column headers carry the limits); reasons are printed by `timeline_reasons`."""
-    history = state.get("history", [])
-    limits: dict[str, Any] = {}
-    for event in history:
-        for name, check in event.get("checks", {}).items():
-            limits.setdefault(name, check.get("threshold"))
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("time", "actor", "action", "weight"):
-        table.add_column(column, no_wrap=True)
-    for name in CHECK_ORDER:
-        limit = limits.get(name)
-        header = SHORT_NAMES[name] + (f" ≤{_fmt(limit)}" if limit is not None else "")
-        table.add_column(header, no_wrap=True)
-    for event in history:
-        checks = event.get("checks", {})
-        action = event["action"]
-        style = {"rollback": "bold red", "abort": "red", "promote": "bold green"}.get(action, "")
-        table.add_row(
-            event["at"][11:19],
-            event["actor"],
-            f"[{style}]{action}[/]" if style else action,
-            f"{event['weight_percent']:g}%",
-            *(check_cell(checks[c]) if c in checks else "" for c in CHECK_ORDER),
-        )
-    table.caption = (
-        f"v{state.get('challenger_version')} vs champion v{state.get('champion_version')}: "
-        f"{state.get('status')}"
-    )
-    return table
-
-
-def timeline_reasons(state: dict[str, Any]) -> list[str]:
-    """'HH:MM:SS action: reason' for every event that has a reason."""
-    return [
-        f"{e['at'][11:19]} {e['action']}: {e['reason']}"
-        for e in state.get("history", [])
-        if e.get("reason")
-    ]
+rollout_app = typer.Typer(help="Canary rollouts: start, follow, promote, abort, pause, resume.")
 
 
 def _actor() -> str:
@@ -168,7 +29,7 @@ AddrOption = Annotated[str | None, typer.Option(help="Controller address (defaul
 ReasonOption = Annotated[str, typer.Option(help="Why: kept in the rollout history.")]
 
 
-def _run(call) -> dict:  # type: ignore[no-untyped-def]
+def _run(call) -> dict:
     try:
         return call()
     except RuntimeError as exc:

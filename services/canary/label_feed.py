@@ -36,7 +36,7 @@ class LabelFollower:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def _consumer(self):  # type: ignore[no-untyped-def]
+    def _consumer(self):
         from kafka import KafkaConsumer, TopicPartition
 
         consumer = KafkaConsumer(

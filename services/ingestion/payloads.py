@@ -54,6 +54,14 @@ def _dotted(loc: Sequence[Any]) -> str:
     return ".".join(str(part) for part in loc) or "body"
 
 
+def _body_errors(invalid: ValidationError) -> list[dict[str, Any]]:
+    # `input` is dropped: echoing a 200 kB body back helps no one.
+    found: list[dict[str, Any]] = []
+    for error in invalid.errors(include_url=False, include_input=False):
+        found.append({"loc": ("body", *error["loc"]), "msg": error["msg"], "type": error["type"]})
+    return found
+
+
 def _parse(raw: bytes, single: type[Item], batch: type[BaseModel], field: str) -> list[Item]:
     try:
         document = json.loads(raw)
@@ -65,13 +73,8 @@ def _parse(raw: bytes, single: type[Item], batch: type[BaseModel], field: str) -
     model = batch if is_batch else single
     try:
         parsed = model.model_validate(document)
-    except ValidationError as exc:
-        # `input` is dropped: echoing a 200 kB body back helps no one.
-        errors = [
-            {"loc": ("body", *e["loc"]), "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors(include_url=False, include_input=False)
-        ]
-        raise InvalidBody(errors) from None
+    except ValidationError as invalid:
+        raise InvalidBody(_body_errors(invalid)) from None
     return list(getattr(parsed, field)) if is_batch else [parsed]  # type: ignore[list-item]
 
 

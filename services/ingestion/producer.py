@@ -90,7 +90,7 @@ class EventSender:
             sender = getattr(producer, "_sender", None)
             if sender is not None:
                 sender.force_close()
-            producer._closed = True  # type: ignore[attr-defined]
+            producer._closed = True
 
 
 class RecentIds:

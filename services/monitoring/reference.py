@@ -63,7 +63,7 @@ def load_reference(client: MlflowClient, version: str) -> ChampionReference:
     text = set(TEXT_FEATURE_NAMES)
     return ChampionReference(
         model_version=version,
-        run_id=run_id,
+        run_id=run_id or "",
         frame=frame,
         feature_columns=feature_columns,
         text_descriptor_columns=[c for c in feature_columns if c in text],

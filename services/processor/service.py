@@ -60,7 +60,7 @@ def feast_pusher(settings: ProcessorSettings) -> PushRows:
             f"the Feast repo {settings.feast_repo_path} is not applied in "
             f"{featurestore.feast_data_dir()} ({exc}); run `modstack feast-apply` first"
         ) from exc
-    pushers: dict[str, Callable[[Any, list[dict[str, Any]]], None]] = {
+    pushers: dict[str, Callable[..., Any]] = {
         VIEW_SENDER_ACTIVITY: featurestore.push_activity,
         VIEW_SENDER_REPUTATION: featurestore.push_reputation,
     }

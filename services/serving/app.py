@@ -258,7 +258,9 @@ def _after_response(
         if added:
             metrics.REVIEW_QUEUE_ITEMS.inc()
     if route.shadow:
-        other = VARIANT_CHAMPION if decision.variant == VARIANT_CHALLENGER else VARIANT_CHALLENGER
+        other: Variant = (
+            VARIANT_CHAMPION if decision.variant == VARIANT_CHALLENGER else VARIANT_CHALLENGER
+        )
         model = snapshot.model_for(other)
         if model is not None:
             _shadow(services, message, decision, model, other)
@@ -269,7 +271,7 @@ def _shadow(
     message: ModerateRequest,
     served: Decision,
     model: LoadedModel,
-    variant: str,
+    variant: Variant,
 ) -> None:
     """Score the variant that did not answer too, log it (served=False), count disagreements."""
     try:

@@ -49,10 +49,16 @@ def assign_variant(sender_id: str, weight_percent: float, salt: str = "") -> Var
 class RolloutLike(Protocol):
     """The fields of `modstack.registry.rollout.RolloutState` that routing reads."""
 
-    challenger_version: str | None
-    weight_percent: float
-    mode: str  # "canary" | "shadow"
-    status: str  # "idle" | "progressing" | "paused" | "promoted" | "rolled_back"
+    @property
+    def challenger_version(self) -> str | None: ...
+    @property
+    def weight_percent(self) -> float: ...
+    @property
+    def mode(self) -> str:  # "canary" | "shadow"
+        ...
+    @property
+    def status(self) -> str:  # "idle" | "progressing" | "paused" | "promoted" | "rolled_back"
+        ...
 
 
 @dataclass(frozen=True)
