@@ -42,6 +42,7 @@ from modstack.registry.contract import (
     REFERENCE_ARTIFACT,
     Thresholds,
 )
+from modstack.registry.expectation import expectation_from_scores, log_expectation
 from pipelines.evaluate import (
     comparison_table,
     evaluate_model,
@@ -375,6 +376,9 @@ def run_training(
                 {"lightgbm": cand_report, "baseline": base_report}, out / "holdout_report.json"
             )
             mlflow.log_artifact(str(report_path), artifact_path="evaluation")
+            # What the canary compares the live challenger with (its own holdout behaviour).
+            t = candidate.thresholds
+            log_expectation(expectation_from_scores(cand_scores, t.block, t.review))
             reference = reference_sample(train, candidate, config, holdout, cand_scores)
             reference_file = out / Path(REFERENCE_ARTIFACT).name
             reference.to_parquet(reference_file, index=False)
