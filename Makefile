@@ -12,7 +12,7 @@ UV_VERSION := 0.13.9
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup demo demo-rollout demo-rollback test test-unit test-integration lint format data backfill dataset up down status train loadtest bench bench-model clean
+.PHONY: help setup demo demo-rollout demo-rollback test test-unit test-integration test-data test-model test-deploy report lint format data backfill dataset up down status train loadtest bench bench-model clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -85,6 +85,20 @@ test-unit: $(STAMP) ## Unit tests only (no network, seconds)
 
 test-integration: $(STAMP) ## Integration tests only (starts real Tansu, MLflow, ... on free ports)
 	@$(PYTEST) tests/integration < /dev/null
+
+test-data: $(STAMP) ## Data tests: expectations on the parsed corpus and the training set
+	@$(PY) -m pipelines.data < /dev/null
+	@$(PYTEST) tests/data < /dev/null
+
+test-model: $(STAMP) ## Model tests: the behavioural suite, determinism, the model contract
+	@$(PY) -m pipelines.data < /dev/null
+	@$(PYTEST) tests/model < /dev/null
+
+test-deploy: $(STAMP) ## Static checks: compose, kustomize, Prometheus rules, the CI workflow
+	@$(PYTEST) tests/deploy < /dev/null
+
+report: $(STAMP) ## Render var/run/results/*.json into docs/benchmarks.md (copies in docs/results/)
+	@$(PY) -m modstack.report
 
 # --- load (against the running stack: `make up`, a champion trained) -----------------------
 LOADTEST_USERS ?= 20

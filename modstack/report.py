@@ -1,0 +1,129 @@
+"""`modstack report`: render the results files into docs/benchmarks.md.
+
+Each results file (var/run/results/<name>.json, written by a benchmark or a demo) is copied to
+docs/results/<name>.json, so the docs cite files the repository holds, and its tables are
+rendered between the markers `<!-- result:<name> -->` and `<!-- /result:<name> -->` of
+docs/benchmarks.md. The prose around the markers is kept; a result with no marker yet is added
+at the end, under "More results".
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modstack.results import Result, ResultTable, read_result, results_dir
+
+MORE_RESULTS = "## More results"
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    """What a report run did."""
+
+    rendered: list[str]
+    appended: list[str]
+    document: Path
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        if value != 0 and abs(value) < 0.01:
+            return f"{value:.2g}"
+        return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) < 100 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|")
+
+
+def render_table(table: ResultTable) -> str:
+    """A Markdown table with its caption above it."""
+    lines = [f"*{table.caption}*", ""] if table.caption else []
+    lines.append("| " + " | ".join(table.columns) + " |")
+    lines.append("| " + " | ".join("---" for _ in table.columns) + " |")
+    lines.extend("| " + " | ".join(_cell(c) for c in row) + " |" for row in table.rows)
+    return "\n".join(lines)
+
+
+def render_result(result: Result, link: str) -> str:
+    """The tables of one result, then where they came from."""
+    origin = result.provenance
+    machine = origin.get("machine", {})
+    versions = ", ".join(f"{k} {v}" for k, v in origin.get("versions", {}).items())
+    parts = [render_table(table) for table in result.tables]
+    parts.extend(f"- {note}" for note in result.notes)
+    parts.append(
+        f"<sub>Source: [{Path(link).name}]({link}), written by `{result.command}` on "
+        f"{origin.get('date', '?')}; {machine.get('cores', '?')} cores, "
+        f"{machine.get('memory_gib', '?')} GiB, load {machine.get('load_average_1m', '?')}, "
+        f"Python {machine.get('python', '?')}; {versions}.</sub>"
+    )
+    return "\n\n".join(parts)
+
+
+def render(document: Path, results: dict[str, Result], link_prefix: str) -> ReportOutcome:
+    """Replace each result's marked block in `document` (append the unmarked ones)."""
+    text = document.read_text() if document.exists() else "# Benchmarks\n"
+    rendered, appended = [], []
+    for name, result in sorted(results.items()):
+        block = render_result(result, f"{link_prefix}{name}.json")
+        pattern = re.compile(
+            rf"(<!-- result:{re.escape(name)} -->\n).*?(\n<!-- /result:{re.escape(name)} -->)",
+            re.S,
+        )
+        match = pattern.search(text)
+        if match is not None:
+            text = (
+                text[: match.start()]
+                + match.group(1)
+                + block
+                + match.group(2)
+                + text[match.end() :]
+            )
+            rendered.append(name)
+            continue
+        if MORE_RESULTS not in text:
+            text = text.rstrip() + f"\n\n{MORE_RESULTS}\n"
+        marked = f"<!-- result:{name} -->\n{block}\n<!-- /result:{name} -->"
+        text = text.rstrip() + f"\n\n### {result.title}\n\n{marked}\n"
+        appended.append(name)
+    document.write_text(text)
+    return ReportOutcome(rendered=rendered, appended=appended, document=document)
+
+
+def build_report(
+    docs_dir: Path = Path("docs"), source: Path | None = None, document: str = "benchmarks.md"
+) -> ReportOutcome:
+    """Copy the results files into docs/results/ and render them into docs/benchmarks.md."""
+    source = source or results_dir()
+    copies = docs_dir / "results"
+    copies.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.glob("*.json")) if source.exists() else []:
+        shutil.copy2(path, copies / path.name)
+    results = {path.stem: read_result(path) for path in sorted(copies.glob("*.json"))}
+    return render(docs_dir / document, results, link_prefix="results/")
+
+
+def main(
+    docs_dir: Path = Path("docs"),
+    source: Path | None = None,
+) -> None:
+    """Render var/run/results/*.json into docs/benchmarks.md (copies kept in docs/results/)."""
+    outcome = build_report(docs_dir, source)
+    print(
+        f"{outcome.document}: {len(outcome.rendered)} results re-rendered"
+        + (
+            f", {len(outcome.appended)} added ({', '.join(outcome.appended)})"
+            if outcome.appended
+            else ""
+        )
+    )
+
+
+if __name__ == "__main__":
+    import typer
+
+    typer.run(main)
