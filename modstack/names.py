@@ -1,4 +1,4 @@
-"""Names that tie the services together (ARCHITECTURE.md "Contracts"). Change them here only."""
+"""Names that tie the services together (topics, Feast, MLflow, metrics). Change them here only."""
 
 from typing import Final
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from modstack.settings import get_settings
 
-# The canonical split of ARCHITECTURE.md: history < FUTURE_START <= future.
+# The canonical split by the Date header: history < FUTURE_START <= future.
 FUTURE_START = datetime(2002, 8, 22, tzinfo=UTC)
 
 MESSAGE_COLUMNS: dict[str, str] = {

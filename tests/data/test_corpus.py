@@ -126,7 +126,7 @@ def test_both_periods_hold_every_label(messages: pd.DataFrame) -> None:
 
 def test_spam_share_is_plausible_and_higher_in_history(messages: pd.DataFrame) -> None:
     share = messages.groupby("period")["label"].apply(lambda s: s.eq("spam").mean())
-    # ARCHITECTURE.md: ~44% spam before 2002-08-22, ~16% after.
+    # the canonical periods (docs/training.md): ~44% spam before 2002-08-22, ~16% after.
     assert 0.3 < share["history"] < 0.6
     assert 0.08 < share["future"] < 0.3
 
@@ -219,7 +219,7 @@ def test_full_corpus_accounts_for_all_6046_mails() -> None:
     assert len(rejected) < 20 and set(rejected["reason"]) <= KNOWN_REJECTIONS
     share = messages.groupby("period")["label"].apply(lambda s: s.eq("spam").mean())
     counts = messages["period"].value_counts()
-    # ARCHITECTURE.md: history ~2,900 mails 44% spam, future ~3,000 16% spam.
+    # the canonical periods: history ~2,900 mails 44% spam, future ~3,000 16% spam.
     assert 2700 < counts["history"] < 3200 and 2800 < counts["future"] < 3200
     assert 0.40 < share["history"] < 0.50 and 0.13 < share["future"] < 0.20
     assert messages["sender_id"].value_counts().iloc[0] == 623
