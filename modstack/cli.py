@@ -35,8 +35,8 @@ def up(
     ] = None,
 ) -> None:
     """Start the local stack under supervisord and wait until every process is healthy."""
-    from modstack.devstack.stack import StackError
-    from modstack.devstack.stack import up as stack_up
+    from modstack.devstack.lifecycle import up as stack_up
+    from modstack.devstack.programs import StackError
     from modstack.settings import get_settings
 
     started = time.monotonic()
@@ -60,8 +60,8 @@ def up(
 @app.command()
 def down() -> None:
     """Stop every process `up` started, then supervisord (does nothing when nothing runs)."""
-    from modstack.devstack.stack import StackError
-    from modstack.devstack.stack import down as stack_down
+    from modstack.devstack.lifecycle import down as stack_down
+    from modstack.devstack.programs import StackError
     from modstack.settings import get_settings
 
     started = time.monotonic()
@@ -80,7 +80,7 @@ def status() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from modstack.devstack.stack import status as stack_status
+    from modstack.devstack.lifecycle import status as stack_status
     from modstack.settings import get_settings
 
     rows = stack_status(get_settings())
@@ -114,7 +114,8 @@ def logs(
     ] = False,
 ) -> None:
     """Print the end of a process's log file."""
-    from modstack.devstack.stack import StackError, log_path
+    from modstack.devstack.lifecycle import log_path
+    from modstack.devstack.programs import StackError
     from modstack.settings import get_settings
 
     try:

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable
+
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    retry_if_result,
+    stop_after_delay,
+    wait_fixed,
+)
 
 
 class GiveUp(Exception):
@@ -27,6 +35,16 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
+def _not_yet(value: object) -> bool:
+    return not value
+
+
+def _probe_failed(exc: BaseException) -> bool:
+    # any failure of the probe means "not ready yet" (a starting server refuses connections),
+    # except GiveUp, which ends the wait at once
+    return isinstance(exc, Exception) and not isinstance(exc, GiveUp)
+
+
 def wait_until(
     predicate: Callable[[], object],
     timeout_s: float,
@@ -37,33 +55,31 @@ def wait_until(
 ) -> None:
     """Poll `predicate` until it returns a truthy value, at most `timeout_s` seconds.
 
-    A plain bounded loop instead of tenacity: the only policy needed is "fixed interval,
-    hard deadline, one clear error", and exceptions from the predicate count as "not yet"
-    (a server that is still starting refuses connections).
-
-    A predicate raises `GiveUp` to end the wait at once (it propagates unchanged).
-    Raises TimeoutError naming `what` (e.g. "MLflow at http://127.0.0.1:5123/health"), the
-    last exception seen, and `detail()` (e.g. the tail of the process log) when given.
+    Exceptions from the predicate count as "not yet"; a predicate raises `GiveUp` to end the
+    wait at once (it propagates unchanged). Raises TimeoutError naming `what` (e.g. "MLflow at
+    http://127.0.0.1:5123/health"), the last exception seen, and `detail()` (e.g. the tail of
+    the process log) when given.
     """
-    deadline = time.monotonic() + timeout_s
-    last_error: BaseException | None = None
-    while True:
-        try:
-            if predicate():
-                return
-            last_error = None
-        except GiveUp:
-            raise
-        except Exception as exc:  # any failure of the probe means "not ready yet"
-            last_error = exc
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(interval_s)
+    retrying = Retrying(
+        stop=stop_after_delay(timeout_s),
+        wait=wait_fixed(interval_s),
+        retry=retry_if_result(_not_yet) | retry_if_exception(_probe_failed),
+    )
+    try:
+        retrying(predicate)
+    except RetryError as exc:
+        error = exc.last_attempt.exception()  # None when the predicate just said "not yet"
+        raise TimeoutError(_timeout_message(error, timeout_s, what, detail)) from None
+
+
+def _timeout_message(
+    error: BaseException | None, timeout_s: float, what: str, detail: Callable[[], str] | None
+) -> str:
     message = f"{what} did not come up within {timeout_s:g} s"
-    if last_error is not None:
-        message += f" (last error: {type(last_error).__name__}: {last_error})"
+    if error is not None:
+        message += f" (last error: {type(error).__name__}: {error})"
     if detail is not None:
         extra = detail()
         if extra:
             message += f"\n{extra}"
-    raise TimeoutError(message)
+    return message

@@ -68,7 +68,7 @@ def _wait(what: str, check: Any, timeout_s: float, poll_s: float = 1.0) -> Any:
 
 def reset_state(settings: CommonSettings) -> None:
     """Stop the stack and remove every piece of state but the parsed corpus."""
-    from modstack.devstack.stack import down
+    from modstack.devstack.lifecycle import down
 
     down(settings, say=lambda line: None)
     data_dir = settings.data_dir
@@ -80,7 +80,8 @@ def reset_state(settings: CommonSettings) -> None:
 
 def start_stack(settings: CommonSettings) -> None:
     """`modstack up` for every process, failing with the names of those that did not start."""
-    from modstack.devstack.stack import StackError, up
+    from modstack.devstack.lifecycle import up
+    from modstack.devstack.programs import StackError
 
     try:
         result = up(settings, say=lambda line: console.print(f"  [dim]{line}[/]"))

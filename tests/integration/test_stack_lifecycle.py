@@ -12,17 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from modstack.devstack.lifecycle import UpResult, shutdown, start_and_wait
 from modstack.devstack.processes import child_env
-from modstack.devstack.stack import (
-    Program,
-    StackPaths,
-    UpResult,
-    pid_alive,
-    render_supervisord_conf,
-    shutdown,
-    start_and_wait,
-    start_supervisord,
-)
+from modstack.devstack.programs import Program, StackPaths
+from modstack.devstack.supervisor import pid_alive, render_supervisord_conf, start_supervisord
 from modstack.kafka import make_consumer, make_producer
 from modstack.names import ALL_TOPICS, TOPIC_MESSAGES
 from modstack.waits import free_port, port_open, wait_until

@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 from supervisor.options import ServerOptions
 
-from modstack.devstack.stack import (
+from modstack.devstack.preflight import preflight
+from modstack.devstack.programs import (
     Program,
     StackError,
     StackPaths,
-    preflight,
     program_environment,
     render_prometheus_config,
-    render_supervisord_conf,
     select_programs,
     stack_programs,
 )
+from modstack.devstack.supervisor import render_supervisord_conf
 from modstack.settings import CommonSettings
 from modstack.waits import GiveUp, free_port, wait_until
 
@@ -141,26 +141,14 @@ def test_a_taken_port_is_reported_with_the_process_that_holds_it() -> None:
     assert "python" in problems[0] or "pytest" in problems[0]  # the holder's command line
 
 
-def test_a_free_port_and_an_existing_module_pass_the_checks() -> None:
+def test_a_free_port_passes_the_checks() -> None:
     program = Program(
         name="serving",
         argv=("python", "-m", "services.serving"),
         stage="services",
         port=free_port(),
-        module="services.serving",
     )
     assert preflight([program]) == []
-
-
-def test_a_service_not_written_yet_is_reported_not_skipped() -> None:
-    program = Program(
-        name="ghost",
-        argv=("python", "-m", "services.ghost"),
-        stage="services",
-        module="services.ghost",
-    )
-    [problem] = preflight([program])
-    assert "ghost: module services.ghost is not in this checkout yet" in problem
 
 
 def test_a_missing_binary_says_what_to_install() -> None:
