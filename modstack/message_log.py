@@ -255,13 +255,12 @@ def _read_retrying(
     dataset_of: Callable[[], ds.Dataset], condition: Any, columns: list[str] | None
 ) -> pd.DataFrame:
     # A compaction may delete files between listing and reading them; list again.
-    for attempt in range(3):
-        try:
-            return dataset_of().to_table(columns=columns, filter=condition).to_pandas()
-        except FileNotFoundError:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(FileNotFoundError), stop=stop_after_attempt(3), reraise=True
+    )
+    return retrying(lambda: dataset_of().to_table(columns=columns, filter=condition).to_pandas())
 
 
 def _utc(value: datetime | pd.Timestamp) -> datetime:
