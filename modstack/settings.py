@@ -71,11 +71,6 @@ def port_of(addr: str) -> int:
     return parsed.port
 
 
-def host_of(addr: str) -> str:
-    """Host of an `http://host:port` address."""
-    return urlparse(addr).hostname or "127.0.0.1"
-
-
 @lru_cache
 def get_settings() -> CommonSettings:
     """The process-wide common settings (read from the environment once)."""

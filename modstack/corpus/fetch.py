@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,12 +118,6 @@ def read_mail(path: Path) -> RawMail:
             return RawMail(record["group"], path.stem, expected, raw, checksum_ok=True)
     # Keep the best bytes we have so the rejection can still be inspected.
     return RawMail(record["group"], path.stem, expected, candidates[-1], checksum_ok=False)
-
-
-def iter_mails(source_dir: Path) -> Iterator[RawMail]:
-    """Every mail of the corpus folder, checksum checked."""
-    for path in mail_files(source_dir):
-        yield read_mail(path)
 
 
 def source_fingerprint(source_dir: Path) -> str:
