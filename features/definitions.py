@@ -2,15 +2,20 @@
 
 Definitions only: the values come from features.sender (pushed by the stream processor
 and the backfill) and features.text (computed on demand, in training and serving alike).
-`build_definitions(feast_data_dir)` makes the objects that name files for a given data folder
-(tests apply into a tmp one); the module-level objects are what the `feast` CLI finds.
+Nothing is built on import: `build_definitions(feast_data_dir)` makes the objects that name
+files for a given data folder (`features.store.apply_repo`, i.e. `modstack feast-apply`, the
+supported path; tests apply into a tmp one). The plain `feast` CLI reads module attributes:
+`sender_activity`, `spam_model_v1`, ... are built on first access (module `__getattr__`, from
+the FEAST_* variables feature_store.yaml expands), so `feast -c features apply` still works.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import lru_cache
 from pathlib import Path
+from types import FunctionType
 from typing import Any
 
 from feast import (
@@ -36,26 +41,22 @@ from modstack import names
 NO_TTL = timedelta(0)
 
 
-sender = Entity(
-    name=names.FEAST_ENTITY,
-    join_keys=[names.FEAST_JOIN_KEY],
-    value_type=ValueType.STRING,
-    description="A message sender: the lower-cased From address.",
-)
-
-message_request = RequestSource(
-    name="message_request",
-    schema=[Field(name="subject", dtype=String), Field(name="body", dtype=String)],
-)
+def _sender_entity() -> Entity:
+    return Entity(
+        name=names.FEAST_ENTITY,
+        join_keys=[names.FEAST_JOIN_KEY],
+        value_type=ValueType.STRING,
+        description="A message sender: the lower-cased From address.",
+    )
 
 
-@on_demand_feature_view(
-    name=names.VIEW_MESSAGE_TEXT,
-    sources=[message_request],
-    schema=[Field(name=feature, dtype=Float64) for feature in TEXT_FEATURE_NAMES],
-    mode="python",
-    description="Text statistics of the message itself (features.text).",
-)
+def _message_request() -> RequestSource:
+    return RequestSource(
+        name="message_request",
+        schema=[Field(name="subject", dtype=String), Field(name="body", dtype=String)],
+    )
+
+
 def message_text_features(inputs: dict[str, list[Any]]) -> dict[str, list[float]]:
     """Batch of (subject, body) -> text statistics (python mode: dict of columns in and out)."""
     # Imported here: Feast rebuilds this function from its source text, without module globals.
@@ -63,6 +64,22 @@ def message_text_features(inputs: dict[str, list[Any]]) -> dict[str, list[float]
 
     rows = [text_features(s, b) for s, b in zip(inputs["subject"], inputs["body"], strict=True)]
     return {name: [row[name] for row in rows] for name in TEXT_FEATURE_NAMES}
+
+
+def _message_text_view(request: RequestSource) -> OnDemandFeatureView:
+    # Feast's decorator rewrites the function's __module__ to "__main__" (so dill ships it by
+    # value); a fresh copy per build keeps message_text_features itself findable for the next.
+    udf = FunctionType(
+        message_text_features.__code__, message_text_features.__globals__, "message_text_features"
+    )
+    view: OnDemandFeatureView = on_demand_feature_view(
+        name=names.VIEW_MESSAGE_TEXT,
+        sources=[request],
+        schema=[Field(name=feature, dtype=Float64) for feature in TEXT_FEATURE_NAMES],
+        mode="python",
+        description="Text statistics of the message itself (features.text).",
+    )(udf)
+    return view
 
 
 @dataclass(frozen=True)
@@ -123,6 +140,9 @@ def _sender_view(
 
 def build_definitions(feast_data_dir: Path) -> Definitions:
     """The repo's objects, with offline files under `feast_data_dir`."""
+    sender = _sender_entity()
+    message_request = _message_request()
+    message_text_view = _message_text_view(message_request)
     activity_source, sender_activity = _sender_view(
         names.VIEW_SENDER_ACTIVITY,
         names.PUSH_SENDER_ACTIVITY,
@@ -141,7 +161,7 @@ def build_definitions(feast_data_dir: Path) -> Definitions:
     )
     spam_model_v1 = FeatureService(
         name=names.FEATURE_SERVICE_V1,
-        features=[sender_activity, sender_reputation, message_text_features],
+        features=[sender_activity, sender_reputation, message_text_view],
         description="Exactly the feature columns spam-classifier v1 models take, in order.",
     )
     return Definitions(
@@ -151,21 +171,38 @@ def build_definitions(feast_data_dir: Path) -> Definitions:
         message_request=message_request,
         sender_activity=sender_activity,
         sender_reputation=sender_reputation,
-        message_text_features=message_text_features,
+        message_text_features=message_text_view,
         spam_model_v1=spam_model_v1,
     )
 
 
-def _data_dir_from_environment() -> Path:
+@lru_cache(maxsize=1)
+def repo_definitions() -> Definitions:
+    """The objects for the data folder of the environment, built once per process."""
     # The `feast` CLI imports this file: it sees the same variables feature_store.yaml expands.
     from features.store import feast_data_dir
 
-    return feast_data_dir()
+    return build_definitions(feast_data_dir())
 
 
-_repo = build_definitions(_data_dir_from_environment())
-sender_activity_push = _repo.activity_source
-sender_reputation_push = _repo.reputation_source
-sender_activity = _repo.sender_activity
-sender_reputation = _repo.sender_reputation
-spam_model_v1 = _repo.spam_model_v1
+# What the `feast` CLI finds (it scans `dir(module)`): module attribute -> Definitions field.
+_CLI_OBJECTS = {
+    "sender": "sender",
+    "message_request": "message_request",
+    "message_text_view": "message_text_features",
+    "sender_activity_push": "activity_source",
+    "sender_reputation_push": "reputation_source",
+    "sender_activity": "sender_activity",
+    "sender_reputation": "sender_reputation",
+    "spam_model_v1": "spam_model_v1",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLI_OBJECTS:
+        return getattr(repo_definitions(), _CLI_OBJECTS[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_CLI_OBJECTS])

@@ -34,12 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Feast warns on every apply and retrieval that on-demand views are "experimental"; the view
-# here is covered by our own tests (online equals text_features, training set equals online).
-warnings.filterwarnings(
-    "ignore", message="On demand feature view is an experimental feature", category=RuntimeWarning
-)
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FEATURE_STORE_YAML = "feature_store.yaml"
 VIEW_FEATURES: dict[str, tuple[str, ...]] = {
@@ -123,6 +117,14 @@ def get_store(repo_path: Path | str | None = None, data_dir: Path | None = None)
     """
     from feast import FeatureStore
 
+    # Feast warns on every apply and retrieval that on-demand views are "experimental"; the view
+    # here is covered by our own tests (online equals text_features, training set equals online).
+    # Set when a store is opened (not on import): every apply and read goes through one.
+    warnings.filterwarnings(
+        "ignore",
+        message="On demand feature view is an experimental feature",
+        category=RuntimeWarning,
+    )
     config = load_repo_config(Path(repo_path) if repo_path else None, data_dir)
     return FeatureStore(repo_path=str(config.repo_path), config=config)
 
