@@ -18,9 +18,13 @@ Semantics (the tests in tests/unit/test_sender_features.py pin each one):
   ignores a write that is not newer than the stored one, in step with SQLite and the offline
   store.
 - Duplicates: a message is its `message_id`, counted once (a repeat returns None). A label is
-  (`message_id`, `source`) like in the message log: a repeat of the same source returns None.
-  When a message has labels from several sources, the one with the latest `labeled_at` wins
-  (a moderator's decision after a user report overrides it; on equal times the later arrival).
+  (`message_id`, `source`, `reporter_id`) like in the message log: a repeat returns None.
+- Trust: a moderator or corpus label decides its message (the latest of them wins; user
+  reports on that message then count for nothing). A message with user reports only counts
+  through its reporters, and each reporter adds at most `reports_per_reporter` (default 1) to
+  the spam count and as much to the ham count of a sender in the 30-day window, however many
+  of the sender's messages they report: the counts are distinct reporters, so 1,000 forged
+  reports from one account move a sender's reputation by at most that cap.
 - Label timing: a label counts from its `labeled_at` on, never before, and for 30 days.
 - Out of order: an event older than the sender's clock still counts in every window it falls
   into; the row it produces is stamped after the sender's previous row, so the past rows are not
@@ -50,6 +54,8 @@ WINDOWS: Final = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": ti
 LABEL_WINDOW: Final = timedelta(days=30)
 RECENT_MESSAGES: Final = 20
 ALLOWED_LATENESS: Final = timedelta(days=30)
+REPORTS_PER_REPORTER: Final = 1
+USER_REPORT: Final = "user_report"
 ROW_TICK: Final = timedelta(microseconds=1)
 
 ACTIVITY_FEATURES: Final = (
@@ -92,13 +98,15 @@ class _Label:
     labeled_at: datetime
     seq: int
     label: str
+    reporter: str | None = None  # set on user reports only
 
 
 @dataclass
 class _SenderState:
     messages: list[_Message] = field(default_factory=list)  # sorted by (sent_at, seq)
     message_ids: set[str] = field(default_factory=set)
-    labels: dict[str, dict[str, _Label]] = field(default_factory=dict)  # message -> source -> label
+    # message -> label identity (source, or user_report + reporter) -> label
+    labels: dict[str, dict[str, _Label]] = field(default_factory=dict)
     first_seen: datetime | None = None
     total_messages: int = 0
     as_of: datetime | None = None
@@ -118,10 +126,17 @@ class ComputerStats:
 class SenderFeatureComputer:
     """Folds message and label events into per-sender feature rows (see the module docstring)."""
 
-    def __init__(self, allowed_lateness: timedelta = ALLOWED_LATENESS) -> None:
+    def __init__(
+        self,
+        allowed_lateness: timedelta = ALLOWED_LATENESS,
+        reports_per_reporter: int = REPORTS_PER_REPORTER,
+    ) -> None:
         if allowed_lateness < max(LABEL_WINDOW, *WINDOWS.values()):
             raise ValueError("allowed_lateness must cover the longest window")
+        if reports_per_reporter < 1:
+            raise ValueError("reports_per_reporter must be at least 1")
         self.allowed_lateness = allowed_lateness
+        self.reports_per_reporter = reports_per_reporter
         self.stats = ComputerStats()
         self._senders: dict[str, _SenderState] = {}
         self._seq = 0
@@ -159,16 +174,27 @@ class SenderFeatureComputer:
         """Count a label; return its `sender_reputation` row, or None (duplicate or too late)."""
         state = self._senders.setdefault(event.sender_id, _SenderState())
         by_source = state.labels.setdefault(event.message_id, {})
-        if event.source in by_source:
+        identity = label_identity(event.source, event.reporter_id)
+        if identity in by_source:
             self.stats.duplicates += 1
             return None
         if self._too_late(state, event.labeled_at):
             return None
         self._seq += 1
-        by_source[event.source] = _Label(event.labeled_at, self._seq, event.label)
+        reporter = (event.reporter_id or "") if event.source == USER_REPORT else None
+        by_source[identity] = _Label(event.labeled_at, self._seq, event.label, reporter)
         self.stats.labels += 1
         self._advance(state, event.labeled_at)
         return self._row(event.sender_id, state, self._reputation(state))
+
+    def knows_message(self, sender_id: str, message_id: str) -> bool:
+        """Whether this sender's kept state holds the message (the last 30 days, at least)."""
+        state = self._senders.get(sender_id)
+        return state is not None and message_id in state.message_ids
+
+    def forget_sender(self, sender_id: str) -> bool:
+        """Drop a sender's state (erasure); returns whether there was any."""
+        return self._senders.pop(sender_id, None) is not None
 
     def apply(self, event: MessageEvent | LabelEvent) -> tuple[str, dict[str, Any] | None]:
         """Apply either kind; returns (feature view name, row or None)."""
@@ -233,17 +259,35 @@ class SenderFeatureComputer:
         assert state.as_of is not None
         start = state.as_of - LABEL_WINDOW
         spam = ham = 0
+        reported: dict[tuple[str, str], int] = {}  # (reporter, label) -> reports in the window
         for by_source in state.labels.values():
-            winner = max(by_source.values(), key=lambda x: (x.labeled_at, x.seq))
-            if start < winner.labeled_at <= state.as_of:
-                spam += winner.label == "spam"
-                ham += winner.label == "ham"
+            decided = [x for x in by_source.values() if x.reporter is None]
+            if decided:
+                winner = max(decided, key=lambda x: (x.labeled_at, x.seq))
+                if start < winner.labeled_at <= state.as_of:
+                    spam += winner.label == "spam"
+                    ham += winner.label == "ham"
+                continue
+            for report in by_source.values():
+                if start < report.labeled_at <= state.as_of:
+                    assert report.reporter is not None
+                    key = (report.reporter, report.label)
+                    reported[key] = reported.get(key, 0) + 1
+        for (_, label), count in reported.items():
+            counted = min(count, self.reports_per_reporter)
+            spam += counted if label == "spam" else 0
+            ham += counted if label == "ham" else 0
         return {
             "sender_spam_labels_30d": float(spam),
             "sender_ham_labels_30d": float(ham),
             # Laplace-smoothed so a sender without labels reads 0.5 ("unknown"), never NaN.
             "sender_label_spam_ratio_30d": (spam + 1) / (spam + ham + 2),
         }
+
+
+def label_identity(source: str, reporter_id: str | None) -> str:
+    """What makes a label one: its source, and for a user report also who reported it."""
+    return f"{source}\x1f{reporter_id or ''}" if source == USER_REPORT else source
 
 
 def fold_events(
@@ -311,4 +355,10 @@ def _label_event(record: dict[str, Any]) -> LabelEvent:
         source=record.get("source") or "corpus",
         labeled_at=record["labeled_at"],
         received_at=record["received_at"],
+        reporter_id=_text_or_none(record.get("reporter_id")),
     )
+
+
+def _text_or_none(value: Any) -> str | None:
+    # parquet nulls come back as None or NaN depending on the column's other values
+    return value if isinstance(value, str) and value else None

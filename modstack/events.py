@@ -89,7 +89,11 @@ class LabelIn(BaseModel):
 
 
 class LabelEvent(_Event):
-    """`labels.v1`, keyed by sender_id."""
+    """`labels.v1`, keyed by sender_id.
+
+    `reporter_id` names who reported a `user_report` ("<client app>/<reporter>", set by
+    ingestion from the authenticated client); None for moderator and corpus labels.
+    """
 
     message_id: Id
     sender_id: Id
@@ -97,6 +101,7 @@ class LabelEvent(_Event):
     source: LabelSource
     labeled_at: UtcTime
     received_at: UtcTime
+    reporter_id: Id | None = None
 
 
 class PredictionEvent(_Event):

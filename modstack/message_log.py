@@ -10,33 +10,42 @@ folder; event-time filters are pushed down to the `sent_at` / `labeled_at` colum
     {DATA_DIR}/message_log/messages/logged_date=2026-11-22/part-<ns>-<rand>.parquet
     {DATA_DIR}/message_log/labels/logged_date=2026-11-22/part-<ns>-<rand>.parquet
 
-Identity: a message is its `message_id`; a label is (`message_id`, `source`) — a user report and
-a moderator decision on the same message are two labels, a repeat of either is one. Rows are
+Identity: a message is its `message_id`; a label is (`message_id`, `source`, `reporter_id`) — a
+user report and a moderator decision on the same message are two labels, two reporters' reports
+are two, a repeat of any is one (`reporter_id` is null except on user reports). Rows are
 also deduplicated on read (first logged wins), so a batch written twice — a crash between the
 write and the offset commit — still reads as one.
 
 `seq` is the processor's processing order (monotonic nanoseconds): folding the log in `seq`
 order (`features.sender.events_from_frames`) replays exactly what the live processor
 saw, so a restarted processor rebuilds the same state.
+
+Personal data: subjects and bodies are personal data. `expire` drops whole `logged_date`
+partitions older than the retention (PROCESSOR_LOG_RETENTION_DAYS, applied by the processor
+when idle); `erase_sender` rewrites the files that hold a sender's rows without them
+(`modstack forget`). `DeadLetterStore` is the durable, erasable copy of dead letters.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from modstack.events import LabelEvent, MessageEvent
+from modstack.events import DeadLetter, LabelEvent, MessageEvent
 
 Kind = Literal["messages", "labels"]
 LOG_DIRNAME = "message_log"
@@ -65,12 +74,14 @@ LABEL_SCHEMA = pa.schema(
         ("received_at", _TS),
         ("logged_at", _TS),
         ("seq", pa.int64()),
+        # last: files written before the column existed read it as null
+        ("reporter_id", pa.string()),
     ]
 )
 SCHEMAS: dict[Kind, pa.Schema] = {"messages": MESSAGE_SCHEMA, "labels": LABEL_SCHEMA}
 ID_COLUMNS: dict[Kind, list[str]] = {
     "messages": ["message_id"],
-    "labels": ["message_id", "source"],
+    "labels": ["message_id", "source", "reporter_id"],
 }
 EVENT_TIME: dict[Kind, str] = {"messages": "sent_at", "labels": "labeled_at"}
 
@@ -151,6 +162,7 @@ class MessageLog:
                     "received_at": lab.received_at,
                     "logged_at": logged_at,
                     "seq": seq,
+                    "reporter_id": lab.reporter_id,
                 }
                 for lab, seq in zip(labels, seqs[len(messages) :], strict=True)
             ]
@@ -213,6 +225,22 @@ class MessageLog:
         frame = frame.sort_values([EVENT_TIME[kind], "seq"], kind="stable")
         return frame.reset_index(drop=True)
 
+    def senders_of(self, message_ids: Sequence[str]) -> dict[str, str]:
+        """{message_id: sender_id} of the logged messages among `message_ids` (reads two
+        columns, filtered by id: what ingestion checks a report against on a cache miss)."""
+        folder = self.root / "messages"
+        if not message_ids or not any(folder.glob(f"{PARTITION_KEY}=*/*.parquet")):
+            return {}
+        frame = _read_retrying(
+            dataset_of=lambda: ds.dataset(
+                folder, format="parquet", schema=MESSAGE_SCHEMA, partitioning="hive"
+            ),
+            condition=ds.field("message_id").isin(list(message_ids)),
+            columns=["message_id", "sender_id", "seq"],
+        )
+        frame = frame.sort_values("seq", kind="stable").drop_duplicates("message_id")
+        return dict(zip(frame["message_id"], frame["sender_id"], strict=True))
+
     def file_count(self, kind: Kind) -> int:
         """How many parquet files hold this kind (compaction is worth it when many)."""
         return sum(1 for _ in (self.root / kind).glob(f"{PARTITION_KEY}=*/*.parquet"))
@@ -243,6 +271,138 @@ class MessageLog:
                 removed += 1
             _fsync_dir(folder)
         return removed
+
+    # ---- personal data ---------------------------------------------------------------------
+
+    def expire(self, retention_days: int, today: date | None = None) -> dict[str, int]:
+        """Delete the partitions logged more than `retention_days` ago; returns files removed
+        per kind. 0 keeps everything."""
+        removed = {"messages": 0, "labels": 0}
+        if retention_days <= 0:
+            return removed
+        cutoff = (today or datetime.now(UTC).date()) - timedelta(days=retention_days)
+        for kind in ("messages", "labels"):
+            for folder in sorted((self.root / kind).glob(f"{PARTITION_KEY}=*")):
+                try:
+                    logged = date.fromisoformat(folder.name.split("=", 1)[1])
+                except ValueError:
+                    continue
+                if logged >= cutoff:
+                    continue
+                for file in folder.iterdir():
+                    file.unlink()
+                    removed[kind] += 1
+                folder.rmdir()
+        return removed
+
+    def erase_sender(self, sender_id: str) -> dict[str, int]:
+        """Rewrite every file holding rows of `sender_id` without them; returns rows removed
+        per kind. Crash-safe like `compact`: the rewritten file replaces the old one by rename.
+        """
+        removed = {"messages": 0, "labels": 0}
+        for kind in ("messages", "labels"):
+            schema = SCHEMAS[kind]
+            for file in sorted((self.root / kind).glob(f"{PARTITION_KEY}=*/*.parquet")):
+                table = pq.read_table(file, schema=schema)
+                keep = pc.not_equal(table["sender_id"], pa.scalar(sender_id))
+                kept = table.filter(pc.fill_null(keep, True))
+                gone = table.num_rows - kept.num_rows
+                if gone == 0:
+                    continue
+                removed[kind] += gone
+                if kept.num_rows == 0:
+                    file.unlink()
+                else:
+                    tmp = file.with_name(f".{file.name}.tmp")
+                    pq.write_table(kept, tmp)
+                    with tmp.open("rb") as handle:
+                        os.fsync(handle.fileno())
+                    os.replace(tmp, file)
+                _fsync_dir(file.parent)
+        return removed
+
+
+DEADLETTER_DIRNAME = "deadletters"
+
+
+class DeadLetterStore:
+    """Dead letters on disk (SQLite under `{data_dir}/deadletters/`), erasable and expiring.
+
+    The topic `deadletter.v1` is for alerting and replay tooling and is bounded by the broker's
+    retention; this is the copy an operator inspects, and the one `modstack forget` erases
+    (by the record key, which is the sender_id on messages.v1 and labels.v1).
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / DEADLETTER_DIRNAME / "deadletters.sqlite3"
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=10)
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS deadletters (id INTEGER PRIMARY KEY, failed_at TEXT, "
+            "source_topic TEXT, key TEXT, error TEXT, letter TEXT)"
+        )
+        connection.execute("CREATE INDEX IF NOT EXISTS deadletters_key ON deadletters(key)")
+        return connection
+
+    def add(self, letters: Sequence[DeadLetter]) -> None:
+        """Store letters durably (one transaction)."""
+        if not letters:
+            return
+        with self._connect() as connection:
+            connection.executemany(
+                "INSERT INTO deadletters (failed_at, source_topic, key, error, letter) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        d.failed_at.astimezone(UTC).isoformat(),
+                        d.source_topic,
+                        d.key,
+                        d.error,
+                        d.model_dump_json(),
+                    )
+                    for d in letters
+                ],
+            )
+
+    def read(self, key: str | None = None) -> list[DeadLetter]:
+        """Stored letters (all, or those of one record key), oldest first."""
+        if not self.path.exists():
+            return []
+        with self._connect() as connection:
+            query = "SELECT letter FROM deadletters"
+            rows = connection.execute(
+                query + (" WHERE key = ? ORDER BY id" if key is not None else " ORDER BY id"),
+                (key,) if key is not None else (),
+            ).fetchall()
+        return [DeadLetter.model_validate(json.loads(row[0])) for row in rows]
+
+    def expire(self, retention_days: int, now: datetime | None = None) -> int:
+        """Delete letters older than `retention_days` (0 keeps all); returns how many."""
+        if retention_days <= 0 or not self.path.exists():
+            return 0
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
+        with self._connect() as connection:
+            cursor = connection.execute(
+                "DELETE FROM deadletters WHERE failed_at < ?", (cutoff.isoformat(),)
+            )
+            return cursor.rowcount
+
+    def erase_key(self, key: str) -> int:
+        """Delete the letters of one record key (a sender_id); returns how many."""
+        if not self.path.exists():
+            return 0
+        with self._connect() as connection:
+            cursor = connection.execute("DELETE FROM deadletters WHERE key = ?", (key,))
+            erased = cursor.rowcount
+        # VACUUM so erased rows do not linger in free pages of the file
+        connection = sqlite3.connect(self.path, timeout=10)
+        try:
+            connection.execute("VACUUM")
+        finally:
+            connection.close()
+        return erased
 
 
 def next_seqs(count: int) -> list[int]:
@@ -307,6 +467,7 @@ def read_labels(
 ) -> pd.DataFrame:
     """Logged labels given in [start, end) (by `labeled_at`), one per (message_id, source).
 
-    Columns: message_id, sender_id, label, source, labeled_at, received_at, logged_at, seq.
+    Columns: message_id, sender_id, label, source, labeled_at, received_at, logged_at, seq,
+    reporter_id.
     """
     return _log(data_dir).read("labels", start, end)

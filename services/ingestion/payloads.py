@@ -2,6 +2,9 @@
 
 A body is either one item or a batch `{"messages": [...]}` / `{"labels": [...]}`. Validation
 errors keep pydantic's location, so a 422 names the field (`messages.3.sent_at`).
+
+The public label endpoint takes user reports only (`ReportIn`): moderator decisions come
+through serving's review API, corpus labels through the backfill pipeline, never over here.
 """
 
 from __future__ import annotations
@@ -9,13 +12,38 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from modstack.events import MAX_BATCH, LabelEvent, LabelIn, MessageEvent, MessageIn
+from modstack.events import MAX_BATCH, Label, LabelEvent, MessageEvent, MessageIn, UtcTime
 
-Item = TypeVar("Item", MessageIn, LabelIn)
+MAX_REPORTER_CHARS = 128
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+ReporterId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REPORTER_CHARS)
+]
+
+
+class ReportIn(BaseModel):
+    """A user's report on a message, as an authenticated client app submits it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message_id: Id = Field(description="a message this platform received from `sender_id`")
+    sender_id: Id
+    label: Label
+    source: Literal["user_report"] = Field(
+        default="user_report",
+        description="only user reports: moderator labels come through serving's review API",
+    )
+    reporter_id: ReporterId = Field(
+        description="the reporting user, as the client app knows them (counted once per sender)"
+    )
+    labeled_at: UtcTime
+
+
+Item = TypeVar("Item", MessageIn, ReportIn)
 
 
 class MessageBatch(BaseModel):
@@ -29,7 +57,7 @@ class LabelBatch(BaseModel):
     """`POST /v1/labels` with several labels."""
 
     model_config = ConfigDict(extra="forbid")
-    labels: list[LabelIn] = Field(min_length=1, max_length=MAX_BATCH)
+    labels: list[ReportIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class Accepted(BaseModel):
@@ -63,6 +91,12 @@ def _body_errors(invalid: ValidationError) -> list[dict[str, Any]]:
 
 
 def _parse(raw: bytes, single: type[Item], batch: type[BaseModel], field: str) -> list[Item]:
+    return _parse_any(raw, single, batch, field)[0]
+
+
+def _parse_any(
+    raw: bytes, single: type[Item], batch: type[BaseModel], field: str
+) -> tuple[list[Item], bool]:
     try:
         document = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -75,7 +109,9 @@ def _parse(raw: bytes, single: type[Item], batch: type[BaseModel], field: str) -
         parsed = model.model_validate(document)
     except ValidationError as invalid:
         raise InvalidBody(_body_errors(invalid)) from None
-    return list(getattr(parsed, field)) if is_batch else [parsed]  # type: ignore[list-item]
+    if is_batch:
+        return list(getattr(parsed, field)), True
+    return [parsed], False  # type: ignore[list-item]
 
 
 def parse_messages(raw: bytes) -> list[MessageIn]:
@@ -83,9 +119,14 @@ def parse_messages(raw: bytes) -> list[MessageIn]:
     return _parse(raw, MessageIn, MessageBatch, "messages")
 
 
-def parse_labels(raw: bytes) -> list[LabelIn]:
-    """One `LabelIn` or a `LabelBatch` from JSON bytes; raises `InvalidBody`."""
-    return _parse(raw, LabelIn, LabelBatch, "labels")
+def parse_labels(raw: bytes) -> list[ReportIn]:
+    """One `ReportIn` or a `LabelBatch` from JSON bytes; raises `InvalidBody`."""
+    return _parse(raw, ReportIn, LabelBatch, "labels")
+
+
+def parse_reports(raw: bytes) -> tuple[list[ReportIn], bool]:
+    """Like `parse_labels`, and whether the body was a batch (for error locations)."""
+    return _parse_any(raw, ReportIn, LabelBatch, "labels")
 
 
 def message_event(item: MessageIn, received_at: datetime) -> MessageEvent:
@@ -93,9 +134,17 @@ def message_event(item: MessageIn, received_at: datetime) -> MessageEvent:
     return MessageEvent(**item.model_dump(), received_at=received_at)
 
 
-def label_event(item: LabelIn, received_at: datetime) -> LabelEvent:
-    """The event produced to `labels.v1` for an accepted label."""
-    return LabelEvent(**item.model_dump(), received_at=received_at)
+def label_event(item: ReportIn, received_at: datetime, client: str) -> LabelEvent:
+    """The event produced to `labels.v1` for an accepted report; the reporter is namespaced
+    by the client app, so two apps' user "42" are two reporters."""
+    fields = item.model_dump()
+    fields["reporter_id"] = reporter_of(client, item.reporter_id)
+    return LabelEvent(**fields, received_at=received_at)
+
+
+def reporter_of(client: str, reporter_id: str) -> str:
+    """The reporter id on the event: `<client app>/<reporter>`."""
+    return f"{client}/{reporter_id}"
 
 
 def message_key(item: MessageIn | MessageEvent) -> str:
@@ -103,6 +152,28 @@ def message_key(item: MessageIn | MessageEvent) -> str:
     return item.message_id
 
 
-def label_key(item: LabelIn | LabelEvent) -> str:
-    """Identity of a label: one per message and source (see modstack.message_log)."""
-    return f"{item.message_id}\x1f{item.source}"
+def label_key(item: LabelEvent) -> str:
+    """Identity of a label: one per message, source and reporter (see modstack.message_log)."""
+    return f"{item.message_id}\x1f{item.source}\x1f{item.reporter_id or ''}"
+
+
+def unseen_reports(
+    items: Sequence[ReportIn], senders: dict[str, str], batch: bool
+) -> list[dict[str, Any]]:
+    """Errors (pydantic-style, `loc` naming the item) for reports whose message was not seen
+    from the sender they name; `senders` maps known message ids to their sender."""
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        sender = senders.get(item.message_id)
+        if sender == item.sender_id:
+            continue
+        loc = ("body", "labels", index, "message_id") if batch else ("body", "message_id")
+        errors.append(
+            {
+                "loc": loc,
+                "msg": f"no message {item.message_id!r} from sender {item.sender_id!r} was "
+                "received: a report must name a message this platform received from that sender",
+                "type": "message_not_seen",
+            }
+        )
+    return errors

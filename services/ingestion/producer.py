@@ -94,27 +94,41 @@ class EventSender:
 
 
 class RecentIds:
-    """A bounded, thread-safe set of the most recently stored ids (oldest evicted first)."""
+    """A bounded, thread-safe map of the most recently stored ids (oldest evicted first) to a
+    value: the sender of a message, so reports can be checked against it."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._ids: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
 
     def __contains__(self, event_id: object) -> bool:
         with self._lock:
             return event_id in self._ids
 
-    def add_all(self, event_ids: Sequence[str]) -> None:
-        """Remember ids that the broker acknowledged."""
+    def get(self, event_id: str) -> str | None:
+        """The value stored with an id, else None."""
+        with self._lock:
+            return self._ids.get(event_id)
+
+    def add_all(self, event_ids: Sequence[str], values: Sequence[str] | None = None) -> None:
+        """Remember ids that the broker acknowledged (with their values)."""
         if self.capacity == 0:
             return
         with self._lock:
-            for event_id in event_ids:
-                self._ids[event_id] = None
+            for index, event_id in enumerate(event_ids):
+                self._ids[event_id] = values[index] if values is not None else ""
                 self._ids.move_to_end(event_id)
             while len(self._ids) > self.capacity:
                 self._ids.popitem(last=False)
+
+    def forget_values(self, value: str) -> int:
+        """Drop the ids stored with one value (a sender's, on erasure); returns how many."""
+        with self._lock:
+            gone = [k for k, v in self._ids.items() if v == value]
+            for key in gone:
+                del self._ids[key]
+            return len(gone)
 
     def __len__(self) -> int:
         with self._lock:

@@ -11,19 +11,27 @@ the batch's offsets, so a crash at any point redelivers the batch:
 
 The in-memory state is never rolled back: when a push or a write fails for good, the process
 exits and the next one rebuilds its state from the log (`rebuild`).
+
+Labels it cannot trust become dead letters with the reason and are never counted (ingestion
+refuses what it can check with a 4xx first; these catch what reached the topic otherwise): a
+user report without a reporter, and a report naming a sender other than the one the message
+came from (by a bounded index of recent message ids). A report whose message the processor
+has not seen yet is counted: the two topics are consumed independently, so a report can
+arrive here before its message, and ingestion already checked that the message exists.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from features.sender import SenderFeatureComputer, events_from_frames
+from features.sender import USER_REPORT, SenderFeatureComputer, events_from_frames
 from modstack.events import DeadLetter, LabelEvent, MessageEvent
 from modstack.message_log import MessageLog, next_seqs
 from modstack.names import TOPIC_LABELS, TOPIC_MESSAGES
@@ -83,6 +91,49 @@ class BatchResult:
     rows: dict[str, int] = field(default_factory=dict)
 
 
+# Message ids -> sender the processor keeps to check reports against (bounded: the oldest are
+# forgotten first; a report on an older message is checked by ingestion against the log).
+SENDER_INDEX_SIZE = 200_000
+
+
+class SenderIndex:
+    """A bounded map of recently seen message ids to their sender (oldest evicted first)."""
+
+    def __init__(self, capacity: int = SENDER_INDEX_SIZE) -> None:
+        self.capacity = capacity
+        self._senders: OrderedDict[str, str] = OrderedDict()
+
+    def add(self, message_id: str, sender_id: str) -> None:
+        """Remember a message's sender (the first one seen keeps it)."""
+        self._senders.setdefault(message_id, sender_id)
+        while len(self._senders) > self.capacity:
+            self._senders.popitem(last=False)
+
+    def get(self, message_id: str) -> str | None:
+        """The sender of a known message, else None."""
+        return self._senders.get(message_id)
+
+    def forget_sender(self, sender_id: str) -> None:
+        """Drop every id of one sender (erasure)."""
+        for message_id in [m for m, s in self._senders.items() if s == sender_id]:
+            del self._senders[message_id]
+
+
+def untrusted_label(event: LabelEvent, senders: SenderIndex) -> str | None:
+    """Why a label must not be counted, or None when it may be."""
+    if event.source != USER_REPORT:
+        return None
+    if not event.reporter_id:
+        return "user report without reporter_id: reports come through ingestion, which sets it"
+    sender = senders.get(event.message_id)
+    if sender is not None and sender != event.sender_id:
+        return (
+            f"report names sender {event.sender_id!r} but message {event.message_id!r} "
+            "came from another sender"
+        )
+    return None
+
+
 class FeaturePipeline:
     """Per-sender feature state plus the sinks it writes to."""
 
@@ -98,6 +149,7 @@ class FeaturePipeline:
         self.send_deadletters = send_deadletters
         self.metrics = metrics
         self.computer = SenderFeatureComputer()
+        self.senders = SenderIndex()
 
     def rebuild(self) -> int:
         """Fold the whole message log, in processing order, into a fresh state; returns events.
@@ -106,12 +158,16 @@ class FeaturePipeline:
         """
         started = time.perf_counter()
         computer = SenderFeatureComputer()
+        senders = SenderIndex()
         events = events_from_frames(
             self.message_log.read("messages"), self.message_log.read("labels"), order_by="seq"
         )
         for event in events:
             computer.apply(event)
+            if isinstance(event, MessageEvent):
+                senders.add(event.message_id, event.sender_id)
         self.computer = computer
+        self.senders = senders
         elapsed = time.perf_counter() - started
         self.metrics.rebuild_duration.set(elapsed)
         self.metrics.senders.set(len(computer))
@@ -146,6 +202,24 @@ class FeaturePipeline:
                 )
                 self.metrics.events.labels(record.topic, "deadletter").inc()
                 continue
+            refused = None
+            if isinstance(event, LabelEvent):
+                refused = untrusted_label(event, self.senders)
+            if refused is not None:
+                dead.append(
+                    DeadLetter.of(
+                        record.topic,
+                        record.value or b"",
+                        refused,
+                        partition=record.partition,
+                        offset=record.offset,
+                        key=event.sender_id,
+                    )
+                )
+                self.metrics.events.labels(record.topic, "deadletter").inc()
+                continue
+            if isinstance(event, MessageEvent):
+                self.senders.add(event.message_id, event.sender_id)
             duplicates_before = self.computer.stats.duplicates
             view, row = self.computer.apply(event)
             if row is not None:

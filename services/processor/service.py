@@ -15,7 +15,7 @@ from tenacity import retry, stop_after_attempt, wait_exponential
 
 from modstack.events import DeadLetter
 from modstack.kafka import BatchConsumerLoop, ensure_topics, make_consumer, make_producer
-from modstack.message_log import MessageLog
+from modstack.message_log import DeadLetterStore, MessageLog
 from modstack.names import (
     GROUP_PROCESSOR,
     TOPIC_DEADLETTER,
@@ -72,10 +72,15 @@ def feast_pusher(settings: ProcessorSettings) -> PushRows:
     return push
 
 
-def deadletter_sender(producer: KafkaProducer, timeout_s: float) -> SendDeadLetters:
-    """Produce dead letters and wait for every acknowledgement (bounded)."""
+def deadletter_sender(
+    producer: KafkaProducer, timeout_s: float, store: DeadLetterStore | None = None
+) -> SendDeadLetters:
+    """Store dead letters on disk (erasable, expiring), then produce them and wait for every
+    acknowledgement (bounded)."""
 
     def send(letters: list[DeadLetter]) -> None:
+        if store is not None:
+            store.add(letters)
         deadline = time.monotonic() + timeout_s
         futures = [
             producer.send(TOPIC_DEADLETTER, key=letter.key, value=letter.to_bytes())
@@ -158,10 +163,11 @@ def run(settings: ProcessorSettings) -> None:
         )
     producer = make_producer(bootstrap)
     message_log = MessageLog(settings.data_dir)
+    deadletters = DeadLetterStore(settings.data_dir)
     pipeline = FeaturePipeline(
         message_log,
         feast_pusher(settings),
-        deadletter_sender(producer, settings.processor_deadletter_timeout_s),
+        deadletter_sender(producer, settings.processor_deadletter_timeout_s, deadletters),
         metrics,
     )
     pipeline.rebuild()
@@ -192,6 +198,12 @@ def run(settings: ProcessorSettings) -> None:
         if time.monotonic() - last_compaction < COMPACT_EVERY_S:
             return
         last_compaction = time.monotonic()
+        expired = message_log.expire(settings.processor_log_retention_days)
+        if any(expired.values()):
+            log.info("retention: removed message log files %s", expired)
+        dropped = deadletters.expire(settings.processor_deadletter_retention_days)
+        if dropped:
+            log.info("retention: removed %d dead letters", dropped)
         for kind in ("messages", "labels"):
             if message_log.file_count(kind) > settings.processor_compact_after_files:
                 removed = message_log.compact(kind)

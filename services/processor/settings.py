@@ -20,3 +20,8 @@ class ProcessorSettings(CommonSettings):
     processor_compact_after_files: int = Field(default=64, gt=1)
     # Bound on waiting for the broker to acknowledge dead letters.
     processor_deadletter_timeout_s: float = Field(default=10.0, gt=0)
+    # Personal data: message log partitions logged longer ago than this are deleted (0: kept
+    # forever). Training reads a year of history at most.
+    processor_log_retention_days: int = Field(default=365, ge=0)
+    # Dead letters (raw bytes of what could not be used) kept on disk this long (0: forever).
+    processor_deadletter_retention_days: int = Field(default=14, ge=0)

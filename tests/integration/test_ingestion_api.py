@@ -1,5 +1,7 @@
 """The ingestion API against a real broker: 202 only once events are stored, the ids it
-answers, idempotent repeats, 422/413 for bad bodies, 503 naming the broker when it is down."""
+answers, idempotent repeats, 422/413 for bad bodies, 503 naming the broker when it is down;
+reports only from client apps with a key, only on messages received from that sender; 429
+past a client's rate."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
+from pydantic import SecretStr
 
 from modstack.devstack.processes import BackgroundProcess, kafka_ready, tansu_argv
 from modstack.events import MAX_BATCH, LabelEvent, MessageEvent
@@ -25,6 +28,8 @@ from services.ingestion.settings import IngestionSettings
 pytestmark = pytest.mark.integration
 
 MAX_REQUEST_BYTES = 64 * 1024
+KEY = "test-key-of-the-app"
+AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 def a_message(**change: object) -> dict:
@@ -43,18 +48,22 @@ def a_label(message_id: str, **change: object) -> dict:
         "message_id": message_id,
         "sender_id": "alice@example.com",
         "label": "spam",
-        "source": "moderator",
+        "source": "user_report",
+        "reporter_id": "user-1",
         "labeled_at": "2002-08-01T11:00:00Z",
         **change,
     }
 
 
 @pytest.fixture(scope="module")
-def client(kafka_bootstrap: str) -> Iterator[TestClient]:
+def client(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     settings = IngestionSettings(
         kafka_bootstrap_servers=kafka_bootstrap,
         ingestion_max_request_bytes=MAX_REQUEST_BYTES,
         ingestion_produce_timeout_s=5,
+        ingestion_client_keys={"app": SecretStr(KEY)},
+        ingestion_rate_per_s=0,
+        data_dir=tmp_path_factory.mktemp("ingestion-data"),
     )
     with TestClient(create_app(settings)) as test_client:
         yield test_client
@@ -109,20 +118,114 @@ def test_a_repeated_message_id_is_stored_once(client: TestClient, kafka_bootstra
     assert len(records_with_ids(kafka_bootstrap, TOPIC_MESSAGES, {message["message_id"]})) == 1
 
 
-def test_labels_are_accepted_one_per_message_and_source(
+def test_reports_are_accepted_one_per_message_and_reporter(
     client: TestClient, kafka_bootstrap: str
 ) -> None:
-    message_id = f"api-{uuid.uuid4().hex[:12]}"
-    labels = [a_label(message_id), a_label(message_id, source="user_report")]
-    response = client.post("/v1/labels", json={"labels": labels})
+    message = a_message()
+    message_id = message["message_id"]
+    assert client.post("/v1/messages", json=message).status_code == 202
+    labels = [a_label(message_id), a_label(message_id, reporter_id="user-2")]
+    response = client.post("/v1/labels", json={"labels": labels}, headers=AUTH)
     assert response.status_code == 202
     assert response.json()["duplicates"] == []
-    assert client.post("/v1/labels", json=labels[0]).json()["duplicates"] == [message_id]
+    again = client.post("/v1/labels", json=labels[0], headers=AUTH)
+    assert again.json()["duplicates"] == [message_id]
     records = records_with_ids(kafka_bootstrap, TOPIC_LABELS, {message_id})
-    assert sorted(LabelEvent.model_validate_json(r.value).source for r in records) == [
-        "moderator",
-        "user_report",
+    events = [LabelEvent.model_validate_json(r.value) for r in records]
+    assert sorted(e.reporter_id or "" for e in events) == ["app/user-1", "app/user-2"]
+    assert {e.source for e in events} == {"user_report"}
+
+
+def test_a_report_without_a_valid_client_key_gets_401(client: TestClient) -> None:
+    message = a_message()
+    client.post("/v1/messages", json=message)
+    report = a_label(message["message_id"])
+    for headers in ({}, {"Authorization": "Bearer not-a-key"}, {"Authorization": "Basic eA=="}):
+        response = client.post("/v1/labels", json=report, headers=headers)
+        assert response.status_code == 401, headers
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert "INGESTION_CLIENT_KEYS" in response.json()["detail"]
+
+
+def test_a_forged_moderator_label_is_refused_and_nothing_is_stored(
+    client: TestClient, kafka_bootstrap: str
+) -> None:
+    message = a_message()
+    client.post("/v1/messages", json=message)
+    for source in ("moderator", "corpus"):
+        forged = a_label(message["message_id"], source=source)
+        response = client.post("/v1/labels", json=forged, headers=AUTH)
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["body", "source"]
+    assert records_with_ids(kafka_bootstrap, TOPIC_LABELS, {message["message_id"]}) == []
+
+
+def test_a_report_on_a_message_never_seen_from_that_sender_gets_404(
+    client: TestClient, kafka_bootstrap: str
+) -> None:
+    message = a_message()
+    client.post("/v1/messages", json=message)
+    made_up = a_label(f"api-never-{uuid.uuid4().hex[:8]}")
+    other_sender = a_label(message["message_id"], sender_id="victim@example.com")
+    fine = a_label(message["message_id"])
+    response = client.post(
+        "/v1/labels", json={"labels": [fine, made_up, other_sender]}, headers=AUTH
+    )
+    assert response.status_code == 404
+    detail = response.json()["detail"]
+    assert [e["loc"] for e in detail] == [
+        ["body", "labels", 1, "message_id"],
+        ["body", "labels", 2, "message_id"],
     ]
+    assert all(e["type"] == "message_not_seen" for e in detail)
+    ids = {message["message_id"], made_up["message_id"]}
+    assert records_with_ids(kafka_bootstrap, TOPIC_LABELS, ids) == []
+
+
+def test_a_report_on_a_message_only_the_message_log_holds_is_accepted(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A fresh process (restart, another replica) checks reports against the durable log."""
+    from datetime import UTC, datetime
+
+    from modstack.message_log import MessageLog
+
+    logged = MessageEvent(
+        message_id=f"api-logged-{uuid.uuid4().hex[:8]}",
+        sender_id="alice@example.com",
+        sent_at=datetime(2002, 8, 1, 10, tzinfo=UTC),
+        received_at=datetime(2002, 8, 1, 10, tzinfo=UTC),
+    )
+    MessageLog(tmp_path).append([logged])
+    settings = IngestionSettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        ingestion_client_keys={"app": SecretStr(KEY)},
+        data_dir=tmp_path,
+    )
+    with TestClient(create_app(settings)) as fresh:
+        ok = fresh.post("/v1/labels", json=a_label(logged.message_id), headers=AUTH)
+        assert ok.status_code == 202
+        wrong = a_label(logged.message_id, sender_id="victim@example.com", reporter_id="u9")
+        assert fresh.post("/v1/labels", json=wrong, headers=AUTH).status_code == 404
+
+
+def test_a_client_over_its_rate_gets_429_with_retry_after(kafka_bootstrap: str) -> None:
+    settings = IngestionSettings(
+        kafka_bootstrap_servers=kafka_bootstrap,
+        ingestion_client_keys={"app": SecretStr(KEY)},
+        ingestion_messages_need_key=True,
+        ingestion_rate_per_s=0.5,
+        ingestion_rate_burst=3,
+    )
+    with TestClient(create_app(settings)) as limited:
+        answers = [limited.post("/v1/messages", json=a_message(), headers=AUTH) for _ in range(5)]
+        assert [a.status_code for a in answers] == [202, 202, 202, 429, 429]
+        assert int(answers[-1].headers["retry-after"]) >= 1
+        assert "INGESTION_RATE_PER_S" in answers[-1].json()["detail"]
+        # the limit is per client: an anonymous caller is refused (key needed), not limited
+        assert limited.post("/v1/messages", json=a_message()).status_code == 401
+        metrics = limited.get("/metrics").text
+        assert 'ingestion_rejected_total{reason="rate_limited"} 2.0' in metrics
 
 
 def test_an_invalid_message_gets_422_naming_the_field_and_nothing_is_stored(
@@ -200,6 +303,7 @@ def test_a_broker_that_goes_down_gets_503_naming_its_address(tmp_path: Path) -> 
             response = client.post("/v1/messages", json=a_message())
             assert response.status_code == 503
             assert bootstrap in response.json()["detail"]
+            assert int(response.headers["retry-after"]) >= 1
             readiness = client.get("/readyz")
             assert readiness.status_code == 503 and bootstrap in readiness.json()["detail"]
             assert (
@@ -215,6 +319,6 @@ def test_a_broker_that_never_came_up_gets_503_and_the_app_still_starts() -> None
     settings = IngestionSettings(kafka_bootstrap_servers=nowhere, ingestion_produce_timeout_s=1)
     with TestClient(create_app(settings)) as client:
         assert client.get("/healthz").status_code == 200
-        response = client.post("/v1/labels", json=a_label("m-1"))
+        response = client.post("/v1/messages", json=a_message())
         assert response.status_code == 503
         assert nowhere in response.json()["detail"]

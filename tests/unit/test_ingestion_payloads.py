@@ -15,6 +15,8 @@ from services.ingestion.payloads import (
     message_event,
     parse_labels,
     parse_messages,
+    parse_reports,
+    unseen_reports,
 )
 
 MESSAGE = {
@@ -29,6 +31,7 @@ LABEL = {
     "sender_id": "alice@example.com",
     "label": "spam",
     "source": "user_report",
+    "reporter_id": "user-7",
     "labeled_at": "2002-08-01T11:00:00Z",
 }
 
@@ -118,6 +121,39 @@ def test_labels_accept_only_known_labels_and_sources() -> None:
     }
 
 
+@pytest.mark.parametrize("source", ["moderator", "corpus"])
+def test_the_public_endpoint_refuses_moderator_and_corpus_labels(source: str) -> None:
+    with pytest.raises(InvalidBody) as caught:
+        parse_labels(body({**LABEL, "source": source}))
+    assert locations(caught.value) == [("body", "source")]
+
+
+def test_a_report_must_name_its_reporter() -> None:
+    without = {k: v for k, v in LABEL.items() if k != "reporter_id"}
+    with pytest.raises(InvalidBody) as caught:
+        parse_labels(body(without))
+    assert locations(caught.value) == [("body", "reporter_id")]
+    assert parse_labels(body({k: v for k, v in LABEL.items() if k != "source"}))[0].source == (
+        "user_report"
+    )
+
+
+def test_reports_on_messages_not_seen_from_that_sender_are_named_by_index() -> None:
+    reports, batch = parse_reports(
+        body({"labels": [LABEL, {**LABEL, "message_id": "m-2"}, {**LABEL, "message_id": "m-3"}]})
+    )
+    assert batch
+    senders = {"m-1": "alice@example.com", "m-3": "mallory@example.com"}
+    errors = unseen_reports(reports, senders, batch)
+    assert [e["loc"] for e in errors] == [
+        ("body", "labels", 1, "message_id"),
+        ("body", "labels", 2, "message_id"),
+    ]
+    assert all(e["type"] == "message_not_seen" for e in errors)
+    single, batch = parse_reports(body({**LABEL, "message_id": "m-9"}))
+    assert [e["loc"] for e in unseen_reports(single, senders, batch)] == [("body", "message_id")]
+
+
 def test_events_carry_the_received_at_stamp_and_naive_times_are_utc() -> None:
     received = datetime(2026, 1, 1, tzinfo=UTC)
     [item] = parse_messages(body({**MESSAGE, "sent_at": "2002-08-01T10:00:00"}))
@@ -125,12 +161,17 @@ def test_events_carry_the_received_at_stamp_and_naive_times_are_utc() -> None:
     assert event.received_at == received
     assert event.sent_at == datetime(2002, 8, 1, 10, tzinfo=UTC)
     [label] = parse_labels(body(LABEL))
-    assert label_event(label, received).received_at == received
+    event = label_event(label, received, "app")
+    assert event.received_at == received
+    assert event.reporter_id == "app/user-7"
 
 
-def test_a_label_is_identified_by_message_and_source() -> None:
+def test_a_label_is_identified_by_message_source_and_reporter() -> None:
+    received = datetime(2026, 1, 1, tzinfo=UTC)
     [report] = parse_labels(body(LABEL))
-    [decision] = parse_labels(body({**LABEL, "source": "moderator"}))
+    [other] = parse_labels(body({**LABEL, "reporter_id": "user-8"}))
     [repeat] = parse_labels(body({**LABEL, "labeled_at": "2002-08-02T00:00:00Z"}))
-    assert label_key(report) != label_key(decision)
-    assert label_key(report) == label_key(repeat)
+    key = label_key(label_event(report, received, "app"))
+    assert key != label_key(label_event(other, received, "app"))
+    assert key != label_key(label_event(report, received, "other-app"))
+    assert key == label_key(label_event(repeat, received, "app"))
