@@ -170,3 +170,47 @@ def test_unparseable_records_become_dead_letters_and_the_rest_is_processed(
     assert dead[0].original.encode("latin-1") == b"\xff\x00 not json" and dead[0].key == "k"
     assert "sender_id" in dead[1].error and "empty" in dead[2].error
     assert len(MessageLog(data_dir).read("messages")) == 2
+
+
+def test_untrusted_reports_are_dead_lettered_with_the_reason_and_never_counted(
+    store_factory: Any,
+) -> None:
+    store, data_dir = store_factory("untrusted")
+    dead: list[DeadLetter] = []
+    built = pipeline(store, data_dir, dead)
+    sent = MessageEvent(
+        message_id="mine",
+        sender_id="alice@x",
+        sent_at=T0,
+        received_at=RECEIVED,
+    )
+
+    def report(sender: str, reporter: str | None) -> Record:
+        event = LabelEvent(
+            message_id="mine",
+            sender_id=sender,
+            label="spam",
+            source="user_report",
+            reporter_id=reporter,
+            labeled_at=T0 + timedelta(hours=1),
+            received_at=RECEIVED,
+        )
+        return Record(TOPIC_LABELS, event.to_bytes(), key=sender)
+
+    result = built.handle(
+        [
+            Record(TOPIC_MESSAGES, sent.to_bytes(), key="alice@x"),
+            report("alice@x", None),  # produced around ingestion: no reporter
+            report("victim@x", "app/u1"),  # names a sender the message did not come from
+            report("alice@x", "app/u1"),  # the one trustworthy report
+        ]
+    )
+    assert result.deadletter == 2
+    reasons = sorted(letter.error for letter in dead)
+    assert "without reporter_id" in reasons[1]
+    assert "came from another sender" in reasons[0]
+    assert [letter.key for letter in dead] == ["alice@x", "victim@x"]
+    labels = MessageLog(data_dir).read("labels")
+    assert labels[["sender_id", "reporter_id"]].values.tolist() == [["alice@x", "app/u1"]]
+    [victim] = online(store, ["victim@x"])
+    assert victim["sender_spam_labels_30d"] is None

@@ -279,3 +279,58 @@ def test_event_time_order_puts_messages_before_labels_on_equal_times():
         ("LabelEvent", "m1"),
     ]
     assert events[2].source == "corpus"
+
+
+def report(message_id: str, at: timedelta, reporter: str, value: str = "spam") -> LabelEvent:
+    return LabelEvent(
+        message_id=message_id,
+        sender_id=SENDER,
+        label=value,
+        source="user_report",
+        reporter_id=reporter,
+        labeled_at=T0 + at,
+        received_at=T0 + at,
+    )
+
+
+def test_poisoning_1000_reports_from_one_reporter_move_reputation_by_at_most_the_cap() -> None:
+    from features.sender import REPORTS_PER_REPORTER
+
+    computer = SenderFeatureComputer()
+    for i in range(1000):
+        computer.apply_message(message(f"m{i}", timedelta(seconds=i)))
+    before = computer.apply_label(report("m0", H, "honest-user", "ham"))
+    assert before is not None
+    last = before
+    for i in range(1000):
+        row = computer.apply_label(report(f"m{i}", H + timedelta(seconds=i + 1), "attacker"))
+        assert row is not None
+        last = row
+    assert last["sender_spam_labels_30d"] - before["sender_spam_labels_30d"] <= REPORTS_PER_REPORTER
+    assert last["sender_ham_labels_30d"] == before["sender_ham_labels_30d"]
+    # with the default cap of 1 the ratio moves from 1/3 to 2/4, not to ~1
+    assert last["sender_label_spam_ratio_30d"] == pytest.approx(0.5)
+
+
+def test_distinct_reporters_each_count_and_a_moderator_decision_overrides_reports() -> None:
+    computer = SenderFeatureComputer()
+    computer.apply_message(message("m1", timedelta(0)))
+    computer.apply_message(message("m2", timedelta(minutes=1)))
+    for n in range(3):
+        row = computer.apply_label(report("m1", H + timedelta(minutes=n), f"user-{n}"))
+    assert row is not None and row["sender_spam_labels_30d"] == 3.0
+    # the same reporter again on the same message is a duplicate
+    assert computer.apply_label(report("m1", 2 * H, "user-0")) is None
+    decided = computer.apply_label(label("m1", 3 * H, "ham"))
+    assert decided is not None
+    assert (decided["sender_spam_labels_30d"], decided["sender_ham_labels_30d"]) == (0.0, 1.0)
+
+
+def test_the_cap_per_reporter_is_a_setting() -> None:
+    computer = SenderFeatureComputer(reports_per_reporter=3)
+    for i in range(10):
+        computer.apply_message(message(f"m{i}", timedelta(seconds=i)))
+    rows = [computer.apply_label(report(f"m{i}", H, "heavy-reporter")) for i in range(10)]
+    assert rows[-1] is not None and rows[-1]["sender_spam_labels_30d"] == 3.0
+    with pytest.raises(ValueError, match="reports_per_reporter"):
+        SenderFeatureComputer(reports_per_reporter=0)
