@@ -49,7 +49,7 @@ class RolloutEvent(BaseModel):
 
     at: datetime = Field(default_factory=utc_now)
     actor: str  # "controller", "admin:http", "admin:cli", ...
-    action: str  # start, analysis, advance, promote, rollback, abort, pause, resume
+    action: str  # start, extend, hold, advance, promote, rollback, abort, pause, resume, ...
     step: int
     weight_percent: float
     status: RolloutStatus
@@ -77,6 +77,13 @@ class RolloutState(BaseModel):
     interval_s: float | None = Field(default=None, gt=0)
     failure_limit: int | None = Field(default=None, ge=1)
     min_requests: int | None = Field(default=None, ge=1)
+    # Share of requests (percent) that both variants score, the one that does not answer in
+    # the shadow: the canary's comparisons are then between two models on the same messages.
+    paired_percent: float | None = Field(default=None, ge=0.0, le=100.0)
+    # Windows of the current step judged inconclusive so far (each extends the step by one
+    # interval), and the bound after which the rollout is held for a human.
+    extensions: int = Field(default=0, ge=0)
+    max_extensions: int | None = Field(default=None, ge=0)
     reason: str = ""
     started_at: datetime | None = None
     step_started_at: datetime | None = None  # start of the current step's analysis window
@@ -131,7 +138,7 @@ def _event_json(event: RolloutEvent) -> str:
             "reason": event.reason[:REASON_MAX_CHARS],
         }
     )
-    return slim.model_dump_json()  # bounded: five checks and 1,000 characters of reason
+    return slim.model_dump_json()  # bounded: a dozen checks and 1,000 characters of reason
 
 
 class RolloutStore:

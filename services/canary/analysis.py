@@ -1,9 +1,20 @@
-"""Canary analysis of one step window: does the challenger behave like the champion?
+"""Canary analysis of one step window: is the challenger healthy, right, and not broken?
 
-Framework-free. Input: the serving metrics of each variant over the window (counter and
-histogram increases, however they were obtained: PromQL `increase()` or diffs of scraped
-snapshots) plus the block labels that arrived. Output: one result per check with the values
-on both sides, the threshold and pass / fail / skipped (not enough data to judge).
+Framework-free. Inputs: the serving metrics of each variant over the window (counter and
+histogram increases, from PromQL `increase()` or diffs of scraped snapshots), the labelled
+pairs (messages both variants scored, whose label arrived), and the challenger's offline
+expectation from its gate evaluation. Checks come in three decisive kinds plus reports:
+
+- health: error rate and p99 latency against the champion's (same messages when paired);
+- quality: an exact McNemar test on the labelled messages where the two variants' block
+  decisions differ (the labels say which of the two differences are right);
+- guardrail: the challenger's live block rate and score distribution against its OWN offline
+  expectation, and a collapse check (scores piling into one narrow band);
+- report (never decisive): score PSI and block-rate change against the champion, block
+  precision per variant. A retrained model is meant to behave differently from the champion.
+
+Each check says pass / fail / inconclusive (None); an inconclusive decisive check extends the
+step (see `state_machine.judge`), it neither passes nor fails the window.
 """
 
 from __future__ import annotations
@@ -11,9 +22,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, Literal
+
+from scipy.stats import binomtest
 
 from modstack.names import VARIANT_CHALLENGER, VARIANT_CHAMPION
+from modstack.registry.expectation import OfflineExpectation
 
 # Serving metric names (INTERFACES.md: a contract with serving, monitoring and Prometheus rules).
 REQUESTS = "serving_requests_total"
@@ -213,38 +228,112 @@ def windows_from_samples(
 class AnalysisThresholds:
     """Limits of each check (from the controller's settings)."""
 
-    min_requests: int = 50  # challenger requests needed before the window is judged
+    # Observations per variant before the window is judged (with pairing both variants score
+    # every paired message, so this is also the number of paired messages).
+    min_requests: int = 50
     # Rate checks (errors, blocks) fail only when the change is past its limit AND beyond
-    # sampling noise (two-proportion z-test): 50 requests at a 20 % block rate move by +-6
-    # points on their own, which must not roll a good model back.
+    # sampling noise (two-proportion z-test).
     significance_z: float = 3.0
     max_error_rate_increase: float = 0.01  # challenger error rate - champion's
     max_latency_p99_ratio: float = 1.5  # challenger p99 / champion p99 ...
     latency_p99_slack_seconds: float = 0.25  # ... or champion p99 + this, whichever is larger
-    # PSI between the variants' score histograms. Not the 0.25 "population shift" rule of
-    # thumb: a retrained model legitimately scores differently from a stale champion (up to
-    # ~0.45 measured); a broken one (collapsed scores) lands far above 1.
+    # Quality on labels (exact McNemar on the discordant labelled pairs).
+    alpha: float = 0.01  # one-sided; small because the test is repeated at every window
+    min_discordant: int = 20  # labelled discordant pairs needed to pass the last step
+    # Guardrails against the challenger's own offline expectation.
+    max_expected_block_change: float = 0.15  # |live block rate - holdout block rate|
+    max_expected_psi: float = 1.0  # PSI of live scores against the holdout's
+    psi_min_bin_share: float = 0.10  # merge score buckets to >= this pooled share
+    max_collapse_share: float = 0.95  # share of scores inside any 0.1-wide score band
+    # Reported only (not decisive): differences from the champion.
     max_score_psi: float = 1.0
-    psi_min_bin_share: float = 0.10  # merge score buckets to >= this share of champion scores
-    max_block_rate_change: float = 0.15  # |challenger block rate - champion's|
-    max_precision_drop: float = 0.10  # champion block precision - challenger's
-    min_labelled_blocks: int = 20  # labelled blocks per variant before precision is judged
+    max_block_rate_change: float = 0.15
+    max_precision_drop: float = 0.10
+    min_labelled_blocks: int = 20
+
+
+CheckKind = Literal["health", "quality", "guardrail", "report"]
+DECISIVE_KINDS: frozenset[str] = frozenset({"health", "quality", "guardrail"})
 
 
 @dataclass
 class CheckResult:
-    """One check: `passed` is None when there was not enough data to judge."""
+    """One check: `passed` is None when the evidence does not decide it (inconclusive)."""
 
     name: str
     passed: bool | None
-    value: float | None  # the compared quantity (difference, ratio, PSI ...)
+    value: float | None  # the compared quantity (difference, ratio, PSI, p-value ...)
     threshold: float
     champion: float | None = None
     challenger: float | None = None
     detail: str = ""
+    kind: CheckKind = "report"
+    # False for a decisive kind that cannot be judged at all here (no expectation logged):
+    # it is reported as skipped instead of holding the step forever.
+    required: bool = True
+
+    @property
+    def decisive(self) -> bool:
+        return self.kind in DECISIVE_KINDS and self.required
+
+    @property
+    def verdict(self) -> str:
+        """pass / fail / inconclusive (decisive) or ok / over / n/a (reported)."""
+        if not self.decisive:
+            if self.kind != "report":
+                return "skipped"
+            return {True: "ok", False: "over", None: "n/a"}[self.passed]
+        return {True: "pass", False: "fail", None: "inconclusive"}[self.passed]
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "name"}
+        body = {k: v for k, v in asdict(self).items() if k not in ("name", "required")}
+        body["verdict"] = self.verdict
+        return body
+
+
+@dataclass
+class PairedLabels:
+    """Messages scored by both variants whose label arrived, split by who was right.
+
+    `challenger_right` (b) and `champion_right` (c) are the discordant pairs: the variants'
+    block decisions differ, so exactly one of them matches the label.
+    """
+
+    challenger_right: int = 0
+    champion_right: int = 0
+    concordant: int = 0  # labelled pairs where both decided the same
+    paired: int = 0  # pairs seen (labelled or not)
+
+    @property
+    def discordant(self) -> int:
+        return self.challenger_right + self.champion_right
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """Exact McNemar test: under H0 (equally good) each discordant pair is a fair coin."""
+
+    b: int  # challenger right, champion wrong
+    c: int  # champion right, challenger wrong
+    p_worse: float  # one-sided P(X <= b), X ~ Bin(b + c, 1/2): small = labels side with champion
+    p_better: float  # one-sided P(X >= b): small = labels side with the challenger
+
+    @property
+    def n(self) -> int:
+        return self.b + self.c
+
+
+def mcnemar_exact(b: int, c: int) -> McNemar:
+    """The exact (binomial) McNemar test on discordant counts b and c (scipy's binomtest;
+    exact rather than the chi-square form because early windows hold a handful of pairs)."""
+    if b < 0 or c < 0:
+        raise ValueError(f"discordant counts must be >= 0, got b={b}, c={c}")
+    n = b + c
+    if n == 0:
+        return McNemar(0, 0, 1.0, 1.0)
+    worse = binomtest(b, n, 0.5, alternative="less").pvalue
+    better = binomtest(b, n, 0.5, alternative="greater").pvalue
+    return McNemar(b, c, float(worse), float(better))
 
 
 @dataclass
@@ -258,20 +347,25 @@ class Analysis:
 
     @property
     def failed(self) -> list[CheckResult]:
-        return [c for c in self.checks if c.passed is False]
+        """Decisive checks that failed."""
+        return [c for c in self.checks if c.decisive and c.passed is False]
+
+    @property
+    def inconclusive(self) -> list[CheckResult]:
+        """Decisive checks the evidence does not decide yet."""
+        return [c for c in self.checks if c.decisive and c.passed is None]
 
     @property
     def passed(self) -> bool:
-        """Judged and no check failed (skipped checks do not fail a window)."""
-        return self.enough_data and not self.failed
+        """Enough traffic, every decisive check passed."""
+        return self.enough_data and not self.failed and not self.inconclusive
 
     def summary(self) -> str:
         """One line: each check as name=value (threshold) and its verdict."""
         parts = []
         for c in self.checks:
-            mark = {True: "ok", False: "FAIL", None: "skip"}[c.passed]
             value = "n/a" if c.value is None else f"{c.value:.4g}"
-            parts.append(f"{c.name}={value} (<= {c.threshold:g}) {mark}")
+            parts.append(f"{c.name}={value} ({c.threshold:g}) {c.verdict}")
         return "; ".join(parts)
 
     def metrics(self) -> dict[str, float | None]:
@@ -281,15 +375,21 @@ class Analysis:
             "challenger_requests": self.challenger_requests,
         }
         for c in self.checks:
-            values[f"{c.name}.champion"] = c.champion
-            values[f"{c.name}.challenger"] = c.challenger
+            if c.champion is not None or c.challenger is not None:
+                values[f"{c.name}.champion"] = c.champion
+                values[f"{c.name}.challenger"] = c.challenger
         return values
+
+
+# -- health --------------------------------------------------------------------------------------
 
 
 def _error_rate_check(champ: VariantWindow, chall: VariantWindow, t: AnalysisThresholds):
     a, b = champ.error_rate, chall.error_rate
     if b is None:
-        return CheckResult("error_rate", None, None, t.max_error_rate_increase, a, b, "no requests")
+        return CheckResult(
+            "error_rate", None, None, t.max_error_rate_increase, a, b, "no requests", "health"
+        )
     increase = b - (a or 0.0)
     z = two_proportion_z(chall.errors, chall.requests, champ.errors, champ.requests)
     return CheckResult(
@@ -300,13 +400,16 @@ def _error_rate_check(champ: VariantWindow, chall: VariantWindow, t: AnalysisThr
         a,
         b,
         f"challenger error rate minus champion's (z={z:.2f})",
+        "health",
     )
 
 
 def _latency_check(champ: VariantWindow, chall: VariantWindow, t: AnalysisThresholds):
     a, b = champ.latency_p99, chall.latency_p99
     if a is None or b is None:
-        return CheckResult("latency_p99", None, None, t.max_latency_p99_ratio, a, b, "no latency")
+        return CheckResult(
+            "latency_p99", None, None, t.max_latency_p99_ratio, a, b, "no latency", "health"
+        )
     limit = max(a * t.max_latency_p99_ratio, a + t.latency_p99_slack_seconds)
     ratio = b / a if a > 0 else math.inf
     # Report the ratio against the effective ratio limit (which includes the slack).
@@ -319,100 +422,260 @@ def _latency_check(champ: VariantWindow, chall: VariantWindow, t: AnalysisThresh
         a,
         b,
         f"challenger p99 {b * 1000:.1f} ms vs limit {limit * 1000:.1f} ms",
+        "health",
     )
 
 
+# -- quality on labels -----------------------------------------------------------------------
+
+
+def label_quality_check(
+    pairs: PairedLabels, t: AnalysisThresholds, final_step: bool
+) -> CheckResult:
+    """Exact McNemar on the labelled discordant pairs.
+
+    Fails at any step when the labels side with the champion beyond chance (one-sided
+    p < alpha). Passes an intermediate step when it does not fail (the step only moves more
+    traffic, the last one needs evidence). Passes the last step only with evidence for the
+    challenger: at least `min_discordant` labelled discordant pairs and b >= c (it is right at
+    least as often as the champion where they disagree). Why this and not a non-inferiority
+    margin: the decision is "replace the champion", and on discordant pairs b >= c is exactly
+    "the swap does not make more labelled mistakes"; a margin would knowingly accept a worse
+    model on the only messages where the swap changes anything. Otherwise inconclusive.
+    """
+    test = mcnemar_exact(pairs.challenger_right, pairs.champion_right)
+    counts = (
+        f"b={test.b} challenger right, c={test.c} champion right among {test.n} labelled "
+        f"discordant pairs ({pairs.concordant} concordant, {pairs.paired} pairs scored); "
+        f"p_worse={test.p_worse:.3g}, p_better={test.p_better:.3g}"
+    )
+    make = partial(
+        CheckResult,
+        "label_mcnemar",
+        value=test.p_worse,
+        threshold=t.alpha,
+        champion=float(test.c),
+        challenger=float(test.b),
+        kind="quality",
+    )
+    if test.n > 0 and test.p_worse < t.alpha:
+        return make(passed=False, detail=f"labels side with the champion: {counts}")
+    if not final_step:
+        return make(passed=True, detail=f"no evidence against the challenger: {counts}")
+    if test.n >= t.min_discordant and test.b >= test.c:
+        return make(passed=True, detail=f"labels side with the challenger: {counts}")
+    need = (
+        f"need >= {t.min_discordant} labelled discordant pairs with b >= c"
+        if test.n < t.min_discordant
+        else "need b >= c"
+    )
+    return make(passed=None, detail=f"{need}: {counts}")
+
+
+# -- broken-model guardrails -----------------------------------------------------------------
+
+
+def live_score_counts(score_buckets: Mapping[float, float], edges: list[float]) -> list[float]:
+    """Per-bin counts of a live score histogram on the expectation's bins (`edges`: bin edges
+    from 0 to 1; serving's buckets are the upper edges, its +Inf bucket joins the last bin)."""
+    counts = bucket_counts(score_buckets)
+    bounds = sorted(score_buckets)
+    by_bound = dict(zip(bounds, counts, strict=True))
+    finite = [b for b in bounds if not math.isinf(b)]
+    uppers = [round(e, 6) for e in edges[1:]]
+    if [round(b, 6) for b in finite] != uppers:
+        raise ValueError(f"score buckets {finite} do not match the expectation's edges {edges}")
+    binned = [by_bound[b] for b in finite]
+    binned[-1] += by_bound.get(math.inf, 0.0)
+    return binned
+
+
+def _expected_block_check(
+    chall: VariantWindow, expectation: OfflineExpectation | None, t: AnalysisThresholds
+) -> CheckResult:
+    make = partial(
+        CheckResult, "expected_block_rate", threshold=t.max_expected_block_change, kind="guardrail"
+    )
+    if expectation is None:
+        return make(passed=None, value=None, detail="no offline expectation logged", required=False)
+    live = chall.block_rate
+    if live is None:
+        return make(passed=None, value=None, detail="no challenger actions yet")
+    decided = sum(chall.actions.values())
+    z = abs(
+        two_proportion_z(
+            chall.actions.get("block", 0.0),
+            decided,
+            expectation.block_rate * expectation.rows,
+            expectation.rows,
+        )
+    )
+    change = abs(live - expectation.block_rate)
+    return make(
+        passed=change <= t.max_expected_block_change or z < t.significance_z,
+        value=change,
+        champion=expectation.block_rate,
+        challenger=live,
+        detail=f"live block rate vs the holdout's ({expectation.rows} rows; z={z:.2f})",
+    )
+
+
+def _expected_psi_check(
+    chall: VariantWindow, expectation: OfflineExpectation | None, t: AnalysisThresholds
+) -> CheckResult:
+    make = partial(
+        CheckResult, "expected_score_psi", threshold=t.max_expected_psi, kind="guardrail"
+    )
+    if expectation is None:
+        return make(passed=None, value=None, detail="no offline expectation logged", required=False)
+    if not chall.score_buckets or chall.score_buckets.get(math.inf, 0.0) <= 0:
+        return make(passed=None, value=None, detail="no challenger scores yet")
+    try:
+        live = live_score_counts(chall.score_buckets, expectation.edges)
+    except ValueError as exc:
+        return make(passed=None, value=None, detail=str(exc), required=False)
+    expected, actual = coarsen_bins(
+        [float(c) for c in expectation.counts], live, t.psi_min_bin_share
+    )
+    value = psi([e + 0.5 for e in expected], [a + 0.5 for a in actual])
+    return make(
+        passed=value <= t.max_expected_psi,
+        value=value,
+        detail=f"PSI of live scores against the holdout's over {len(expected)} bins",
+    )
+
+
+def densest_band_share(counts: list[float], width_bins: int = 2) -> float:
+    """The largest share of the mass inside `width_bins` adjacent bins (0 when empty)."""
+    total = sum(counts)
+    if total <= 0:
+        return 0.0
+    width = min(width_bins, len(counts))
+    return max(sum(counts[i : i + width]) for i in range(len(counts) - width + 1)) / total
+
+
+def _collapse_check(chall: VariantWindow, t: AnalysisThresholds) -> CheckResult:
+    make = partial(CheckResult, "score_collapse", threshold=t.max_collapse_share, kind="guardrail")
+    if not chall.score_buckets or chall.score_buckets.get(math.inf, 0.0) <= 0:
+        return make(passed=None, value=None, detail="no challenger scores yet")
+    counts = bucket_counts(chall.score_buckets)
+    share = densest_band_share(counts)
+    # Absolute, not against the expectation: a model trained on noise expects its own collapse.
+    return make(
+        passed=share <= t.max_collapse_share,
+        value=share,
+        challenger=share,
+        detail="largest share of challenger scores inside one 0.1-wide score band",
+    )
+
+
+# -- reported, not decisive ------------------------------------------------------------------
+
+
 def _psi_check(champ: VariantWindow, chall: VariantWindow, t: AnalysisThresholds):
+    make = partial(CheckResult, "score_psi", threshold=t.max_score_psi)
     if not champ.score_buckets or not chall.score_buckets:
-        return CheckResult("score_psi", None, None, t.max_score_psi, detail="no scores")
+        return make(passed=None, value=None, detail="no scores")
     bounds = sorted(set(champ.score_buckets) | set(chall.score_buckets))
     if set(champ.score_buckets) != set(chall.score_buckets):
-        return CheckResult("score_psi", None, None, t.max_score_psi, detail="bucket mismatch")
+        return make(passed=None, value=None, detail="bucket mismatch")
     expected = bucket_counts({b: champ.score_buckets[b] for b in bounds})
     actual = bucket_counts({b: chall.score_buckets[b] for b in bounds})
     if sum(expected) <= 0 or sum(actual) <= 0:
-        return CheckResult("score_psi", None, None, t.max_score_psi, detail="no scores")
+        return make(passed=None, value=None, detail="no scores")
     expected, actual = coarsen_bins(expected, actual, t.psi_min_bin_share)
     # Half a count per bin (Laplace-style smoothing): an empty bin in a small window is
     # sampling noise, not an infinitely surprising distribution.
     value = psi([e + 0.5 for e in expected], [a + 0.5 for a in actual])
-    return CheckResult(
-        "score_psi",
-        value <= t.max_score_psi,
-        value,
-        t.max_score_psi,
-        detail=f"PSI of challenger scores against champion scores over {len(expected)} bins",
+    return make(
+        passed=value <= t.max_score_psi,
+        value=value,
+        detail=f"reported: PSI of challenger scores against champion scores, {len(expected)} bins",
     )
 
 
 def _block_rate_check(champ: VariantWindow, chall: VariantWindow, t: AnalysisThresholds):
     a, b = champ.block_rate, chall.block_rate
+    make = partial(CheckResult, "block_rate", threshold=t.max_block_rate_change)
     if a is None or b is None:
-        return CheckResult("block_rate", None, None, t.max_block_rate_change, a, b, "no actions")
+        return make(passed=None, value=None, champion=a, challenger=b, detail="no actions")
     change = abs(b - a)
-    z = abs(
-        two_proportion_z(
-            chall.actions.get("block", 0.0),
-            sum(chall.actions.values()),
-            champ.actions.get("block", 0.0),
-            sum(champ.actions.values()),
-        )
-    )
-    return CheckResult(
-        "block_rate",
-        change <= t.max_block_rate_change or z < t.significance_z,
-        change,
-        t.max_block_rate_change,
-        a,
-        b,
-        f"absolute change of the block rate (z={z:.2f})",
+    return make(
+        passed=change <= t.max_block_rate_change,
+        value=change,
+        champion=a,
+        challenger=b,
+        detail="reported: absolute change of the block rate against the champion",
     )
 
 
 def _precision_check(champ: VariantWindow, chall: VariantWindow, t: AnalysisThresholds):
     a, b = champ.block_precision, chall.block_precision
+    make = partial(CheckResult, "block_precision", threshold=t.max_precision_drop)
     enough = min(champ.labelled_blocks, chall.labelled_blocks) >= t.min_labelled_blocks
     if a is None or b is None or not enough:
         detail = (
-            f"labelled blocks: champion {champ.labelled_blocks:g}, challenger "
+            f"reported: labelled blocks champion {champ.labelled_blocks:g}, challenger "
             f"{chall.labelled_blocks:g}, need {t.min_labelled_blocks} each"
         )
-        return CheckResult("block_precision", None, None, t.max_precision_drop, a, b, detail)
+        return make(passed=None, value=None, champion=a, challenger=b, detail=detail)
     drop = a - b
-    return CheckResult(
-        "block_precision",
-        drop <= t.max_precision_drop,
-        drop,
-        t.max_precision_drop,
-        a,
-        b,
-        "champion block precision minus challenger's",
+    return make(
+        passed=drop <= t.max_precision_drop,
+        value=drop,
+        champion=a,
+        challenger=b,
+        detail="reported: champion block precision minus challenger's",
     )
+
+
+CHECK_NAMES: tuple[str, ...] = (
+    "error_rate",
+    "latency_p99",
+    "label_mcnemar",
+    "expected_block_rate",
+    "expected_score_psi",
+    "score_collapse",
+    "score_psi",
+    "block_rate",
+    "block_precision",
+)
 
 
 def analyze(
     windows: Mapping[str, VariantWindow],
     thresholds: AnalysisThresholds,
     baseline: VariantWindow | None = None,
+    *,
+    pairs: PairedLabels | None = None,
+    expectation: OfflineExpectation | None = None,
+    final_step: bool = False,
 ) -> Analysis:
-    """Judge one window: every check compares the challenger with the champion.
+    """Judge one window.
 
-    At 100 % the champion gets no traffic: `baseline` (the champion's last window with
-    traffic, kept by the controller) then stands in for it.
+    Args:
+        windows: each variant's serving metrics over the window.
+        baseline: the champion's last window with traffic, standing in for a champion that
+            scored nothing in this one (a rollout without pairing at 100 %).
+        pairs: labelled pairs since the rollout started (the evidence accumulates across steps:
+            it is the same challenger against the same champion).
+        expectation: the challenger's offline expectation (None: those guardrails are skipped).
+        final_step: the last step, where the quality check needs evidence to pass.
     """
     champ = windows.get(VARIANT_CHAMPION, VariantWindow())
     chall = windows.get(VARIANT_CHALLENGER, VariantWindow())
-    if champ.requests <= 0 and baseline is not None:
+    if champ.observations <= 0 and baseline is not None:
         champ = baseline
     enough = chall.observations >= thresholds.min_requests and champ.observations > 0
     checks = [
-        check(champ, chall, thresholds)
-        for check in (
-            _error_rate_check,
-            _latency_check,
-            _psi_check,
-            _block_rate_check,
-            _precision_check,
-        )
+        _error_rate_check(champ, chall, thresholds),
+        _latency_check(champ, chall, thresholds),
+        label_quality_check(pairs or PairedLabels(), thresholds, final_step),
+        _expected_block_check(chall, expectation, thresholds),
+        _expected_psi_check(chall, expectation, thresholds),
+        _collapse_check(chall, thresholds),
+        _psi_check(champ, chall, thresholds),
+        _block_rate_check(champ, chall, thresholds),
+        _precision_check(champ, chall, thresholds),
     ]
     return Analysis(enough, checks, champ.observations, chall.observations)

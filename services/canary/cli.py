@@ -8,7 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
-from services.canary.client import ControllerClient, timeline_reasons, timeline_table, wide_console
+from services.canary.client import (
+    ControllerClient,
+    checks_table,
+    timeline_reasons,
+    timeline_table,
+    wide_console,
+)
 
 console = wide_console()
 rollout_app = typer.Typer(help="Canary rollouts: start, follow, promote, abort, pause, resume.")
@@ -42,7 +48,8 @@ def _show(state: dict[str, Any]) -> None:
         f"rollout [bold]{state.get('rollout_id') or '-'}[/]: v{state.get('challenger_version')} "
         f"status [bold]{state['status']}[/] weight {state['weight_percent']:g}% "
         f"step {state['step'] + 1}/{len(state.get('steps') or []) or '-'} "
-        f"failures {state.get('failures', 0)}"
+        f"failures {state.get('failures', 0)} extensions {state.get('extensions', 0)}"
+        f"/{state.get('max_extensions', '-')} paired {state.get('paired_percent', '-')}%"
     )
     if state.get("reason"):
         console.print(f"  reason: {state['reason']}")
@@ -50,6 +57,9 @@ def _show(state: dict[str, Any]) -> None:
         console.print(timeline_table(state))
         for line in timeline_reasons(state):
             console.print(f"  [dim]{line}[/]")
+        checks = checks_table(state)
+        if checks is not None:
+            console.print(checks)
 
 
 @rollout_app.command()

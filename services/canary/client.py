@@ -12,7 +12,18 @@ from rich.table import Table
 
 from modstack.settings import get_settings
 
-CHECK_ORDER = ("error_rate", "latency_p99", "score_psi", "block_rate", "block_precision")
+# Same names as services.canary.analysis.CHECK_NAMES (not imported: the CLI stays light).
+CHECK_ORDER = (
+    "error_rate",
+    "latency_p99",
+    "label_mcnemar",
+    "expected_block_rate",
+    "expected_score_psi",
+    "score_collapse",
+    "score_psi",
+    "block_rate",
+    "block_precision",
+)
 
 
 class ControllerClient:
@@ -54,6 +65,8 @@ class ControllerClient:
         interval_s: float | None = None,
         failure_limit: int | None = None,
         min_requests: int | None = None,
+        paired_percent: float | None = None,
+        max_extensions: int | None = None,
     ) -> dict:
         body: dict[str, Any] = {"actor": actor}
         optional = {
@@ -63,8 +76,10 @@ class ControllerClient:
             "interval_s": interval_s,
             "failure_limit": failure_limit,
             "min_requests": min_requests,
+            "paired_percent": paired_percent,
+            "max_extensions": max_extensions,
         }
-        body.update({k: v for k, v in optional.items() if v})
+        body.update({k: v for k, v in optional.items() if v is not None})
         return self._call("POST", "/v1/rollout/start", body)
 
     def act(self, action: str, reason: str = "", actor: str = "admin:cli") -> dict:
@@ -82,18 +97,70 @@ def _fmt(value: Any) -> str:
 SHORT_NAMES = {
     "error_rate": "errors",
     "latency_p99": "p99",
-    "score_psi": "psi",
-    "block_rate": "blocks",
-    "block_precision": "precision",
+    "label_mcnemar": "mcnemar p",
+    "expected_block_rate": "exp.blocks",
+    "expected_score_psi": "exp.psi",
+    "score_collapse": "collapse",
+    "score_psi": "psi*",
+    "block_rate": "blocks*",
+    "block_precision": "prec*",
 }
+VERDICT_STYLE = {
+    "pass": "[green]pass[/]",
+    "fail": "[bold red]FAIL[/]",
+    "inconclusive": "[yellow]wait[/]",
+    "skipped": "[dim]skip[/]",
+    "ok": "[dim]ok[/]",
+    "over": "[magenta]over[/]",
+    "n/a": "[dim]n/a[/]",
+}
+
+
+def verdict_of(check: dict[str, Any]) -> str:
+    """The stored verdict (older events have only `passed`)."""
+    if check.get("verdict"):
+        return str(check["verdict"])
+    return {True: "pass", False: "fail", None: "inconclusive"}[check.get("passed")]
 
 
 def check_cell(check: dict[str, Any]) -> str:
     """One check as 'value verdict' with rich colours (the limit is in the column header)."""
-    verdict = {True: "[green]ok[/]", False: "[bold red]FAIL[/]", None: "[dim]skip[/]"}
+    verdict = VERDICT_STYLE.get(verdict_of(check), verdict_of(check))
     if check.get("value") is None:
-        return verdict[check.get("passed")]
-    return f"{_fmt(check.get('value'))} {verdict[check.get('passed')]}"
+        return verdict
+    return f"{_fmt(check.get('value'))} {verdict}"
+
+
+def checks_table(state: dict[str, Any]) -> Table | None:
+    """Every check of the last judged window: kind, verdict, value, threshold, both sides."""
+    judged = [e for e in state.get("history", []) if e.get("checks")]
+    if not judged:
+        return None
+    last = judged[-1]
+    when = f"{last['at'][11:19]} ({last['action']}, weight {last['weight_percent']:g}%)"
+    table = Table(
+        title=f"checks at {when}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for column in ("check", "kind", "verdict", "value", "threshold", "champion", "challenger"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("detail")
+    for name in CHECK_ORDER:
+        check = last["checks"].get(name)
+        if check is None:
+            continue
+        table.add_row(
+            name,
+            str(check.get("kind", "-")),
+            VERDICT_STYLE.get(verdict_of(check), verdict_of(check)),
+            _fmt(check.get("value")),
+            _fmt(check.get("threshold")),
+            _fmt(check.get("champion")),
+            _fmt(check.get("challenger")),
+            str(check.get("detail", "")),
+        )
+    return table
 
 
 def wide_console() -> Console:
@@ -132,7 +199,7 @@ def timeline_table(state: dict[str, Any], title: str = "rollout timeline") -> Ta
         )
     table.caption = (
         f"v{state.get('challenger_version')} vs champion v{state.get('champion_version')}: "
-        f"{state.get('status')}"
+        f"{state.get('status')} (* reported, not decisive)"
     )
     return table
 

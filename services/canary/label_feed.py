@@ -1,4 +1,7 @@
-"""Feeds `LabelJoin` from predictions.v1 and labels.v1 (block precision per variant).
+"""Feeds `LabelJoin` from predictions.v1 and labels.v1 (labelled pairs, block precision).
+
+Events are parsed with the wire schemas of `modstack.events` (`model_validate_json`), so a
+field the producers renamed shows up as a counted unreadable event, not a silent zero.
 
 A plain assigned consumer, no consumer group: the join lives in memory, so after a restart the
 controller re-reads what the broker still holds instead of resuming from committed offsets.
@@ -6,10 +9,12 @@ controller re-reads what the broker still holds instead of resuming from committ
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 
+from pydantic import ValidationError
+
+from modstack.events import LabelEvent, PredictionEvent
 from modstack.names import TOPIC_LABELS, TOPIC_PREDICTIONS
 from services.canary.label_join import LabelJoin
 
@@ -26,6 +31,7 @@ class LabelFollower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error = ""
+        self.unreadable = 0  # events that did not match their schema
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="canary-labels", daemon=True)
@@ -81,18 +87,18 @@ class LabelFollower:
             consumer.close()
 
     def _apply(self, topic: str, raw: bytes) -> None:
-        from datetime import datetime
-
         try:
-            event = json.loads(raw)
             if topic == TOPIC_PREDICTIONS:
+                prediction = PredictionEvent.model_validate_json(raw)
                 self.join.add_decision(
-                    event["message_id"],
-                    event["variant"],
-                    event["action"],
-                    datetime.fromisoformat(event["scored_at"]),
+                    prediction.message_id,
+                    prediction.variant,
+                    prediction.action,
+                    prediction.scored_at,
                 )
             else:
-                self.join.add_label(event["message_id"], event["label"])
-        except (ValueError, KeyError, TypeError) as exc:
+                label = LabelEvent.model_validate_json(raw)
+                self.join.add_label(label.message_id, label.label)
+        except ValidationError as exc:
+            self.unreadable += 1
             log.debug("skipping an unreadable %s event: %s", topic, exc)

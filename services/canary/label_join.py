@@ -1,8 +1,14 @@
-"""Joins moderation decisions with the labels that arrive later: block precision per variant.
+"""Joins moderation decisions with the labels that arrive later: paired evidence for the canary.
 
 Framework-free; the canary service feeds it from `predictions.v1` and `labels.v1`. Labels come
 minutes to days after the decision (user reports, moderator reviews), so the join keeps recent
-decisions in a bounded map and also holds labels that overtake their decision.
+decisions in a bounded map and also holds labels that overtake their decisions.
+
+Two views of the same join:
+- pairs: messages both variants scored (one answered, the other in the shadow) whose label
+  arrived, split into concordant and discordant on the block decision, and for the discordant
+  ones who was right (the counts of the exact McNemar test);
+- labelled blocks per variant (block precision, reported).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from modstack.names import VARIANT_CHALLENGER, VARIANT_CHAMPION
+from services.canary.analysis import PairedLabels
 
 _VARIANTS = (VARIANT_CHAMPION, VARIANT_CHALLENGER)
 
@@ -24,63 +31,84 @@ class LabelledBlocks:
     spam: int = 0
 
 
+def blocked(action: str) -> bool:
+    """The label-relevant decision: blocked or not (allow and review both leave the message
+    to a human or the recipient; a label says whether blocking was right)."""
+    return action == "block"
+
+
 class LabelJoin:
-    """Block precision by variant, over the decisions made since `reset(since)`.
+    """Pairs and block precision over the decisions made since `reset(since)`.
 
     Args:
-        max_pending: decisions (and early labels) remembered; the oldest are forgotten first.
+        max_pending: messages (and early labels) remembered; the oldest are forgotten first.
     """
 
     def __init__(self, max_pending: int = 200_000) -> None:
         self.max_pending = max_pending
         self.since: datetime | None = None
-        # message_id -> (variant, action) of decisions not labelled yet
-        self._decisions: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        self._early_labels: OrderedDict[str, str] = OrderedDict()
-        self._counted: set[str] = set()
-        self._blocks = {v: LabelledBlocks() for v in _VARIANTS}
+        self.reset(None)
 
     def reset(self, since: datetime | None) -> None:
         """Forget everything; count only decisions scored at or after `since` from now on."""
         self.since = since
-        self._decisions.clear()
-        self._early_labels.clear()
-        self._counted.clear()
+        # message_id -> {variant: action}, decisions whose label has not arrived yet
+        self._decisions: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self._labels: OrderedDict[str, str] = OrderedDict()  # message_id -> first label
+        self._counted: set[str] = set()  # "variant:message_id" already counted
+        self._paired_seen: set[str] = set()
         self._blocks = {v: LabelledBlocks() for v in _VARIANTS}
+        self.pairs = PairedLabels()
 
     def add_decision(self, message_id: str, variant: str, action: str, scored_at: datetime) -> None:
-        """A decision from predictions.v1; shadow decisions count too (the challenger's in
-        shadow mode, the champion's at a canary weight of 100 %)."""
+        """A decision from predictions.v1, served or shadow."""
         if variant not in _VARIANTS or (self.since is not None and scored_at < self.since):
             return
-        key = f"{variant}:{message_id}"
-        if key in self._counted:
+        if f"{variant}:{message_id}" in self._counted:
             return  # at-least-once delivery: the same decision again
-        label = self._early_labels.get(message_id)
-        if label is not None:
-            self._count(key, variant, action, label)
+        decisions = self._decisions.setdefault(message_id, {})
+        if variant in decisions:
             return
-        self._decisions[key] = (variant, action)
+        decisions[variant] = action
+        if len(decisions) == len(_VARIANTS) and message_id not in self._paired_seen:
+            self._paired_seen.add(message_id)
+            self.pairs.paired += 1
         self._trim(self._decisions)
+        self._settle(message_id)
 
     def add_label(self, message_id: str, label: str) -> None:
         """A label from labels.v1 ('spam' or 'ham'); the first label of a message counts."""
-        matched = False
-        for variant in _VARIANTS:
-            key = f"{variant}:{message_id}"
-            decision = self._decisions.pop(key, None)
-            if decision is not None:
-                self._count(key, decision[0], decision[1], label)
-                matched = True
-        if not matched and message_id not in self._early_labels:
-            self._early_labels[message_id] = label
-            self._trim(self._early_labels)
+        if message_id in self._labels:
+            return
+        self._labels[message_id] = label
+        self._trim(self._labels)
+        self._settle(message_id)
 
-    def _count(self, key: str, variant: str, action: str, label: str) -> None:
-        self._counted.add(key)
-        if action == "block":
-            self._blocks[variant].labelled += 1
-            self._blocks[variant].spam += int(label == "spam")
+    def _settle(self, message_id: str) -> None:
+        label = self._labels.get(message_id)
+        decisions = self._decisions.get(message_id)
+        if label is None or not decisions:
+            return
+        spam = label == "spam"
+        for variant, action in decisions.items():
+            key = f"{variant}:{message_id}"
+            if key in self._counted:
+                continue
+            self._counted.add(key)
+            if blocked(action):
+                self._blocks[variant].labelled += 1
+                self._blocks[variant].spam += int(spam)
+        if len(decisions) < len(_VARIANTS):
+            return  # the other variant's (shadow) decision may still come
+        champion = blocked(decisions[VARIANT_CHAMPION])
+        challenger = blocked(decisions[VARIANT_CHALLENGER])
+        if champion == challenger:
+            self.pairs.concordant += 1
+        elif challenger == spam:
+            self.pairs.challenger_right += 1
+        else:
+            self.pairs.champion_right += 1
+        del self._decisions[message_id]
 
     def _trim(self, mapping: OrderedDict) -> None:
         while len(mapping) > self.max_pending:
@@ -89,3 +117,7 @@ class LabelJoin:
     def blocks(self, variant: str) -> LabelledBlocks:
         """Labelled blocks of `variant` so far."""
         return self._blocks.get(variant, LabelledBlocks())
+
+    def paired(self) -> PairedLabels:
+        """A copy of the pair counts so far."""
+        return PairedLabels(**vars(self.pairs))

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from modstack.names import ALIAS_CHALLENGER, ALIAS_CHAMPION, VARIANT_CHAMPION
+from modstack.names import ALIAS_CHALLENGER, ALIAS_CHAMPION, REGISTERED_MODEL, VARIANT_CHAMPION
 from modstack.registry import aliases as registry
+from modstack.registry.expectation import OfflineExpectation, load_expectation
 from modstack.registry.rollout import RolloutMode, RolloutState, RolloutStore
 from services.canary import state_machine as cc
 from services.canary.analysis import (
     Analysis,
     AnalysisThresholds,
+    PairedLabels,
     VariantWindow,
     analyze,
     windows_from_samples,
@@ -33,8 +34,6 @@ from services.canary.metrics import CanaryMetrics
 from services.canary.sources import MetricsSource, PrometheusSource
 
 log = logging.getLogger("canary")
-# While a step waits for its minimum traffic, the state's reason is refreshed this often.
-WAIT_SAVE_EVERY_S = 5.0
 
 
 class CanaryRunner:
@@ -72,7 +71,8 @@ class CanaryRunner:
         self._label_rollout = ""
         self._baseline: VariantWindow | None = None
         self._reconciled = ""
-        self._last_wait_save = 0.0
+        # the challenger's offline expectation, read once per rollout from its MLflow run
+        self._expectation: tuple[str, OfflineExpectation | None] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -134,6 +134,23 @@ class CanaryRunner:
         self.source.begin_window()
         self._window_key = key
 
+    def expectation(self, version: str) -> OfflineExpectation | None:
+        """The challenger's offline expectation (cached per version; None when not logged)."""
+        if self._expectation is None or self._expectation[0] != version:
+            try:
+                found = load_expectation(self.client, REGISTERED_MODEL, version)
+            except Exception as exc:  # a run without the artifact, or MLflow briefly down
+                log.warning("no offline expectation for v%s: %s", version, exc)
+                found = None
+            self._expectation = (version, found)
+        return self._expectation[1]
+
+    def _pairs(self) -> PairedLabels:
+        if self.labels is None:
+            return PairedLabels()
+        with self.labels.lock:
+            return self.labels.join.paired()
+
     def _judge(self, samples: Any, now: datetime | None) -> cc.Decision:
         state = self.store.load()
         windows = windows_from_samples(samples)
@@ -146,12 +163,19 @@ class CanaryRunner:
                         blocks.spam,
                     )
         champion = windows.get(VARIANT_CHAMPION)
-        if champion is not None and champion.requests > 0:
+        if champion is not None and champion.observations > 0:
             self._baseline = champion
         thresholds = self.thresholds
         if state.min_requests:
             thresholds = replace(thresholds, min_requests=state.min_requests)
-        analysis = analyze(windows, thresholds, self._baseline)
+        analysis = analyze(
+            windows,
+            thresholds,
+            self._baseline,
+            pairs=self._pairs(),
+            expectation=self.expectation(str(state.challenger_version)),
+            final_step=state.step >= len(state.steps) - 1,
+        )
         self.last_analysis = analysis
         new, decision = cc.judge(state, analysis, cc.policy_of(state, self.policy), now=now)
         # Registry first, then the state: whoever reads `promoted` / `rolled_back` finds the
@@ -160,8 +184,7 @@ class CanaryRunner:
             registry.promote_challenger(new.reason, self.client)
         elif decision is cc.Decision.ROLLBACK:
             self._clear_challenger(new)
-        if decision is not cc.Decision.WAIT or self._wait_note_due():
-            self.store.save(new)  # a wait only refreshes the reason, every few seconds
+        self.store.save(new)
         self._count(decision, analysis, new)
         log.info(
             "step %d at %g%%: %s (%s) -> %s",
@@ -173,22 +196,9 @@ class CanaryRunner:
         )
         return decision
 
-    def _wait_note_due(self) -> bool:
-        now = time.monotonic()
-        if now - self._last_wait_save < WAIT_SAVE_EVERY_S:
-            return False
-        self._last_wait_save = now
-        return True
-
     def _count(self, decision: cc.Decision, analysis: Analysis, state: RolloutState) -> None:
         self.metrics.analyses.labels(decision.value).inc()
-        if decision is cc.Decision.WAIT:
-            return
-        for check in analysis.checks:
-            if check.value is not None:
-                self.metrics.check_value.labels(check.name).set(check.value)
-            if check.passed is False:
-                self.metrics.check_failures.labels(check.name).inc()
+        self.metrics.show_analysis(analysis)
         if decision is cc.Decision.ROLLBACK:
             self.metrics.rollbacks.inc()
         elif decision is cc.Decision.PROMOTE:
@@ -239,6 +249,8 @@ class CanaryRunner:
         interval_s: float | None = None,
         failure_limit: int | None = None,
         min_requests: int | None = None,
+        paired_percent: float | None = None,
+        max_extensions: int | None = None,
     ) -> RolloutState:
         """Start rolling out `challenger_version` (default: the `challenger` alias); the
         optional policy values override the controller's settings for this rollout."""
@@ -258,6 +270,12 @@ class CanaryRunner:
                 steps=tuple(steps) if steps else self.policy.steps,
                 interval_s=interval_s or self.policy.interval_s,
                 failure_limit=failure_limit or self.policy.failure_limit,
+                paired_percent=(
+                    self.policy.paired_percent if paired_percent is None else paired_percent
+                ),
+                max_extensions=(
+                    self.policy.max_extensions if max_extensions is None else max_extensions
+                ),
             )
             champion = registry.get_alias_version(ALIAS_CHAMPION, self.client)
             state = cc.start(

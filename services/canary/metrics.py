@@ -5,9 +5,11 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from modstack.registry.rollout import RolloutState
+from services.canary.analysis import CHECK_NAMES, Analysis
 
 STATUSES = ("idle", "progressing", "paused", "promoted", "rolled_back")
-CHECKS = ("error_rate", "latency_p99", "score_psi", "block_rate", "block_precision")
+CHECKS = CHECK_NAMES
+VERDICTS = ("pass", "fail", "inconclusive", "skipped", "ok", "over", "n/a")
 
 
 class CanaryMetrics:
@@ -54,6 +56,24 @@ class CanaryMetrics:
             ["check"],
             registry=self.registry,
         )
+        self.check_threshold = Gauge(
+            "canary_check_threshold",
+            "Threshold of each check at the last judged window.",
+            ["check"],
+            registry=self.registry,
+        )
+        self.check_verdict = Gauge(
+            "canary_check_verdict",
+            "1 for each check's verdict at the last judged window (pass, fail, inconclusive for "
+            "decisive checks; ok, over, n/a for reported ones), with the check's kind.",
+            ["check", "kind", "verdict"],
+            registry=self.registry,
+        )
+        self.extensions = Gauge(
+            "canary_step_extensions",
+            "Times the current step was extended on inconclusive evidence.",
+            registry=self.registry,
+        )
         for check in CHECKS:
             self.check_failures.labels(check)
         for status in STATUSES:
@@ -62,5 +82,19 @@ class CanaryMetrics:
     def show_state(self, state: RolloutState) -> None:
         """Mirror the rollout state into the gauges."""
         self.weight.set(state.routed_weight())
+        self.extensions.set(state.extensions)
         for status in STATUSES:
             self.status.labels(status).set(1 if status == state.status else 0)
+
+    def show_analysis(self, analysis: Analysis) -> None:
+        """Every check of the last judged window: its value, threshold and verdict."""
+        for check in analysis.checks:
+            if check.value is not None:
+                self.check_value.labels(check.name).set(check.value)
+            self.check_threshold.labels(check.name).set(check.threshold)
+            for verdict in VERDICTS:
+                self.check_verdict.labels(check.name, check.kind, verdict).set(
+                    1 if verdict == check.verdict else 0
+                )
+            if check.decisive and check.passed is False:
+                self.check_failures.labels(check.name).inc()

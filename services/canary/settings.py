@@ -18,24 +18,34 @@ class CanarySettings(CommonSettings):
     canary_steps: str = "5,25,50,100"
     canary_interval_s: float = Field(default=60.0, gt=0.0)  # length of each step's window
     canary_failure_limit: int = Field(default=2, ge=1)
-    canary_max_wait_intervals: int = Field(default=5, ge=0)
+    # Inconclusive windows extend a step by one interval at most this many times; then the
+    # rollout is held (paused) for a human.
+    canary_max_extensions: int = Field(default=5, ge=0)
+    # Share of requests both variants score (the one that does not answer in the shadow): 100
+    # locally; in production a share that the serving capacity affords.
+    canary_paired_percent: float = Field(default=100.0, ge=0.0, le=100.0)
     canary_mode: str = Field(default="canary", pattern="^(canary|shadow)$")
     # How often the controller wakes up: re-reads the state, scrapes, judges due windows.
     canary_tick_s: float = Field(default=2.0, gt=0.0, le=60.0)
 
-    # Analysis thresholds (see services/canary/analysis.py for what each compares). Measured
-    # in the demos on this corpus (windows of ~50-250 challenger requests, sticky by sender):
-    # a challenger retrained on fresh labels shows score PSI 0.002-0.44 and block-rate changes
-    # up to 0.15 against the stale champion; a model trained on shuffled labels PSI 4-7. The
-    # limits sit between the two, and rate changes must also beat sampling noise (z >= 3).
-    canary_min_requests: int = Field(default=50, ge=1)
+    # Analysis thresholds (see services/canary/analysis.py for what each compares).
+    canary_min_requests: int = Field(default=1000, ge=1)  # observations per variant and window
     canary_max_error_rate_increase: float = Field(default=0.01, ge=0.0)
     canary_max_latency_p99_ratio: float = Field(default=1.5, ge=1.0)
     # p99 of a small window is its one or two slowest requests: allow this much on top.
     canary_latency_p99_slack_s: float = Field(default=0.25, ge=0.0)
+    canary_significance_z: float = Field(default=3.0, ge=0.0)
+    # Exact McNemar on labelled discordant pairs: one-sided alpha (repeated at every window,
+    # hence small) and the pairs needed before the last step can pass.
+    canary_alpha: float = Field(default=0.01, gt=0.0, lt=0.5)
+    canary_min_discordant: int = Field(default=20, ge=1)
+    # Guardrails against the challenger's own offline expectation (its holdout).
+    canary_max_expected_block_change: float = Field(default=0.15, ge=0.0)
+    canary_max_expected_psi: float = Field(default=1.0, gt=0.0)
+    canary_max_collapse_share: float = Field(default=0.95, gt=0.0, le=1.0)
+    # Reported only: differences from the champion.
     canary_max_score_psi: float = Field(default=1.0, gt=0.0)
     canary_max_block_rate_change: float = Field(default=0.15, ge=0.0)
-    canary_significance_z: float = Field(default=3.0, ge=0.0)
     canary_max_precision_drop: float = Field(default=0.10, ge=0.0)
     canary_min_labelled_blocks: int = Field(default=20, ge=1)
 
@@ -44,7 +54,7 @@ class CanarySettings(CommonSettings):
     canary_metrics_urls: str = ""
     # Shortest PromQL range: `increase()` needs two scrapes in it (2 x the scrape interval).
     canary_prometheus_min_window_s: float = Field(default=10.0, gt=0.0)
-    # Join predictions.v1 with labels.v1 for the block-precision check (needs the broker).
+    # Join predictions.v1 with labels.v1 for the label checks (needs the broker).
     canary_label_join: bool = True
 
     @field_validator("canary_steps")
@@ -59,7 +69,8 @@ class CanarySettings(CommonSettings):
             steps=tuple(float(s) for s in self.canary_steps.split(",") if s.strip()),
             interval_s=self.canary_interval_s,
             failure_limit=self.canary_failure_limit,
-            max_wait_intervals=self.canary_max_wait_intervals,
+            max_extensions=self.canary_max_extensions,
+            paired_percent=self.canary_paired_percent,
         )
 
     def thresholds(self) -> AnalysisThresholds:
@@ -71,6 +82,11 @@ class CanarySettings(CommonSettings):
             latency_p99_slack_seconds=self.canary_latency_p99_slack_s,
             max_score_psi=self.canary_max_score_psi,
             significance_z=self.canary_significance_z,
+            alpha=self.canary_alpha,
+            min_discordant=self.canary_min_discordant,
+            max_expected_block_change=self.canary_max_expected_block_change,
+            max_expected_psi=self.canary_max_expected_psi,
+            max_collapse_share=self.canary_max_collapse_share,
             max_block_rate_change=self.canary_max_block_rate_change,
             max_precision_drop=self.canary_max_precision_drop,
             min_labelled_blocks=self.canary_min_labelled_blocks,

@@ -2,6 +2,8 @@
 
     idle/promoted/rolled_back --start--> progressing --pass, more steps--> progressing (next weight)
     progressing --pass at the last step--> promoted
+    progressing --inconclusive, extensions < bound--> progressing (same step, window extended)
+    progressing --inconclusive at the bound--> paused (held for a human: promote or abort)
     progressing --failed analysis, failures < limit--> progressing (same step, fresh window)
     progressing --failures reach the limit--> rolled_back (weight 0)
     progressing <--pause / resume--> paused;  progressing|paused --abort--> rolled_back
@@ -31,7 +33,9 @@ class RolloutConflict(ValueError):
 
 
 class Decision(StrEnum):
-    WAIT = "wait"  # not enough traffic in the window yet, or the interval is not over
+    WAIT = "wait"  # the interval is not over
+    EXTEND = "extend"  # inconclusive evidence: the same window grows by one interval
+    HOLD = "hold"  # still inconclusive at the bound: paused for a human decision
     RETRY = "retry"  # analysis failed, below the failure limit: same step, fresh window
     ADVANCE = "advance"  # analysis passed: next weight
     PROMOTE = "promote"  # the last step passed (or an admin promoted)
@@ -45,9 +49,12 @@ class RolloutPolicy:
     steps: tuple[float, ...] = (5.0, 25.0, 50.0, 100.0)
     interval_s: float = 60.0
     failure_limit: int = 2  # failed analyses that trigger the rollback
-    # A step whose window still lacks the minimum traffic after this many extra intervals
-    # counts as a failed analysis ("insufficient traffic"), so a rollout cannot hang forever.
-    max_wait_intervals: int = 5
+    # An inconclusive window (too little traffic, labels not arrived) extends the step by one
+    # interval, at most this many times; then the rollout is held (paused) for a human: no
+    # silent pass, no rollback without evidence.
+    max_extensions: int = 5
+    # Share of requests scored by both variants (the one that does not answer in the shadow).
+    paired_percent: float = 100.0
 
     def __post_init__(self) -> None:
         if not self.steps or any(not 0 < s <= 100 for s in self.steps):
@@ -56,6 +63,8 @@ class RolloutPolicy:
             raise ValueError(f"steps must increase, got {self.steps}")
         if self.interval_s <= 0 or self.failure_limit < 1:
             raise ValueError("interval_s must be > 0 and failure_limit >= 1")
+        if self.max_extensions < 0 or not 0 <= self.paired_percent <= 100:
+            raise ValueError("max_extensions must be >= 0 and paired_percent within [0, 100]")
 
 
 def _checks_of(analysis: Analysis) -> dict[str, dict]:
@@ -66,8 +75,17 @@ def _failure_reason(analysis: Analysis) -> str:
     parts = []
     for c in analysis.failed:
         value = "n/a" if c.value is None else f"{c.value:.4g}"
-        parts.append(f"{c.name} {value} > {c.threshold:g} ({c.detail})")
+        parts.append(f"{c.name} {value} vs {c.threshold:g} ({c.detail})")
     return "; ".join(parts)
+
+
+def _inconclusive_reason(analysis: Analysis) -> str:
+    if not analysis.enough_data:
+        return (
+            f"waiting for traffic: {analysis.challenger_requests:g} challenger / "
+            f"{analysis.champion_requests:g} champion observations"
+        )
+    return "; ".join(f"{c.name}: {c.detail}" for c in analysis.inconclusive)
 
 
 def start(
@@ -103,6 +121,8 @@ def start(
         interval_s=policy.interval_s,
         failure_limit=policy.failure_limit,
         min_requests=min_requests,
+        paired_percent=policy.paired_percent,
+        max_extensions=policy.max_extensions,
         started_at=now,
         step_started_at=now,
         reason=f"started by {actor}",
@@ -113,7 +133,8 @@ def start(
         "start",
         f"{mode} rollout of version {challenger_version} against champion {champion_version}, "
         f"steps {list(policy.steps)}, {policy.interval_s:g} s per step, "
-        f"failure limit {policy.failure_limit}",
+        f"failure limit {policy.failure_limit}, up to {policy.max_extensions} extensions, "
+        f"{policy.paired_percent:g}% of requests scored by both variants",
     )
     return new
 
@@ -124,15 +145,21 @@ def policy_of(state: RolloutState, default: RolloutPolicy) -> RolloutPolicy:
         steps=tuple(state.steps) or default.steps,
         interval_s=state.interval_s or default.interval_s,
         failure_limit=state.failure_limit or default.failure_limit,
-        max_wait_intervals=default.max_wait_intervals,
+        max_extensions=(
+            default.max_extensions if state.max_extensions is None else state.max_extensions
+        ),
+        paired_percent=(
+            default.paired_percent if state.paired_percent is None else state.paired_percent
+        ),
     )
 
 
 def window_due(state: RolloutState, policy: RolloutPolicy, now: datetime | None = None) -> bool:
-    """True when the current step's interval is over and its window should be judged."""
+    """True when the current step's interval (and its extensions) is over: judge the window."""
     if state.status != "progressing" or state.step_started_at is None:
         return False
-    return ((now or utc_now()) - state.step_started_at).total_seconds() >= policy.interval_s
+    elapsed = ((now or utc_now()) - state.step_started_at).total_seconds()
+    return elapsed >= policy.interval_s * (1 + state.extensions)
 
 
 def judge(
@@ -148,20 +175,12 @@ def judge(
     now = now or utc_now()
     new = state.model_copy(deep=True)
     checks, metrics = _checks_of(analysis), analysis.metrics()
-    if not analysis.enough_data:
-        waited = (now - (state.step_started_at or now)).total_seconds()
-        if waited < policy.interval_s * (1 + policy.max_wait_intervals):
-            new.reason = (
-                f"waiting for traffic: {analysis.challenger_requests:g} challenger / "
-                f"{analysis.champion_requests:g} champion requests in the window"
-            )
-            return new, Decision.WAIT
-        failure = (
-            f"insufficient traffic after {waited:.0f} s: {analysis.challenger_requests:g} "
-            f"challenger / {analysis.champion_requests:g} champion requests"
-        )
+    final = state.step >= len(state.steps) - 1
+    if analysis.enough_data and analysis.failed:
+        failure = _failure_reason(analysis)
     elif analysis.passed:
-        if state.step >= len(state.steps) - 1:
+        new.extensions = 0
+        if final:
             new.status = "promoted"
             new.weight_percent = 0.0
             new.reason = f"all {len(state.steps)} steps passed"
@@ -174,7 +193,21 @@ def judge(
         new.record(CONTROLLER, "advance", new.reason, checks=checks, metrics=metrics)
         return new, Decision.ADVANCE
     else:
-        failure = _failure_reason(analysis)
+        why = _inconclusive_reason(analysis)
+        if state.extensions < policy.max_extensions:
+            new.extensions += 1
+            new.reason = (
+                f"inconclusive, step extended ({new.extensions}/{policy.max_extensions}): {why}"
+            )
+            new.record(CONTROLLER, "extend", new.reason, checks=checks, metrics=metrics)
+            return new, Decision.EXTEND
+        new.status = "paused"
+        new.reason = (
+            f"held: still inconclusive after {policy.max_extensions} extensions ({why}); "
+            "`modstack rollout promote` or `modstack rollout abort` decides"
+        )
+        new.record(CONTROLLER, "hold", new.reason, checks=checks, metrics=metrics)
+        return new, Decision.HOLD
     new.failures += 1
     if new.failures >= policy.failure_limit:
         new.status = "rolled_back"
@@ -183,6 +216,7 @@ def judge(
         new.record(CONTROLLER, "rollback", new.reason, checks=checks, metrics=metrics)
         return new, Decision.ROLLBACK
     new.step_started_at = now
+    new.extensions = 0
     new.reason = f"analysis failed ({new.failures}/{policy.failure_limit}): {failure}"
     new.record(CONTROLLER, "analysis_failed", new.reason, checks=checks, metrics=metrics)
     return new, Decision.RETRY
@@ -206,6 +240,7 @@ def resume(state: RolloutState, actor: str, now: datetime | None = None) -> Roll
     new = state.model_copy(deep=True)
     new.status = "progressing"
     new.step_started_at = now or utc_now()
+    new.extensions = 0
     new.reason = f"resumed by {actor}"
     new.record(actor, "resume", new.reason)
     return new

@@ -111,4 +111,8 @@ def route_request(
     picked = assign_variant(sender_id, rollout.weight_percent, salt=str(loaded_challenger))
     if rollout.mode == "shadow":
         return Route(VARIANT_CHAMPION, shadow=picked == VARIANT_CHALLENGER)
-    return Route(picked, shadow=rollout.weight_percent >= FULL_WEIGHT)
+    # Paired evidence: the rollout asks for this share of requests to be scored by both
+    # variants (the canary compares the two models on the same messages).
+    paired = getattr(rollout, "paired_percent", None) or 0.0
+    in_pair = paired >= FULL_WEIGHT or sender_point(sender_id, f"{loaded_challenger}/pair") < paired
+    return Route(picked, shadow=rollout.weight_percent >= FULL_WEIGHT or in_pair)

@@ -182,7 +182,10 @@ def test_block_rate_change_fails_both_ways():
     )
     assert _by_name(more)["block_rate"].value == pytest.approx(0.2)
     assert _by_name(none)["block_rate"].value == pytest.approx(0.1)
-    assert not more.passed and not none.passed
+    # reported both ways, but a change against the champion is not decisive
+    assert _by_name(more)["block_rate"].verdict == "over"
+    assert _by_name(none)["block_rate"].verdict == "over"
+    assert not more.failed and not none.failed
 
 
 def test_block_precision_judged_only_with_enough_labels():
@@ -247,8 +250,9 @@ def test_summary_names_every_check_and_verdict():
         {"champion": _window(1000), "challenger": _window(100, errors=50)}, AnalysisThresholds()
     )
     text = result.summary()
-    assert "error_rate=0.5 (<= 0.01) FAIL" in text
-    assert "block_precision=n/a" in text and "skip" in text
+    assert "error_rate=0.5 (0.01) fail" in text
+    assert "block_precision=n/a (0.1) n/a" in text
+    assert "expected_block_rate=n/a (0.15) skipped" in text  # no expectation logged
 
 
 def test_two_proportion_z_matches_the_textbook_value():
@@ -259,17 +263,6 @@ def test_two_proportion_z_matches_the_textbook_value():
     assert two_proportion_z(20, 100, 30, 100) == pytest.approx(-(0.1 - 0.01) / se)
     assert two_proportion_z(0, 100, 0, 100) == 0.0
     assert two_proportion_z(5, 0, 1, 10) == 0.0
-
-
-def test_block_rate_change_within_sampling_noise_passes():
-    # 34 % vs 20 %: past the 0.10 limit, but 50 requests cannot tell (z ~ 2.2 < 3)
-    result = analyze(
-        {"champion": _window(1000, blocks=200), "challenger": _window(50, blocks=17)},
-        AnalysisThresholds(min_requests=50, max_block_rate_change=0.10, significance_z=3.0),
-    )
-    check = _by_name(result)["block_rate"]
-    assert check.value == pytest.approx(0.14)
-    assert check.passed is True and "z=2.2" in check.detail
 
 
 def test_a_single_error_in_a_small_window_is_not_a_regression():

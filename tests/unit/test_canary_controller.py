@@ -11,17 +11,22 @@ from services.canary import state_machine as cc
 from services.canary.analysis import Analysis, CheckResult
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-POLICY = cc.RolloutPolicy(
-    steps=(5, 25, 50, 100), interval_s=10, failure_limit=2, max_wait_intervals=2
-)
+POLICY = cc.RolloutPolicy(steps=(5, 25, 50, 100), interval_s=10, failure_limit=2, max_extensions=2)
 
 
 def passing() -> Analysis:
-    return Analysis(True, [CheckResult("error_rate", True, 0.0, 0.01, 0.0, 0.0)], 900, 100)
+    check = CheckResult("error_rate", True, 0.0, 0.01, 0.0, 0.0, kind="health")
+    return Analysis(True, [check], 900, 100)
 
 
-def failing(check: str = "score_psi", value: float = 3.2) -> Analysis:
-    return Analysis(True, [CheckResult(check, False, value, 0.25, None, None, "PSI")], 900, 100)
+def failing(check: str = "expected_score_psi", value: float = 3.2) -> Analysis:
+    result = CheckResult(check, False, value, 0.25, None, None, "PSI", kind="guardrail")
+    return Analysis(True, [result], 900, 100)
+
+
+def undecided() -> Analysis:
+    result = CheckResult("label_mcnemar", None, 0.5, 0.01, 3, 4, "need pairs", kind="quality")
+    return Analysis(True, [result], 900, 900)
 
 
 def starved() -> Analysis:
@@ -88,7 +93,7 @@ def test_a_failed_analysis_below_the_limit_retries_the_same_step():
         5,
         1,
     )
-    assert "score_psi 3.2 > 0.25" in state.reason
+    assert "expected_score_psi 3.2 vs 0.25" in state.reason
 
 
 def test_reaching_the_failure_limit_rolls_back_with_the_reason():
@@ -110,13 +115,48 @@ def test_failures_count_across_steps():
     assert decision is cc.Decision.ROLLBACK and state.step == 1
 
 
-def test_too_little_traffic_waits_and_then_counts_as_a_failure():
+def test_too_little_traffic_extends_the_step_and_never_fails_it():
     state = started()
-    waited, decision = cc.judge(state, starved(), POLICY, now=T0 + timedelta(seconds=29))
-    assert decision is cc.Decision.WAIT and waited.failures == 0
-    assert "waiting for traffic" in waited.reason
-    late, decision = cc.judge(state, starved(), POLICY, now=T0 + timedelta(seconds=30))
-    assert decision is cc.Decision.RETRY and "insufficient traffic" in late.reason
+    extended, decision = cc.judge(state, starved(), POLICY, now=T0 + timedelta(seconds=10))
+    assert decision is cc.Decision.EXTEND and extended.failures == 0
+    assert extended.extensions == 1 and "waiting for traffic" in extended.reason
+    # the same window grows: due again one interval later, not at once
+    assert extended.step_started_at == state.step_started_at
+    assert not cc.window_due(extended, POLICY, T0 + timedelta(seconds=19))
+    assert cc.window_due(extended, POLICY, T0 + timedelta(seconds=20))
+
+
+def test_a_report_check_over_its_limit_does_not_fail_the_window():
+    reported = CheckResult("block_rate", False, 0.2, 0.15, 0.1, 0.3, "reported")
+    analysis = Analysis(True, [*passing().checks, reported], 900, 100)
+    assert analysis.passed and not analysis.failed
+    state, decision = cc.judge(started(), analysis, POLICY, now=T0 + timedelta(seconds=10))
+    assert decision is cc.Decision.ADVANCE
+    assert state.history[-1].checks["block_rate"]["verdict"] == "over"
+
+
+def test_inconclusive_evidence_extends_up_to_the_bound_then_holds_for_a_human():
+    state, decisions = started(), []
+    for i in range(POLICY.max_extensions + 1):
+        state, decision = cc.judge(state, undecided(), POLICY, now=T0 + timedelta(seconds=10 * i))
+        decisions.append(decision)
+    assert decisions == [cc.Decision.EXTEND] * POLICY.max_extensions + [cc.Decision.HOLD]
+    assert state.status == "paused" and state.failures == 0 and state.weight_percent == 5
+    assert "still inconclusive after 2 extensions" in state.reason
+    assert [e.action for e in state.history] == ["start", "extend", "extend", "hold"]
+    assert state.history[-1].checks["label_mcnemar"]["verdict"] == "inconclusive"
+
+
+def test_an_extension_then_a_pass_advances_and_resets_the_count():
+    state, _ = cc.judge(started(), undecided(), POLICY, now=T0 + timedelta(seconds=10))
+    state, decision = cc.judge(state, passing(), POLICY, now=T0 + timedelta(seconds=20))
+    assert decision is cc.Decision.ADVANCE and state.extensions == 0
+
+
+def test_start_stores_pairing_and_the_extension_bound():
+    state = started()
+    assert state.paired_percent == 100.0 and state.max_extensions == 2
+    assert cc.policy_of(state, cc.RolloutPolicy()).max_extensions == 2
 
 
 def test_pause_holds_the_weight_and_resume_restarts_the_window():
