@@ -1,0 +1,169 @@
+"""The micro-batcher (services/serving/batcher.py) on a real event loop: batches fill under
+concurrency, a lone item waits at most max_wait, a bad row fails alone, overload is shed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from services.serving.batcher import MicroBatcher, Overloaded
+
+
+class Recorder:
+    """A handler that doubles numbers, refuses negatives for the whole batch, and records
+    every call's size."""
+
+    def __init__(self, sleep_s: float = 0.0) -> None:
+        self.calls: list[list[int]] = []
+        self.sleep_s = sleep_s
+
+    def __call__(self, items: list[int]) -> Sequence[int | BaseException]:
+        self.calls.append(list(items))
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
+        if any(i < 0 for i in items):
+            raise ValueError(f"negative item in {items}")
+        return [ValueError("seven") if i == 1007 else i * 2 for i in items]
+
+
+def _run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def test_concurrent_submits_share_one_handler_call_and_each_gets_its_answer() -> None:
+    handler = Recorder()
+
+    async def main() -> list[int]:
+        batcher: MicroBatcher[int, int] = MicroBatcher(handler, max_batch=32, max_wait_s=0.05)
+        batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(i) for i in range(20)))
+        finally:
+            await batcher.stop()
+
+    assert _run(main()) == [i * 2 for i in range(20)]
+    assert len(handler.calls) == 1
+    assert sorted(handler.calls[0]) == list(range(20))
+
+
+def test_batches_never_exceed_max_batch() -> None:
+    handler = Recorder()
+
+    async def main() -> list[int]:
+        batcher: MicroBatcher[int, int] = MicroBatcher(handler, max_batch=8, max_wait_s=0.05)
+        batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit(i) for i in range(30)))
+        finally:
+            await batcher.stop()
+
+    assert _run(main()) == [i * 2 for i in range(30)]
+    assert [len(c) for c in handler.calls] == [8, 8, 8, 6]
+
+
+def test_a_lone_item_is_held_at_most_max_wait() -> None:
+    handler = Recorder()
+    max_wait = 0.02
+
+    async def main() -> float:
+        batcher: MicroBatcher[int, int] = MicroBatcher(handler, max_batch=32, max_wait_s=max_wait)
+        batcher.start()
+        try:
+            started = time.perf_counter()
+            assert await batcher.submit(3) == 6
+            return time.perf_counter() - started
+        finally:
+            await batcher.stop()
+
+    waited = _run(main())
+    assert max_wait * 0.9 <= waited < max_wait + 0.5  # bounded, with slack for a busy machine
+    assert handler.calls == [[3]]
+
+
+def test_an_item_error_fails_that_item_only() -> None:
+    handler = Recorder()
+
+    async def main() -> list[object]:
+        batcher: MicroBatcher[int, int] = MicroBatcher(handler, max_batch=32, max_wait_s=0.02)
+        batcher.start()
+        try:
+            return await asyncio.gather(
+                *(batcher.submit(i) for i in (5, 1007, 9)), return_exceptions=True
+            )
+        finally:
+            await batcher.stop()
+
+    results = _run(main())
+    assert results[0] == 10 and results[2] == 18
+    assert isinstance(results[1], ValueError) and str(results[1]) == "seven"
+
+
+def test_a_batch_that_raises_is_rescored_row_by_row() -> None:
+    handler = Recorder()
+
+    async def main() -> tuple[list[object], int]:
+        batcher: MicroBatcher[int, int] = MicroBatcher(handler, max_batch=32, max_wait_s=0.02)
+        batcher.start()
+        try:
+            out = await asyncio.gather(
+                *(batcher.submit(i) for i in (1, -1, 2)), return_exceptions=True
+            )
+            return out, batcher.stats.fallbacks
+        finally:
+            await batcher.stop()
+
+    results, fallbacks = _run(main())
+    assert results[0] == 2 and results[2] == 4
+    assert isinstance(results[1], ValueError) and "negative" in str(results[1])
+    assert fallbacks == 1
+    assert sorted(handler.calls[0]) == [-1, 1, 2]  # the batch first, then each row alone
+    assert sorted(map(tuple, handler.calls[1:])) == [(-1,), (1,), (2,)]
+
+
+def test_a_queue_beyond_the_budget_is_shed_at_once() -> None:
+    handler = Recorder(sleep_s=0.05)  # 50 ms per batch of up to 4 rows: ~12 ms per row
+
+    async def main() -> tuple[int, int, float]:
+        batcher: MicroBatcher[int, int] = MicroBatcher(
+            handler, max_batch=4, max_wait_s=0.001, budget_s=0.1, initial_row_cost_s=0.0125
+        )
+        batcher.start()
+        try:
+            started = time.perf_counter()
+            results = await asyncio.gather(
+                *(batcher.submit(i) for i in range(40)), return_exceptions=True
+            )
+            elapsed = time.perf_counter() - started
+            shed = [r for r in results if isinstance(r, Overloaded)]
+            assert all(r.retry_after_s >= 1 for r in shed)
+            ok = [r for r in results if isinstance(r, int)]
+            return len(ok), len(shed), elapsed
+        finally:
+            await batcher.stop()
+
+    ok, shed, elapsed = _run(main())
+    assert ok + shed == 40
+    # (depth + 1) x 12.5 ms + 1 ms <= 100 ms admits 7 rows; the rest are refused, not queued
+    assert 1 <= ok <= 10 and shed >= 30
+    assert elapsed < 1.0  # 40 rows queued would take ~0.5 s; the admitted ones ~0.1 s
+
+
+def test_shedding_can_be_bypassed_for_items_that_must_not_be_refused() -> None:
+    handler = Recorder()
+
+    async def main() -> list[int]:
+        batcher: MicroBatcher[int, int] = MicroBatcher(
+            handler, max_batch=4, max_wait_s=0.001, budget_s=0.001, initial_row_cost_s=1.0
+        )
+        batcher.start()
+        try:
+            with pytest.raises(Overloaded):
+                await batcher.submit(1)
+            return list(await asyncio.gather(*(batcher.submit(i, shed=False) for i in range(3))))
+        finally:
+            await batcher.stop()
+
+    assert _run(main()) == [0, 2, 4]
