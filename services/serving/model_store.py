@@ -13,13 +13,10 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import pandas as pd
 
 from modstack.names import REGISTERED_MODEL
 from modstack.registry.contract import (
@@ -27,6 +24,12 @@ from modstack.registry.contract import (
     META_FEATURE_SERVICE,
     TEXT_COLUMNS,
     Thresholds,
+)
+from services.serving.hot_path import (
+    model_frame,
+    predict_proba_fast,
+    prepare_for_serving,
+    selectors_replaced,
 )
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,11 @@ class ModelContractError(ValueError):
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """One registered model version, ready to score."""
+    """One registered model version, ready to score.
+
+    `model` is the pipeline as registered; `serving_model` is the same fitted pipeline with the
+    model-only work precomputed (`hot_path.prepare_for_serving`), which the hot path scores.
+    """
 
     version: str
     model: Any = field(repr=False)
@@ -46,19 +53,27 @@ class LoadedModel:
     feature_service: str
     feature_columns: tuple[str, ...]
     source: str  # "registry" (downloaded now) or "cache" (loaded from disk)
+    serving_model: Any = field(default=None, repr=False)
 
     def input_frame(self, subject: str, body: str, features: Mapping[str, float | None]) -> Any:
         """The one-row DataFrame the model contract asks for; missing features become NaN."""
-        row: dict[str, Any] = {"subject": subject, "body": body}
-        for name in self.feature_columns:
-            value = features.get(name)
-            row[name] = np.nan if value is None else float(value)
-        return pd.DataFrame([row], columns=[*TEXT_COLUMNS, *self.feature_columns])
+        return model_frame([subject], [body], [features], TEXT_COLUMNS, self.feature_columns)
 
     def score(self, subject: str, body: str, features: Mapping[str, float | None]) -> float:
         """P(spam) for one message."""
-        proba = self.model.predict_proba(self.input_frame(subject, body, features))
-        return float(proba[0][1])
+        return self.score_batch([subject], [body], [features])[0]
+
+    def score_batch(
+        self,
+        subjects: Sequence[str],
+        bodies: Sequence[str],
+        features: Sequence[Mapping[str, float | None]],
+    ) -> list[float]:
+        """P(spam) for a batch of messages, in one model call."""
+        frame = model_frame(subjects, bodies, features, TEXT_COLUMNS, self.feature_columns)
+        model = self.serving_model if self.serving_model is not None else self.model
+        proba = predict_proba_fast(model, frame)
+        return [float(p) for p in proba[:, 1]]
 
 
 def contract_from_metadata(metadata: Mapping[str, Any] | None) -> tuple[Thresholds, str, tuple]:
@@ -88,7 +103,13 @@ def load_model_dir(path: Path, version: str, source: str) -> LoadedModel:
     model = mlflow.sklearn.load_model(str(path))
     if not hasattr(model, "predict_proba"):
         raise ModelContractError(f"model version {version} has no predict_proba")
-    return LoadedModel(version, model, thresholds, feature_service, columns, source)
+    serving_model = prepare_for_serving(model)
+    log.info(
+        "version %s prepared for serving: %d feature selectors as fixed column indices",
+        version,
+        selectors_replaced(serving_model),
+    )
+    return LoadedModel(version, model, thresholds, feature_service, columns, source, serving_model)
 
 
 class ModelCache:
