@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -180,15 +180,22 @@ def data(
 
 @app.command()
 def replay(
-    period: Annotated[str, typer.Option(help="Corpus period: history, future or all.")] = "history",
+    period: Annotated[
+        Literal["history", "future", "all"], typer.Option(help="Corpus period.")
+    ] = "history",
     speed: Annotated[float, typer.Option(help="Events per second (0: as fast as possible).")] = 0,
     limit: Annotated[int | None, typer.Option(help="Only the first N messages.")] = None,
 ) -> None:
     """Send a corpus period through ingestion (messages, then labels), wait for the processor,
     print some senders' online features."""
-    from pipelines.demo.replay import main
+    import logging
 
-    main(["--period", period, "--speed", str(speed)] + (["--limit", str(limit)] if limit else []))
+    from modstack.log import configure_logging
+    from pipelines.demo.replay import run
+
+    configure_logging("replay")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
+    run(period, speed=speed or None, limit=limit or None)
 
 
 # `modstack rollout start|status|promote|abort|pause|resume` (canary controller admin API).

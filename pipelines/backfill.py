@@ -10,16 +10,16 @@ Usage: `python -m pipelines.backfill [--period history|future|all] [--label-dela
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import pandas as pd
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -194,29 +194,24 @@ def run(
     return report
 
 
-def main(argv: list[str] | None = None) -> BackfillReport:
-    """CLI entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--period", choices=["history", "future", "all"], default="history")
-    parser.add_argument(
-        "--label-delay-hours",
-        type=float,
-        default=DEFAULT_LABEL_DELAY.total_seconds() / 3600,
-        help="labels become events this long after their message's sent_at",
-    )
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument(
-        "--replace", action="store_true", help="delete the offline rows already in the store"
-    )
-    args = parser.parse_args(argv)
+cli = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
+
+
+@cli.command()
+def main(
+    period: Period = "history",
+    label_delay_hours: Annotated[
+        float, typer.Option(help="labels become events this long after their message's sent_at")
+    ] = DEFAULT_LABEL_DELAY.total_seconds() / 3600,
+    data_dir: Path | None = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="delete the offline rows already in the store")
+    ] = False,
+) -> BackfillReport:
+    """Replay a corpus period through the sender features into the Feast store."""
     configure_logging("backfill")
     try:
-        report = run(
-            args.period,
-            timedelta(hours=args.label_delay_hours),
-            args.data_dir,
-            replace=args.replace,
-        )
+        report = run(period, timedelta(hours=label_delay_hours), data_dir, replace=replace)
     except OfflineStoreNotEmpty as exc:
         raise SystemExit(f"backfill: {exc}") from exc
     console = Console()
@@ -231,4 +226,4 @@ def main(argv: list[str] | None = None) -> BackfillReport:
 
 
 if __name__ == "__main__":
-    main()
+    cli()

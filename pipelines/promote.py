@@ -7,8 +7,9 @@ rollout has proved the challenger on live traffic.
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
+from typing import Annotated
+
+import typer
 
 from modstack.names import ALIAS_CHALLENGER, ALIAS_CHAMPION
 from modstack.registry import aliases as registry
@@ -30,16 +31,21 @@ def rollback(reason: str) -> str:
     return version
 
 
-def main(argv: Sequence[str] | None = None) -> str:
-    """CLI: promote (default) or roll back."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reason", default="manual promotion")
-    parser.add_argument("--rollback", action="store_true", help="champion back to the previous one")
-    args = parser.parse_args(argv)
+cli = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
+
+
+@cli.command()
+def main(
+    reason: str = "manual promotion",
+    rollback_: Annotated[
+        bool, typer.Option("--rollback", help="champion back to the previous one")
+    ] = False,
+) -> str:
+    """Promote the challenger to champion (default) or roll the champion back."""
     try:
-        if args.rollback:
-            return rollback(args.reason)
-        return promote(args.reason)
+        if rollback_:
+            return rollback(reason)
+        return promote(reason)
     except registry.RegistryError as error:
         champion = registry.get_alias_version(ALIAS_CHAMPION)
         challenger = registry.get_alias_version(ALIAS_CHALLENGER)
@@ -47,4 +53,4 @@ def main(argv: Sequence[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    cli()

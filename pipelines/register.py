@@ -10,14 +10,15 @@ same holdout, or with the run's baseline when there is no champion yet.
 
 from __future__ import annotations
 
-import argparse
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import mlflow
 import pandas as pd
+import typer
 
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
 from modstack.registry import aliases as registry
@@ -107,19 +108,24 @@ def _metrics_with_prefix(metrics: Mapping[str, float], prefix: str) -> dict[str,
     return {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
 
 
-def main(argv: Sequence[str] | None = None) -> Registration:
-    """CLI: gate and register a logged training run."""
+cli = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
+
+
+@cli.command()
+def main(
+    run_id: Annotated[str, typer.Option(help="the logged training run to gate and register")],
+    skip_gate: Annotated[
+        bool, typer.Option("--skip-gate", help="register even if refused")
+    ] = False,
+) -> Registration:
+    """Gate and register a logged training run."""
     from modstack.log import configure_logging
     from pipelines.training_data import corpus_rows
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-id", required=True)
-    parser.add_argument("--skip-gate", action="store_true")
-    args = parser.parse_args(argv)
     configure_logging("register")
 
     client = registry.get_client()
-    run = client.get_run(args.run_id)
+    run = client.get_run(run_id)
     params, metrics = run.data.params, run.data.metrics
     first = pd.Timestamp(params["holdout_first_sent_at"])
     last = pd.Timestamp(params["holdout_last_sent_at"])
@@ -132,16 +138,16 @@ def main(argv: Sequence[str] | None = None) -> Registration:
         holdout = with_features(rows, params["feature_service"], "text")
     if content_hash(holdout.frame, holdout.feature_columns) != params["holdout_sha256"]:
         raise SystemExit(
-            f"run {args.run_id}'s holdout cannot be rebuilt from the corpus (its hash differs): "
+            f"run {run_id}'s holdout cannot be rebuilt from the corpus (its hash differs): "
             "it came from the message log; gate it in process (pipelines.train --retrain)"
         )
     registration = register_candidate(
-        run_id=args.run_id,
+        run_id=run_id,
         model_uri=run.data.tags["model_uri"],
         candidate_metrics=_metrics_with_prefix(metrics, "holdout."),
         baseline_metrics=_metrics_with_prefix(metrics, "baseline_holdout."),
         holdout=holdout,
-        skip_gate=args.skip_gate,
+        skip_gate=skip_gate,
     )
     print(registration.gate.summary())
     state = "challenger" if registration.challenger_set else "no alias"
@@ -150,4 +156,4 @@ def main(argv: Sequence[str] | None = None) -> Registration:
 
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -13,7 +13,6 @@ the 2002-08-22+ period.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import statistics
@@ -21,9 +20,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
+import typer
 
 from modstack.corpus import FUTURE_START
 from modstack.drift.evidently_report import SCORE_COLUMN, DriftReference
@@ -234,18 +235,21 @@ def write_section(path: Path, section: str) -> None:
     path.write_text(text)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """CLI entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=None, help="DATA_DIR (var/data)")
-    parser.add_argument("--write", type=Path, default=None, help="update this markdown file")
-    args = parser.parse_args(argv)
-    section = run(args.data_dir)
+cli = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
+
+
+@cli.command()
+def main(
+    data_dir: Annotated[Path | None, typer.Option(help="DATA_DIR (var/data)")] = None,
+    write: Annotated[Path | None, typer.Option(help="update this markdown file")] = None,
+) -> None:
+    """Measure drift evaluation time and drift on the real period shift; print the section."""
+    section = run(data_dir)
     print(section)
-    if args.write:
-        write_section(args.write, section)
-        print(f"wrote the '{SECTION}' section of {args.write}")
+    if write:
+        write_section(write, section)
+        print(f"wrote the '{SECTION}' section of {write}")
 
 
 if __name__ == "__main__":
-    main()
+    cli()

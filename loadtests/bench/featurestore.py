@@ -6,14 +6,15 @@ Usage: `python -m loadtests.bench.featurestore [--reads 1000] [--redis 127.0.0.1
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -96,26 +97,29 @@ def bench(data_dir: Path, reads: int, console: Console) -> Table:
     return table
 
 
-def main(argv: list[str] | None = None) -> None:
-    """CLI entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reads", type=int, default=1000)
-    parser.add_argument("--redis", default="", help="host:port: use Redis as the online store")
-    args = parser.parse_args(argv)
+cli = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
+
+
+@cli.command()
+def main(
+    reads: int = 1000,
+    redis: Annotated[str, typer.Option(help="host:port: use Redis as the online store")] = "",
+) -> None:
+    """Measure apply, backfill push, training-set build and online reads."""
     configure_logging("bench_featurestore", "WARNING")
     console = Console()
     source = messages_path(get_settings().data_dir)
     if not source.exists():
         raise SystemExit(f"{source} is missing: run `python -m pipelines.data` first")
-    if args.redis:
+    if redis:
         os.environ["FEAST_ONLINE_STORE_TYPE"] = "redis"
-        os.environ["REDIS_CONNECTION_STRING"] = args.redis
+        os.environ["REDIS_CONNECTION_STRING"] = redis
     with tempfile.TemporaryDirectory(prefix="bench-featurestore-") as tmp:
         data_dir = Path(tmp)
         messages_path(data_dir).parent.mkdir(parents=True)
         shutil.copy(source, messages_path(data_dir))
-        console.print(bench(data_dir, args.reads, console))
+        console.print(bench(data_dir, reads, console))
 
 
 if __name__ == "__main__":
-    main()
+    cli()

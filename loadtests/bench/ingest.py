@@ -15,7 +15,6 @@ Usage: `python -m loadtests.bench.ingest [--messages 5000] [--rate 50] [--probes
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -29,8 +28,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Annotated
 
 import httpx
+import typer
 from prometheus_client.parser import text_string_to_metric_families
 
 from features import store as featurestore
@@ -254,17 +255,19 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run both measurements and print them."""
-    parser = argparse.ArgumentParser(prog="python -m loadtests.bench.ingest", description=__doc__)
-    parser.add_argument("--messages", type=int, default=5000, help="throughput run size")
-    parser.add_argument("--batch", type=int, default=100, help="messages per request")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent client threads")
-    parser.add_argument("--rate", type=float, default=50.0, help="freshness probes per second")
-    parser.add_argument("--probes", type=int, default=300, help="freshness probes")
-    parser.add_argument("--keep", action="store_true", help="keep the tmp dir (logs, data)")
-    args = parser.parse_args(argv)
+cli = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
 
+
+@cli.command()
+def main(
+    messages: Annotated[int, typer.Option(help="throughput run size")] = 5000,
+    batch: Annotated[int, typer.Option(help="messages per request")] = 100,
+    clients: Annotated[int, typer.Option(help="concurrent client threads")] = 4,
+    rate: Annotated[float, typer.Option(help="freshness probes per second")] = 50.0,
+    probes: Annotated[int, typer.Option(help="freshness probes")] = 300,
+    keep: Annotated[bool, typer.Option("--keep", help="keep the tmp dir (logs, data)")] = False,
+) -> None:
+    """Run both measurements and print them."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     print(f"starting Tansu, ingestion and the processor under {workdir} ...", flush=True)
@@ -272,19 +275,19 @@ def main(argv: list[str] | None = None) -> None:
         warmup = freshness(stack, rate=5, probes=5)  # the consumer has joined, caches are warm
         print(f"warm-up: first feature online {warmup[0]:.2f} s after its 202")
 
-        tp = throughput(stack, args.messages, args.batch, args.clients)
+        tp = throughput(stack, messages, batch, clients)
         print(
-            f"\nthroughput: {tp['messages']} messages in batches of {args.batch} from "
-            f"{args.clients} clients\n"
+            f"\nthroughput: {tp['messages']} messages in batches of {batch} from "
+            f"{clients} clients\n"
             f"  accepted (202):              {tp['accepted_per_s']:6.0f} msg/s "
             f"({tp['accepted_s']:.2f} s)\n"
             f"  end to end (logged, online): {tp['end_to_end_per_s']:6.0f} msg/s "
             f"({tp['end_to_end_s']:.2f} s)"
         )
-        seconds = freshness(stack, args.rate, args.probes)
+        seconds = freshness(stack, rate, probes)
         ms = [s * 1000 for s in seconds]
         print(
-            f"\nfreshness: {args.probes} single-message requests at {args.rate:g}/s, "
+            f"\nfreshness: {probes} single-message requests at {rate:g}/s, "
             "a new sender each\n"
             f"  202 -> readable online: p50 {percentile(ms, 50):.0f} ms, p90 "
             f"{percentile(ms, 90):.0f} ms, p99 {percentile(ms, 99):.0f} ms, "
@@ -309,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
             mean = values["processor_batch_duration_seconds_sum"] / batches * 1000
             print(f"  processor micro-batches: {batches:.0f}, mean {mean:.0f} ms each")
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
-    if not args.keep:
+    if not keep:
         import shutil
 
         shutil.rmtree(workdir, ignore_errors=True)
@@ -318,4 +321,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli()

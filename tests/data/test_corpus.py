@@ -198,7 +198,7 @@ def test_a_damaged_package_fails_loudly_instead_of_rejecting_mails(tmp_path: Pat
 def test_data_command_writes_the_parquet_a_json_report_and_a_plot(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data_main(["--source", str(FIXTURE), "--data-dir", str(tmp_path)])
+    data_main(source=FIXTURE, data_dir=tmp_path)
     report = json.loads((tmp_path / "corpus" / "report.json").read_text())
     assert report["input_mails"] == len(fixture_mails())
     assert report["parsed"] + report["rejected"] == report["input_mails"]
