@@ -198,6 +198,33 @@ def replay(
     run(period, speed=speed or None, limit=limit or None)
 
 
+@app.command()
+def forget(
+    sender: Annotated[str, typer.Option("--sender", help="The sender_id to erase.")],
+) -> None:
+    """Erase a sender's data: message log, dead letters, Feast features, review items."""
+    from features.store import feast_data_dir
+    from modstack.privacy import forget_sender
+    from modstack.settings import get_settings
+
+    data_dir = get_settings().data_dir
+    erased = forget_sender(
+        sender,
+        data_dir,
+        feast_dir=feast_data_dir(),
+        review_db=data_dir / "review_queue" / "review.sqlite3",
+    )
+    for store, count in erased.counts.items():
+        typer.echo(f"{store}: {count} rows erased")
+    for note in erased.notes:
+        typer.secho(note, fg="yellow")
+    typer.secho(
+        f"{sender}: {erased.total} rows erased. Restart the processor so its in-memory state "
+        "is rebuilt from the erased log.",
+        fg="green",
+    )
+
+
 # `modstack rollout start|status|promote|abort|pause|resume` (canary controller admin API).
 # A command group cannot be imported lazily; rollout_cli imports only typer, httpx and rich.
 from services.canary.cli import rollout_app  # noqa: E402

@@ -1,0 +1,151 @@
+"""`modstack forget --sender ID` against real stores: the processor writes the message log,
+Feast (offline parquet + SQLite online) and dead letters; serving's review queue holds items;
+after the command nothing of that sender remains anywhere, and the other sender is intact."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from prometheus_client import CollectorRegistry
+from typer.testing import CliRunner
+
+from features import store as featurestore
+from features.sender import ACTIVITY_FEATURES
+from modstack.cli import app
+from modstack.events import DeadLetter, LabelEvent, MessageEvent
+from modstack.message_log import DeadLetterStore, MessageLog
+from modstack.names import TOPIC_LABELS, TOPIC_MESSAGES, VIEW_SENDER_ACTIVITY
+from modstack.privacy import sender_entity_key
+from modstack.settings import get_settings
+from services.processor.metrics import ProcessorMetrics
+from services.processor.pipeline import FeaturePipeline
+from services.serving.review_queue import ReviewQueue
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2] / "features"
+T0 = datetime(2002, 7, 1, tzinfo=UTC)
+GONE, KEPT = "gone@example.com", "kept@example.com"
+SECRET = "the-secret-subject-of-gone"
+
+
+class Record:
+    def __init__(self, topic: str, value: bytes, offset: int, key: str) -> None:
+        self.topic, self.value, self.offset, self.key, self.partition = topic, value, offset, key, 0
+
+
+def events(sender: str, n: int) -> list[Record]:
+    out = []
+    for i in range(n):
+        at = T0 + timedelta(minutes=i)
+        message = MessageEvent(
+            message_id=f"{sender}-{i}",
+            sender_id=sender,
+            subject=f"{SECRET if sender == GONE else 'hello'} {i}",
+            body="body",
+            sent_at=at,
+            received_at=at,
+        )
+        label = LabelEvent(
+            message_id=message.message_id,
+            sender_id=sender,
+            label="spam",
+            source="user_report",
+            reporter_id=f"app/u{i}",
+            labeled_at=at + timedelta(seconds=30),
+            received_at=at,
+        )
+        out.append(Record(TOPIC_MESSAGES, message.to_bytes(), 2 * i, sender))
+        out.append(Record(TOPIC_LABELS, label.to_bytes(), 2 * i + 1, sender))
+    # a broken record of theirs becomes a dead letter holding their bytes
+    secret = SECRET if sender == GONE else "hello"
+    out.append(Record(TOPIC_MESSAGES, f'{{"subject": "{secret}"'.encode(), 99, sender))
+    return out
+
+
+def test_forget_erases_every_store_of_one_sender(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("DATA_DIR", str(data_dir))
+    monkeypatch.delenv("FEAST_DATA_DIR", raising=False)
+    get_settings.cache_clear()
+    feast_dir = featurestore.feast_data_dir(data_dir)
+    featurestore.apply_repo(REPO, data_dir=data_dir)
+    store = featurestore.get_store(REPO, data_dir=data_dir)
+    letters = DeadLetterStore(data_dir)
+
+    def push(view: str, rows: list[dict[str, Any]]) -> None:
+        pusher = (
+            featurestore.push_activity
+            if view == VIEW_SENDER_ACTIVITY
+            else (featurestore.push_reputation)
+        )
+        pusher(store, rows)
+
+    def dead(found: list[DeadLetter]) -> None:
+        letters.add(found)
+
+    pipeline = FeaturePipeline(
+        MessageLog(data_dir), push, dead, ProcessorMetrics(CollectorRegistry())
+    )
+    pipeline.handle(events(GONE, 5) + events(KEPT, 3))
+    queue = ReviewQueue(data_dir / "review_queue" / "review.sqlite3")
+    for sender in (GONE, KEPT):
+        queue.add(
+            message_id=f"{sender}-0",
+            sender_id=sender,
+            subject=SECRET if sender == GONE else "hello",
+            body="body",
+            sent_at=T0,
+            score=0.5,
+            model_version="1",
+            variant="champion",
+        )
+
+    def online(sender: str) -> Any:
+        refs = [f"sender_activity:{f}" for f in ACTIVITY_FEATURES]
+        values = store.get_online_features(features=refs, entity_rows=[{"sender_id": sender}])
+        return values.to_dict()["sender_msgs_total"][0]
+
+    assert online(GONE) == 5.0 and len(letters.read(GONE)) == 1
+
+    result = CliRunner().invoke(app, ["forget", "--sender", GONE])
+    get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "message_log.messages: 5 rows erased" in result.output
+    assert "review_queue: 1 rows erased" in result.output
+
+    # nothing of theirs in any store ...
+    log = MessageLog(data_dir)
+    assert GONE not in set(log.read("messages")["sender_id"]) | set(log.read("labels")["sender_id"])
+    assert letters.read(GONE) == []
+    for path in (feast_dir / "offline").glob("*.parquet"):
+        assert GONE not in set(pq.read_table(path)["sender_id"].to_pylist())
+    assert online(GONE) is None
+    with sqlite3.connect(feast_dir / "online.db") as db:
+        for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"):
+            hits = (
+                db.execute(
+                    f'SELECT COUNT(*) FROM "{table}" WHERE entity_key = ?',
+                    (sender_entity_key(GONE),),
+                ).fetchone()[0]
+                if "moderation_" in table
+                else 0
+            )
+            assert hits == 0, table
+    assert queue.get(f"{GONE}-0") is None
+    # ... nor in the bytes of any file under DATA_DIR (SQLite files vacuumed, parquet rewritten)
+    for path in data_dir.rglob("*"):
+        if path.is_file() and (".sqlite3" in path.name or path.suffix == ".db"):
+            raw = path.read_bytes()
+            assert GONE.encode() not in raw and SECRET.encode() not in raw, path
+    # the other sender is intact
+    assert online(KEPT) == 3.0
+    assert queue.get(f"{KEPT}-0") is not None
+    assert set(log.read("messages")["sender_id"]) == {KEPT}
