@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -127,6 +128,25 @@ def chunks(events: pd.DataFrame, batch_size: int) -> Iterator[pd.DataFrame]:
             start, size = i + 1, 0
 
 
+DEMO_CLIENT = "demo"
+DEV_CLIENT_KEY = "dev-client-key"  # ingestion's development key (refused in production)
+
+
+def demo_client_key() -> str:
+    """The demo client app's ingestion key: INGESTION_CLIENT_KEYS (JSON {"client": "key"}) as
+    ingestion reads it, else the development key. Read from the environment, not from
+    services.ingestion.settings: pipelines do not import services."""
+    raw = os.environ.get("INGESTION_CLIENT_KEYS", "")
+    if raw:
+        try:
+            keys = json.loads(raw)
+        except ValueError:
+            keys = {}
+        if isinstance(keys, dict) and keys:
+            return str(keys.get(DEMO_CLIENT) or next(iter(keys.values())))
+    return DEV_CLIENT_KEY
+
+
 class IngestionClient:
     """Posts batches and makes sense of the answers (202, 422 with locations, 503)."""
 
@@ -138,7 +158,12 @@ class IngestionClient:
         http: httpx.Client | None = None,
     ) -> None:
         self._owns_http = http is None
-        self.http = http or httpx.Client(base_url=base_url, timeout=timeout_s)
+        # Reports (POST /v1/labels) need a client app's key; the demo is client app "demo".
+        self.http = http or httpx.Client(
+            base_url=base_url,
+            timeout=timeout_s,
+            headers={"Authorization": f"Bearer {demo_client_key()}"},
+        )
         self.report = report
 
     def close(self) -> None:

@@ -2,8 +2,9 @@
 
 The bad challenger is one of:
 - `shuffled` (default): LightGBM trained on history with shuffled labels; the quality gate
-  refuses it and is skipped for the demo (the refusal stays in the version's tags). Its scores
-  collapse, so the score-distribution (PSI) and block-rate checks fail.
+  refuses it and is skipped for the demo (the refusal stays in the version's tags). Where it
+  and the champion disagree on the same messages, the labels (user reports, moderators) side
+  with the champion: the exact McNemar check fails; its scores also pile up (collapse).
 - `errors` / `latency`: the champion's own model registered again as a new version, while
   serving injects errors (30 %) or latency (+500 ms) into the challenger's path; the error-rate
   or p99-latency check fails. The faults are switched off again at the end.
@@ -36,6 +37,7 @@ from pipelines.demo.traffic import (
     idle_controller,
     preflight,
     print_outcome,
+    write_demo_result,
 )
 from services.canary.client import wide_console
 
@@ -120,17 +122,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demo; exit code 0 when the controller rolled the bad challenger back."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.demo.rollback", description=__doc__)
     parser.add_argument("--fault", choices=["shuffled", "errors", "latency"], default="shuffled")
-    parser.add_argument("--speed", type=float, default=40.0, help="messages per second")
+    parser.add_argument("--speed", type=float, default=50.0, help="messages per second")
     parser.add_argument("--steps", default="20,50,100")
-    parser.add_argument("--interval", type=float, default=15.0, help="seconds per step")
-    parser.add_argument("--min-requests", type=int, default=40)
+    parser.add_argument("--interval", type=float, default=20.0, help="seconds per step")
+    parser.add_argument("--min-requests", type=int, default=1000)
+    parser.add_argument("--max-extensions", type=int, default=8)
+    parser.add_argument("--paired-percent", type=float, default=100.0)
     parser.add_argument("--failure-limit", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
     configure_logging("demo", "WARNING")
 
     try:
-        health = preflight(need_ingestion=False)
+        health = preflight(need_ingestion=True)
     except StackNotReady as exc:
         # A fresh clone: bring up the stack and train the first champion, as `make demo` does.
         console.print(f"[yellow]{exc}[/]: preparing the stack and a champion first")
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             prepare()
-            health = preflight(need_ingestion=False)
+            health = preflight(need_ingestion=True)
         except (DemoFailed, StackNotReady) as failure:
             console.print(f"[red]{failure}[/]")
             return 2
@@ -158,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
 
     console.rule(f"2. canary rollout of v{version}: the controller decides alone")
     _, _, events = future_timeline(timedelta(hours=6))
-    traffic = TrafficReplayer(events, speed=args.speed, ingest=False, cycle=True).start()
+    # ingested, so labels arrive: the corpus labels of the first pass, then user reports and
+    # the moderator's answers on the review queue
+    traffic = TrafficReplayer(events, speed=args.speed, ingest=True, cycle=True).start()
     try:
         controller.start(
             version,
@@ -168,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             interval_s=args.interval,
             failure_limit=args.failure_limit,
             min_requests=args.min_requests,
+            paired_percent=args.paired_percent,
+            max_extensions=args.max_extensions,
         )
         outcome = follow(controller, console, traffic, timeout_s=args.timeout)
     finally:
@@ -175,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.fault in FAULTS:
             set_faults(0.0, 0.0)
     print_outcome(outcome, console, stats)
+    path = write_demo_result(
+        f"demo-rollback-{args.fault}", outcome.state, stats, outcome.seconds, fault=args.fault
+    )
+    console.print(f"results: {path}")
     rolled_back = outcome.state["status"] == "rolled_back"
     client = registry.get_client()
     console.print(

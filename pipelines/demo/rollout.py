@@ -33,6 +33,7 @@ from pipelines.demo.traffic import (
     idle_controller,
     preflight,
     print_outcome,
+    write_demo_result,
 )
 from services.canary.client import wide_console
 
@@ -69,7 +70,7 @@ def warm_up(warmup: pd.DataFrame, cut: pd.Timestamp, speed: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; exit code 0 when the challenger was promoted."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.demo.rollout", description=__doc__)
-    parser.add_argument("--speed", type=float, default=40.0, help="messages per second")
+    parser.add_argument("--speed", type=float, default=50.0, help="messages per second")
     parser.add_argument(
         "--warmup-fraction",
         type=float,
@@ -91,7 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default="20,50,100", help="traffic weights of the steps")
     parser.add_argument("--interval", type=float, default=20.0, help="seconds per step")
     parser.add_argument(
-        "--min-requests", type=int, default=40, help="challenger requests before a step is judged"
+        "--min-requests",
+        type=int,
+        default=1000,
+        help="observations per variant before a step is judged (paired: both score every one)",
+    )
+    parser.add_argument("--max-extensions", type=int, default=8)
+    parser.add_argument(
+        "--paired-percent", type=float, default=100.0, help="share scored by both variants"
     )
     parser.add_argument("--failure-limit", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds for the rollout")
@@ -154,12 +162,16 @@ def main(argv: list[str] | None = None) -> int:
         interval_s=args.interval,
         failure_limit=args.failure_limit,
         min_requests=args.min_requests,
+        paired_percent=args.paired_percent,
+        max_extensions=args.max_extensions,
     )
     try:
         outcome = follow(controller, console, rollout_traffic, timeout_s=args.timeout)
     finally:
         traffic_stats = rollout_traffic.stop()
     print_outcome(outcome, console, traffic_stats)
+    path = write_demo_result("demo-rollout", outcome.state, traffic_stats, outcome.seconds)
+    console.print(f"results: {path}")
     return 0 if outcome.state["status"] == "promoted" else 1
 
 

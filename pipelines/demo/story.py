@@ -31,8 +31,10 @@ from modstack.settings import CommonSettings, get_settings
 console = Console(width=max(110, shutil.get_terminal_size((110, 24)).columns))
 
 # Knobs that make the story fit in minutes: small drift windows, a retrain after four drifted
-# windows (enough fresh labels for an honest gate), short canary steps. Set before the stack
-# starts (supervisord passes the environment to every process); an explicit env var wins.
+# windows (enough fresh labels for an honest gate), canary steps of 20 s that see >= 1,000
+# paired requests per variant at the demo's rate (every request is scored by both variants),
+# extended while labels are still arriving. Set before the stack starts (supervisord passes
+# the environment to every process); an explicit env var wins.
 DEMO_ENVIRONMENT = {
     "MONITORING_WINDOW_MAX_ROWS": "300",
     "MONITORING_WINDOW_MIN_ROWS": "150",
@@ -41,8 +43,12 @@ DEMO_ENVIRONMENT = {
     "RETRAIN_COOLDOWN_SECONDS": "1800",
     "CANARY_STEPS": "20,50,100",
     "CANARY_INTERVAL_S": "20",
-    "CANARY_MIN_REQUESTS": "40",
+    "CANARY_MIN_REQUESTS": "1000",
+    "CANARY_PAIRED_PERCENT": "100",
+    "CANARY_MAX_EXTENSIONS": "8",
+    "CANARY_MIN_DISCORDANT": "20",
 }
+DEFAULT_SPEED = 50.0  # future messages per second (serving scores each twice while pairing)
 # Under DATA_DIR, what a demo run keeps: the corpus and its npm cache. The rest is state.
 KEPT_DATA = ("corpus", "cache")
 LABEL_DELAY = timedelta(hours=6)
@@ -147,6 +153,8 @@ class Timeline:
     rollout: dict[str, Any] = field(default_factory=dict)
     champion_before: str = ""
     champion_after: str = ""
+    speed: float = 0.0
+    traffic: Any = None
 
 
 def _window_line(result: dict[str, Any]) -> str:
@@ -172,6 +180,7 @@ def live_story(champion: str, speed: float, timeout_s: float, after_windows: int
     _, _, events = future_timeline(LABEL_DELAY)
     console.print(f"  {int((events['kind'] == 'message').sum())} messages at <= {speed:g}/s")
     traffic = TrafficReplayer(events, speed=speed, ingest=True, cycle=True).start()
+    story.speed = speed
     controller = ControllerClient()
     seen_report, seen_retrain, seen_rollout = None, 0, 0
     windows_after_promotion = 0
@@ -215,9 +224,25 @@ def live_story(champion: str, speed: float, timeout_s: float, after_windows: int
     finally:
         stats = traffic.stop()
     story.champion_after = str(serving_champion(settings))
+    story.traffic = stats
     console.print(
-        f"  traffic: {stats.moderated} moderated {dict(stats.by_variant)}, {stats.failed} failed"
+        f"  traffic: {stats.moderated} moderated {dict(stats.by_variant)}, {stats.failed} failed, "
+        f"{stats.requests_per_s:.0f} req/s; labels: {stats.user_reports} user reports, "
+        f"{stats.moderator_labels} moderator labels"
     )
+    if story.rollout:
+        from pipelines.demo.traffic import write_demo_result
+
+        path = write_demo_result(
+            "demo-rollout",
+            story.rollout,
+            stats,
+            champion_before=story.champion_before,
+            champion_after=story.champion_after,
+            speed=speed,
+            retrains=story.retrains,
+        )
+        console.print(f"  results: {path}")
     return story
 
 
@@ -256,7 +281,9 @@ def summary(story: Timeline, settings: CommonSettings) -> Table:
 def main(argv: list[str] | None = None) -> int:
     """Run the whole demo; exit 0 when the challenger was promoted."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.demo.story", description=__doc__)
-    parser.add_argument("--speed", type=float, default=30.0, help="future messages per second")
+    parser.add_argument(
+        "--speed", type=float, default=DEFAULT_SPEED, help="future messages per second"
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="bound on stages 5-7 (s)")
     parser.add_argument(
         "--after-windows", type=int, default=2, help="drift windows to show after promotion"

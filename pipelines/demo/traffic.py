@@ -8,12 +8,16 @@ Used by `pipelines.demo.rollout` (a retrained challenger promoted) and `pipeline
 
 from __future__ import annotations
 
+import logging
+import random
+import re
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +29,17 @@ from services.canary.client import CHECK_ORDER, ControllerClient, timeline_reaso
 
 DEMO_ACTOR = "demo"
 WAIT_NOTE_EVERY_S = 5.0
+log = logging.getLogger("pipelines.demo.traffic")
+_REPEAT_SUFFIX = re.compile(r"-r\d+$")
+
+
+def _renamed(payload: dict[str, Any], suffix: str) -> dict[str, Any]:
+    """A message or label of a repeated pass, under its fresh id."""
+    return dict(payload, message_id=payload["message_id"] + suffix) if suffix else payload
+
+
+def _original_id(message_id: str) -> str:
+    return _REPEAT_SUFFIX.sub("", message_id)
 
 
 class StackNotReady(RuntimeError):
@@ -78,6 +93,9 @@ class TrafficStats:
     by_action: Counter = field(default_factory=Counter)
     messages_ingested: int = 0
     labels_ingested: int = 0
+    user_reports: int = 0  # labels sent as user reports (delayed, for a share of messages)
+    moderator_labels: int = 0  # review-queue items labelled through serving's review API
+    requests_per_s: float = 0.0  # moderation requests answered per second, over the run
     last_event_time: datetime | None = None
     passes: int = 0
 
@@ -88,8 +106,12 @@ class TrafficReplayer:
     Each message goes to serving's POST /v1/moderate (a few requests in flight, like several
     clients) and, with `ingest`, to ingestion with its label later in the timeline, so the
     stream keeps sender features fresh and the message log fills with labelled data.
-    `cycle` starts over when the timeline ends (serving only, with fresh message ids), so a
-    rollout never runs out of traffic.
+    `cycle` starts over when the timeline ends, with fresh message ids (`-rN`), so a rollout
+    never runs out of traffic; those repeats are ingested too, and labels arrive for them the
+    way they do in production: user reports for a share `report_share` of the messages,
+    `report_delay_s` after the answer, through ingestion's POST /v1/labels. With `moderate`, a
+    moderator works through serving's review queue (GET /v1/review, POST /v1/review/{id}),
+    answering from the corpus label.
 
     Args:
         events: the timeline.
@@ -103,8 +125,11 @@ class TrafficReplayer:
         speed: float | None = None,
         ingest: bool = True,
         cycle: bool = False,
-        workers: int = 4,
+        workers: int = 8,
         chunk: int = 20,
+        report_share: float = 0.3,
+        report_delay_s: float = 5.0,
+        moderate: bool = True,
     ) -> None:
         settings = get_settings()
         self.events = events
@@ -115,6 +140,15 @@ class TrafficReplayer:
         self.chunk = chunk
         self.serving_addr = settings.serving_addr
         self.ingestion_addr = settings.ingestion_addr
+        self.admin_token = settings.admin_token.get_secret_value()
+        self.report_share = report_share
+        self.report_delay_s = report_delay_s
+        self.moderate = moderate
+        # the corpus label of every message: what a reporting user or a moderator would say
+        labels = events.loc[events["kind"] == "label", "payload"]
+        self.truth: dict[str, dict[str, Any]] = {p["message_id"]: p for p in labels}
+        self._reports: list[tuple[float, dict[str, Any]]] = []  # (due, label), in due order
+        self._rng = random.Random(7)
         self.stats = TrafficStats()
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -130,6 +164,10 @@ class TrafficReplayer:
         report = ReplayReport()
         ingestion = IngestionClient(self.ingestion_addr, report) if self.ingest else None
         started, sent_messages = time.perf_counter(), 0
+        moderator = None
+        if self.moderate:
+            moderator = threading.Thread(target=self._moderator, name="demo-moderator", daemon=True)
+            moderator.start()
         try:
             with (
                 httpx.Client(base_url=self.serving_addr, timeout=30) as http,
@@ -159,16 +197,18 @@ class TrafficReplayer:
                                 [suffix] * len(messages),
                             )
                         )
-                        if ingestion is not None and not suffix:
+                        if ingestion is not None and messages:
                             # messages before their labels, as in pipelines.demo.replay
-                            if messages:
-                                self.stats.messages_ingested += ingestion.send(
-                                    "/v1/messages", "messages", messages
-                                )
-                            if labels:
-                                self.stats.labels_ingested += ingestion.send(
-                                    "/v1/labels", "labels", labels
-                                )
+                            self.stats.messages_ingested += ingestion.send(
+                                "/v1/messages", "messages", [_renamed(m, suffix) for m in messages]
+                            )
+                        if ingestion is not None and labels and not suffix:
+                            self.stats.labels_ingested += ingestion.send(
+                                "/v1/labels", "labels", labels
+                            )
+                        if ingestion is not None and suffix:
+                            self._queue_reports(messages, suffix)
+                            self._send_due_reports(ingestion)
                         self.stats.last_event_time = part["time"].iloc[-1].to_pydatetime()
                         sent_messages += len(messages)
                         if self.speed:
@@ -179,12 +219,60 @@ class TrafficReplayer:
                     if not self.cycle:
                         break
         finally:
+            self._stop.set()
+            if moderator is not None:
+                moderator.join(timeout=10)
             if ingestion is not None:
                 ingestion.close()
+            elapsed = time.perf_counter() - started
+            self.stats.requests_per_s = self.stats.moderated / elapsed if elapsed > 0 else 0.0
         return self.stats
 
+    # -- labels as they arrive in production -----------------------------------------------------
+
+    def _queue_reports(self, messages: list[dict[str, Any]], suffix: str) -> None:
+        """A share of the repeated messages gets a user report, due after the delay."""
+        due = time.monotonic() + self.report_delay_s
+        for message in messages:
+            label = self.truth.get(message["message_id"])
+            if label is None or self._rng.random() >= self.report_share:
+                continue
+            report = dict(_renamed(label, suffix), source="user_report")
+            self._reports.append((due, report))
+
+    def _send_due_reports(self, ingestion: Any) -> None:
+        now = time.monotonic()
+        due = [r for t, r in self._reports if t <= now]
+        if not due:
+            return
+        self._reports = [(t, r) for t, r in self._reports if t > now]
+        self.stats.user_reports += ingestion.send("/v1/labels", "labels", due)
+
+    def _moderator(self) -> None:
+        """Label what serving queued for review, from the corpus label (the demo's moderator)."""
+        headers = {"Authorization": f"Bearer {self.admin_token}"}
+        with httpx.Client(base_url=self.serving_addr, timeout=30, headers=headers) as http:
+            while not self._stop.wait(2.0):
+                try:
+                    queue = http.get("/v1/review", params={"limit": 200})
+                    queue.raise_for_status()
+                    for item in queue.json().get("items", []):
+                        message_id = item["message_id"]
+                        truth = self.truth.get(_original_id(message_id))
+                        if truth is None:
+                            continue
+                        answer = http.post(
+                            f"/v1/review/{message_id}",
+                            json={"label": truth["label"], "moderator": "demo-moderator"},
+                        )
+                        if answer.status_code == 200:
+                            with self._lock:
+                                self.stats.moderator_labels += 1
+                except httpx.HTTPError as exc:  # serving busy or restarting: try again
+                    log.warning("demo moderator: %s", exc)
+
     def _moderate(self, http: httpx.Client, message: dict[str, Any], suffix: str) -> None:
-        body = dict(message, message_id=message["message_id"] + suffix) if suffix else message
+        body = _renamed(message, suffix)
         try:
             response = http.post("/v1/moderate", json=body)
         except httpx.HTTPError:
@@ -348,3 +436,40 @@ def future_timeline(label_delay: timedelta) -> tuple[pd.DataFrame, pd.DataFrame,
     messages, labels = corpus_events(load_corpus(), "future", label_delay)
     messages = messages.sort_values("sent_at", kind="stable").reset_index(drop=True)
     return messages, labels, timeline(messages, labels)
+
+
+def write_demo_result(
+    name: str,
+    state: dict[str, Any],
+    traffic: TrafficStats,
+    seconds: float | None = None,
+    **extra: Any,
+) -> Path:
+    """var/run/results/<name>.json: the rollout's state and full history (every check with its
+    values, threshold and verdict at every window), the traffic the demo sent and how labels
+    arrived. docs/canary.md quotes its numbers."""
+    import json
+    import shlex
+    import sys
+    from dataclasses import asdict
+
+    folder = get_settings().run_dir / "results"
+    folder.mkdir(parents=True, exist_ok=True)
+    traffic_body = asdict(traffic)
+    traffic_body["last_event_time"] = (
+        traffic.last_event_time.isoformat() if traffic.last_event_time else None
+    )
+    body = {
+        "name": name,
+        "command": shlex.join(["python", *sys.argv]),
+        "date": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "status": state.get("status"),
+        "reason": state.get("reason"),
+        "rollout_seconds": seconds,
+        "traffic": traffic_body,
+        "rollout": state,
+        **extra,
+    }
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(body, indent=2, default=str))
+    return path

@@ -252,6 +252,9 @@ class AnalysisThresholds:
     min_labelled_blocks: int = 20
 
 
+# How much more piled up than the champion's scores a collapsed challenger's must be.
+COLLAPSE_MARGIN = 0.10
+
 CheckKind = Literal["health", "quality", "guardrail", "report"]
 DECISIVE_KINDS: frozenset[str] = frozenset({"health", "quality", "guardrail"})
 
@@ -554,18 +557,29 @@ def densest_band_share(counts: list[float], width_bins: int = 2) -> float:
     return max(sum(counts[i : i + width]) for i in range(len(counts) - width + 1)) / total
 
 
-def _collapse_check(chall: VariantWindow, t: AnalysisThresholds) -> CheckResult:
+def _collapse_check(
+    champ: VariantWindow, chall: VariantWindow, t: AnalysisThresholds
+) -> CheckResult:
     make = partial(CheckResult, "score_collapse", threshold=t.max_collapse_share, kind="guardrail")
     if not chall.score_buckets or chall.score_buckets.get(math.inf, 0.0) <= 0:
         return make(passed=None, value=None, detail="no challenger scores yet")
-    counts = bucket_counts(chall.score_buckets)
-    share = densest_band_share(counts)
-    # Absolute, not against the expectation: a model trained on noise expects its own collapse.
+    share = densest_band_share(bucket_counts(chall.score_buckets))
+    reference = (
+        densest_band_share(bucket_counts(champ.score_buckets)) if champ.score_buckets else 0.0
+    )
+    # Not against the expectation (a model trained on noise expects its own collapse), but
+    # against the champion on the same messages: a window of almost only ham piles a good
+    # model's scores near 0 too, and then the champion's pile up as well.
+    collapsed = share > t.max_collapse_share and share - reference >= COLLAPSE_MARGIN
     return make(
-        passed=share <= t.max_collapse_share,
+        passed=not collapsed,
         value=share,
+        champion=reference,
         challenger=share,
-        detail="largest share of challenger scores inside one 0.1-wide score band",
+        detail=(
+            "largest share of scores inside one 0.1-wide band (fails above the limit when "
+            f"{COLLAPSE_MARGIN:g} over the champion's on the same messages)"
+        ),
     )
 
 
@@ -673,7 +687,7 @@ def analyze(
         label_quality_check(pairs or PairedLabels(), thresholds, final_step),
         _expected_block_check(chall, expectation, thresholds),
         _expected_psi_check(chall, expectation, thresholds),
-        _collapse_check(chall, thresholds),
+        _collapse_check(champ, chall, thresholds),
         _psi_check(champ, chall, thresholds),
         _block_rate_check(champ, chall, thresholds),
         _precision_check(champ, chall, thresholds),

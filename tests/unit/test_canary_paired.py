@@ -154,6 +154,21 @@ def test_collapsed_scores_fail_even_when_the_expectation_collapsed_too():
     assert [c.name for c in result.failed] == ["score_collapse"]
 
 
+def test_scores_piled_up_like_the_champions_on_the_same_messages_are_no_collapse():
+    # a window of almost only ham: both variants score ~97 % of it near 0
+    ham_heavy = [0.0] * 20
+    ham_heavy[0], ham_heavy[1], ham_heavy[19] = 900.0, 70.0, 30.0
+    result = analyze(
+        {
+            "champion": _scores_window(ham_heavy, blocks=30),
+            "challenger": _scores_window(ham_heavy, blocks=30),
+        },
+        THRESHOLDS,
+    )
+    collapse = {c.name: c for c in result.checks}["score_collapse"]
+    assert collapse.value == pytest.approx(0.97) and collapse.passed is True
+
+
 def test_live_behaviour_far_from_the_holdout_fails_the_guardrails():
     expectation = expectation_from_scores([0.01] * 700 + [0.99] * 300, block=0.9, review=0.4)
     everything_blocked = [0.0] * 20
