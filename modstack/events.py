@@ -22,7 +22,11 @@ LabelSource = Literal["user_report", "moderator", "corpus"]
 Action = Literal["allow", "review", "block"]
 Variant = Literal["champion", "challenger"]
 
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+# No control characters, no leading or trailing space: refused rather than stripped, so the
+# schema states exactly what is accepted (a stripped " " would pass `minLength: 1`, then fail).
+# ASCII classes only, so JSON Schema, Python and pydantic's Rust regex agree on every string.
+ID_PATTERN = r"^[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?$"
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=ID_PATTERN)]
 
 
 def _sane_utc(value: datetime) -> datetime:

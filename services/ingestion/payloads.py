@@ -16,12 +16,20 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from modstack.events import MAX_BATCH, Label, LabelEvent, MessageEvent, MessageIn, UtcTime
+from modstack.events import (
+    ID_PATTERN,
+    MAX_BATCH,
+    Id,
+    Label,
+    LabelEvent,
+    MessageEvent,
+    MessageIn,
+    UtcTime,
+)
 
 MAX_REPORTER_CHARS = 128
-Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
 ReporterId = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REPORTER_CHARS)
+    str, StringConstraints(min_length=1, max_length=MAX_REPORTER_CHARS, pattern=ID_PATTERN)
 ]
 
 
