@@ -1,4 +1,4 @@
-"""schemathesis hooks for the contract tests (SCHEMATHESIS_HOOKS=tests.integration.schemathesis_hooks).
+"""schemathesis hooks for the contract tests (SCHEMATHESIS_HOOKS names this module).
 
 Event timestamps must lie between 1990 and the server's clock + 1 day (modstack.events). JSON
 Schema has no bound for a `date-time` relative to the clock, so the schema says it in words and
