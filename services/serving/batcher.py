@@ -11,9 +11,11 @@ gathers, so under load batches fill up by themselves and a lone request waits at
 only that item. When the handler raises for the whole batch, each item is scored alone, so one
 bad row fails alone.
 
-Load shedding: the batcher keeps a moving average of the seconds one row costs; a submit
-whose estimated wait (rows ahead of it x that cost, plus `max_wait_s`) exceeds `budget_s` is
-refused at once with `Overloaded`, instead of queueing for seconds.
+Load shedding: the batcher fits the cost of a batch as `fixed + per_row x rows` over the last
+batches (a model call has a large fixed part, so the cost per row depends on the batch size); a
+submit whose estimated wait (the batch being scored, then the queued rows ahead of it in full
+batches, plus `max_wait_s`) exceeds `budget_s` is refused at once with `Overloaded`, instead of
+queueing for seconds. An empty queue never sheds, so a stale estimate cannot lock traffic out.
 
 Hand-written: Ray Serve and BentoML bring their own servers and process models; the batching
 loop itself is ~100 lines and needs nothing but asyncio.
@@ -35,6 +37,41 @@ R = TypeVar("R")
 
 # Weight of the newest batch in the moving average of the per-row cost.
 _EWMA_ALPHA = 0.2
+# Batches the cost fit looks back over.
+_COST_WINDOW = 64
+
+
+class BatchCost:
+    """`seconds ~ fixed + per_row x rows`, least squares over the last batches.
+
+    With one batch size only seen so far (no spread to fit a slope), all the cost is taken as
+    per row: pessimistic for larger batches, which is the safe side for shedding.
+    """
+
+    def __init__(self, initial_row_cost_s: float) -> None:
+        self.fixed_s = 0.0
+        self.per_row_s = initial_row_cost_s
+        self._samples: deque[tuple[int, float]] = deque(maxlen=_COST_WINDOW)
+
+    def add(self, rows: int, seconds: float) -> None:
+        self._samples.append((rows, seconds))
+        n = len(self._samples)
+        mean_x = sum(r for r, _ in self._samples) / n
+        mean_y = sum(s for _, s in self._samples) / n
+        var_x = sum((r - mean_x) ** 2 for r, _ in self._samples)
+        if var_x < 1e-9:
+            self.fixed_s, self.per_row_s = 0.0, mean_y / mean_x
+            return
+        slope = sum((r - mean_x) * (s - mean_y) for r, s in self._samples) / var_x
+        slope = max(slope, 0.0)
+        fixed = max(mean_y - slope * mean_x, 0.0)
+        if slope == 0.0 and fixed == 0.0:
+            slope = mean_y / mean_x
+        self.fixed_s, self.per_row_s = fixed, slope
+
+    def seconds(self, rows: int) -> float:
+        """Predicted time to score a batch of `rows`."""
+        return self.fixed_s + self.per_row_s * rows if rows > 0 else 0.0
 
 
 class Overloaded(RuntimeError):
@@ -97,7 +134,8 @@ class MicroBatcher(Generic[T, R]):
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.budget_s = budget_s
-        self.row_cost_s = initial_row_cost_s
+        self.row_cost_s = initial_row_cost_s  # moving average, for /healthz
+        self.cost = BatchCost(initial_row_cost_s)
         self.on_batch = on_batch
         self.stats = BatcherStats()
         self._queue: deque[_Pending[T, R]] = deque()
@@ -134,8 +172,15 @@ class MicroBatcher(Generic[T, R]):
         return len(self._queue) + self._in_flight
 
     def estimated_wait_s(self) -> float:
-        """How long a row submitted now would wait for its answer (moving-average cost)."""
-        return (self.depth + 1) * self.row_cost_s + self.max_wait_s
+        """How long a row submitted now would wait for its answer: the batch in flight (as if
+        it had just started), the queue ahead of it in full batches, its own batch."""
+        full, rest = divmod(len(self._queue) + 1, self.max_batch)
+        return (
+            self.cost.seconds(self._in_flight)
+            + full * self.cost.seconds(self.max_batch)
+            + self.cost.seconds(rest)
+            + self.max_wait_s
+        )
 
     def submit_nowait(self, item: T, shed: bool = True) -> asyncio.Future[R]:
         """Queue one item; the returned future resolves to its result.
@@ -145,7 +190,9 @@ class MicroBatcher(Generic[T, R]):
         """
         if self._arrived is None:
             raise RuntimeError("MicroBatcher.start() was not called")
-        if shed and self.budget_s > 0:
+        # Never shed into an empty queue: the cost estimate only moves when rows are scored,
+        # so one slow batch (a cold first call) would otherwise refuse everything forever.
+        if shed and self.budget_s > 0 and self.depth > 0:
             wait = self.estimated_wait_s()
             if wait > self.budget_s:
                 self.stats.shed += 1
@@ -197,6 +244,7 @@ class MicroBatcher(Generic[T, R]):
             self._in_flight = 0
         seconds = time.perf_counter() - started
         self.row_cost_s += _EWMA_ALPHA * (seconds / len(items) - self.row_cost_s)
+        self.cost.add(len(items), seconds)
         self.stats.batches += 1
         self.stats.rows += len(items)
         self.stats.sizes = [*self.stats.sizes[-99:], len(items)]

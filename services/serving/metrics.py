@@ -85,6 +85,24 @@ REGISTRY_POLL_FAILURES = Counter(
 REVIEW_QUEUE_ITEMS = Counter(
     "serving_review_enqueued_total", "Messages put on the moderator review queue"
 )
+BATCH_ROWS = Histogram(
+    "serving_batch_rows",
+    "Rows per micro-batch scored together (one feature read, one model call per version)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+BATCH_DURATION = Histogram(
+    "serving_batch_duration_seconds",
+    "Time to score one micro-batch (features + model)",
+    buckets=LATENCY_BUCKETS,
+)
+SHED = Counter(
+    "serving_shed_requests_total",
+    "Moderation requests answered 503 at once: the queue was beyond the latency budget",
+)
+SHADOW_SKIPPED = Counter(
+    "serving_shadow_skipped_total",
+    "Shadow scorings skipped because the batcher's queue was beyond the latency budget",
+)
 
 
 def set_model_info(variant: str, old_version: str | None, new_version: str | None) -> None:

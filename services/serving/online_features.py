@@ -63,21 +63,26 @@ class OnlineFeatures:
         return cached[1]
 
     def _read(
-        self, feature_service: str, sender_id: str, subject: str, body: str
-    ) -> tuple[dict[str, Any], set[str]]:
+        self, feature_service: str, rows: list[tuple[str, str, str]]
+    ) -> tuple[dict[str, list[Any]], list[set[str]]]:
+        """One online read for many (sender, subject, body) rows: values by column, and per
+        row the names whose value is past its TTL."""
         service = self._feature_service(feature_service)
         response = self.store.get_online_features(
             features=service,
-            entity_rows=[{FEAST_JOIN_KEY: sender_id, "subject": subject, "body": body}],
+            entity_rows=[
+                {FEAST_JOIN_KEY: sender, "subject": subject, "body": body}
+                for sender, subject, body in rows
+            ],
             full_feature_names=False,
         )
-        values = {name: column[0] for name, column in response.to_dict().items()}
+        values = response.to_dict()
         proto = response.proto
-        stale = {
-            name
-            for name, result in zip(proto.metadata.feature_names.val, proto.results, strict=True)
-            if result.statuses and result.statuses[0] == self._outside_max_age
-        }
+        stale: list[set[str]] = [set() for _ in rows]
+        for name, result in zip(proto.metadata.feature_names.val, proto.results, strict=True):
+            for i, status in enumerate(result.statuses):
+                if status == self._outside_max_age:
+                    stale[i].add(name)
         return values, stale
 
     def lookup(
@@ -89,25 +94,42 @@ class OnlineFeatures:
         body: str,
     ) -> FeatureLookup:
         """Feature values for one message; never raises for a store failure (all missing)."""
+        return self.lookup_many(feature_service, columns, [(sender_id, subject, body)])[0]
+
+    def lookup_many(
+        self, feature_service: str, columns: tuple[str, ...], rows: list[tuple[str, str, str]]
+    ) -> list[FeatureLookup]:
+        """Feature values for a batch of (sender, subject, body) rows in one online read;
+        never raises for a store failure (every row then has all features missing)."""
         try:
-            values, stale = self._read(feature_service, sender_id, subject, body)
+            values, stale = self._read(feature_service, rows)
         except Exception as exc:
             # The model still answers on text alone (NaN features take the learned missing
             # branch); the response and the prediction event say the features were missing.
             log.warning("online feature lookup failed for %s: %s", feature_service, exc)
             for name in columns:
-                MISSING_FEATURES.labels(name).inc()
-            return FeatureLookup(dict.fromkeys(columns), list(columns), [], str(exc))
-        picked = {name: _as_float(values.get(name)) for name in columns}
-        missing = [name for name, value in picked.items() if value is None]
-        for name in missing:
-            MISSING_FEATURES.labels(name).inc()
-        return FeatureLookup(picked, missing, [name for name in columns if name in stale])
+                MISSING_FEATURES.labels(name).inc(len(rows))
+            failed = FeatureLookup(dict.fromkeys(columns), list(columns), [], str(exc))
+            return [failed] * len(rows)
+        by_column = {name: values.get(name) or [None] * len(rows) for name in columns}
+        lookups: list[FeatureLookup] = []
+        missing_counts = dict.fromkeys(columns, 0)
+        for i in range(len(rows)):
+            picked = {name: _as_float(by_column[name][i]) for name in columns}
+            missing = [name for name, value in picked.items() if value is None]
+            for name in missing:
+                missing_counts[name] += 1
+            row_stale = stale[i]
+            lookups.append(FeatureLookup(picked, missing, [n for n in columns if n in row_stale]))
+        for name, count in missing_counts.items():
+            if count:
+                MISSING_FEATURES.labels(name).inc(count)
+        return lookups
 
     def reachable(self, feature_service: str) -> tuple[bool, str]:
         """True when the store answers a lookup for the service (readiness)."""
         try:
-            self._read(feature_service, "readiness-probe@modstack.invalid", "", "")
+            self._read(feature_service, [("readiness-probe@modstack.invalid", "", "")])
             return True, ""
         except Exception as exc:
             return False, f"{type(exc).__name__}: {exc}"

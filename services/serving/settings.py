@@ -14,7 +14,15 @@ from modstack.settings import CommonSettings
 class ServingSettings(CommonSettings):
     """What the serving process needs beyond where the other parts live."""
 
-    serving_workers: int = Field(default=1, ge=1, le=16)
+    # uvicorn worker processes (each loads the models, follows the registry and batches on its
+    # own); 2 on this 2-core machine, chosen by measurement (docs/serving.md)
+    serving_workers: int = Field(default=2, ge=1, le=16)
+    # Micro-batching: concurrent requests wait at most this long to be scored together.
+    serving_batch_max_rows: int = Field(default=32, ge=1, le=1_024)
+    serving_batch_max_wait_ms: float = Field(default=5.0, ge=0.0, le=1_000.0)
+    # Load shedding: a request whose estimated wait exceeds this budget gets 503 + Retry-After
+    # at once instead of queueing; 0 switches shedding off.
+    serving_latency_budget_ms: float = Field(default=80.0, ge=0.0, le=60_000.0)
     # The registered model to follow; tests point replicas at their own model.
     serving_model_name: str = REGISTERED_MODEL
     # How often every replica re-reads the aliases and the rollout state (seconds).
@@ -33,7 +41,7 @@ class ServingSettings(CommonSettings):
 
     # The service-level objective `make loadtest` checks (loadtests/slo.py); the Prometheus
     # alert ServingLatencyP99High (deploy/prometheus/rules/serving.yml) uses the same bound.
-    serving_slo_p99_ms: float = Field(default=250.0, gt=0.0)
+    serving_slo_p99_ms: float = Field(default=100.0, gt=0.0)
     serving_slo_max_failure_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
 
     @property

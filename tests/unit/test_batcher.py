@@ -160,10 +160,24 @@ def test_shedding_can_be_bypassed_for_items_that_must_not_be_refused() -> None:
         )
         batcher.start()
         try:
+            first = batcher.submit_nowait(0)  # an empty queue is never refused
             with pytest.raises(Overloaded):
                 await batcher.submit(1)
-            return list(await asyncio.gather(*(batcher.submit(i, shed=False) for i in range(3))))
+            rest = await asyncio.gather(*(batcher.submit(i, shed=False) for i in range(1, 3)))
+            return [await first, *rest]
         finally:
             await batcher.stop()
 
     assert _run(main()) == [0, 2, 4]
+
+
+def test_the_cost_fit_separates_the_fixed_part_from_the_per_row_part() -> None:
+    from services.serving.batcher import BatchCost
+
+    cost = BatchCost(initial_row_cost_s=0.01)
+    for rows in (1, 4, 16, 32, 8, 2):
+        cost.add(rows, 0.030 + 0.002 * rows)
+    assert cost.fixed_s == pytest.approx(0.030)
+    assert cost.per_row_s == pytest.approx(0.002)
+    assert cost.seconds(10) == pytest.approx(0.050)
+    assert cost.seconds(0) == 0.0

@@ -1,0 +1,315 @@
+"""The serving API's routes: moderation (through the micro-batcher), the review queue, the
+admin fault switch, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Query
+from fastapi.responses import JSONResponse, ORJSONResponse, Response
+
+from modstack.events import LabelEvent, PredictionEvent, Variant, utcnow
+from modstack.names import TOPIC_LABELS, VARIANT_CHALLENGER, VARIANT_CHAMPION
+from services.serving import metrics
+from services.serving.batcher import Overloaded
+from services.serving.deployment import Snapshot
+from services.serving.model_store import LoadedModel
+from services.serving.review_queue import AlreadyLabeled
+from services.serving.routing import NoChallengerLoaded, Route, route_request
+from services.serving.schemas import (
+    LABEL_RESPONSES,
+    MODERATE_RESPONSES,
+    READY_RESPONSES,
+    REVIEW_LIMIT_MAX,
+    UNAUTHORIZED,
+    FaultSettings,
+    ModerateRequest,
+    ModerateResponse,
+    ReviewLabelRequest,
+)
+from services.serving.scoring import Decision, ScoreItem
+from services.serving.state import AdminDep, Services, ServicesDep
+
+log = logging.getLogger("serving")
+
+LABEL_SEND_TIMEOUT_S = 10.0
+
+router = APIRouter()
+
+
+# -- moderation --------------------------------------------------------------------------------
+
+
+def _observe(decision: Decision) -> None:
+    metrics.REQUESTS.labels(decision.variant, "ok").inc()
+    metrics.REQUEST_DURATION.labels(decision.variant).observe(decision.seconds)
+    metrics.SCORE.labels(decision.variant).observe(decision.score)
+    metrics.ACTIONS.labels(decision.variant, decision.action).inc()
+
+
+def _prediction_event(
+    message: ModerateRequest, decision: Decision, served: bool
+) -> PredictionEvent:
+    return PredictionEvent(
+        message_id=message.message_id,
+        sender_id=message.sender_id,
+        sent_at=message.sent_at,
+        scored_at=utcnow(),
+        score=decision.score,
+        action=decision.action,
+        model_version=decision.model.version,
+        variant=decision.variant,
+        served=served,
+        features=decision.lookup.values,
+        missing_features=decision.lookup.missing,
+        latency_ms=round(decision.seconds * 1000, 3),
+    )
+
+
+def _enqueue_review(services: Services, message: ModerateRequest, decision: Decision) -> None:
+    added = services.reviews.add(
+        message_id=message.message_id,
+        sender_id=message.sender_id,
+        subject=message.subject,
+        body=message.body,
+        sent_at=message.sent_at,
+        score=decision.score,
+        model_version=decision.model.version,
+        variant=decision.variant,
+    )
+    if added:
+        metrics.REVIEW_QUEUE_ITEMS.inc()
+
+
+def _start_shadow(
+    services: Services, message: ModerateRequest, served: Decision, model: LoadedModel
+) -> None:
+    """Queue the variant that did not answer in the same batcher; its result is logged by a
+    callback, so nothing waits for it. A shadow row the queue cannot take is skipped (counted):
+    shadow scores are a sample for the canary, the answers are what must not slow down."""
+    variant: Variant = (
+        VARIANT_CHAMPION if served.variant == VARIANT_CHALLENGER else VARIANT_CHALLENGER
+    )
+    item = ScoreItem(message, model, variant, time.perf_counter())
+    try:
+        future = services.batcher.submit_nowait(item)
+    except Overloaded:
+        metrics.SHADOW_SKIPPED.inc()
+        return
+
+    def done(fut: asyncio.Future[Decision]) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            metrics.REQUESTS.labels(variant, "error").inc()
+            log.warning("shadow scoring failed: %s", exc)
+            return
+        shadow = fut.result()
+        _observe(shadow)
+        services.publisher.publish(_prediction_event(message, shadow, served=False))
+        metrics.SHADOW_COMPARISONS.inc()
+        if shadow.action != served.action:
+            metrics.SHADOW_DISAGREEMENTS.inc()
+
+    future.add_done_callback(done)
+
+
+def _after_answer(
+    services: Services,
+    message: ModerateRequest,
+    decision: Decision,
+    snapshot: Snapshot,
+    route: Route,
+    background: BackgroundTasks,
+) -> None:
+    """Work that must not delay the answer: the prediction event (a non-blocking queue put),
+    the review queue (SQLite: on the thread pool after the response), shadow scoring."""
+    services.publisher.publish(_prediction_event(message, decision, served=True))
+    if decision.action == "review":
+        background.add_task(_enqueue_review, services, message, decision)
+    if route.shadow:
+        other = VARIANT_CHAMPION if decision.variant == VARIANT_CHALLENGER else VARIANT_CHALLENGER
+        model = snapshot.model_for(other)
+        if model is not None:
+            _start_shadow(services, message, decision, model)
+
+
+@router.post(
+    "/v1/moderate",
+    response_model=ModerateResponse,
+    response_class=ORJSONResponse,
+    responses=MODERATE_RESPONSES,
+)
+async def moderate(
+    message: ModerateRequest,
+    services: ServicesDep,
+    background: BackgroundTasks,
+    x_force_variant: Annotated[Literal["champion", "challenger"] | None, Header()] = None,
+) -> Response:
+    """Score a message and decide allow / review / block.
+
+    Concurrent requests are scored together (micro-batching, at most
+    SERVING_BATCH_MAX_WAIT_MS of waiting); beyond the latency budget the answer is 503 with
+    Retry-After at once.
+    """
+    started = time.perf_counter()
+    snapshot = services.deployment.snapshot
+    if snapshot.champion is None:
+        raise HTTPException(503, detail="no champion model loaded yet (registry and cache)")
+    challenger = snapshot.challenger.version if snapshot.challenger else None
+    try:
+        route = route_request(message.sender_id, snapshot.rollout, challenger, x_force_variant)
+    except NoChallengerLoaded as exc:
+        raise HTTPException(409, detail=f"X-Force-Variant: challenger: {exc}") from exc
+    model = snapshot.model_for(route.answer)
+    assert model is not None  # route_request only picks a loaded challenger
+    try:
+        decision = await services.batcher.submit(ScoreItem(message, model, route.answer, started))
+    except Overloaded as exc:
+        metrics.SHED.inc()
+        raise HTTPException(
+            503, detail=str(exc), headers={"Retry-After": str(exc.retry_after_s)}
+        ) from None
+    except Exception as exc:
+        metrics.REQUESTS.labels(route.answer, "error").inc()
+        log.warning("scoring failed (%s v%s): %s", route.answer, model.version, exc)
+        raise HTTPException(
+            500, detail=f"scoring failed ({route.answer} v{model.version}): {exc}"
+        ) from exc
+    if route.answer == VARIANT_CHALLENGER and services.faults.extra_latency_ms > 0:
+        # injected latency delays this answer only, not the batch it was scored in
+        await asyncio.sleep(services.faults.extra_latency_ms / 1000)
+        decision = dataclasses.replace(decision, seconds=time.perf_counter() - started)
+    _observe(decision)
+    _after_answer(services, message, decision, snapshot, route, background)
+    lookup = decision.lookup
+    # built by hand and encoded by orjson: the fields are already validated, and FastAPI's
+    # response_model pass would validate and serialize them a second time
+    body = {
+        "message_id": message.message_id,
+        "score": decision.score,
+        "action": decision.action,
+        "model_version": model.version,
+        "variant": route.answer,
+        "features_used": list(model.feature_columns),
+        "features": lookup.values,
+        "missing_features": lookup.missing,
+        "stale_features": lookup.stale,
+        "latency_ms": round(decision.seconds * 1000, 3),
+    }
+    return ORJSONResponse(body, background=background)
+
+
+# -- the review queue --------------------------------------------------------------------------
+
+
+@router.get("/v1/review", dependencies=[AdminDep], responses=UNAUTHORIZED)
+def list_review(
+    services: ServicesDep,
+    limit: Annotated[int | None, Query(ge=1, le=REVIEW_LIMIT_MAX)] = None,
+) -> dict[str, Any]:
+    """Messages waiting for a moderator, oldest first (at most SERVING_REVIEW_LIST_LIMIT)."""
+    cap = services.settings.serving_review_list_limit
+    items = services.reviews.pending(min(limit or cap, cap))
+    return {"pending": services.reviews.pending_count(), "items": [i.to_dict() for i in items]}
+
+
+@router.post("/v1/review/{message_id}", dependencies=[AdminDep], responses=LABEL_RESPONSES)
+def label_review(
+    message_id: str, body: ReviewLabelRequest, services: ServicesDep
+) -> dict[str, Any]:
+    """Label a queued message; the label goes to labels.v1 with source `moderator`."""
+    try:
+        item = services.reviews.mark_labeled(message_id, body.label, body.moderator)
+    except KeyError:
+        raise HTTPException(
+            404, detail=f"message {message_id} is not in the review queue"
+        ) from None
+    except AlreadyLabeled as exc:
+        raise HTTPException(409, detail=str(exc)) from exc
+    now = utcnow()
+    event = LabelEvent(
+        message_id=item.message_id,
+        sender_id=item.sender_id,
+        label=body.label,
+        source="moderator",
+        labeled_at=now,
+        received_at=now,
+    )
+    try:
+        # Wait for the broker's ack: a moderator's label must not be lost silently.
+        services.label_producer().send(
+            TOPIC_LABELS, key=event.sender_id, value=event.to_bytes()
+        ).get(timeout=LABEL_SEND_TIMEOUT_S)
+    except Exception as exc:  # BrokerUnavailable, KafkaTimeoutError, ...
+        services.reviews.unmark(message_id)
+        raise HTTPException(503, detail=f"label not published to {TOPIC_LABELS}: {exc}") from exc
+    return {"message_id": message_id, "label": body.label, "topic": TOPIC_LABELS}
+
+
+# -- admin, health, metrics --------------------------------------------------------------------
+
+
+@router.put("/v1/admin/faults", dependencies=[AdminDep], responses=UNAUTHORIZED)
+def set_faults(body: FaultSettings, services: ServicesDep) -> dict[str, Any]:
+    """Inject errors or latency into this worker's challenger path (rollback demo)."""
+    services.faults.error_rate = body.error_rate
+    services.faults.extra_latency_ms = body.extra_latency_ms
+    log.warning("challenger faults now %s", services.faults)
+    return {"challenger_faults": vars(services.faults)}
+
+
+@router.get("/healthz")
+def healthz(services: ServicesDep) -> dict[str, Any]:
+    """Liveness, plus what is served and whether faults are injected."""
+    snapshot = services.deployment.snapshot
+    rollout = snapshot.rollout
+    body: dict[str, Any] = {
+        "status": "ok",
+        "champion": snapshot.champion.version if snapshot.champion else None,
+        "challenger": snapshot.challenger.version if snapshot.challenger else None,
+        "models_from": snapshot.source,
+        "rollout": (
+            {
+                "status": rollout.status,
+                "mode": rollout.mode,
+                "weight_percent": rollout.weight_percent,
+                "challenger_version": rollout.challenger_version,
+            }
+            if rollout
+            else None
+        ),
+        "registry_error": services.deployment.last_poll_error or None,
+        "predictions_producer_connected": services.publisher.connected,
+        "batcher": {
+            "queued_rows": services.batcher.depth,
+            "row_cost_ms": round(services.batcher.row_cost_s * 1000, 3),
+        },
+    }
+    if services.faults.enabled:
+        body["challenger_faults"] = vars(services.faults)
+    return body
+
+
+@router.get("/readyz", responses=READY_RESPONSES)
+def readyz(services: ServicesDep) -> JSONResponse:
+    """Ready when a champion is loaded and the feature store answers."""
+    champion = services.deployment.snapshot.champion
+    if champion is None:
+        return JSONResponse({"ready": False, "reason": "no champion model loaded"}, 503)
+    ok, why = services.feature_store_ready(champion.feature_service)
+    if not ok:
+        return JSONResponse({"ready": False, "reason": f"feature store: {why}"}, 503)
+    return JSONResponse({"ready": True, "champion": champion.version})
+
+
+@router.get("/metrics")
+def prometheus_metrics() -> Response:
+    """Prometheus exposition (all workers aggregated in multiprocess mode)."""
+    data, content_type = metrics.render_latest()
+    return Response(data, media_type=content_type)

@@ -1,0 +1,138 @@
+"""What every request needs, built once per worker at start-up, and the FastAPI dependencies
+that hand it to the routes."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from modstack.kafka import make_producer
+from services.serving import metrics
+from services.serving.batcher import MicroBatcher
+from services.serving.deployment import Deployment
+from services.serving.model_store import ModelCache
+from services.serving.online_features import OnlineFeatures
+from services.serving.predictions import PredictionPublisher
+from services.serving.review_queue import ReviewQueue
+from services.serving.scoring import BatchScorer, Decision, ScoreItem
+from services.serving.settings import ServingSettings
+
+log = logging.getLogger("serving")
+
+
+@dataclass
+class Faults:
+    """Mutable at runtime through the admin endpoint; starts from the settings."""
+
+    error_rate: float = 0.0
+    extra_latency_ms: float = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.error_rate > 0 or self.extra_latency_ms > 0
+
+
+def _observe_batch(rows: int, seconds: float) -> None:
+    metrics.BATCH_ROWS.observe(rows)
+    metrics.BATCH_DURATION.observe(seconds)
+
+
+class Services:
+    """Everything a request needs, built once per worker at start-up."""
+
+    def __init__(self, settings: ServingSettings) -> None:
+        from modstack.registry.aliases import get_client
+
+        self.settings = settings
+        client = get_client(settings.mlflow_tracking_uri)
+        # every worker follows the registry itself: the same aliases and rollout state within
+        # one poll interval, and the same sticky routing (a hash, not per-process state)
+        self.deployment = Deployment(
+            client,
+            ModelCache(settings.model_cache_dir, client, settings.serving_model_name),
+            settings.serving_poll_interval_s,
+            settings.serving_model_name,
+        )
+        self.features = OnlineFeatures(settings.feast_repo_path)
+        self.publisher = PredictionPublisher(
+            settings.kafka_bootstrap_servers, settings.serving_prediction_queue_size
+        )
+        self.reviews = ReviewQueue(settings.review_db_path)
+        self.faults = Faults(
+            settings.serving_challenger_error_rate, settings.serving_challenger_extra_latency_ms
+        )
+        self.batcher: MicroBatcher[ScoreItem, Decision] = MicroBatcher(
+            BatchScorer(self.features, lambda: self.faults.error_rate),
+            max_batch=settings.serving_batch_max_rows,
+            max_wait_s=settings.serving_batch_max_wait_ms / 1000,
+            budget_s=settings.serving_latency_budget_ms / 1000,
+            on_batch=_observe_batch,
+            name="scoring",
+        )
+        self._label_producer: Any = None
+        self._label_lock = threading.Lock()
+        self._ready_checked_at = 0.0
+        self._ready: tuple[bool, str] = (False, "not checked yet")
+
+    def start(self) -> None:
+        """Publisher thread, registry poller, batch collector (needs the running loop)."""
+        self.publisher.start()
+        self.deployment.start()
+        self.batcher.start()
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        self.deployment.stop()
+        self.publisher.close()
+        if self._label_producer is not None:
+            self._label_producer.close(timeout=5)
+        self.reviews.close()
+
+    def label_producer(self) -> Any:
+        """The producer for moderator labels, created on first use (raises BrokerUnavailable)."""
+        with self._label_lock:
+            if self._label_producer is None:
+                self._label_producer = make_producer(self.settings.kafka_bootstrap_servers)
+            return self._label_producer
+
+    def feature_store_ready(self, feature_service: str) -> tuple[bool, str]:
+        """Whether the online store answers, re-checked at most every few seconds."""
+        now = time.monotonic()
+        if now - self._ready_checked_at >= self.settings.serving_ready_cache_s:
+            self._ready = self.features.reachable(feature_service)
+            self._ready_checked_at = now
+        return self._ready
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+_bearer = HTTPBearer(auto_error=False)
+
+
+def require_admin(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """401 unless `Authorization: Bearer <ADMIN_TOKEN>`."""
+    expected = services.settings.admin_token.get_secret_value()
+    if credentials is None or not secrets.compare_digest(
+        credentials.credentials.encode(), expected.encode()
+    ):
+        raise HTTPException(
+            status_code=401,
+            detail="admin endpoint: send Authorization: Bearer <ADMIN_TOKEN>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+AdminDep = Depends(require_admin)
