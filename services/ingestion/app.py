@@ -23,6 +23,7 @@ with 202 without producing it again (listed under `duplicates`).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import threading
@@ -112,6 +113,33 @@ def create_app(settings: IngestionSettings | None = None) -> FastAPI:
             sender.producer()
         except BrokerUnavailable as exc:
             log.warning("broker not reachable yet (requests get 503 until it is): %s", exc)
+
+    reconnecting = threading.Lock()
+    last_reconnect = [0.0]
+
+    def reconnect_soon() -> None:
+        """After a failed send: create the topics again in the background (at most every 2 s).
+
+        A broker that restarted empty (Tansu keeps topics in memory) has no topics, and the
+        producer would wait for their metadata forever; this is what makes ingestion recover
+        without a restart."""
+        now = time.monotonic()
+        if now - last_reconnect[0] < 2.0 or not reconnecting.acquire(blocking=False):
+            return
+        last_reconnect[0] = now
+
+        def run() -> None:
+            try:
+                with contextlib.suppress(BrokerUnavailable):
+                    created = ensure_topics(settings.kafka_bootstrap_servers)
+                    if created:
+                        log.warning("broker came back without topics; created %s", created)
+                    # the broker answers, yet sends failed: start with a fresh producer
+                    sender.reset()
+            finally:
+                reconnecting.release()
+
+        threading.Thread(target=run, name="reconnect-broker", daemon=True).start()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -220,6 +248,7 @@ def create_app(settings: IngestionSettings | None = None) -> FastAPI:
         try:
             sender.send(topic, outgoing)
         except BrokerUnavailable as exc:
+            reconnect_soon()
             _count_rejection(metrics, endpoint, "broker_unavailable", outcome="unavailable")
             return JSONResponse(
                 {"detail": str(exc)},

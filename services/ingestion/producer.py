@@ -75,6 +75,22 @@ class EventSender:
         except (KafkaError, OSError) as exc:
             raise BrokerUnavailable(self.bootstrap_servers, exc) from exc
 
+    def reset(self) -> None:
+        """Drop the producer without flushing; the next send connects a new one.
+
+        After the broker restarted, kafka-python's producer can keep failing on metadata it
+        will not refresh (the topics were re-created); a new producer starts clean. Anything
+        in flight was already answered with a 503, so nothing acknowledged is dropped."""
+        with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                producer.close(timeout=0)
+            except KafkaError:
+                sender = getattr(producer, "_sender", None)
+                if sender is not None:
+                    sender.force_close()
+
     def close(self) -> None:
         """Flush what is in flight (bounded) and close."""
         with self._lock:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.monitoring.monitor import Monitor
@@ -31,12 +31,18 @@ def get_monitor(request: Request) -> Monitor:
 MonitorDep = Annotated[Monitor, Depends(get_monitor)]
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses={200: {"description": "The process serves requests."}})
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        200: {"description": "Consuming predictions and labels."},
+        503: {"description": "Not consuming yet; `reason` says why."},
+    },
+)
 def readyz(monitor: MonitorDep) -> JSONResponse:
     if monitor.consuming:
         return JSONResponse({"status": "ready"})
@@ -50,7 +56,11 @@ def readyz(monitor: MonitorDep) -> JSONResponse:
     )
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={200: {"description": "Prometheus text format.", "content": {"text/plain": {}}}},
+)
 def metrics(monitor: MonitorDep) -> Response:
     return Response(generate_latest(monitor.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -71,7 +81,14 @@ def list_reports(
     return {"directory": str(monitor.reports.directory.resolve()), "reports": items}
 
 
-@router.get("/v1/reports/{name}")
+@router.get(
+    "/v1/reports/{name}",
+    response_class=HTMLResponse,
+    responses={
+        200: {"description": "The Evidently report.", "content": {"text/html": {}}},
+        404: {"description": "No report of that name; GET /v1/reports lists them."},
+    },
+)
 def get_report(name: str, monitor: MonitorDep) -> FileResponse:
     path = monitor.reports.path(name)
     if path is None:

@@ -50,12 +50,14 @@ from modstack.names import (
 )
 from modstack.waits import free_port, wait_until
 from services.ingestion.app import create_app
-from services.ingestion.settings import IngestionSettings
+from services.ingestion.settings import DEV_CLIENT_KEY, IngestionSettings
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROCESSOR_START_TIMEOUT_S = 60.0
+# the ingestion app's development client key (services.ingestion.settings)
+CLIENT_AUTH = {"Authorization": f"Bearer {DEV_CLIENT_KEY}"}
 CATCH_UP_TIMEOUT_S = 90.0
 
 
@@ -117,7 +119,7 @@ class Stream:
         )
 
     def post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        response = self.client.post(path, json=payload)
+        response = self.client.post(path, json=payload, headers=CLIENT_AUTH)
         assert response.status_code == 202, response.text
         return response.json()
 
@@ -190,6 +192,11 @@ def synthetic_traffic(
                         "label": rng.choice(["spam", "ham"]),
                         "source": source,
                         "labeled_at": (sent_at + timedelta(hours=rng.randint(1, 72))).isoformat(),
+                        **(
+                            {"reporter_id": f"reporter-{rng.randrange(4)}"}
+                            if source == "user_report"
+                            else {}
+                        ),
                     }
                 )
     labels.sort(key=lambda label: label["labeled_at"])
@@ -256,10 +263,24 @@ def test_every_posted_message_is_logged_once_and_online_features_match_a_recompu
 
     stream.start_processor()
     stream.wait_logged("messages", "crash-", len(messages))
-    # Labels after the messages: each sender's events then reach the processor in the order
-    # `recompute` applies them.
+    # Labels after the messages: user reports through ingestion, moderator decisions straight
+    # to the topic (as serving's review API produces them); each chunk reports first, so each
+    # sender's events reach the processor in the order `recompute` applies them.
+    producer = make_producer(stream.bootstrap)
+    ordered: list[dict[str, Any]] = []
     for i in range(0, len(labels), 50):
-        stream.post("/v1/labels", {"labels": labels[i : i + 50]})
+        chunk = labels[i : i + 50]
+        reports = [label for label in chunk if label["source"] == "user_report"]
+        decisions = [label for label in chunk if label["source"] == "moderator"]
+        if reports:
+            stream.post("/v1/labels", {"labels": reports})
+        for label in decisions:
+            event = LabelEvent(**label, received_at=datetime.now(UTC))
+            producer.send(TOPIC_LABELS, key=event.sender_id, value=event.to_bytes())
+        producer.flush(timeout=10)
+        ordered += reports + decisions
+    producer.close()
+    labels = ordered
     label_keys = {(label["message_id"], label["source"]) for label in labels}
     stream.wait_logged("labels", "crash-", len({k[0] for k in label_keys}))
     wait_until(
@@ -383,7 +404,8 @@ def test_replaying_the_fixture_corpus_logs_every_message_and_label(
     assert set(history["message_id"]) <= set(logged["message_id"])
     labels = stream.log.read("labels")
     replayed = labels[labels["message_id"].isin(history["message_id"])]
-    assert len(replayed) == len(history) and set(replayed["source"]) == {"corpus"}
+    # the replay is an authenticated client app reporting the messages it sent
+    assert len(replayed) == len(history) and set(replayed["source"]) == {"user_report"}
 
 
 def test_sigterm_stops_the_processor_cleanly(stream: Stream) -> None:
