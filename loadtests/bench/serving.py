@@ -1,0 +1,648 @@
+"""Serving side by side with `mlflow models serve`, on the same registered champion version.
+
+`python -m loadtests.bench.serving` (`make bench-serving`) needs the stack running with a
+champion (`make up`, a trained model: `make backfill train`). In one run it:
+- starts `mlflow models serve -m models:/<model>@champion --env-manager local` on a free port;
+- drives both with locust, future-period mails with their real senders: MLflow's /invocations
+  gets {"dataframe_split": ...} with every signature column (the Feast values read once up
+  front), the full path gets /v1/moderate (Feast features, routing, prediction logging);
+- closed loop: 20 users (the `make loadtest` profile); open loop: fixed offered rates
+  (locust `constant_throughput`, enough users that each sends <= 2 req/s);
+- the full path at 100 closed-loop users, to show load shedding (503 + Retry-After);
+- optionally (`--rollout`) the full path during a 50 % canary with paired shadow scoring of a
+  copy of the champion, for the CPU cost of a rollout (the registry is restored afterwards);
+- measures server CPU per request with psutil over the server's process tree;
+- prints a table, writes var/run/results/bench-serving.json and bench-serving.png (copied to
+  docs/img/).
+
+This file is also the locustfile of those runs (the User classes below, configured through
+BENCH_* environment variables by the runner).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from locust import FastHttpUser, between, constant_throughput, task
+
+# -- the locust side (runs inside the locust process) ------------------------------------------
+
+_MESSAGES_ENV = "BENCH_MESSAGES"
+_RATE_ENV = "BENCH_RATE_PER_USER"
+
+
+def _bench_messages() -> list[dict[str, Any]]:
+    path = os.environ.get(_MESSAGES_ENV)
+    return json.loads(Path(path).read_text()) if path else []
+
+
+def _wait_time() -> Any:
+    rate = float(os.environ.get(_RATE_ENV, "0") or 0)
+    # closed loop: the `make loadtest` think time; open loop: a fixed rate per user
+    return constant_throughput(rate) if rate > 0 else between(0.0, 0.05)
+
+
+class FullPathUser(FastHttpUser):
+    """POST /v1/moderate with a future mail (fresh message id per call)."""
+
+    wait_time = _wait_time()
+
+    def on_start(self) -> None:
+        self.messages = _bench_messages()
+
+    @task
+    def moderate(self) -> None:
+        message = dict(random.choice(self.messages)["request"])
+        message["message_id"] = f"{message['message_id']}~{uuid.uuid4().hex[:12]}"
+        self.client.post("/v1/moderate", json=message, name="score")
+
+
+class MlflowUser(FastHttpUser):
+    """POST /invocations with the same mail as one dataframe_split row."""
+
+    wait_time = _wait_time()
+
+    def on_start(self) -> None:
+        self.messages = _bench_messages()
+
+    @task
+    def invocations(self) -> None:
+        self.client.post("/invocations", json=random.choice(self.messages)["mlflow"], name="score")
+
+
+# -- the runner --------------------------------------------------------------------------------
+
+RESULT_NAME = "bench-serving"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class RunResult:
+    """One locust run against one server."""
+
+    target: str  # "mlflow" or "full"
+    profile: str  # "closed-20", "open-200", "closed-100", "rollout-closed-20"
+    users: int
+    offered_rps: float | None  # None for closed loop
+    requests: int
+    failures: int
+    rps: float  # every answer, 503s included (locust's Requests/s)
+    ok_rps: float  # answers that were not failures
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    status_503: int
+    cpu_ms_per_request: float | None
+
+
+def _fail(message: str) -> NoReturn:
+    typer.secho(message, fg="red", err=True)
+    raise typer.Exit(1)
+
+
+def _process_tree_cpu(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and all their children."""
+    import psutil
+
+    seen: set[int] = set()
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for proc in procs:
+            if proc.pid in seen:
+                continue
+            seen.add(proc.pid)
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                continue
+    return total
+
+
+def _listening_pids(port: int) -> list[int]:
+    """Processes with a listening socket on `port` (the server and its workers)."""
+    import psutil
+
+    pids = {
+        c.pid
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
+    }
+    # the uvicorn supervisor of several workers holds the socket too; its children are counted
+    return sorted(pids)
+
+
+def _prepare_messages(settings: Any, version: str, limit: int) -> tuple[Path, list[str]]:
+    """Future mails as both request bodies; the MLflow row carries the Feast values."""
+    from modstack.corpus import load_corpus
+    from modstack.registry.aliases import get_client
+    from modstack.registry.contract import TEXT_COLUMNS
+    from services.serving.model_store import ModelCache
+    from services.serving.online_features import OnlineFeatures
+
+    corpus = load_corpus(settings.data_dir)
+    future = corpus[(corpus["period"] == "future") & ~corpus["is_duplicate"]]
+    if future.empty:
+        _fail("the corpus has no future-period mail: run `python -m pipelines.data`")
+    future = future.sample(n=min(limit, len(future)), random_state=7)
+    client = get_client(settings.mlflow_tracking_uri)
+    cache = ModelCache(settings.model_cache_dir, client, settings.serving_model_name)
+    model = cache.load(version)
+    features = OnlineFeatures(settings.feast_repo_path)
+    rows = [(str(r.sender_id), str(r.subject)[:1_000], str(r.body)) for r in future.itertuples()]
+    lookups = []
+    for start in range(0, len(rows), 64):
+        lookups += features.lookup_many(
+            model.feature_service, model.feature_columns, rows[start : start + 64]
+        )
+    columns = [*TEXT_COLUMNS, *model.feature_columns]
+    messages = []
+    for r, (sender, subject, body), lookup in zip(future.itertuples(), rows, lookups, strict=True):
+        request = {
+            "message_id": str(r.message_id),
+            "sender_id": sender,
+            "subject": subject,
+            "body": body,
+            "sent_at": r.sent_at.isoformat(),
+        }
+        values = [lookup.values.get(c) for c in model.feature_columns]
+        messages.append(
+            {
+                "request": request,
+                "mlflow": {
+                    "dataframe_split": {"columns": columns, "data": [[subject, body, *values]]}
+                },
+            }
+        )
+    path = Path(tempfile.mkdtemp(prefix="bench-serving-")) / "messages.json"
+    path.write_text(json.dumps(messages))
+    return path, columns
+
+
+def _start_mlflow(settings: Any, workers: int) -> tuple[subprocess.Popen[bytes], int, Path]:
+    from modstack.waits import free_port
+
+    port = free_port()
+    log_path = Path(tempfile.mkdtemp(prefix="bench-mlflow-")) / "mlflow-serve.log"
+    argv = [
+        str(Path(sys.executable).parent / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        f"models:/{settings.serving_model_name}@champion",
+        "--env-manager",
+        "local",
+        "--host",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-w",
+        str(workers),
+    ]
+    # MLflow execs `uvicorn` by name: the venv's bin must be on PATH
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri, "PATH": path}
+    log = log_path.open("wb")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return proc, port, log_path
+
+
+def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def _locust(
+    target: str,
+    host: str,
+    users: int,
+    rate_per_user: float,
+    duration_s: int,
+    messages: Path,
+    out_dir: Path,
+    tag: str,
+) -> tuple[dict[str, Any], int]:
+    """One headless locust run; returns the Aggregated stats row and the count of 503s."""
+    prefix = out_dir / tag
+    user_class = "MlflowUser" if target == "mlflow" else "FullPathUser"
+    argv = [
+        str(Path(sys.executable).parent / "locust"),
+        "-f",
+        str(Path(__file__).resolve()),
+        user_class,
+        "--headless",
+        "--only-summary",
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{duration_s}s",
+        "--stop-timeout",
+        "3",
+        "--exit-code-on-error",
+        "0",
+        "--host",
+        host,
+        "--csv",
+        str(prefix),
+    ]
+    env = {**os.environ, _MESSAGES_ENV: str(messages), _RATE_ENV: str(rate_per_user)}
+    subprocess.run(
+        argv,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=duration_s + 60,
+    )
+    with Path(f"{prefix}_stats.csv").open() as handle:
+        rows = {row["Name"]: row for row in csv.DictReader(handle)}
+    status_503 = 0
+    failures_csv = Path(f"{prefix}_failures.csv")
+    if failures_csv.exists():
+        with failures_csv.open() as handle:
+            for row in csv.DictReader(handle):
+                if "503" in row.get("Error", ""):
+                    status_503 += int(row.get("Occurrences", 0))
+    return rows["Aggregated"], status_503
+
+
+def _run(
+    target: str,
+    profile: str,
+    host: str,
+    pids: list[int],
+    users: int,
+    offered: float | None,
+    duration_s: int,
+    messages: Path,
+    out_dir: Path,
+) -> RunResult:
+    rate_per_user = (offered / users) if offered else 0.0
+    cpu_before = _process_tree_cpu(pids)
+    row, status_503 = _locust(
+        target, host, users, rate_per_user, duration_s, messages, out_dir, f"{target}-{profile}"
+    )
+    cpu = _process_tree_cpu(pids) - cpu_before
+    requests = int(row["Request Count"])
+    return RunResult(
+        target=target,
+        profile=profile,
+        users=users,
+        offered_rps=offered,
+        requests=requests,
+        failures=int(row["Failure Count"]),
+        rps=round(float(row["Requests/s"]), 1),
+        ok_rps=round(
+            float(row["Requests/s"]) * (1 - int(row["Failure Count"]) / max(requests, 1)), 1
+        ),
+        p50_ms=float(row["50%"]),
+        p95_ms=float(row["95%"]),
+        p99_ms=float(row["99%"]),
+        status_503=status_503,
+        cpu_ms_per_request=round(1000 * cpu / requests, 2) if requests else None,
+    )
+
+
+def _users_for(rate: float) -> int:
+    # each user sends <= 2 req/s, so a user waits for its answer only when latency > 500 ms:
+    # close enough to open loop for the latencies this benchmark cares about
+    return max(10, int(rate // 2))
+
+
+def _set_rollout(settings: Any, champion: str) -> tuple[Any, str]:
+    """A copy of the champion registered as challenger, at a 50 % canary with every request
+    scored by both variants (paired)."""
+    from modstack.registry.aliases import get_client
+    from modstack.registry.rollout import RolloutState, RolloutStore
+
+    client = get_client(settings.mlflow_tracking_uri)
+    source = client.get_model_version(settings.serving_model_name, champion)
+    copy = client.create_model_version(
+        settings.serving_model_name,
+        source=source.source,
+        run_id=source.run_id,
+        tags={"bench-serving": "copy of the champion for the rollout CPU run"},
+    )
+    version = str(copy.version)
+    client.set_registered_model_alias(settings.serving_model_name, "challenger", version)
+    store = RolloutStore(client, settings.serving_model_name)
+    store.save(
+        RolloutState(
+            rollout_id=f"bench-{uuid.uuid4().hex[:6]}",
+            challenger_version=version,
+            champion_version=champion,
+            weight_percent=50.0,
+            mode="canary",
+            status="paused",  # active for routing, never moved by a canary controller
+            paired_percent=100.0,
+            reason="bench-serving: CPU per request during a 50 % rollout",
+        )
+    )
+    return store, version
+
+
+def _clear_rollout(settings: Any, store: Any, version: str) -> None:
+    from modstack.registry.aliases import get_client
+    from modstack.registry.rollout import RolloutState
+
+    client = get_client(settings.mlflow_tracking_uri)
+    store.save(RolloutState(status="rolled_back", reason="bench-serving finished"))
+    client.delete_registered_model_alias(settings.serving_model_name, "challenger")
+    client.delete_model_version(settings.serving_model_name, version)
+
+
+def _plot(results: list[RunResult], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    styles = {
+        "full": ("tab:blue", "full path /v1/moderate"),
+        "mlflow": ("tab:red", "mlflow models serve"),
+    }
+    for target, (color, label) in styles.items():
+        runs = sorted(
+            (r for r in results if r.target == target and r.profile.startswith("open-")),
+            key=lambda r: r.offered_rps or 0,
+        )
+        if not runs:
+            continue
+        x = [r.offered_rps for r in runs]
+        ax.plot(x, [r.p99_ms for r in runs], "o-", color=color, label=f"{label}: p99")
+        ax.plot(x, [r.p50_ms for r in runs], "s--", color=color, alpha=0.6, label=f"{label}: p50")
+        for r in runs:
+            ax.annotate(
+                f"{r.rps:.0f}/s",
+                (r.offered_rps or 0, r.p99_ms),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(4, 4),
+            )
+    ax.axhline(100, color="grey", linestyle=":", label="p99 target 100 ms")
+    ax.set_xlabel("offered load (req/s, open loop); labels: answered req/s")
+    ax.set_ylabel("latency (ms, log)")
+    ax.set_yscale("log")
+    ax.set_title("Same champion version: full serving path vs mlflow models serve")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _ratio(full: RunResult | None, mlflow: RunResult | None) -> float | None:
+    if full is None or mlflow is None or not mlflow.ok_rps:
+        return None
+    return round(full.ok_rps / mlflow.ok_rps, 1)
+
+
+def main(
+    duration: Annotated[int, typer.Option(help="seconds per locust run")] = 20,
+    users: Annotated[int, typer.Option(help="closed-loop users (make loadtest's)")] = 20,
+    rates: Annotated[str, typer.Option(help="open-loop offered req/s, comma-separated")] = (
+        "50,100,200,400"
+    ),
+    shed_users: Annotated[int, typer.Option(help="users of the shedding run (0: skip)")] = 100,
+    mlflow_workers: Annotated[int, typer.Option(help="workers of mlflow models serve")] = 1,
+    rollout: Annotated[bool, typer.Option(help="also run a 50 % paired rollout")] = True,
+    messages_limit: Annotated[int, typer.Option(help="future mails to sample")] = 2_000,
+) -> None:
+    """Benchmark the full serving path against `mlflow models serve` on the same champion.
+
+    Needs the stack running with a champion: `make up`, then a trained model
+    (`make backfill train`). Writes var/run/results/bench-serving.json and .png.
+    """
+    import httpx
+    from rich.console import Console
+    from rich.table import Table
+
+    from modstack.registry.aliases import get_client
+    from modstack.results import Result, ResultTable, provenance, results_dir, write_result
+    from modstack.settings import port_of
+    from services.serving.settings import ServingSettings
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    console = Console()
+    settings = ServingSettings()
+    serving = settings.serving_addr.rstrip("/")
+    try:
+        client = get_client(settings.mlflow_tracking_uri)
+        champion = client.get_model_version_by_alias(settings.serving_model_name, "champion")
+    except Exception as exc:
+        _fail(
+            f"no champion of {settings.serving_model_name} in the registry at "
+            f"{settings.mlflow_tracking_uri} ({type(exc).__name__}: {str(exc)[:200]}): start the "
+            "stack (`make up`) and train a model (`make backfill train`) first"
+        )
+    version = str(champion.version)
+    try:
+        ready = httpx.get(f"{serving}/readyz", timeout=5.0)
+        body = ready.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        _fail(f"serving at {serving} does not answer ({exc}): start the stack with `make up`")
+    if ready.status_code != 200 or str(body.get("champion")) != version:
+        _fail(f"serving at {serving} is not ready with champion v{version}: {body}")
+    health = httpx.get(f"{serving}/healthz", timeout=5.0).json()
+    if (health.get("rollout") or {}).get("status") in ("progressing", "paused"):
+        _fail("a rollout is in flight: the benchmark measures champion-only serving first")
+    serving_pids = _listening_pids(port_of(settings.serving_addr))
+    if not serving_pids:
+        _fail(f"no local process listens on {settings.serving_addr}: the CPU cannot be measured")
+
+    console.print(f"champion v{version}; preparing {messages_limit} future mails with Feast values")
+    messages, _ = _prepare_messages(settings, version, messages_limit)
+    out_dir = messages.parent
+    console.print(f"starting mlflow models serve ({mlflow_workers} worker(s)) ...")
+    mlflow_proc, mlflow_port, mlflow_log = _start_mlflow(settings, mlflow_workers)
+    mlflow_host = f"http://127.0.0.1:{mlflow_port}"
+    results: list[RunResult] = []
+    offered = [float(r) for r in rates.split(",") if r.strip()]
+    load_before = os.getloadavg()[0]
+    try:
+        if not _wait_http(f"{mlflow_host}/ping", 180.0, mlflow_proc):
+            _fail(f"mlflow models serve did not start; its log: {mlflow_log}")
+        plan: list[tuple[str, str, int, float | None]] = []
+        for target in ("mlflow", "full"):
+            plan.append((target, f"closed-{users}", users, None))
+            plan += [(target, f"open-{int(r)}", _users_for(r), r) for r in offered]
+        if shed_users:
+            plan.append(("full", f"closed-{shed_users}", shed_users, None))
+        hosts = {"mlflow": mlflow_host, "full": serving}
+        pids = {"mlflow": [mlflow_proc.pid], "full": serving_pids}
+        for i, (target, profile, n_users, rate) in enumerate(plan, 1):
+            console.print(f"[{i}/{len(plan)}] {target} {profile} ({duration} s)")
+            results.append(
+                _run(
+                    target,
+                    profile,
+                    hosts[target],
+                    pids[target],
+                    n_users,
+                    rate,
+                    duration,
+                    messages,
+                    out_dir,
+                )
+            )
+            console.print(f"      {results[-1]}")
+    finally:
+        mlflow_proc.terminate()
+        try:
+            mlflow_proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            mlflow_proc.kill()
+    if rollout:
+        console.print("rollout: a copy of the champion at 50 % with paired shadow scoring")
+        store, copy_version = _set_rollout(settings, version)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                h = httpx.get(f"{serving}/healthz", timeout=5.0).json()
+                if str(h.get("challenger")) == copy_version and h.get("rollout"):
+                    break
+                time.sleep(1.0)
+            else:
+                _fail("serving did not load the rollout's challenger within 120 s")
+            time.sleep(2 * settings.serving_poll_interval_s + 1)  # every worker has polled
+            results.append(
+                _run(
+                    "full",
+                    f"rollout-closed-{users}",
+                    serving,
+                    serving_pids,
+                    users,
+                    None,
+                    duration,
+                    messages,
+                    out_dir,
+                )
+            )
+            console.print(f"      {results[-1]}")
+        finally:
+            _clear_rollout(settings, store, copy_version)
+
+    by = {(r.target, r.profile): r for r in results}
+    table = Table(title=f"serving vs mlflow models serve, champion v{version}, {duration} s runs")
+    columns = [
+        "target",
+        "profile",
+        "offered/s",
+        "req/s",
+        "ok/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "failures",
+        "503s",
+        "server CPU ms/req",
+        "ok/s full / mlflow",
+    ]
+    rows: list[list[Any]] = []
+    for r in results:
+        ratio = _ratio(by.get(("full", r.profile)), by.get(("mlflow", r.profile)))
+        rows.append(
+            [
+                r.target,
+                r.profile,
+                r.offered_rps or "",
+                r.rps,
+                r.ok_rps,
+                r.p50_ms,
+                r.p95_ms,
+                r.p99_ms,
+                r.failures,
+                r.status_503,
+                r.cpu_ms_per_request,
+                ratio if r.target == "full" and ratio is not None else "",
+            ]
+        )
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(*(str(c) for c in row))
+    console.print(table)
+
+    closed = f"closed-{users}"
+    cpu_champion = by.get(("full", closed))
+    cpu_rollout = by.get(("full", f"rollout-closed-{users}"))
+    summary = {
+        "ratio_closed_loop": _ratio(by.get(("full", closed)), by.get(("mlflow", closed))),
+        "rollout_cpu_ratio": (
+            round(cpu_rollout.cpu_ms_per_request / cpu_champion.cpu_ms_per_request, 2)
+            if cpu_rollout
+            and cpu_champion
+            and cpu_champion.cpu_ms_per_request
+            and cpu_rollout.cpu_ms_per_request
+            else None
+        ),
+        "load_average_1m_before": round(load_before, 2),
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
+        "serving_workers": len(serving_pids),
+        "mlflow_workers": mlflow_workers,
+    }
+    console.print(summary)
+    folder = results_dir(settings.run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    png = folder / f"{RESULT_NAME}.png"
+    _plot(results, png)
+    docs_img = PROJECT_ROOT / "docs" / "img"
+    docs_img.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(png, docs_img / png.name)
+    command = "python -m loadtests.bench.serving " + " ".join(sys.argv[1:])
+    result = Result(
+        name=RESULT_NAME,
+        title="Serving vs mlflow models serve (same champion version)",
+        command=command.strip(),
+        tables=[ResultTable(table.title or "", columns, rows)],
+        notes=[
+            "closed-N: N locust users, think time 0-50 ms (the make loadtest profile); "
+            "open-R: R req/s offered with constant_throughput, <= 2 req/s per user",
+            "server CPU: user+system seconds of the server's process tree (psutil) / requests",
+            "the machine is shared: compare the two targets within this run, as ratios",
+        ],
+        data={
+            "runs": [asdict(r) for r in results],
+            "summary": summary,
+            "champion_version": version,
+        },
+        provenance=provenance(command.strip()),
+    )
+    path = write_result(result, settings.run_dir)
+    console.print(f"wrote {path} and {png} (copied to docs/img/)")
+
+
+if __name__ == "__main__":
+    typer.run(main)
