@@ -78,13 +78,16 @@ format: $(STAMP) ## Fix what ruff can and format the code
 test: lint ## Lint, then every test (unit, data, model, integration with real Tansu/MLflow)
 	@# the full-corpus data and drift tests read the parsed corpus (cached after the first run)
 	@$(PY) -m pipelines.data < /dev/null
-	@$(PYTEST) tests/unit tests/data tests/model tests/deploy tests/integration < /dev/null
+	@$(PYTEST) tests/unit tests/data tests/model tests/deploy tests/integration tests/faults < /dev/null
 
 test-unit: $(STAMP) ## Unit tests only (no network, seconds)
 	@$(PYTEST) tests/unit < /dev/null
 
 test-integration: $(STAMP) ## Integration tests only (starts real Tansu, MLflow, ... on free ports)
 	@$(PYTEST) tests/integration < /dev/null
+
+test-faults: $(STAMP) ## Kill and restart real stack processes (processor, broker, monitoring); costs in var/run/results/faults.json
+	@$(PYTEST) tests/faults < /dev/null
 
 test-data: $(STAMP) ## Data tests: expectations on the parsed corpus and the training set
 	@$(PY) -m pipelines.data < /dev/null
