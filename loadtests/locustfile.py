@@ -65,18 +65,15 @@ def _require_ready_stack(environment: Environment, **_: Any) -> None:
 
 
 def serving_cpu_seconds(host: str) -> float | None:
-    """`process_cpu_seconds_total` of the serving process (None when not exported, e.g. with
-    several workers in multiprocess mode)."""
-    from prometheus_client.parser import text_string_to_metric_families
+    """User + system CPU seconds of the serving processes (the uvicorn supervisor and every
+    worker), read with psutil; None when serving is not a local process."""
+    from urllib.parse import urlparse
 
-    try:
-        text = httpx.get(f"{host}/metrics", timeout=5.0).text
-    except httpx.HTTPError:
-        return None
-    for family in text_string_to_metric_families(text):
-        if family.name == "process_cpu_seconds":
-            return float(family.samples[0].value)
-    return None
+    from loadtests.bench.serving import listening_pids, process_tree_cpu
+
+    port = urlparse(host).port
+    pids = listening_pids(port) if port else []
+    return process_tree_cpu(pids) if pids else None
 
 
 _cpu_at_start: dict[str, float] = {}

@@ -113,7 +113,7 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _process_tree_cpu(pids: list[int]) -> float:
+def process_tree_cpu(pids: list[int]) -> float:
     """User + system CPU seconds of these processes and all their children."""
     import psutil
 
@@ -137,7 +137,7 @@ def _process_tree_cpu(pids: list[int]) -> float:
     return total
 
 
-def _listening_pids(port: int) -> list[int]:
+def listening_pids(port: int) -> list[int]:
     """Processes with a listening socket on `port` (the server and its workers)."""
     import psutil
 
@@ -309,11 +309,11 @@ def _run(
     out_dir: Path,
 ) -> RunResult:
     rate_per_user = (offered / users) if offered else 0.0
-    cpu_before = _process_tree_cpu(pids)
+    cpu_before = process_tree_cpu(pids)
     row, status_503 = _locust(
         target, host, users, rate_per_user, duration_s, messages, out_dir, f"{target}-{profile}"
     )
-    cpu = _process_tree_cpu(pids) - cpu_before
+    cpu = process_tree_cpu(pids) - cpu_before
     requests = int(row["Request Count"])
     return RunResult(
         target=target,
@@ -439,6 +439,7 @@ def main(
     mlflow_workers: Annotated[int, typer.Option(help="workers of mlflow models serve")] = 1,
     rollout: Annotated[bool, typer.Option(help="also run a 50 % paired rollout")] = True,
     messages_limit: Annotated[int, typer.Option(help="future mails to sample")] = 2_000,
+    mlflow: Annotated[bool, typer.Option(help="run mlflow models serve too")] = True,
 ) -> None:
     """Benchmark the full serving path against `mlflow models serve` on the same champion.
 
@@ -478,30 +479,33 @@ def main(
     health = httpx.get(f"{serving}/healthz", timeout=5.0).json()
     if (health.get("rollout") or {}).get("status") in ("progressing", "paused"):
         _fail("a rollout is in flight: the benchmark measures champion-only serving first")
-    serving_pids = _listening_pids(port_of(settings.serving_addr))
+    serving_pids = listening_pids(port_of(settings.serving_addr))
     if not serving_pids:
         _fail(f"no local process listens on {settings.serving_addr}: the CPU cannot be measured")
 
     console.print(f"champion v{version}; preparing {messages_limit} future mails with Feast values")
     messages, _ = _prepare_messages(settings, version, messages_limit)
     out_dir = messages.parent
-    console.print(f"starting mlflow models serve ({mlflow_workers} worker(s)) ...")
-    mlflow_proc, mlflow_port, mlflow_log = _start_mlflow(settings, mlflow_workers)
-    mlflow_host = f"http://127.0.0.1:{mlflow_port}"
+    mlflow_proc: subprocess.Popen[bytes] | None = None
+    mlflow_host = ""
+    if mlflow:
+        console.print(f"starting mlflow models serve ({mlflow_workers} worker(s)) ...")
+        mlflow_proc, mlflow_port, mlflow_log = _start_mlflow(settings, mlflow_workers)
+        mlflow_host = f"http://127.0.0.1:{mlflow_port}"
     results: list[RunResult] = []
     offered = [float(r) for r in rates.split(",") if r.strip()]
     load_before = os.getloadavg()[0]
     try:
-        if not _wait_http(f"{mlflow_host}/ping", 180.0, mlflow_proc):
+        if mlflow_proc is not None and not _wait_http(f"{mlflow_host}/ping", 180.0, mlflow_proc):
             _fail(f"mlflow models serve did not start; its log: {mlflow_log}")
         plan: list[tuple[str, str, int, float | None]] = []
-        for target in ("mlflow", "full"):
+        for target in ("mlflow", "full") if mlflow else ("full",):
             plan.append((target, f"closed-{users}", users, None))
             plan += [(target, f"open-{int(r)}", _users_for(r), r) for r in offered]
         if shed_users:
             plan.append(("full", f"closed-{shed_users}", shed_users, None))
         hosts = {"mlflow": mlflow_host, "full": serving}
-        pids = {"mlflow": [mlflow_proc.pid], "full": serving_pids}
+        pids = {"mlflow": [mlflow_proc.pid] if mlflow_proc else [], "full": serving_pids}
         for i, (target, profile, n_users, rate) in enumerate(plan, 1):
             console.print(f"[{i}/{len(plan)}] {target} {profile} ({duration} s)")
             results.append(
@@ -519,11 +523,12 @@ def main(
             )
             console.print(f"      {results[-1]}")
     finally:
-        mlflow_proc.terminate()
-        try:
-            mlflow_proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            mlflow_proc.kill()
+        if mlflow_proc is not None:
+            mlflow_proc.terminate()
+            try:
+                mlflow_proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                mlflow_proc.kill()
     if rollout:
         console.print("rollout: a copy of the champion at 50 % with paired shadow scoring")
         store, copy_version = _set_rollout(settings, version)
