@@ -9,8 +9,8 @@ champion (`make up`, a trained model: `make backfill train`). In one run it:
 - closed loop: 20 users (the `make loadtest` profile); open loop: fixed offered rates
   (locust `constant_throughput`, enough users that each sends <= 2 req/s);
 - the full path at 100 closed-loop users, to show load shedding (503 + Retry-After);
-- optionally (`--rollout`) the full path during a 50 % canary with paired shadow scoring of a
-  copy of the champion, for the CPU cost of a rollout (the registry is restored afterwards);
+- optionally (`--rollout`) the full path during a 50 % shadow rollout of a copy of the
+  champion, for the CPU cost of a rollout (the registry is restored afterwards);
 - measures server CPU per request with psutil over the server's process tree;
 - prints a table, writes var/run/results/bench-serving.json and bench-serving.png (copied to
   docs/img/).
@@ -341,8 +341,9 @@ def _users_for(rate: float) -> int:
 
 
 def _set_rollout(settings: Any, champion: str) -> tuple[Any, str]:
-    """A copy of the champion registered as challenger, at a 50 % canary with every request
-    scored by both variants (paired)."""
+    """A copy of the champion registered as challenger, in a 50 % shadow rollout: the
+    champion answers everyone, the challenger also scores half the senders (off the request
+    path, through the same batcher)."""
     from modstack.registry.aliases import get_client
     from modstack.registry.rollout import RolloutState, RolloutStore
 
@@ -363,10 +364,9 @@ def _set_rollout(settings: Any, champion: str) -> tuple[Any, str]:
             challenger_version=version,
             champion_version=champion,
             weight_percent=50.0,
-            mode="canary",
+            mode="shadow",
             status="paused",  # active for routing, never moved by a canary controller
-            paired_percent=100.0,
-            reason="bench-serving: CPU per request during a 50 % rollout",
+            reason="bench-serving: CPU per request during a 50 % shadow rollout",
         )
     )
     return store, version
@@ -530,7 +530,7 @@ def main(
             except subprocess.TimeoutExpired:
                 mlflow_proc.kill()
     if rollout:
-        console.print("rollout: a copy of the champion at 50 % with paired shadow scoring")
+        console.print("rollout: a copy of the champion in a 50 % shadow rollout")
         store, copy_version = _set_rollout(settings, version)
         try:
             deadline = time.monotonic() + 120

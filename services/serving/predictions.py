@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 _STOP = object()
 # How long the sender waits before trying to reconnect to an unreachable broker.
 _RECONNECT_DELAY_S = 2.0
+PRODUCER_LINGER_MS = 50
+PRODUCER_BATCH_BYTES = 256 * 1024
 
 
 class PredictionPublisher:
@@ -66,7 +68,13 @@ class PredictionPublisher:
 
     def _connect(self) -> bool:
         try:
-            self._producer = make_producer(self.bootstrap_servers)
+            # prediction events are many and small: a longer linger and bigger batches mean
+            # fewer, better-compressed broker requests (the sender thread does the waiting)
+            self._producer = make_producer(
+                self.bootstrap_servers,
+                linger_ms=PRODUCER_LINGER_MS,
+                batch_size=PRODUCER_BATCH_BYTES,
+            )
             log.info("prediction events go to %s on %s", TOPIC_PREDICTIONS, self.bootstrap_servers)
             return True
         except BrokerUnavailable as exc:
