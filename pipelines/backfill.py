@@ -14,9 +14,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 import typer
@@ -35,6 +35,49 @@ Period = Literal["history", "future", "all"]
 # "a label arrives before the sender's next message" common in the history, as in real traffic.
 DEFAULT_LABEL_DELAY = timedelta(hours=6)
 PUSH_BATCH_ROWS = 5_000
+
+
+class CorpusLabelPublisher:
+    """Corpus labels straight onto `labels.v1`, as `LabelEvent`s with source "corpus".
+
+    The corpus's labels are ground truth this project holds, not reports anyone makes: they
+    never go through the public HTTP API (which takes user reports from client apps only). The
+    demo's history replay sends the messages through ingestion, like live traffic, and their
+    labels through this publisher, in the same event-time order.
+    """
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        from modstack.kafka import make_producer
+
+        self.bootstrap_servers = bootstrap_servers
+        self._producer = make_producer(bootstrap_servers)
+
+    def publish(self, labels: list[dict[str, Any]]) -> int:
+        """Send and wait for every label of the batch (at-least-once); returns how many."""
+        from modstack.events import LabelEvent
+
+        now = datetime.now(UTC)
+        futures = []
+        for label in labels:
+            event = LabelEvent(
+                message_id=label["message_id"],
+                sender_id=label["sender_id"],
+                label=label["label"],
+                source="corpus",
+                labeled_at=label["labeled_at"],
+                received_at=now,
+            )
+            futures.append(
+                self._producer.send(names.TOPIC_LABELS, key=event.sender_id, value=event.to_bytes())
+            )
+        self._producer.flush()
+        for future in futures:
+            future.get(timeout=30)  # raises if the broker refused one
+        return len(futures)
+
+    def close(self) -> None:
+        """Flush and close the producer."""
+        self._producer.close(timeout=10)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from modstack.log import configure_logging
 from modstack.message_log import MessageLog
 from modstack.names import FEAST_JOIN_KEY, VIEW_SENDER_ACTIVITY, VIEW_SENDER_REPUTATION
 from modstack.settings import get_settings
-from pipelines.backfill import DEFAULT_LABEL_DELAY, Period, corpus_events
+from pipelines.backfill import DEFAULT_LABEL_DELAY, CorpusLabelPublisher, Period, corpus_events
 
 log = logging.getLogger("pipelines.demo.replay")
 
@@ -233,11 +233,14 @@ def send_timeline(
     batch_size: int = DEFAULT_BATCH,
     on_progress: Callable[[int], None] | None = None,
     http: httpx.Client | None = None,
+    corpus_labels: Callable[[list[dict[str, Any]]], int] | None = None,
 ) -> ReplayReport:
     """Post the timeline in order; `speed` caps events per second (None: as fast as possible).
 
-    `http` is a ready client (e.g. a TestClient on an in-process app) instead of one to
-    `ingestion_addr`.
+    Labels with source "corpus" go to `corpus_labels` (the backfill's `CorpusLabelPublisher`:
+    straight onto labels.v1, never through the public API); the others (user reports) are
+    posted to ingestion. `http` is a ready client (e.g. a TestClient on an in-process app)
+    instead of one to `ingestion_addr`.
     """
     if not 1 <= batch_size <= MAX_BATCH:
         raise ValueError(f"batch size must be within 1..{MAX_BATCH}")
@@ -256,8 +259,14 @@ def send_timeline(
             # Within a slice messages go first: a label never arrives before its message.
             if messages:
                 report.messages_sent += client.send("/v1/messages", "messages", messages)
-            if labels:
-                report.labels_sent += client.send("/v1/labels", "labels", labels)
+            corpus = [p for p in labels if p["source"] == "corpus"]
+            reports = [p for p in labels if p["source"] != "corpus"]
+            if corpus:
+                if corpus_labels is None:
+                    raise ValueError("corpus labels need a publisher (labels.v1), not HTTP")
+                report.labels_sent += corpus_labels(corpus)
+            if reports:
+                report.labels_sent += client.send("/v1/labels", "labels", reports)
             sent += len(chunk)
             if on_progress:
                 on_progress(len(chunk))
@@ -347,8 +356,10 @@ def run(
     corpus: pd.DataFrame | None = None,
     console: Console | None = None,
     http: httpx.Client | None = None,
+    kafka_bootstrap_servers: str | None = None,
 ) -> ReplayReport:
-    """Replay a corpus period through ingestion, wait for the processor, show some features."""
+    """Replay a corpus period: messages through ingestion, their corpus labels onto labels.v1
+    (the backfill's publisher); wait for the processor, show some features."""
     from modstack.corpus import load_corpus
 
     settings = get_settings()
@@ -371,14 +382,21 @@ def run(
         *columns, TaskProgressColumn(), TimeElapsedColumn(), console=console, transient=True
     ) as progress:
         task = progress.add_task("sending", total=len(events))
-        report = send_timeline(
-            events,
-            ingestion_addr,
-            speed=speed,
-            batch_size=batch_size,
-            on_progress=lambda n: progress.advance(task, n),
-            http=http,
+        publisher = CorpusLabelPublisher(
+            kafka_bootstrap_servers or settings.kafka_bootstrap_servers
         )
+        try:
+            report = send_timeline(
+                events,
+                ingestion_addr,
+                speed=speed,
+                batch_size=batch_size,
+                on_progress=lambda n: progress.advance(task, n),
+                http=http,
+                corpus_labels=publisher.publish,
+            )
+        finally:
+            publisher.close()
     console.print(
         f"sent {report.messages_sent} messages and {report.labels_sent} labels in "
         f"{report.requests} requests, {report.seconds:.1f} s ({report.events_per_second:.0f} "

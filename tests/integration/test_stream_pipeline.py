@@ -396,6 +396,7 @@ def test_replaying_the_fixture_corpus_logs_every_message_and_label(
         batch_size=40,
         timeout_s=CATCH_UP_TIMEOUT_S,
         show_senders=2,
+        kafka_bootstrap_servers=stream.bootstrap,
     )
 
     assert report.rejected == []
@@ -404,8 +405,8 @@ def test_replaying_the_fixture_corpus_logs_every_message_and_label(
     assert set(history["message_id"]) <= set(logged["message_id"])
     labels = stream.log.read("labels")
     replayed = labels[labels["message_id"].isin(history["message_id"])]
-    # the replay is an authenticated client app reporting the messages it sent
-    assert len(replayed) == len(history) and set(replayed["source"]) == {"user_report"}
+    # messages through ingestion, their corpus labels onto labels.v1 (never the public API)
+    assert len(replayed) == len(history) and set(replayed["source"]) == {"corpus"}
 
 
 def test_sigterm_stops_the_processor_cleanly(stream: Stream) -> None:
