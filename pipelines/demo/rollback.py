@@ -28,17 +28,7 @@ from modstack.log import configure_logging
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
 from modstack.registry import aliases as registry
 from modstack.settings import get_settings
-from pipelines.demo.traffic import (
-    DEMO_ACTOR,
-    StackNotReady,
-    TrafficReplayer,
-    follow,
-    future_timeline,
-    idle_controller,
-    preflight,
-    print_outcome,
-    write_demo_result,
-)
+from pipelines.demo import traffic as demo
 from services.canary.client import wide_console
 
 console = wide_console()
@@ -92,7 +82,7 @@ def champion_copy() -> str:
     client = registry.get_client()
     champion = registry.get_alias_version(ALIAS_CHAMPION, client)
     if champion is None:
-        raise StackNotReady("no champion to copy: `make backfill train` first")
+        raise demo.StackNotReady("no champion to copy: `make backfill train` first")
     source = client.get_model_version(REGISTERED_MODEL, champion)
     copy = client.create_model_version(
         REGISTERED_MODEL,
@@ -123,36 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.demo.rollback", description=__doc__)
     parser.add_argument("--fault", choices=["shuffled", "errors", "latency"], default="shuffled")
     parser.add_argument("--speed", type=float, default=50.0, help="messages per second")
-    parser.add_argument("--steps", default="20,50,100")
-    parser.add_argument("--interval", type=float, default=20.0, help="seconds per step")
-    parser.add_argument("--min-requests", type=int, default=1000)
-    parser.add_argument("--max-extensions", type=int, default=8)
-    parser.add_argument("--paired-percent", type=float, default=100.0)
-    parser.add_argument("--failure-limit", type=int, default=2)
-    parser.add_argument("--timeout", type=float, default=600.0)
+    demo.add_rollout_arguments(parser, timeout_s=600.0)
     args = parser.parse_args(argv)
     configure_logging("demo", "WARNING")
 
-    try:
-        health = preflight(need_ingestion=True)
-    except StackNotReady as exc:
-        # A fresh clone: bring up the stack and train the first champion, as `make demo` does.
-        console.print(f"[yellow]{exc}[/]: preparing the stack and a champion first")
-        from pipelines.demo.story import DemoFailed, prepare
-
-        try:
-            prepare()
-            health = preflight(need_ingestion=True)
-        except (DemoFailed, StackNotReady) as failure:
-            console.print(f"[red]{failure}[/]")
-            return 2
-    try:
-        controller = idle_controller()
-    except StackNotReady as exc:
-        console.print(f"[red]{exc}[/]")
+    controller = demo.ready_controller(console, "rollback", prepare_missing=True)
+    if controller is None:
         return 2
-    console.rule("[bold]ModStack rollback demo")
-    console.print(f"champion v{health['champion']} serves; controller at {controller.addr}")
 
     console.rule(f"1. a bad challenger ({args.fault})")
     version = shuffled_label_challenger() if args.fault == "shuffled" else champion_copy()
@@ -161,32 +128,18 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"  serving injects {FAULTS[args.fault]} into the challenger's path")
 
     console.rule(f"2. canary rollout of v{version}: the controller decides alone")
-    _, _, events = future_timeline(timedelta(hours=6))
+    _, _, events = demo.future_timeline(timedelta(hours=6))
     # ingested, so labels arrive: the corpus labels of the first pass, then user reports and
     # the moderator's answers on the review queue
-    traffic = TrafficReplayer(events, speed=args.speed, ingest=True, cycle=True).start()
+    traffic = demo.TrafficReplayer(events, speed=args.speed, ingest=True, cycle=True).start()
     try:
-        controller.start(
-            version,
-            "canary",
-            [float(s) for s in args.steps.split(",")],
-            DEMO_ACTOR,
-            interval_s=args.interval,
-            failure_limit=args.failure_limit,
-            min_requests=args.min_requests,
-            paired_percent=args.paired_percent,
-            max_extensions=args.max_extensions,
-        )
-        outcome = follow(controller, console, traffic, timeout_s=args.timeout)
+        demo.start_rollout(controller, version, args)
+        outcome = demo.follow(controller, console, traffic, timeout_s=args.timeout)
     finally:
         stats = traffic.stop()
         if args.fault in FAULTS:
             set_faults(0.0, 0.0)
-    print_outcome(outcome, console, stats)
-    path = write_demo_result(
-        f"demo-rollback-{args.fault}", outcome.state, stats, outcome.seconds, fault=args.fault
-    )
-    console.print(f"results: {path}")
+    demo.report_outcome(outcome, console, stats, f"demo-rollback-{args.fault}", fault=args.fault)
     rolled_back = outcome.state["status"] == "rolled_back"
     client = registry.get_client()
     console.print(

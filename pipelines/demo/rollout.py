@@ -24,17 +24,7 @@ import pandas as pd
 
 from modstack.log import configure_logging
 from modstack.settings import get_settings
-from pipelines.demo.traffic import (
-    DEMO_ACTOR,
-    StackNotReady,
-    TrafficReplayer,
-    follow,
-    future_timeline,
-    idle_controller,
-    preflight,
-    print_outcome,
-    write_demo_result,
-)
+from pipelines.demo import traffic as demo
 from services.canary.client import wide_console
 
 console = wide_console()
@@ -50,7 +40,7 @@ def warm_up(warmup: pd.DataFrame, cut: pd.Timestamp, speed: float) -> None:
         f"at <= {speed:g} msg/s to serving and ingestion"
     )
     started = time.monotonic()
-    traffic = TrafficReplayer(warmup, speed=speed, ingest=True)
+    traffic = demo.TrafficReplayer(warmup, speed=speed, ingest=True)
     stats = traffic.run()
     console.print(
         f"  {stats.moderated} moderated ({dict(stats.by_action)}), {stats.failed} failed, "
@@ -89,37 +79,15 @@ def main(argv: list[str] | None = None) -> int:
         "(the canary still judges it online; the refusal stays in the version's tags)",
     )
     parser.add_argument("--label-delay-hours", type=float, default=6.0)
-    parser.add_argument("--steps", default="20,50,100", help="traffic weights of the steps")
-    parser.add_argument("--interval", type=float, default=20.0, help="seconds per step")
-    parser.add_argument(
-        "--min-requests",
-        type=int,
-        default=1000,
-        help="observations per variant before a step is judged (paired: both score every one)",
-    )
-    parser.add_argument("--max-extensions", type=int, default=8)
-    parser.add_argument(
-        "--paired-percent", type=float, default=100.0, help="share scored by both variants"
-    )
-    parser.add_argument("--failure-limit", type=int, default=2)
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds for the rollout")
+    demo.add_rollout_arguments(parser, timeout_s=900.0)
     args = parser.parse_args(argv)
     configure_logging("demo", "WARNING")
 
-    try:
-        health = preflight(need_ingestion=True)
-    except StackNotReady as exc:
-        console.print(f"[red]{exc}[/]")
+    controller = demo.ready_controller(console, "rollout")
+    if controller is None:
         return 2
-    try:
-        controller = idle_controller()
-    except StackNotReady as exc:
-        console.print(f"[red]{exc}[/]")
-        return 2
-    console.rule("[bold]ModStack rollout demo")
-    console.print(f"champion v{health['champion']} serves; controller at {controller.addr}")
 
-    messages, _labels, events = future_timeline(timedelta(hours=args.label_delay_hours))
+    messages, _labels, events = demo.future_timeline(timedelta(hours=args.label_delay_hours))
     cut = messages["sent_at"].iloc[int(len(messages) * args.warmup_fraction)]
     warmup = events[events["time"] < cut]
     rest = events[events["time"] >= cut]
@@ -152,26 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     console.rule(f"3. canary rollout of v{result.version}")
-    steps = [float(s) for s in args.steps.split(",")]
-    rollout_traffic = TrafficReplayer(rest, speed=args.speed, ingest=True, cycle=True).start()
-    controller.start(
-        result.version,
-        "canary",
-        steps,
-        DEMO_ACTOR,
-        interval_s=args.interval,
-        failure_limit=args.failure_limit,
-        min_requests=args.min_requests,
-        paired_percent=args.paired_percent,
-        max_extensions=args.max_extensions,
-    )
+    rollout_traffic = demo.TrafficReplayer(rest, speed=args.speed, ingest=True, cycle=True).start()
+    demo.start_rollout(controller, result.version, args)
     try:
-        outcome = follow(controller, console, rollout_traffic, timeout_s=args.timeout)
+        outcome = demo.follow(controller, console, rollout_traffic, timeout_s=args.timeout)
     finally:
         traffic_stats = rollout_traffic.stop()
-    print_outcome(outcome, console, traffic_stats)
-    path = write_demo_result("demo-rollout", outcome.state, traffic_stats, outcome.seconds)
-    console.print(f"results: {path}")
+    demo.report_outcome(outcome, console, traffic_stats, "demo-rollout")
     return 0 if outcome.state["status"] == "promoted" else 1
 
 

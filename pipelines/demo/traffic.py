@@ -8,6 +8,7 @@ Used by `pipelines.demo.rollout` (a retrained challenger promoted) and `pipeline
 
 from __future__ import annotations
 
+import argparse
 import logging
 import random
 import re
@@ -80,6 +81,72 @@ def idle_controller() -> ControllerClient:
             f"a rollout of v{state['challenger_version']} is still {state['status']}: "
             "`modstack rollout abort` or wait for it"
         )
+    return controller
+
+
+def add_rollout_arguments(parser: argparse.ArgumentParser, timeout_s: float) -> None:
+    """The controller's rollout knobs both demos expose (`--steps` ... `--timeout`)."""
+    parser.add_argument("--steps", default="20,50,100", help="traffic weights of the steps")
+    parser.add_argument("--interval", type=float, default=20.0, help="seconds per step")
+    parser.add_argument(
+        "--min-requests",
+        type=int,
+        default=1000,
+        help="observations per variant before a step is judged (paired: both score every one)",
+    )
+    parser.add_argument("--max-extensions", type=int, default=8)
+    parser.add_argument(
+        "--paired-percent", type=float, default=100.0, help="share scored by both variants"
+    )
+    parser.add_argument("--failure-limit", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=timeout_s, help="seconds for the rollout")
+
+
+def start_rollout(
+    controller: ControllerClient, version: str | None, args: argparse.Namespace
+) -> dict:
+    """Start a canary rollout of `version` with the knobs of `add_rollout_arguments`."""
+    return controller.start(
+        version,
+        "canary",
+        [float(s) for s in args.steps.split(",")],
+        DEMO_ACTOR,
+        interval_s=args.interval,
+        failure_limit=args.failure_limit,
+        min_requests=args.min_requests,
+        paired_percent=args.paired_percent,
+        max_extensions=args.max_extensions,
+    )
+
+
+def ready_controller(
+    console: Console, title: str, prepare_missing: bool = False
+) -> ControllerClient | None:
+    """Pre-flight the stack and an idle controller, printing the demo's header; None (after
+    printing why) when the demo cannot start. `prepare_missing`: a fresh clone brings up the
+    stack and trains the first champion first, as `make demo` does."""
+    try:
+        health = preflight(need_ingestion=True)
+    except StackNotReady as exc:
+        if not prepare_missing:
+            console.print(f"[red]{exc}[/]")
+            return None
+        console.print(f"[yellow]{exc}[/]: preparing the stack and a champion first")
+        from pipelines.demo.story import DemoFailed, prepare
+
+        try:
+            prepare()
+            health = preflight(need_ingestion=True)
+        except (DemoFailed, StackNotReady) as failure:
+            console.print(f"[red]{failure}[/]")
+            return None
+    try:
+        controller = idle_controller()
+    except StackNotReady as exc:
+        console.print(f"[red]{exc}[/]")
+        return None
+    console.rule(f"[bold]ModStack {title} demo")
+    console.print(f"champion v{health['champion']} serves; controller at {controller.addr}")
     return controller
 
 
@@ -421,6 +488,16 @@ def print_outcome(outcome: RolloutOutcome, console: Console, traffic: TrafficSta
             f"{_fmt(check.get('threshold'))}  champion {_fmt(check.get('champion'))} "
             f"challenger {_fmt(check.get('challenger'))}  [dim]{check.get('detail', '')}[/]"
         )
+
+
+def report_outcome(
+    outcome: RolloutOutcome, console: Console, traffic: TrafficStats, name: str, **extra: Any
+) -> Path:
+    """Print the rollout's outcome and write it to var/run/results/<name>.json; the path."""
+    print_outcome(outcome, console, traffic)
+    path = write_demo_result(name, outcome.state, traffic, outcome.seconds, **extra)
+    console.print(f"results: {path}")
+    return path
 
 
 def _fmt(value: Any) -> str:
