@@ -116,6 +116,10 @@ loadtest: $(STAMP) ## Locust against the running stack, headless (LOADTEST_USERS
 		--stop-timeout 5 --exit-code-on-error 0 --csv $(LOADTEST_CSV)
 	@$(PY) -m loadtests.slo $(LOADTEST_CSV)
 
+.PHONY: bench-serving
+bench-serving: $(STAMP) ## Full serving path vs `mlflow models serve` on the champion (needs `make up`, a champion)
+	@$(PY) -m loadtests.bench.serving $(BENCH_SERVING_ARGS)
+
 bench-model: $(STAMP) ## The champion in process (model, features+model: p50/p99, calls/s) to compare with `make loadtest`
 	@$(PY) -m loadtests.bench.model
 
