@@ -100,6 +100,25 @@ def sender_entity_key(sender_id: str) -> bytes:
     return serialize_entity_key(key, entity_key_serialization_version=3)
 
 
+def _delete_and_compact(
+    connection: sqlite3.Connection, tables: list[str], column: str, value: object
+) -> int:
+    """Delete the rows whose `column` is `value` from `tables` in one transaction, then compact
+    the file so the erased rows do not linger in free pages; the rows deleted."""
+    gone = 0
+    with connection:
+        for table in tables:
+            quoted = '"' + table.replace('"', '""') + '"'
+            gone += connection.execute(
+                f"DELETE FROM {quoted} WHERE {column} = ?",
+                (value,),
+            ).rowcount
+    connection.execute("VACUUM")
+    # serving keeps the queue in WAL mode: fold the log back so no erased page lingers
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return gone
+
+
 def _erase_online_sqlite(path: Path, sender_id: str, project: str) -> int:
     key = sender_entity_key(sender_id)
     connection = sqlite3.connect(path, timeout=30)
@@ -109,18 +128,7 @@ def _erase_online_sqlite(path: Path, sender_id: str, project: str) -> int:
             for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             if row[0].startswith(f"{project}_")
         ]
-        gone = 0
-        with connection:
-            for table in tables:
-                quoted = '"' + table.replace('"', '""') + '"'
-                gone += connection.execute(
-                    f"DELETE FROM {quoted} WHERE entity_key = ?",
-                    (key,),
-                ).rowcount
-        connection.execute("VACUUM")
-        # serving keeps the queue in WAL mode: fold the log back so no erased page lingers
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return gone
+        return _delete_and_compact(connection, tables, "entity_key", key)
     finally:
         connection.close()
 
@@ -135,14 +143,6 @@ def _erase_review(path: Path, sender_id: str) -> int:
         ).fetchone()
         if not exists:
             return 0
-        with connection:
-            gone = connection.execute(
-                f"DELETE FROM {REVIEW_TABLE} WHERE sender_id = ?",
-                (sender_id,),
-            ).rowcount
-        connection.execute("VACUUM")
-        # serving keeps the queue in WAL mode: fold the log back so no erased page lingers
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return gone
+        return _delete_and_compact(connection, [REVIEW_TABLE], "sender_id", sender_id)
     finally:
         connection.close()

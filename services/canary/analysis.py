@@ -643,19 +643,6 @@ def _precision_check(champ: VariantWindow, chall: VariantWindow, t: AnalysisThre
     )
 
 
-CHECK_NAMES: tuple[str, ...] = (
-    "error_rate",
-    "latency_p99",
-    "label_mcnemar",
-    "expected_block_rate",
-    "expected_score_psi",
-    "score_collapse",
-    "score_psi",
-    "block_rate",
-    "block_precision",
-)
-
-
 def analyze(
     windows: Mapping[str, VariantWindow],
     thresholds: AnalysisThresholds,

@@ -11,19 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from modstack.settings import get_settings
+from services.canary.checks import CHECK_NAMES
 
-# Same names as services.canary.analysis.CHECK_NAMES (not imported: the CLI stays light).
-CHECK_ORDER = (
-    "error_rate",
-    "latency_p99",
-    "label_mcnemar",
-    "expected_block_rate",
-    "expected_score_psi",
-    "score_collapse",
-    "score_psi",
-    "block_rate",
-    "block_precision",
-)
+# The analysis's check names (from their own light module: the CLI must not import scipy).
+CHECK_ORDER = CHECK_NAMES
 
 
 class ControllerClient:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from modstack.registry.rollout import RolloutState
-from services.canary.analysis import CHECK_NAMES, Analysis
+from services.canary.analysis import Analysis
+from services.canary.checks import CHECK_NAMES
 
 STATUSES = ("idle", "progressing", "paused", "promoted", "rolled_back")
 CHECKS = CHECK_NAMES
