@@ -13,7 +13,6 @@ contract, so the test spends its time on the rollout, not on training.
 from __future__ import annotations
 
 import random
-import shutil
 import sys
 import threading
 import uuid
@@ -46,6 +45,7 @@ from modstack.registry.contract import META_FEATURE_COLUMNS, META_FEATURE_SERVIC
 from modstack.registry.expectation import expectation_from_scores, log_expectation
 from modstack.registry.rollout import RolloutState, RolloutStore
 from modstack.waits import free_port, wait_until
+from tests.support.prometheus import running_prometheus
 
 pytestmark = pytest.mark.integration
 
@@ -437,29 +437,12 @@ def test_a_bad_challenger_is_rolled_back_automatically(stack, canary):
 
 @pytest.fixture
 def prometheus_scraping_serving(stack: Stack, tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus not found: `apt-get install -y --no-install-recommends prometheus`")
     target = stack.serving_url.removeprefix("http://")
-    (tmp_path / "prometheus.yml").write_text(
+    config = (
         "global: {scrape_interval: 1s}\n"
         f"scrape_configs: [{{job_name: serving, static_configs: [{{targets: ['{target}']}}]}}]\n"
     )
-    port = free_port()
-    argv = [
-        binary,
-        f"--config.file={tmp_path / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    url = f"http://127.0.0.1:{port}"
-    with BackgroundProcess(
-        "Prometheus",
-        argv,
-        tmp_path / "prometheus.log",
-        ready=lambda: http_ok(f"{url}/-/ready"),
-        timeout_s=30,
-    ):
+    with running_prometheus(tmp_path, config) as url:
         yield url
 
 

@@ -3,20 +3,18 @@ Prometheus (Debian's package) scraping it every second and answering PromQL."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from modstack.devstack.processes import BackgroundProcess, http_ok
 from modstack.waits import free_port, wait_until
 from services.canary.analysis import AnalysisThresholds, analyze, windows_from_samples
 from services.canary.sources import MetricsUnavailable, PrometheusSource, ScrapeSource
 from services.serving.metrics import LATENCY_BUCKETS, SCORE_BUCKETS
+from tests.support.prometheus import running_prometheus
 
 pytestmark = pytest.mark.integration
 
@@ -75,33 +73,15 @@ def serving_metrics() -> Iterator[ServingLikeMetrics]:
 
 @pytest.fixture(scope="module")
 def prometheus_url(serving_metrics: ServingLikeMetrics, tmp_path_factory) -> Iterator[str]:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus not found: `apt-get install -y --no-install-recommends prometheus`")
-    workdir: Path = tmp_path_factory.mktemp("prometheus")
     target = serving_metrics.url.removeprefix("http://").removesuffix("/metrics")
-    (workdir / "prometheus.yml").write_text(
+    config = (
         "global:\n"
         f"  scrape_interval: {SCRAPE_INTERVAL_S}s\n"
         "scrape_configs:\n"
         "  - job_name: serving\n"
         f"    static_configs: [{{targets: ['{target}']}}]\n"
     )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [
-        binary,
-        f"--config.file={workdir / 'prometheus.yml'}",
-        f"--storage.tsdb.path={workdir / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    with BackgroundProcess(
-        "Prometheus",
-        argv,
-        workdir / "prometheus.log",
-        ready=lambda: http_ok(f"{url}/-/ready"),
-        timeout_s=30,
-    ):
+    with running_prometheus(tmp_path_factory.mktemp("prometheus"), config) as url:
         yield url
 
 

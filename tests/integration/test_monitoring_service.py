@@ -11,7 +11,6 @@ window must sample its period, not a slice of it.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from modstack.registry.contract import (
 )
 from modstack.waits import free_port, wait_until
 from tests.drift_data import FEATURES, PeriodRows, full_corpus_periods
+from tests.support.prometheus import running_prometheus
 
 pytestmark = pytest.mark.integration
 
@@ -134,10 +134,6 @@ def monitoring_url(
 @pytest.fixture(scope="module")
 def prometheus_url(monitoring_url: str, tmp_path_factory) -> Iterator[str]:
     """Debian's Prometheus with the project's config and rules, pointed at the test service."""
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus not found: `apt-get install -y --no-install-recommends prometheus`")
-    workdir: Path = tmp_path_factory.mktemp("prometheus")
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     config["global"]["scrape_interval"] = "1s"
     config["global"]["evaluation_interval"] = "1s"
@@ -145,21 +141,7 @@ def prometheus_url(monitoring_url: str, tmp_path_factory) -> Iterator[str]:
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "monitoring"]
     job["static_configs"] = [{"targets": [monitoring_url.removeprefix("http://")]}]
     config["scrape_configs"] = [job]
-    (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with BackgroundProcess(
-        "Prometheus",
-        [
-            binary,
-            f"--config.file={workdir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        workdir / "prometheus.log",
-        ready=lambda: http_ok(f"{url}/-/ready"),
-        timeout_s=30,
-    ):
+    with running_prometheus(tmp_path_factory.mktemp("prometheus"), yaml.safe_dump(config)) as url:
         yield url
 
 

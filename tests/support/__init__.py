@@ -1,0 +1,1 @@
+"""Helpers several test modules share (real processes, no mocks)."""
