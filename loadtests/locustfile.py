@@ -5,7 +5,8 @@ Texts come from the held-out future period of the corpus (`python -m pipelines.d
 so the full path runs on real mail: Feast features, canary routing, prediction logging.
 Run `make loadtest` (headless, bounded time), or `locust -f loadtests/locustfile.py` for the UI.
 Knobs: LOADTEST_USERS, LOADTEST_SPAWN_RATE, LOADTEST_RUN_TIME (Makefile), SERVING_ADDR,
-INGESTION_ADDR, DATA_DIR, and the task weights LOADTEST_WEIGHT_{MODERATE,REPORT,BAD}.
+INGESTION_ADDR, DATA_DIR, LOADTEST_CLIENT_KEY (ingestion's client key for reports), and the
+task weights LOADTEST_WEIGHT_{MODERATE,REPORT,BAD}.
 """
 
 from __future__ import annotations
@@ -106,6 +107,16 @@ def _report_serving_cpu(environment: Environment, **_: Any) -> None:
         Path(f"{prefix}_serving_cpu.json").write_text(json.dumps(result))
 
 
+def _client_key() -> str:
+    """LOADTEST_CLIENT_KEY, else the first key ingestion accepts (INGESTION_CLIENT_KEYS)."""
+    if os.environ.get("LOADTEST_CLIENT_KEY"):
+        return os.environ["LOADTEST_CLIENT_KEY"]
+    from services.ingestion.settings import IngestionSettings
+
+    keys = IngestionSettings().ingestion_client_keys
+    return next(iter(keys.values())).get_secret_value() if keys else ""
+
+
 def _weight(name: str, default: int) -> int:
     return int(os.environ.get(f"LOADTEST_WEIGHT_{name}", default))
 
@@ -138,6 +149,7 @@ class PlatformUser(FastHttpUser):
     def on_start(self) -> None:
         self.messages = future_messages()
         self.ingestion = get_settings().ingestion_addr.rstrip("/")
+        self.client_auth = {"Authorization": f"Bearer {_client_key()}"}
         self.bad = _bad_payloads()
 
     def _pick(self) -> dict[str, Any]:
@@ -154,15 +166,26 @@ class PlatformUser(FastHttpUser):
 
     @task(_weight("REPORT", 8))
     def report_spam(self) -> None:
+        """A user report, as ingestion takes it: from a client app with its key, about a
+        message the platform received from that sender (so the message is ingested first)."""
         message = self._pick()
+        label = message.pop("label")
+        self.client.post(
+            f"{self.ingestion}/v1/messages", json=message, headers=self.client_auth,
+            name="ingest message",
+        )  # fmt: skip
         report = {
             "message_id": message["message_id"],
             "sender_id": message["sender_id"],
-            "label": message["label"],
+            "label": label,
             "source": "user_report",
+            "reporter_id": f"loadtest-{uuid.uuid4().hex[:8]}",
             "labeled_at": datetime.now(UTC).isoformat(),
         }
-        self.client.post(f"{self.ingestion}/v1/labels", json=report, name="report label")
+        self.client.post(
+            f"{self.ingestion}/v1/labels", json=report, headers=self.client_auth,
+            name="report label",
+        )  # fmt: skip
 
     @task(_weight("BAD", 2))
     def bad_payload(self) -> None:

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
+import gevent
 import typer
 from locust import FastHttpUser, between, constant_throughput, task
 
@@ -55,6 +56,14 @@ def _wait_time() -> Any:
     return constant_throughput(rate) if rate > 0 else between(0.0, 0.05)
 
 
+def _desynchronize() -> None:
+    """Open loop: start each user at a random phase of its period, or users spawned together
+    fire in lockstep (bursts of all users at once instead of a steady rate)."""
+    rate = float(os.environ.get(_RATE_ENV, "0") or 0)
+    if rate > 0:
+        gevent.sleep(random.uniform(0, 1 / rate))
+
+
 class FullPathUser(FastHttpUser):
     """POST /v1/moderate with a future mail (fresh message id per call)."""
 
@@ -62,6 +71,7 @@ class FullPathUser(FastHttpUser):
 
     def on_start(self) -> None:
         self.messages = _bench_messages()
+        _desynchronize()
 
     @task
     def moderate(self) -> None:
@@ -77,6 +87,7 @@ class MlflowUser(FastHttpUser):
 
     def on_start(self) -> None:
         self.messages = _bench_messages()
+        _desynchronize()
 
     @task
     def invocations(self) -> None:
@@ -353,6 +364,9 @@ def _set_rollout(settings: Any, champion: str) -> tuple[Any, str]:
         settings.serving_model_name,
         source=source.source,
         run_id=source.run_id,
+        # MLflow 3 sources are "models:/<model_id>": the new version must name that model
+        model_id=getattr(source, "model_id", None)
+        or (source.source.split("/", 1)[1] if source.source.startswith("models:/") else None),
         tags={"bench-serving": "copy of the champion for the rollout CPU run"},
     )
     version = str(copy.version)
@@ -380,6 +394,40 @@ def _clear_rollout(settings: Any, store: Any, version: str) -> None:
     store.save(RolloutState(status="rolled_back", reason="bench-serving finished"))
     client.delete_registered_model_alias(settings.serving_model_name, "challenger")
     client.delete_model_version(settings.serving_model_name, version)
+
+
+def _rollout_run(
+    settings: Any,
+    version: str,
+    serving: str,
+    serving_pids: list[int],
+    users: int,
+    duration: int,
+    messages: Path,
+    out_dir: Path,
+    console: Any,
+) -> RunResult:
+    """The closed-loop run during a 50 % shadow rollout of a copy of the champion."""
+    import httpx
+
+    console.print("rollout: a copy of the champion in a 50 % shadow rollout")
+    store, copy_version = _set_rollout(settings, version)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            h = httpx.get(f"{serving}/healthz", timeout=5.0).json()
+            if str(h.get("challenger")) == copy_version and h.get("rollout"):
+                break
+            time.sleep(1.0)
+        else:
+            raise RuntimeError("serving did not load the rollout's challenger within 120 s")
+        time.sleep(2 * settings.serving_poll_interval_s + 1)  # every worker has polled
+        result = _run("full", f"rollout-closed-{users}", serving, serving_pids, users, None,
+                      duration, messages, out_dir)  # fmt: skip
+        console.print(f"      {result}")
+        return result
+    finally:
+        _clear_rollout(settings, store, copy_version)
 
 
 def _plot(results: list[RunResult], path: Path) -> None:
@@ -529,36 +577,14 @@ def main(
                 mlflow_proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 mlflow_proc.kill()
+    rollout_error = ""
     if rollout:
-        console.print("rollout: a copy of the champion in a 50 % shadow rollout")
-        store, copy_version = _set_rollout(settings, version)
         try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                h = httpx.get(f"{serving}/healthz", timeout=5.0).json()
-                if str(h.get("challenger")) == copy_version and h.get("rollout"):
-                    break
-                time.sleep(1.0)
-            else:
-                _fail("serving did not load the rollout's challenger within 120 s")
-            time.sleep(2 * settings.serving_poll_interval_s + 1)  # every worker has polled
-            results.append(
-                _run(
-                    "full",
-                    f"rollout-closed-{users}",
-                    serving,
-                    serving_pids,
-                    users,
-                    None,
-                    duration,
-                    messages,
-                    out_dir,
-                )
-            )
-            console.print(f"      {results[-1]}")
-        finally:
-            _clear_rollout(settings, store, copy_version)
-
+            results.append(_rollout_run(settings, version, serving, serving_pids, users,
+                                        duration, messages, out_dir, console))  # fmt: skip
+        except Exception as exc:  # the champion-only numbers are still worth writing
+            rollout_error = f"rollout run failed: {type(exc).__name__}: {exc}"
+            console.print(f"[red]{rollout_error}[/red]")
     by = {(r.target, r.profile): r for r in results}
     table = Table(title=f"serving vs mlflow models serve, champion v{version}, {duration} s runs")
     columns = [
@@ -617,6 +643,7 @@ def main(
         "load_average_1m_after": round(os.getloadavg()[0], 2),
         "serving_workers": len(serving_pids),
         "mlflow_workers": mlflow_workers,
+        "rollout_error": rollout_error or None,
     }
     console.print(summary)
     folder = results_dir(settings.run_dir)

@@ -518,3 +518,73 @@ def test_restart_with_registry_down_serves_the_cached_model(
         response = restarted.moderate(_message(stack, 5))
         assert response.status_code == 200, response.text
         assert response.json()["model_version"] == stack.champion
+
+
+def test_review_limit_out_of_bounds_is_422_not_500(serving: Serving) -> None:
+    for limit in (-1, 0, 10**12):
+        response = serving.http.get("/v1/review", params={"limit": limit}, headers=ADMIN)
+        assert response.status_code == 422, (limit, response.text)
+        assert "limit" in response.text
+    assert serving.http.get("/v1/review", params={"limit": 5}, headers=ADMIN).status_code == 200
+
+
+def test_the_spec_documents_every_status_code_serving_returns(serving: Serving) -> None:
+    paths = serving.http.get("/openapi.json").json()["paths"]
+    documented = {
+        (path, method): set(op["responses"])
+        for path, ops in paths.items()
+        for method, op in ops.items()
+    }
+    assert {"200", "409", "422", "500", "503"} <= documented[("/v1/moderate", "post")]
+    assert {"200", "401", "422"} <= documented[("/v1/review", "get")]
+    assert {"200", "401", "404", "409", "422", "503"} <= documented[
+        ("/v1/review/{message_id}", "post")
+    ]
+    assert {"200", "401", "422"} <= documented[("/v1/admin/faults", "put")]
+    assert {"200", "503"} <= documented[("/readyz", "get")]
+
+
+def test_concurrent_requests_are_scored_in_batches_each_with_its_own_answer(
+    stack: Stack, serving: Serving
+) -> None:
+    import asyncio
+
+    messages = [_message(stack, i) for i in range(48)]
+    batches_before = serving.metric("serving_batch_rows_count")
+    rows_before = serving.metric("serving_batch_rows_sum")
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=serving.url, timeout=30.0) as client:
+            return await asyncio.gather(*(client.post("/v1/moderate", json=m) for m in messages))
+
+    responses = asyncio.run(send_all())
+    assert [r.status_code for r in responses] == [200] * len(messages)
+    assert [r.json()["message_id"] for r in responses] == [m["message_id"] for m in messages]
+    batches = serving.metric("serving_batch_rows_count") - batches_before
+    rows = serving.metric("serving_batch_rows_sum") - rows_before
+    assert rows >= len(messages)
+    assert batches < rows  # some requests shared a model call
+
+
+def test_a_queue_beyond_the_budget_is_answered_503_with_retry_after(
+    stack: Stack, tmp_path: Path
+) -> None:
+    import asyncio
+
+    # a 1 ms budget: any request that finds rows queued ahead of it is refused at once
+    with Serving(stack, tmp_path / "serving.log", SERVING_LATENCY_BUDGET_MS="1") as server:
+        messages = [_message(stack, i) for i in range(60)]
+
+        async def send_all() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30.0) as client:
+                return await asyncio.gather(
+                    *(client.post("/v1/moderate", json=m) for m in messages)
+                )
+
+        responses = asyncio.run(send_all())
+        shed = [r for r in responses if r.status_code == 503]
+        assert shed, [r.status_code for r in responses]
+        assert {r.status_code for r in responses} <= {200, 503}
+        assert all(int(r.headers["Retry-After"]) >= 1 for r in shed)
+        assert "budget" in shed[0].json()["detail"]
+        assert server.metric("serving_shed_requests_total") == len(shed)
