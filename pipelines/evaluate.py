@@ -1,32 +1,33 @@
 """Evaluate: score a model on a labelled slice, write the report and its plots.
 
 `python -m pipelines.evaluate [--model champion] [--start ISO] [--end ISO]` scores a registered
-version on corpus mails sent in [start, end) (default: the future period) and prints the
-metrics; `pipelines.train` calls the same functions and logs the results to MLflow.
+version on corpus mails sent in [start, end) (default: the future period), with sender history
+and as cold senders (sender columns blank), and prints the metrics; `pipelines.train` calls the
+same functions and logs the results to MLflow.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: plots are files logged to MLflow
-
-import matplotlib.pyplot as plt
 import numpy as np
+import typer
 from rich.console import Console
 from rich.table import Table
 from sklearn.metrics import precision_recall_curve
 
 from modstack.registry.contract import Thresholds
 from pipelines.metrics import EvaluationReport, evaluate_scores
-from pipelines.model import model_input
+from pipelines.model import cold_start, model_input
 from pipelines.training_data import LabelledSet
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SUMMARY_METRICS = (
     "pr_auc",
@@ -34,6 +35,7 @@ SUMMARY_METRICS = (
     "recall_at_p99",
     "f1_at_0_5",
     "brier",
+    "ece",
     "precision_at_block",
     "recall_at_block",
     "precision_at_review",
@@ -60,11 +62,22 @@ def evaluate_model(
 # ---- plots (each returns the written file) ----------------------------------------------------
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the headless Agg backend, chosen here rather than at import so
+    importing this module never changes the backend of the process that imports it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot_pr_curves(
     y_true: np.ndarray, scores_by_model: Mapping[str, np.ndarray], path: Path
 ) -> Path:
     """Precision-recall curves of several models on the same rows, the 0.99 line marked."""
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = _pyplot().subplots(figsize=(6, 5))
     for name, scores in scores_by_model.items():
         precision, recall, _ = precision_recall_curve(y_true, scores)
         ax.plot(recall, precision, label=name)
@@ -84,7 +97,7 @@ def plot_action_matrix(
     counts = np.zeros((2, 3), dtype=int)
     for label, action in zip(y_true, predicted, strict=True):
         counts[int(label), actions.index(action)] += 1
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = _pyplot().subplots(figsize=(5, 3.5))
     ax.imshow(counts, cmap="Blues")
     for (row, col), value in np.ndenumerate(counts):
         ax.text(col, row, str(value), ha="center", va="center")
@@ -100,7 +113,7 @@ def plot_action_matrix(
 
 def plot_reliability(reports: Mapping[str, EvaluationReport], path: Path) -> Path:
     """Reliability diagram: mean predicted score vs observed spam share per score bin."""
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = _pyplot().subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
     for name, report in reports.items():
         if report.reliability:
@@ -108,29 +121,18 @@ def plot_reliability(reports: Mapping[str, EvaluationReport], path: Path) -> Pat
                 report.reliability["mean_predicted"],
                 report.reliability["observed"],
                 marker="o",
-                label=f"{name} (Brier {report.metrics['brier']:.4f})",
+                label=f"{name} (ECE {report.metrics['ece']:.3f})",
             )
     ax.set(xlabel="mean predicted P(spam)", ylabel="observed spam share", title="Reliability")
     ax.legend(loc="upper left")
     return _save(fig, path)
 
 
-def plot_feature_importance(
-    names: Sequence[str], gains: Sequence[float], path: Path, top: int = 30
-) -> Path:
-    """The `top` inputs by total LightGBM split gain."""
-    order = np.argsort(np.asarray(gains))[::-1][:top][::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.25 * len(order) + 1))
-    ax.barh([str(names[i])[:50] for i in order], np.asarray(gains)[order])
-    ax.set(xlabel="total gain", title=f"Top {len(order)} inputs by gain")
-    return _save(fig, path)
-
-
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
 
 
@@ -157,40 +159,50 @@ def comparison_table(rows: Mapping[str, Mapping[str, float]], title: str) -> Tab
     return table
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """CLI: evaluate a registered version on corpus mails sent in [start, end)."""
-    from datetime import datetime
+cli = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
 
+
+@cli.command()
+def main(
+    model: Annotated[str, typer.Option(help="alias or version number")] = "champion",
+    start: Annotated[
+        datetime | None, typer.Option(help="first sent_at, inclusive (default: the future)")
+    ] = None,
+    end: Annotated[datetime | None, typer.Option(help="sent_at, exclusive (default: none)")] = None,
+    features: Annotated[
+        str, typer.Option(help="feast: features as the stream serves them; text: text only")
+    ] = "feast",
+) -> None:
+    """Evaluate a registered version on corpus mails sent in [start, end), warm and cold."""
     from modstack.corpus import FUTURE_START
     from modstack.registry import aliases as registry
     from modstack.registry.contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE
     from pipelines.training_data import corpus_rows, with_features, with_replayed_features
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="champion", help="alias or version number")
-    parser.add_argument("--start", default=FUTURE_START.isoformat(), help="ISO time, inclusive")
-    parser.add_argument("--end", default=None, help="ISO time, exclusive (default: no end)")
-    parser.add_argument("--features", choices=("feast", "text"), default="feast")
-    args = parser.parse_args(argv)
-
-    model, metadata = registry.load_model(args.model)
+    if features not in ("feast", "text"):
+        raise typer.BadParameter("--features must be 'feast' or 'text'")
+    first = start or FUTURE_START
+    loaded, metadata = registry.load_model(model)
     columns = list(metadata[META_FEATURE_COLUMNS])
-    rows = corpus_rows(
-        start=datetime.fromisoformat(args.start),
-        end=datetime.fromisoformat(args.end) if args.end else None,
-    )
+    rows = corpus_rows(start=first, end=end)
     service = metadata[META_FEATURE_SERVICE]
-    if args.features == "feast":
+    if features == "feast":
         # features as the stream serves them (see pipelines.training_data.with_replayed_features)
         labelled = with_replayed_features(rows, service)
     else:
         labelled = with_features(rows, service, "text")
-    report, _ = evaluate_model(model, Thresholds.from_metadata(metadata), labelled, columns)
-    name = f"{args.model} (v{metadata['model_version']})"
+    thresholds = Thresholds.from_metadata(metadata)
+    warm, _ = evaluate_model(loaded, thresholds, labelled, columns)
+    cold_set = replace(labelled, frame=cold_start(labelled.frame))
+    cold, _ = evaluate_model(loaded, thresholds, cold_set, columns)
+    name = f"{model} (v{metadata['model_version']})"
     Console().print(
-        comparison_table({name: report.metrics}, f"{len(rows)} mails from {args.start}")
+        comparison_table(
+            {name: warm.metrics, f"{name} cold": cold.metrics},
+            f"{len(rows)} mails from {first.isoformat()} (cold: sender columns blank)",
+        )
     )
 
 
 if __name__ == "__main__":
-    main()
+    cli()

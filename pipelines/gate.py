@@ -6,14 +6,35 @@ tolerance, and no coarse group is worse off than with the reference by more than
 tolerance: for easy and hard ham the share wrongly blocked, for spam the share let through
 without review. (Each model acts at its own cut-offs; comparing spam blocked would reward a
 model for blocking more ham.)
+
+Cold start is checked too: the same holdout with every sender column blank (what a new sender
+gets) must not rank worse than the reference does there (PR-AUC, recall at precision >= 0.99).
+And the candidate runs the behavioural suite (`modstack.behaviour`, cases in
+tests/model/behaviour/cases.yaml) as new senders at its own thresholds: failing a
+minimum-functionality rule refuses it whatever its holdout metrics.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
+import numpy as np
+import pandas as pd
+
+from features.text import text_features
+from modstack.behaviour import (
+    MFT_ALLOWED,
+    MFT_NOT_ALLOWED,
+    Decision,
+    Message,
+    SuiteResult,
+    load_cases,
+    run_suite,
+)
+from modstack.registry.contract import TEXT_COLUMNS, Thresholds
 from pipelines.metrics import GROUPS
 
 # The harm the gate guards per group: ham wrongly blocked, spam missed even for review.
@@ -74,13 +95,58 @@ class GateResult:
         }
 
 
+def new_sender_scorer(model: Any, thresholds: Thresholds, feature_columns: Sequence[str]) -> Any:
+    """A `modstack.behaviour` scorer: each message as a sender the store never saw (sender
+    columns NaN), the text features as the Feast on-demand view computes them."""
+    columns = list(feature_columns)
+
+    def score(messages: Sequence[Message]) -> list[Decision]:
+        rows = []
+        for m in messages:
+            computed = text_features(m.subject, m.body)
+            rows.append(
+                {
+                    "subject": m.subject,
+                    "body": m.body,
+                    **{c: computed.get(c, np.nan) for c in columns},
+                }
+            )
+        frame = pd.DataFrame(rows, columns=[*TEXT_COLUMNS, *columns])
+        frame[columns] = frame[columns].astype(np.float64)
+        spam = model.predict_proba(frame)[:, 1]
+        return [Decision(float(p), thresholds.action_for(float(p))) for p in spam]
+
+    return score
+
+
+def run_behaviour(
+    model: Any, thresholds: Thresholds, feature_columns: Sequence[str]
+) -> SuiteResult:
+    """The behavioural suite on `model` as new senders at its own thresholds."""
+    return run_suite(load_cases(), new_sender_scorer(model, thresholds, feature_columns))
+
+
+def behaviour_failures(result: SuiteResult) -> list[str]:
+    """The minimum-functionality rules `result` violates (what refuses a candidate)."""
+    return [
+        f"behaviour {line}"
+        for line in result.gate_violations()
+        if line.startswith((MFT_ALLOWED, MFT_NOT_ALLOWED))
+    ]
+
+
 def check_gate(
     candidate: Mapping[str, float],
     reference: Mapping[str, float],
     compared_with: str,
     tolerance: GateTolerance | None = None,
+    candidate_cold: Mapping[str, float] | None = None,
+    reference_cold: Mapping[str, float] | None = None,
+    behaviour: SuiteResult | None = None,
 ) -> GateResult:
-    """Compare flat holdout metrics (`pipelines.metrics.evaluate_scores(...).metrics`)."""
+    """Compare flat holdout metrics (`pipelines.metrics.evaluate_scores(...).metrics`), with
+    sender history and (when given) as cold senders, and apply the behavioural suite's
+    minimum-functionality rules (when given)."""
     tol = tolerance or GateTolerance()
     checks: list[str] = []
     failures: list[str] = []
@@ -93,11 +159,19 @@ def check_gate(
             return fixed, f"{fixed:g}"
         return noise, f"{noise:.3g}: {tol.noise_z:g} standard error over {rows:.0f} {what}"
 
-    def compare(name: str, fixed: float, rows: float, what: str, higher_is_better: bool) -> None:
-        new, old = candidate[name], reference[name]
+    def compare(
+        name: str,
+        fixed: float,
+        rows: float,
+        what: str,
+        higher_is_better: bool,
+        pair: tuple[Mapping[str, float], Mapping[str, float]] = (candidate, reference),
+        label: str = "",
+    ) -> None:
+        new, old = pair[0][name], pair[1][name]
         limit, why = allowed(fixed, old, rows, what)
         verb = "drop" if higher_is_better else "rise"
-        line = f"{name}: {new:.4f} vs {old:.4f} (may {verb} by {why})"
+        line = f"{label}{name}: {new:.4f} vs {old:.4f} (may {verb} by {why})"
         checks.append(line)
         # NaN (e.g. a one-class holdout) never passes: there is nothing to show it is as good
         ok = new >= old - limit if higher_is_better else new <= old + limit
@@ -112,6 +186,16 @@ def check_gate(
             continue
         rows = reference.get(f"group.{group}.count", 0.0)
         compare(key, tol.group_error, rows, group.replace("_", " "), higher_is_better=False)
+    if candidate_cold is not None and reference_cold is not None:
+        cold = (candidate_cold, reference_cold)
+        for name, fixed in (("pr_auc", tol.pr_auc), ("recall_at_p99", tol.recall_at_p99)):
+            compare(name, fixed, spam, "spam", True, pair=cold, label="cold-start ")
+    if behaviour is not None:
+        tally = ", ".join(f"{t} {r.failure_count}/{r.total}" for t, r in behaviour.results.items())
+        checks.append(f"behaviour suite as new senders, failed: {tally}")
+        for line in behaviour_failures(behaviour):
+            checks.append(line)
+            failures.append(line)
     return GateResult(
         passed=not failures,
         compared_with=compared_with,

@@ -67,6 +67,98 @@ def select_thresholds(
     return Thresholds(block=block, review=min(review, block))
 
 
+def budget_review_cutoff(
+    y_true: Sequence[int],
+    scores: Sequence[float],
+    block: float,
+    review_budget: float,
+    traffic_spam_share: float,
+) -> float:
+    """The lowest review cut-off that sends at most `review_budget` of traffic into
+    [review, block), counted on validation reweighted to `traffic_spam_share` spam.
+
+    Never empty: when even the highest score below `block` exceeds the budget, the band
+    holds just that score (review = that score), so the model can always say "unsure".
+    """
+    y = np.asarray(y_true, dtype=int)
+    s = np.asarray(scores, dtype=float)
+    below = s < block
+    if not below.any():
+        return block
+    share = y.mean()
+    # prior shift by reweighting: the validation mix is not the platform's mix
+    weight = np.where(y == 1, traffic_spam_share / share, (1 - traffic_spam_share) / (1 - share))
+    weight = weight / weight.sum()
+    order = np.argsort(-s[below], kind="stable")
+    ranked = s[below][order]
+    within = np.flatnonzero(np.cumsum(weight[below][order]) <= review_budget)
+    return float(ranked[within[-1]] if within.size else ranked[0])
+
+
+def action_thresholds(
+    y_true: Sequence[int],
+    warm_scores: Sequence[float],
+    cold_scores: Sequence[float] | None,
+    review_budget: float,
+    traffic_spam_share: float,
+    block_precision: float = BLOCK_MIN_PRECISION,
+) -> Thresholds:
+    """Deployment cut-offs from validation: block at precision >= `block_precision` on the
+    validation rows with their sender history AND on the same rows as unknown senders (the
+    higher of the two cut-offs, so a new sender's text-only score is held to 0.99 too); review
+    sized by the budget (`budget_review_cutoff`) on the warm scores."""
+    block = select_thresholds(y_true, warm_scores, block_precision).block
+    if cold_scores is not None:
+        block = max(block, select_thresholds(y_true, cold_scores, block_precision).block)
+    review = budget_review_cutoff(y_true, warm_scores, block, review_budget, traffic_spam_share)
+    return Thresholds(block=block, review=min(review, block))
+
+
+def expected_calibration_error(
+    y_true: Sequence[int], scores: Sequence[float], bins: int = 10
+) -> float:
+    """ECE over `bins` equal-width score bins: sum over bins of share x |mean score - spam share|.
+
+    Hand-written: scikit-learn has no ECE (calibration_curve drops the bin weights)."""
+    y = np.asarray(y_true, dtype=float)
+    s = np.asarray(scores, dtype=float)
+    if not len(y):
+        return float("nan")
+    index = np.minimum((s * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            total += mask.mean() * abs(s[mask].mean() - y[mask].mean())
+    return float(total)
+
+
+def bootstrap_pr_auc_difference(
+    y_true: Sequence[int],
+    scores: Sequence[float],
+    reference_scores: Sequence[float],
+    resamples: int = 200,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """PR-AUC(scores) - PR-AUC(reference) on the same rows, and its bootstrap standard error
+    (paired: both models are scored on each resample of rows)."""
+    y = np.asarray(y_true, dtype=int)
+    a = np.asarray(scores, dtype=float)
+    b = np.asarray(reference_scores, dtype=float)
+    if len(np.unique(y)) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(resamples):
+        rows = rng.integers(0, len(y), len(y))
+        if len(np.unique(y[rows])) < 2:
+            continue
+        ours, theirs = (average_precision_score(y[rows], x[rows]) for x in (a, b))
+        diffs.append(ours - theirs)
+    diff = float(average_precision_score(y, a) - average_precision_score(y, b))
+    return diff, float(np.std(diffs, ddof=1)) if len(diffs) > 1 else float("nan")
+
+
 @dataclass
 class EvaluationReport:
     """Everything measured on one scored slice. `metrics` is flat (MLflow metric names)."""
@@ -113,6 +205,7 @@ def evaluate_scores(
         "roc_auc": float(roc_auc_score(y, s)) if both_classes else float("nan"),
         "recall_at_p99": recall_at_precision(y, s) if both_classes else 0.0,
         "brier": float(brier_score_loss(y, s)),
+        "ece": expected_calibration_error(y, s),
         "f1_at_0_5": float(f1_score(y, s >= 0.5, zero_division=0.0)),
         "threshold_block": thresholds.block,
         "threshold_review": thresholds.review,

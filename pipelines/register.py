@@ -10,9 +10,11 @@ same holdout, or with the run's baseline when there is no champion yet.
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -20,11 +22,13 @@ import mlflow
 import pandas as pd
 import typer
 
+from modstack.behaviour import SuiteResult
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
 from modstack.registry import aliases as registry
 from modstack.registry.contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE, Thresholds
 from pipelines.evaluate import evaluate_model
-from pipelines.gate import GateResult, GateTolerance, check_gate
+from pipelines.gate import GateResult, GateTolerance, check_gate, run_behaviour
+from pipelines.model import cold_start
 from pipelines.training_data import (
     LabelledSet,
     content_hash,
@@ -46,8 +50,9 @@ class Registration:
 
 def champion_metrics(
     holdout: LabelledSet, data_dir: Path | None = None
-) -> tuple[str, dict[str, float]] | None:
-    """The current champion scored on `holdout` with its own features and thresholds, or None."""
+) -> tuple[str, dict[str, float], dict[str, float]] | None:
+    """The current champion scored on `holdout` with its own features and thresholds, with
+    sender history and as cold senders (sender columns blank), or None."""
     version = registry.get_alias_version(ALIAS_CHAMPION)
     if version is None:
         return None
@@ -60,8 +65,11 @@ def champion_metrics(
         source = "text" if set(columns) <= set(holdout.feature_columns) else "feast"
         rows = holdout.frame.drop(columns=holdout.feature_columns)
         holdout = with_features(rows, metadata[META_FEATURE_SERVICE], source, data_dir)
-    report, _ = evaluate_model(model, Thresholds.from_metadata(metadata), holdout, columns)
-    return f"champion v{version}", report.metrics
+    thresholds = Thresholds.from_metadata(metadata)
+    report, _ = evaluate_model(model, thresholds, holdout, columns)
+    cold = replace(holdout, frame=cold_start(holdout.frame))
+    cold_report, _ = evaluate_model(model, thresholds, cold, columns)
+    return f"champion v{version}", report.metrics, cold_report.metrics
 
 
 def register_candidate(
@@ -73,12 +81,32 @@ def register_candidate(
     tolerance: GateTolerance | None = None,
     skip_gate: bool = False,
     data_dir: Path | None = None,
+    candidate_cold_metrics: Mapping[str, float] | None = None,
+    baseline_cold_metrics: Mapping[str, float] | None = None,
+    behaviour: SuiteResult | None = None,
 ) -> Registration:
     """Gate, register as a new version, tag the verdict, and set `challenger` on a pass (or
-    when `skip_gate` forces it for the rollback demo: the refusal stays in the tags)."""
+    when `skip_gate` forces it for the rollback demo: the refusal stays in the tags).
+
+    The gate compares warm and (when given) cold-start holdout metrics with the reference's,
+    and refuses a candidate whose behavioural suite (`behaviour`) fails a minimum-functionality
+    rule."""
     reference = champion_metrics(holdout, data_dir)
-    compared_with, reference_metrics = reference or ("baseline", dict(baseline_metrics))
-    gate = check_gate(candidate_metrics, reference_metrics, compared_with, tolerance)
+    if reference is None:
+        compared_with = "baseline"
+        reference_metrics = dict(baseline_metrics)
+        reference_cold = dict(baseline_cold_metrics) if baseline_cold_metrics else None
+    else:
+        compared_with, reference_metrics, reference_cold = reference
+    gate = check_gate(
+        candidate_metrics,
+        reference_metrics,
+        compared_with,
+        tolerance,
+        candidate_cold=candidate_cold_metrics,
+        reference_cold=reference_cold if candidate_cold_metrics else None,
+        behaviour=behaviour,
+    )
     log.info("%s", gate.summary())
 
     client = registry.get_client()
@@ -91,6 +119,9 @@ def register_candidate(
     for key, value in reference_metrics.items():
         if key in ("pr_auc", "recall_at_p99") or ".error_at_" in key:
             client.log_metric(run_id, f"gate_reference.{key}", float(value))
+    for key, value in (reference_cold or {}).items():
+        if key in ("pr_auc", "recall_at_p99"):
+            client.log_metric(run_id, f"gate_reference_cold.{key}", float(value))
     client.set_tag(run_id, "registered_version", version)
 
     challenger_set = False
@@ -141,13 +172,28 @@ def main(
             f"run {run_id}'s holdout cannot be rebuilt from the corpus (its hash differs): "
             "it came from the message log; gate it in process (pipelines.train --retrain)"
         )
+    # the behavioural suite on the logged model itself, at its own thresholds
+    model_uri = run.data.tags["model_uri"]
+    mlflow.set_tracking_uri(registry.tracking_uri())
+    model = mlflow.sklearn.load_model(model_uri)
+    info = mlflow.models.get_model_info(model_uri)
+    thresholds = Thresholds.from_metadata(info.metadata or {})
+    behaviour = run_behaviour(model, thresholds, list((info.metadata or {})[META_FEATURE_COLUMNS]))
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(behaviour.as_metrics())
+        path = Path(tmp) / "behaviour_failures.json"
+        path.write_text(json.dumps(behaviour.failures_table(), indent=2))
+        mlflow.log_artifact(str(path), artifact_path="behaviour")
     registration = register_candidate(
         run_id=run_id,
-        model_uri=run.data.tags["model_uri"],
+        model_uri=model_uri,
         candidate_metrics=_metrics_with_prefix(metrics, "holdout."),
         baseline_metrics=_metrics_with_prefix(metrics, "baseline_holdout."),
         holdout=holdout,
         skip_gate=skip_gate,
+        candidate_cold_metrics=_metrics_with_prefix(metrics, "holdout_cold.") or None,
+        baseline_cold_metrics=_metrics_with_prefix(metrics, "baseline_holdout_cold.") or None,
+        behaviour=behaviour,
     )
     print(registration.gate.summary())
     state = "challenger" if registration.challenger_set else "no alias"

@@ -1,5 +1,6 @@
-"""Train: fit the LightGBM candidate and the baseline on the past, evaluate both on a later
-holdout, log everything to MLflow, then gate, register and (first time) promote.
+"""Train: fit the candidate and the baseline on the past, evaluate both on a later holdout (with
+sender history and as cold senders), log everything to MLflow, then gate, register and (first
+time) promote.
 
 `python -m pipelines.train` runs the whole chain for the first champion (history -> future):
 build training set -> train -> evaluate -> register (quality gate, `challenger`) -> promote when
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import cloudpickle
-import lightgbm
 import mlflow
 import mlflow.data
 import numpy as np
@@ -28,7 +28,6 @@ import pandas as pd
 import typer
 from mlflow.models import infer_signature
 from rich.console import Console
-from sklearn.pipeline import Pipeline
 
 import pipelines.model as model_module
 from modstack.corpus import FUTURE_START
@@ -47,19 +46,23 @@ from pipelines.evaluate import (
     comparison_table,
     evaluate_model,
     plot_action_matrix,
-    plot_feature_importance,
     plot_pr_curves,
     plot_reliability,
     write_report,
 )
-from pipelines.gate import GateResult, GateTolerance, tolerance_params
-from pipelines.metrics import EvaluationReport, evaluate_scores, select_thresholds
+from pipelines.gate import GateResult, GateTolerance, run_behaviour, tolerance_params
+from pipelines.metrics import (
+    EvaluationReport,
+    action_thresholds,
+    bootstrap_pr_auc_difference,
+    evaluate_scores,
+)
 from pipelines.model import (
     ModelConfig,
     build_baseline_pipeline,
-    build_lightgbm_pipeline,
+    build_candidate,
+    cold_start,
     model_input,
-    monotone_constraints,
 )
 from pipelines.training_data import (
     LABEL_COLUMN,
@@ -79,7 +82,7 @@ from pipelines.training_data import (
 log = logging.getLogger("pipelines.train")
 
 # The thresholds' and gate's definitions, logged as params so a run says what it was held to.
-THRESHOLD_PARAMS = {"block_min_precision": 0.99, "review_min_recall": 0.95}
+THRESHOLD_PARAMS = {"block_min_precision": 0.99, "block_cutoff_from": "max(warm, cold validation)"}
 
 
 @dataclass(frozen=True)
@@ -100,14 +103,20 @@ class TrainConfig:
     data_dir: Path | None = None  # DATA_DIR (corpus, message log, Feast store); None: settings
     model: ModelConfig = field(default_factory=ModelConfig)
     tolerance: GateTolerance = field(default_factory=GateTolerance)
+    # the review band: at most this share of traffic lands in [review, block), counted on
+    # validation reweighted to `traffic_spam_share` spam (the deployment prior, see
+    # docs/training.md); the block cut-off does not depend on either
+    review_budget: float = 0.05
+    traffic_spam_share: float = 0.05
 
 
 @dataclass
 class FittedModel:
-    """A model refitted on all training rows, with what was learned on validation."""
+    """A model fitted on the earlier part of the training rows, with what was learned on the
+    validation tail (no refit: the thresholds are statements about this model's scores)."""
 
     name: str
-    pipeline: Pipeline
+    pipeline: Any
     thresholds: Thresholds
     validation: EvaluationReport
     validation_scores: np.ndarray
@@ -134,51 +143,62 @@ class TrainResult:
 # ---- fitting -----------------------------------------------------------------------------------
 
 
-def fit_candidate(
-    train: LabelledSet, config: ModelConfig, validation_fraction: float
+def _fit_and_threshold(
+    name: str,
+    model: Any,
+    train: LabelledSet,
+    validation_fraction: float,
+    review_budget: float,
+    traffic_spam_share: float,
 ) -> FittedModel:
-    """LightGBM fitted on the earlier part of `train`, early-stopped and thresholded on the
-    time-ordered validation tail.
+    columns = train.feature_columns
+    fit_part, val_part = time_validation_split(train.frame, validation_fraction)
+    model.fit(model_input(fit_part, columns), fit_part[LABEL_COLUMN].to_numpy())
+    x_val = model_input(val_part, columns)
+    y_val = val_part[LABEL_COLUMN].to_numpy()
+    val_scores = model.predict_proba(x_val)[:, 1]
+    cold_scores = model.predict_proba(cold_start(x_val))[:, 1]
+    thresholds = action_thresholds(
+        y_val, val_scores, cold_scores, review_budget, traffic_spam_share
+    )
+    validation = evaluate_scores(y_val, val_scores, thresholds, val_part["group"])
+    cold = evaluate_scores(y_val, cold_scores, thresholds, val_part["group"])
+    return FittedModel(
+        name, model, thresholds, validation, val_scores, {"validation_cold": cold.metrics}
+    )
+
+
+def fit_candidate(
+    train: LabelledSet,
+    config: ModelConfig,
+    validation_fraction: float,
+    review_budget: float = TrainConfig.review_budget,
+    traffic_spam_share: float = TrainConfig.traffic_spam_share,
+) -> FittedModel:
+    """The candidate fitted on the earlier part of `train` and thresholded on the time-ordered
+    validation tail (`pipelines.metrics.action_thresholds`).
 
     No refit on all rows afterwards: the block cut-off is a statement about the scores of
     one model (precision >= 0.99 on its validation scores), and a refit would serve another.
     """
-    columns = train.feature_columns
-    fit_part, val_part = time_validation_split(train.frame, validation_fraction)
-    pipeline = build_lightgbm_pipeline(columns, config)
-    preprocessor, classifier = pipeline.named_steps["features"], pipeline.named_steps["classifier"]
-    x_fit = preprocessor.fit_transform(model_input(fit_part, columns), fit_part[LABEL_COLUMN])
-    x_val = preprocessor.transform(model_input(val_part, columns))
-    if config.monotone:
-        constraints = monotone_constraints(preprocessor.get_feature_names_out())
-        classifier.set_params(base__monotone_constraints=constraints)
-    classifier.fit(
-        x_fit,
-        fit_part[LABEL_COLUMN],
-        eval_X=(x_val,),
-        eval_y=(val_part[LABEL_COLUMN],),
-        callbacks=[lightgbm.early_stopping(config.early_stopping_rounds, verbose=False)],
-    )
-    # predict_proba uses the best iteration found by early stopping
-    val_scores = classifier.predict_proba(x_val)[:, 1]
-    thresholds = select_thresholds(val_part[LABEL_COLUMN], val_scores)
-    validation = evaluate_scores(val_part[LABEL_COLUMN], val_scores, thresholds, val_part["group"])
-    best_iteration = int(classifier.best_iteration_ or config.lgbm_n_estimators)
-    return FittedModel(
-        "lightgbm", pipeline, thresholds, validation, val_scores, {"best_iteration": best_iteration}
+    model = build_candidate(train.feature_columns, config)
+    return _fit_and_threshold(
+        "candidate", model, train, validation_fraction, review_budget, traffic_spam_share
     )
 
 
 def fit_baseline(
-    train: LabelledSet, config: ModelConfig, validation_fraction: float
+    train: LabelledSet,
+    config: ModelConfig,
+    validation_fraction: float,
+    review_budget: float = TrainConfig.review_budget,
+    traffic_spam_share: float = TrainConfig.traffic_spam_share,
 ) -> FittedModel:
     """TF-IDF + logistic regression under the same protocol as the candidate."""
-    fit_part, val_part = time_validation_split(train.frame, validation_fraction)
-    pipeline = build_baseline_pipeline(config).fit(fit_part, fit_part[LABEL_COLUMN])
-    val_scores = pipeline.predict_proba(val_part)[:, 1]
-    thresholds = select_thresholds(val_part[LABEL_COLUMN], val_scores)
-    validation = evaluate_scores(val_part[LABEL_COLUMN], val_scores, thresholds, val_part["group"])
-    return FittedModel("baseline", pipeline, thresholds, validation, val_scores)
+    model = build_baseline_pipeline(config)
+    return _fit_and_threshold(
+        "baseline", model, train, validation_fraction, review_budget, traffic_spam_share
+    )
 
 
 def reference_sample(
@@ -245,7 +265,7 @@ def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
 
 
 def _log_sklearn_model(
-    pipeline: Pipeline, labelled: LabelledSet, thresholds: Thresholds, columns: Sequence[str]
+    pipeline: Any, labelled: LabelledSet, thresholds: Thresholds, columns: Sequence[str]
 ) -> str:
     """Log a model per the model contract; returns its URI."""
     example = model_input(labelled.frame.head(3), columns)
@@ -272,9 +292,14 @@ def _log_sklearn_model(
     return info.model_uri
 
 
-def _gains(pipeline: Pipeline) -> tuple[list[str], list[float]]:
-    names = list(pipeline.named_steps["features"].get_feature_names_out())
-    return names, pipeline.named_steps["classifier"].gain_importances().tolist()
+def _log_behaviour(candidate: FittedModel, columns: Sequence[str], out: Path) -> Any:
+    """Run the behavioural suite on the candidate, log its metrics and failing cases."""
+    result = run_behaviour(candidate.pipeline, candidate.thresholds, columns)
+    mlflow.log_metrics(result.as_metrics())
+    path = out / "behaviour_failures.json"
+    path.write_text(json.dumps(result.failures_table(), indent=2))
+    mlflow.log_artifact(str(path), artifact_path="behaviour")
+    return result
 
 
 # ---- the run ------------------------------------------------------------------------------------
@@ -307,13 +332,15 @@ def run_training(
                 "feature_service": train.feature_service,
                 "feature_source": config.features,
                 "shuffled_labels": str(config.shuffle_labels).lower(),
-                "model_kind": "lightgbm",
+                "model_kind": "candidate",
                 **(extra_tags or {}),
             }
         )
         params: dict[str, Any] = {
             **config.model.as_params(),
             **THRESHOLD_PARAMS,
+            "review_budget": config.review_budget,
+            "traffic_spam_share": config.traffic_spam_share,
             **tolerance_params(config.tolerance),
             "feature_service": train.feature_service,
             "feature_source": config.features,
@@ -324,19 +351,36 @@ def run_training(
         params |= _log_dataset(train, "training", "training")
         params |= _log_dataset(holdout, "holdout", "holdout")
 
+        budget = (config.review_budget, config.traffic_spam_share)
         log.info("fitting baseline on %d mails", len(train.frame))
-        baseline = fit_baseline(train, config.model, config.validation_fraction)
-        log.info("fitting LightGBM on %d mails, %d feature columns", len(train.frame), len(columns))
-        candidate = fit_candidate(train, config.model, config.validation_fraction)
-        params["best_iteration"] = candidate.params["best_iteration"]
+        baseline = fit_baseline(train, config.model, config.validation_fraction, *budget)
+        log.info(
+            "fitting the candidate on %d mails, %d feature columns", len(train.frame), len(columns)
+        )
+        candidate = fit_candidate(train, config.model, config.validation_fraction, *budget)
         mlflow.log_params(params)
 
+        # the future twice: with the senders' real history, and as unknown senders get it
+        cold_holdout = replace(holdout, frame=cold_start(holdout.frame))
         base_report, base_scores = evaluate_model(
             baseline.pipeline, baseline.thresholds, holdout, columns
+        )
+        base_cold, base_cold_scores = evaluate_model(
+            baseline.pipeline, baseline.thresholds, cold_holdout, columns
         )
         cand_report, cand_scores = evaluate_model(
             candidate.pipeline, candidate.thresholds, holdout, columns
         )
+        cand_cold, cand_cold_scores = evaluate_model(
+            candidate.pipeline, candidate.thresholds, cold_holdout, columns
+        )
+        for setting, (ours, theirs) in {
+            "warm": (cand_scores, base_scores),
+            "cold": (cand_cold_scores, base_cold_scores),
+        }.items():
+            diff, se = bootstrap_pr_auc_difference(holdout.y, ours, theirs, seed=config.model.seed)
+            extra = {"pr_auc_minus_baseline": diff, "pr_auc_minus_baseline_se": se}
+            (cand_report if setting == "warm" else cand_cold).metrics.update(extra)
 
         with mlflow.start_run(run_name="baseline", nested=True) as baseline_run:
             mlflow.set_tags({"model_kind": "baseline", "git_commit": commit})
@@ -348,34 +392,51 @@ def run_training(
                 }
             )
             mlflow.log_metrics(_prefixed("holdout", base_report.metrics))
+            mlflow.log_metrics(_prefixed("holdout_warm", base_report.metrics))
+            mlflow.log_metrics(_prefixed("holdout_cold", base_cold.metrics))
             mlflow.log_metrics(_prefixed("validation", baseline.validation.metrics))
             _log_sklearn_model(baseline.pipeline, holdout, baseline.thresholds, columns)
 
+        # `holdout.*` (= warm) is what `pipelines.register` and the gate read back
         mlflow.log_metrics(_prefixed("holdout", cand_report.metrics))
+        mlflow.log_metrics(_prefixed("holdout_warm", cand_report.metrics))
+        mlflow.log_metrics(_prefixed("holdout_cold", cand_cold.metrics))
         mlflow.log_metrics(_prefixed("validation", candidate.validation.metrics))
+        mlflow.log_metrics(_prefixed("validation_cold", candidate.params["validation_cold"]))
         mlflow.log_metrics(_prefixed("baseline_holdout", base_report.metrics))
+        mlflow.log_metrics(_prefixed("baseline_holdout_cold", base_cold.metrics))
+        reports = {
+            "candidate": cand_report,
+            "candidate cold": cand_cold,
+            "baseline": base_report,
+            "baseline cold": base_cold,
+        }
 
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
             y = holdout.y
-            names, gains = _gains(candidate.pipeline)
             for path in (
                 plot_pr_curves(
-                    y, {"lightgbm": cand_scores, "baseline": base_scores}, out / "pr_curve.png"
+                    y,
+                    {
+                        "candidate": cand_scores,
+                        "candidate cold": cand_cold_scores,
+                        "baseline": base_scores,
+                    },
+                    out / "pr_curve.png",
                 ),
                 plot_action_matrix(
                     y, cand_scores, candidate.thresholds, out / "confusion_matrix.png"
                 ),
-                plot_reliability(
-                    {"lightgbm": cand_report, "baseline": base_report}, out / "reliability.png"
+                plot_action_matrix(
+                    y, cand_cold_scores, candidate.thresholds, out / "confusion_matrix_cold.png"
                 ),
-                plot_feature_importance(names, gains, out / "feature_importance.png"),
+                plot_reliability(reports, out / "reliability.png"),
             ):
                 mlflow.log_artifact(str(path), artifact_path="plots")
-            report_path = write_report(
-                {"lightgbm": cand_report, "baseline": base_report}, out / "holdout_report.json"
-            )
+            report_path = write_report(reports, out / "holdout_report.json")
             mlflow.log_artifact(str(report_path), artifact_path="evaluation")
+            behaviour = _log_behaviour(candidate, columns, out)
             # What the canary compares the live challenger with (its own holdout behaviour).
             t = candidate.thresholds
             log_expectation(expectation_from_scores(cand_scores, t.block, t.review))
@@ -393,8 +454,9 @@ def run_training(
 
         console.print(
             comparison_table(
-                {"lightgbm": cand_report.metrics, "baseline": base_report.metrics},
-                f"holdout: {len(holdout.frame)} mails, spam share {holdout.y.mean():.3f}",
+                {name: report.metrics for name, report in reports.items()},
+                f"holdout: {len(holdout.frame)} mails, spam share {holdout.y.mean():.3f} "
+                "(cold: sender columns blank)",
             )
         )
         result = TrainResult(
@@ -413,6 +475,9 @@ def run_training(
                 candidate_metrics=cand_report.metrics,
                 baseline_metrics=base_report.metrics,
                 holdout=holdout,
+                candidate_cold_metrics=cand_cold.metrics,
+                baseline_cold_metrics=base_cold.metrics,
+                behaviour=behaviour,
                 tolerance=config.tolerance,
                 skip_gate=config.skip_gate,
                 data_dir=config.data_dir,
