@@ -1,5 +1,5 @@
 """Serving metrics. The names and labels are a contract with the canary controller, monitoring
-and the Prometheus rules (notes/INTERFACES.md): change them everywhere at once or not at all.
+and the Prometheus rules (deploy/prometheus/rules/): change them everywhere at once or not at all.
 
 With several uvicorn workers, PROMETHEUS_MULTIPROC_DIR must be set before this module is
 imported; `/metrics` then aggregates every worker's files (`render_latest`).
