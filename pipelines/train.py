@@ -30,6 +30,7 @@ from mlflow.models import infer_signature
 from rich.console import Console
 
 import pipelines.model as model_module
+from modstack.behaviour import SuiteResult
 from modstack.corpus import FUTURE_START
 from modstack.log import configure_logging
 from modstack.names import ALIAS_CHAMPION, FEATURE_SERVICE_V1, MLFLOW_EXPERIMENT
@@ -42,6 +43,7 @@ from modstack.registry.contract import (
     Thresholds,
 )
 from modstack.registry.expectation import expectation_from_scores, log_expectation
+from modstack.results import Result, ResultTable, write_result
 from pipelines.evaluate import (
     comparison_table,
     evaluate_model,
@@ -108,6 +110,8 @@ class TrainConfig:
     # docs/training.md); the block cut-off does not depend on either
     review_budget: float = 0.05
     traffic_spam_share: float = 0.05
+    # write var/run/results/train-<kind>.json (the CLI does; tests keep the run dir clean)
+    write_results: bool = False
 
 
 @dataclass
@@ -292,8 +296,9 @@ def _log_sklearn_model(
     return info.model_uri
 
 
-def _log_behaviour(candidate: FittedModel, columns: Sequence[str], out: Path) -> Any:
-    """Run the behavioural suite on the candidate, log its metrics and failing cases."""
+def log_behaviour(candidate: FittedModel, columns: Sequence[str], out: Path) -> SuiteResult:
+    """Run the behavioural suite on the candidate (new senders, its own thresholds) and log
+    its metrics and failing cases (behaviour/behaviour_failures.json) to the active run."""
     result = run_behaviour(candidate.pipeline, candidate.thresholds, columns)
     mlflow.log_metrics(result.as_metrics())
     path = out / "behaviour_failures.json"
@@ -303,6 +308,92 @@ def _log_behaviour(candidate: FittedModel, columns: Sequence[str], out: Path) ->
 
 
 # ---- the run ------------------------------------------------------------------------------------
+
+RESULT_METRICS = (
+    "pr_auc",
+    "pr_auc_minus_baseline",
+    "pr_auc_minus_baseline_se",
+    "recall_at_p99",
+    "precision_at_block",
+    "recall_at_block",
+    "ece",
+    "brier",
+)
+
+
+def write_training_result(
+    kind: str,
+    reports: dict[str, EvaluationReport],
+    candidate: FittedModel,
+    baseline: FittedModel,
+    behaviour: SuiteResult,
+    config: TrainConfig,
+    holdout: LabelledSet,
+) -> Path:
+    """var/run/results/train-<kind>.json: holdout warm/cold vs baseline, validation, thresholds
+    and the behavioural suite of this run (what docs/training.md quotes)."""
+
+    def cell(metrics: dict[str, float], key: str) -> Any:
+        value = metrics.get(key, float("nan"))
+        return round(float(value), 4) if np.isfinite(value) else "-"
+
+    holdout_rows = [
+        [key, *(cell(r.metrics, key) for r in reports.values())] for key in RESULT_METRICS
+    ]
+    validation = {
+        "candidate": candidate.validation.metrics,
+        "candidate cold": candidate.params["validation_cold"],
+        "baseline": baseline.validation.metrics,
+    }
+    validation_rows = [
+        [key, *(cell(m, key) for m in validation.values())]
+        for key in ("pr_auc", "recall_at_p99", "ece")
+    ]
+    t, tb = candidate.thresholds, baseline.thresholds
+    behaviour_rows = [
+        [test, r.total, r.failure_count, round(r.review_share, 3)]
+        for test, r in behaviour.results.items()
+    ]
+    spam_share = f"{holdout.y.mean():.3f}"
+    return write_result(
+        Result(
+            name=f"train-{kind}",
+            title="Training run: candidate vs baseline, future holdout warm and cold",
+            command="make train",
+            tables=[
+                ResultTable(
+                    f"Holdout ({len(holdout.frame)} mails, spam share {spam_share}); cold = "
+                    "sender columns blank; SE = paired bootstrap (200 resamples)",
+                    ["metric", *reports],
+                    holdout_rows,
+                ),
+                ResultTable(
+                    "Validation (time-split tail of the training data)",
+                    ["metric", *validation],
+                    validation_rows,
+                ),
+                ResultTable(
+                    f"Thresholds (review budget {config.review_budget:g} of traffic at "
+                    f"{config.traffic_spam_share:g} spam)",
+                    ["model", "block", "review"],
+                    [
+                        ["candidate", round(t.block, 4), round(t.review, 4)],
+                        ["baseline", round(tb.block, 4), round(tb.review, 4)],
+                    ],
+                ),
+                ResultTable(
+                    "Behavioural suite on the candidate as new senders",
+                    ["test", "cases", "failures", "review share"],
+                    behaviour_rows,
+                ),
+            ],
+            data={
+                "holdout": {name: r.metrics for name, r in reports.items()},
+                "validation": validation,
+                "behaviour_failures": behaviour.failures_table(),
+            },
+        )
+    )
 
 
 def run_training(
@@ -436,7 +527,7 @@ def run_training(
                 mlflow.log_artifact(str(path), artifact_path="plots")
             report_path = write_report(reports, out / "holdout_report.json")
             mlflow.log_artifact(str(report_path), artifact_path="evaluation")
-            behaviour = _log_behaviour(candidate, columns, out)
+            behaviour = log_behaviour(candidate, columns, out)
             # What the canary compares the live challenger with (its own holdout behaviour).
             t = candidate.thresholds
             log_expectation(expectation_from_scores(cand_scores, t.block, t.review))
@@ -459,6 +550,11 @@ def run_training(
                 "(cold: sender columns blank)",
             )
         )
+        if config.write_results:
+            path = write_training_result(
+                run_name.split("-")[0], reports, candidate, baseline, behaviour, config, holdout
+            )
+            log.info("wrote %s", path)
         result = TrainResult(
             run_id=run.info.run_id,
             baseline_run_id=baseline_run.info.run_id,
@@ -614,6 +710,12 @@ def main(
         bool, typer.Option(help="set challenger even if the gate refuses (demo only)")
     ] = False,
     no_register: Annotated[bool, typer.Option(help="log the run only")] = False,
+    review_budget: Annotated[
+        float, typer.Option(help="share of traffic the review band may hold")
+    ] = TrainConfig.review_budget,
+    traffic_spam_share: Annotated[
+        float, typer.Option(help="spam share of the traffic the review budget is counted on")
+    ] = TrainConfig.traffic_spam_share,
     outcome_json: Annotated[
         Path | None, typer.Option(help="write the outcome (gate, version) as JSON here")
     ] = None,
@@ -629,6 +731,9 @@ def main(
         skip_gate=skip_gate,
         register=not no_register,
         model=ModelConfig(seed=seed),
+        review_budget=review_budget,
+        traffic_spam_share=traffic_spam_share,
+        write_results=True,
     )
     if retrain:
         result = train_challenger(start, end, config=config)

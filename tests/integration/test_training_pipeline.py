@@ -3,9 +3,11 @@ artifacts, registration with the model contract, the quality gate, promotion and
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -43,17 +45,27 @@ def test_training_run_logs_params_metrics_datasets_and_plots(first_run: TrainRes
     assert len(params["training_sha256"]) == 64
     assert params["training_last_sent_at"] < params["holdout_first_sent_at"]
     assert tags["git_commit"] and tags["git_commit"] != "unknown"
-    for name in ("pr_auc", "roc_auc", "recall_at_p99", "brier", "f1_at_0_5", "recall_at_block"):
+    names = ("pr_auc", "roc_auc", "recall_at_p99", "brier", "ece", "f1_at_0_5", "recall_at_block")
+    for name in names:
         assert f"holdout.{name}" in metrics and f"baseline_holdout.{name}" in metrics
+        # the future twice: real sender history and as unknown senders, beside the baseline
+        for prefix in ("holdout_warm", "holdout_cold", "baseline_holdout_cold"):
+            assert f"{prefix}.{name}" in metrics, f"{prefix}.{name}"
+    assert metrics["holdout_warm.pr_auc"] == metrics["holdout.pr_auc"]
+    assert "holdout_cold.pr_auc_minus_baseline_se" in metrics
+    assert 0.0 <= metrics["holdout.ece"] <= 1.0
+    assert metrics["behaviour_mft_allowed_total"] > 0
     assert "holdout.group.hard_ham.error_at_block" in metrics
     assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"training", "holdout"}
     plots = {a.path for a in client.list_artifacts(first_run.run_id, "plots")}
     assert plots == {
         "plots/pr_curve.png",
         "plots/confusion_matrix.png",
-        "plots/feature_importance.png",
+        "plots/confusion_matrix_cold.png",
         "plots/reliability.png",
     }
+    behaviour = {a.path for a in client.list_artifacts(first_run.run_id, "behaviour")}
+    assert behaviour == {"behaviour/behaviour_failures.json"}
     baseline = client.get_run(first_run.baseline_run_id)
     assert baseline.data.tags["mlflow.parentRunId"] == first_run.run_id
     assert baseline.data.metrics["holdout.pr_auc"] == metrics["baseline_holdout.pr_auc"]
@@ -121,6 +133,54 @@ def test_shuffled_labels_model_is_refused_and_aliases_stay_untouched(
     assert _aliases() == before == (champion_version, None)
     tags = registry.get_client().get_model_version(REGISTERED_MODEL, result.version).tags
     assert tags["gate.passed"] == "false" and tags["gate.skipped"] == "false"
+
+
+class AlwaysSpam:
+    """A model that calls everything spam: fails every everyday-message MFT case."""
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return np.tile([0.02, 0.98], (len(frame), 1))
+
+
+def test_gate_refuses_a_candidate_failing_the_behaviour_mft_and_logs_the_cases(
+    first_run: TrainResult,
+    future_set: LabelledSet,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from pipelines.metrics import evaluate_scores
+    from pipelines.register import register_candidate
+    from pipelines.train import FittedModel, log_behaviour
+
+    client = registry.get_client()
+    baseline = client.get_run(first_run.run_id).data.metrics
+    reference = {k.removeprefix("baseline_holdout."): v for k, v in baseline.items()}
+    # whatever the holdout comparison says, the failed MFT must be among the refusals
+    thresholds = Thresholds(block=0.9, review=0.5)
+    report = evaluate_scores([0, 1], [0.1, 0.98], thresholds)
+    candidate = FittedModel("always-spam", AlwaysSpam(), thresholds, report, np.array([0.98]))
+    before = _aliases()
+    with mlflow.start_run(run_name="test-always-spam") as run:
+        suite = log_behaviour(candidate, future_set.feature_columns, tmp_path)
+    registration = register_candidate(
+        run_id=run.info.run_id,
+        model_uri=first_run.model_uri,
+        candidate_metrics=reference,
+        baseline_metrics=reference,
+        holdout=future_set,
+        behaviour=suite,
+    )
+    assert not registration.gate.passed and not registration.challenger_set
+    assert any(f.startswith("behaviour mft_allowed") for f in registration.gate.failures)
+    assert _aliases() == before
+    logged = client.get_run(run.info.run_id).data.metrics
+    assert logged["behaviour_mft_allowed_failures"] == logged["behaviour_mft_allowed_total"] > 0
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="behaviour/behaviour_failures.json"
+    )
+    cases = json.loads(Path(path).read_text())
+    blocked = [c for c in cases if c["test"] == "mft_allowed"]
+    assert len(blocked) == logged["behaviour_mft_allowed_total"]
+    assert all(c["action"] == "block" and c["body"] for c in blocked)
 
 
 def test_skip_gate_sets_challenger_then_promotion_and_rollback_move_champion(
