@@ -357,11 +357,14 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _sender_values(self, X: pd.DataFrame) -> np.ndarray:
-        values = X[self.sender_columns_]
-        try:
-            return values.to_numpy(np.float64, na_value=np.nan)
-        except (TypeError, ValueError):  # strings / None in object columns
-            return values.apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+        # column by column: selecting a sub-frame costs ~0.8 ms per call, more than the booster
+        columns = []
+        for name in self.sender_columns_:
+            values = X[name].to_numpy()
+            if values.dtype.kind not in "fiu":  # strings / None in object columns
+                values = pd.to_numeric(X[name], errors="coerce").to_numpy()
+            columns.append(values.astype(np.float64, copy=False))
+        return np.column_stack(columns) if columns else np.empty((len(X), 0))
 
     def _capped(self, logit: np.ndarray, known: np.ndarray) -> np.ndarray:
         # a cap, not a flattening: scores below it keep their order; above it the evidence
@@ -387,7 +390,9 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
             senders = self._sender_values(X)
             warm = ~np.isnan(senders).all(axis=1)
             if warm.any():
-                logit[warm] += self.booster_.predict(senders[warm], raw_score=True)
+                # num_threads=1 at predict time too: LightGBM otherwise starts its OpenMP
+                # pool per call, ~1 ms for one row against ~0.03 ms (measured)
+                logit[warm] += self.booster_.predict(senders[warm], raw_score=True, num_threads=1)
         return logit
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
