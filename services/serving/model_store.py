@@ -8,6 +8,7 @@ successfully. A restart with the registry down serves what `aliases.json` names.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -136,13 +137,28 @@ class ModelCache:
         return (self.version_dir(version) / "MLmodel").is_file()
 
     def fetch(self, version: str) -> Path:
-        """Download a version unless it is already on disk; returns its folder."""
+        """Download a version unless it is already on disk; returns its folder.
+
+        Several workers share the cache folder and start together: an exclusive file lock
+        makes one download while the others wait and then find it on disk (without it, a
+        second download replaced the folder while the first worker was loading from it).
+        """
         target = self.version_dir(version)
         if self.has(version):
             return target
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+        with (self.versions_dir / ".download.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if self.has(version):
+                    return target
+                return self._download(version, target)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _download(self, version: str, target: Path) -> Path:
         import mlflow.artifacts
 
-        self.versions_dir.mkdir(parents=True, exist_ok=True)
         # Download into a temp folder next to the target and rename: a crash mid-download
         # never leaves a half model that a later restart would trust.
         staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.versions_dir))
