@@ -94,23 +94,23 @@ _SUBJECT_TAG = re.compile(
 )
 
 
-def clean_body(body: str, max_chars: int, strip_replies: bool = False) -> str:
+def clean_body(body: str, max_chars: int, strip_replies: bool = True) -> str:
     """Body without forwarded blocks and signature; with `strip_replies` also without quoted
     lines, attributions and list footers."""
-    body = _SIGNATURE.sub("", _ORIGINAL.sub("", body[:max_chars]))
+    body = _ORIGINAL.sub("", body[:max_chars])
     if not strip_replies:
-        return body
+        return _SIGNATURE.sub("", body)
+    # the footer before the signature: a list footer often starts with a "-- " line
     footer = _FOOTER.search(body)
     if footer is not None:
         body = body[: footer.start()]
+    body = _SIGNATURE.sub("", body)
     body = _QUOTED.sub("", body)
     body = _WROTE.sub("", body)
     return _LIST_LINE.sub("", body)
 
 
-def clean_text(
-    subject: Any, body: Any, max_chars: int = 10_000, strip_replies: bool = False
-) -> str:
+def clean_text(subject: Any, body: Any, max_chars: int = 10_000, strip_replies: bool = True) -> str:
     """Cleaned subject + body as one whitespace-normalised string (training and serving)."""
     subject = _SUBJECT_TAG.sub("", subject if isinstance(subject, str) else "")
     body = clean_body(body if isinstance(body, str) else "", max_chars, strip_replies)
@@ -120,7 +120,7 @@ def clean_text(
 class CleanText(TransformerMixin, BaseEstimator):
     """DataFrame (subject, body) -> array of cleaned strings (`clean_text` per row)."""
 
-    def __init__(self, max_chars: int = 10_000, strip_replies: bool = False) -> None:
+    def __init__(self, max_chars: int = 10_000, strip_replies: bool = True) -> None:
         self.max_chars = max_chars
         self.strip_replies = strip_replies
 
@@ -190,9 +190,10 @@ class ModelConfig:
 
     seed: int = 42
     max_body_chars: int = 10_000
-    # also strip quoted lines, attributions and list footers (design O); False keeps them as
-    # evidence (design "a", better on validation: crops and the cap protect short text)
-    strip_replies: bool = False
+    # also strip quoted lines, attributions and list footers: a quoted reply or a signature
+    # must not flip the action (the issue's invariance rule), and in the corpus they are a
+    # ham shortcut. False keeps them as evidence (design "a" in docs/training.md)
+    strip_replies: bool = True
     # char_wb n-grams: the costly part at serving time, the first chars suffice
     char_max_chars: int = 1_000
     word_min_df: int = 2
