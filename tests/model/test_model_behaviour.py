@@ -31,7 +31,9 @@ HAM = (
     "have another look when you get a chance?\n\nCheers,\nAnna\n\n> Tom wrote:\n> looks good "
     "overall, a few nits inline.",
 )
-SPAMMY_PHRASE = " Click here to claim your FREE cash prize now!"
+# on its own line: appended to the body's last line it would sit inside the quoted reply,
+# which the candidate's cleaning removes
+SPAMMY_PHRASE = "\nClick here to claim your FREE cash prize now!"
 
 
 @pytest.fixture(scope="module")
