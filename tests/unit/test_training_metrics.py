@@ -10,8 +10,12 @@ import pytest
 from modstack.registry.contract import Thresholds
 from pipelines.gate import GateTolerance, check_gate
 from pipelines.metrics import (
+    action_thresholds,
+    bootstrap_pr_auc_difference,
+    budget_review_cutoff,
     coarse_group,
     evaluate_scores,
+    expected_calibration_error,
     recall_at_precision,
     select_thresholds,
 )
@@ -150,3 +154,36 @@ def test_gate_keeps_the_fixed_recall_tolerance_on_a_large_holdout() -> None:
 
 def test_gate_refuses_nan_metrics() -> None:
     assert not check_gate(REFERENCE | {"pr_auc": float("nan")}, REFERENCE, "baseline").passed
+
+
+def test_review_band_holds_at_most_the_budget_of_reweighted_traffic() -> None:
+    # below block 0.9: scores 0.8 (spam), 0.7 (ham), 0.6 (spam), 0.5 (ham), ...; at a 50 %
+    # traffic spam share each spam weighs 1/12 and each ham 1/8 (6 spam, 4 ham)
+    cut = budget_review_cutoff(LABELS, SCORES, 0.9, review_budget=0.25, traffic_spam_share=0.5)
+    assert cut == 0.7  # 0.8 + 0.7 = 1/12 + 1/8 = 0.208 <= 0.25; adding 0.6 gives 0.29
+    # a budget too small for even one row still leaves a non-empty band (the top score below)
+    assert budget_review_cutoff(LABELS, SCORES, 0.9, 0.001, 0.5) == 0.8
+
+
+def test_action_thresholds_block_at_the_higher_of_the_warm_and_cold_cutoffs() -> None:
+    cold = np.array([0.99, 0.95, 0.7, 0.8, 0.9, 0.6, 0.5, 0.4, 0.2, 0.1])  # ham at rank 3
+    t = action_thresholds(LABELS, SCORES, cold, review_budget=0.25, traffic_spam_share=0.5)
+    assert select_thresholds(LABELS, SCORES).block == 0.8
+    assert select_thresholds(LABELS, cold).block == 0.95
+    assert t.block == 0.95 and t.review < t.block
+
+
+def test_expected_calibration_error_is_the_weighted_gap_per_bin() -> None:
+    assert expected_calibration_error([0, 1], [0.0, 1.0]) == 0.0
+    # one bin [0.5, 0.6): mean score 0.5, spam share 0.25 -> gap 0.25
+    assert expected_calibration_error([1, 0, 0, 0], [0.5] * 4) == pytest.approx(0.25)
+
+
+def test_bootstrap_pr_auc_difference_is_zero_against_itself_and_positive_for_a_better_model() -> (
+    None
+):
+    diff, se = bootstrap_pr_auc_difference(LABELS, SCORES, SCORES, resamples=50)
+    assert diff == 0.0 and se == 0.0
+    perfect = LABELS.astype(float)
+    diff, se = bootstrap_pr_auc_difference(LABELS, perfect, SCORES, resamples=50)
+    assert diff > 0 and se > 0
