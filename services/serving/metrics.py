@@ -70,6 +70,10 @@ PREDICTION_EVENTS = Counter(
     "Prediction events for predictions.v1 by outcome (sent, failed, dropped)",
     ["outcome"],
 )
+PRODUCER_REPLACEMENTS = Counter(
+    "serving_prediction_producer_replacements_total",
+    "Prediction producers replaced after a non-retriable error (e.g. a restarted broker)",
+)
 MISSING_FEATURES = Counter(
     "serving_missing_features_total",
     "Features the model needed but the online store did not have, by feature",

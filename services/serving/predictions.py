@@ -16,7 +16,7 @@ from typing import Any
 from modstack.events import PredictionEvent
 from modstack.kafka import BrokerUnavailable, make_producer
 from modstack.names import TOPIC_PREDICTIONS
-from services.serving.metrics import PREDICTION_EVENTS
+from services.serving.metrics import PREDICTION_EVENTS, PRODUCER_REPLACEMENTS
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,18 @@ PRODUCER_BATCH_BYTES = 256 * 1024
 class PredictionPublisher:
     """Non-blocking `publish(event)`; the background thread owns the producer."""
 
-    def __init__(self, bootstrap_servers: str, max_queue: int = 10_000) -> None:
+    def __init__(
+        self, bootstrap_servers: str, max_queue: int = 10_000, delivery_timeout_s: float = 30.0
+    ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        self.delivery_timeout_ms = int(delivery_timeout_s * 1000)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="prediction-publisher", daemon=True)
         self._producer: Any = None
         self._stopped = threading.Event()
+        self._replace = threading.Event()  # set by a non-retriable delivery error
+        # the last delivery failure, cleared by the next delivered event (/readyz shows it)
+        self.last_error = ""
 
     def start(self) -> PredictionPublisher:
         """Start the sender thread (connects lazily, retries while the broker is down)."""
@@ -48,6 +54,7 @@ class PredictionPublisher:
             self._queue.put_nowait(event)
         except queue.Full:
             PREDICTION_EVENTS.labels("dropped").inc()
+            self.last_error = f"queue full ({self._queue.maxsize} events): dropping"
 
     @property
     def connected(self) -> bool:
@@ -74,6 +81,9 @@ class PredictionPublisher:
                 self.bootstrap_servers,
                 linger_ms=PRODUCER_LINGER_MS,
                 batch_size=PRODUCER_BATCH_BYTES,
+                # an event the broker has not acknowledged by then is counted as failed
+                delivery_timeout_ms=self.delivery_timeout_ms,
+                request_timeout_ms=min(10_000, self.delivery_timeout_ms - PRODUCER_LINGER_MS),
             )
             log.info("prediction events go to %s on %s", TOPIC_PREDICTIONS, self.bootstrap_servers)
             return True
@@ -83,15 +93,37 @@ class PredictionPublisher:
 
     def _on_error(self, exc: BaseException) -> None:
         PREDICTION_EVENTS.labels("failed").inc()
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if not getattr(exc, "retriable", False):
+            # e.g. a restarted broker that no longer knows this idempotent producer's id: the
+            # producer stays in its fatal state for good, so the sender thread makes a new one
+            self._replace.set()
         log.warning("prediction event not delivered: %s", exc)
 
-    def _run(self) -> None:
+    def _on_sent(self, _metadata: object) -> None:
+        PREDICTION_EVENTS.labels("sent").inc()
+        self.last_error = ""
+
+    def _ensure_producer(self) -> None:
+        """Connect (retrying while the broker is down); replace a producer gone fatal."""
+        if self._replace.is_set() and self._producer is not None:
+            self._replace.clear()
+            log.warning("replacing the prediction producer after a fatal error")
+            self._producer.close(timeout=0)
+            self._producer = None
+            PRODUCER_REPLACEMENTS.inc()
         while self._producer is None and not self._stopped.is_set():
             if not self._connect():
                 self._stopped.wait(_RECONNECT_DELAY_S)
+
+    def _run(self) -> None:
+        self._ensure_producer()
         while True:
             event = self._queue.get()
-            if event is _STOP or self._producer is None:
+            if event is _STOP:
+                return
+            self._ensure_producer()
+            if self._producer is None:  # stopped while reconnecting
                 return
             try:
                 future = self._producer.send(
@@ -100,5 +132,5 @@ class PredictionPublisher:
             except Exception as exc:  # KafkaTimeoutError when metadata is unavailable, etc.
                 self._on_error(exc)
                 continue
-            future.add_callback(lambda _meta: PREDICTION_EVENTS.labels("sent").inc())
+            future.add_callback(self._on_sent)
             future.add_errback(self._on_error)

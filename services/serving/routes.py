@@ -298,14 +298,27 @@ def healthz(services: ServicesDep) -> dict[str, Any]:
 
 @router.get("/readyz", responses=READY_RESPONSES)
 def readyz(services: ServicesDep) -> JSONResponse:
-    """Ready when a champion is loaded and the feature store answers."""
+    """Ready when a champion is loaded; `degraded` names what serving answers without.
+
+    A registry, online store or broker outage is shared by every replica: failing readiness
+    for it would take them all out of rotation at once, while /v1/moderate still answers
+    (cached models; features flagged missing; prediction events counted as undelivered).
+    """
     champion = services.deployment.snapshot.champion
     if champion is None:
         return JSONResponse({"ready": False, "reason": "no champion model loaded"}, 503)
+    degraded: dict[str, str] = {}
+    if services.deployment.last_poll_error:
+        degraded["registry"] = (
+            f"serving the versions it holds (loaded from {services.deployment.snapshot.source}): "
+            f"{services.deployment.last_poll_error}"
+        )
     ok, why = services.feature_store_ready(champion.feature_service)
     if not ok:
-        return JSONResponse({"ready": False, "reason": f"feature store: {why}"}, 503)
-    return JSONResponse({"ready": True, "champion": champion.version})
+        degraded["feature_store"] = f"features answered as missing: {why}"
+    if services.publisher.last_error:
+        degraded["predictions"] = f"events not delivered: {services.publisher.last_error}"
+    return JSONResponse({"ready": True, "champion": champion.version, "degraded": degraded})
 
 
 @router.get("/metrics")

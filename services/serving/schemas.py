@@ -75,5 +75,5 @@ LABEL_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: _error("the label could not be published to labels.v1 (broker unreachable)"),
 }
 READY_RESPONSES: dict[int | str, dict[str, Any]] = {
-    503: {"description": "not ready: no champion loaded, or the feature store does not answer"}
+    503: {"description": "not ready: no champion loaded (from the registry or the cache)"}
 }

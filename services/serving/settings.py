@@ -31,6 +31,9 @@ class ServingSettings(CommonSettings):
     # Bounded queue in front of the Kafka producer: a slow broker drops events (counted)
     # instead of slowing answers down.
     serving_prediction_queue_size: int = Field(default=10_000, ge=10)
+    # An event the broker has not acknowledged within this long (broker down) is given up and
+    # counted (serving_prediction_events_total{outcome="failed"}); a shorter outage loses none.
+    serving_prediction_delivery_timeout_s: float = Field(default=30.0, ge=1.0, le=600.0)
     serving_review_list_limit: int = Field(default=100, ge=1, le=1_000)
     # /readyz re-checks the feature store at most this often, not on every probe.
     serving_ready_cache_s: float = Field(default=5.0, ge=0.0)

@@ -62,7 +62,9 @@ class Services:
         )
         self.features = OnlineFeatures(settings.feast_repo_path)
         self.publisher = PredictionPublisher(
-            settings.kafka_bootstrap_servers, settings.serving_prediction_queue_size
+            settings.kafka_bootstrap_servers,
+            settings.serving_prediction_queue_size,
+            settings.serving_prediction_delivery_timeout_s,
         )
         self.reviews = ReviewQueue(settings.review_db_path)
         self.faults = Faults(
