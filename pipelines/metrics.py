@@ -41,20 +41,41 @@ def recall_at_precision(
     return float(recall[:-1][ok].max()) if ok.any() else 0.0
 
 
+def precision_at_share(
+    precision: np.ndarray, recall: np.ndarray, share: float, spam_share: float
+) -> np.ndarray:
+    """Precision of each cut-off had the rows been `spam_share` spam instead of `share`.
+
+    Bayes on the same TPR/FPR: precision' = pi' TPR / (pi' TPR + (1 - pi') FPR), where
+    FPR = TPR * share/(1 - share) * (1 - precision)/precision at the measured mix.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fpr_over_tpr = share / (1 - share) * (1 - precision) / precision
+        shifted = spam_share / (spam_share + (1 - spam_share) * fpr_over_tpr)
+    return np.where(recall > 0, shifted, 0.0)
+
+
 def select_thresholds(
     y_true: Sequence[int],
     scores: Sequence[float],
     block_precision: float = BLOCK_MIN_PRECISION,
     review_recall: float = REVIEW_MIN_RECALL,
+    spam_share: float | None = None,
 ) -> Thresholds:
     """Action cut-offs from validation scores.
 
     block: the cut-off with the highest recall among those with precision >= block_precision
-    (1.0, i.e. block only certain spam, when no cut-off is that precise).
+    (1.0, i.e. block only certain spam, when no cut-off is that precise). With `spam_share`,
+    precision is judged at that spam share (the deployment prior) instead of the validation
+    mix: at a few percent spam one false block weighs ~20x more than at the corpus's 45 %.
     review: the highest cut-off that still has recall >= review_recall, never above block.
     """
     precision, recall, cutoffs = precision_recall_curve(y_true, scores)
     precision, recall = precision[:-1], recall[:-1]
+    if spam_share is not None:
+        precision = precision_at_share(
+            precision, recall, float(np.mean(np.asarray(y_true))), spam_share
+        )
     precise = np.flatnonzero(precision >= block_precision)
     if precise.size:
         best_recall = recall[precise].max()
@@ -103,13 +124,16 @@ def action_thresholds(
     traffic_spam_share: float,
     block_precision: float = BLOCK_MIN_PRECISION,
 ) -> Thresholds:
-    """Deployment cut-offs from validation: block at precision >= `block_precision` on the
-    validation rows with their sender history AND on the same rows as unknown senders (the
-    higher of the two cut-offs, so a new sender's text-only score is held to 0.99 too); review
-    sized by the budget (`budget_review_cutoff`) on the warm scores."""
-    block = select_thresholds(y_true, warm_scores, block_precision).block
+    """Deployment cut-offs from validation: block at precision >= `block_precision` at the
+    traffic's spam share (`traffic_spam_share`, the deployment prior, not the validation mix)
+    on the validation rows with their sender history AND on the same rows as unknown senders
+    (the higher of the two cut-offs, so a new sender's text-only score is held to 0.99 too);
+    review sized by the budget (`budget_review_cutoff`) on the warm scores."""
+    share = traffic_spam_share
+    block = select_thresholds(y_true, warm_scores, block_precision, spam_share=share).block
     if cold_scores is not None:
-        block = max(block, select_thresholds(y_true, cold_scores, block_precision).block)
+        cold = select_thresholds(y_true, cold_scores, block_precision, spam_share=share).block
+        block = max(block, cold)
     review = budget_review_cutoff(y_true, warm_scores, block, review_budget, traffic_spam_share)
     return Thresholds(block=block, review=min(review, block))
 

@@ -110,11 +110,24 @@ def clean_body(body: str, max_chars: int, strip_replies: bool = True) -> str:
     return _LIST_LINE.sub("", body)
 
 
+# Links are taken out of the text the n-grams see. In the 2002 corpus "http://" and "www" are
+# mostly mailing-list ham (archives, list pages), so their n-grams read as ham evidence and an
+# appended link *lowered* a score (15 of 50 directional cases); shorteners (bit.ly) did not
+# exist then. As one token a link still lowered some scores (TF-IDF's L2 norm dilutes the
+# other words) and cost validation recall@P>=0.99 (0.872 -> 0.850); removed, validation is
+# unchanged (PR-AUC 0.9949, recall 0.872) and a link can no longer make a message look safer.
+_URL = re.compile(
+    r"(?:https?://|www\.)\S+|\b(?:bit\.ly|tinyurl\.com|goo\.gl|t\.co|ow\.ly|is\.gd)/\S+", re.I
+)
+URL_TOKEN = " "
+
+
 def clean_text(subject: Any, body: Any, max_chars: int = 10_000, strip_replies: bool = True) -> str:
     """Cleaned subject + body as one whitespace-normalised string (training and serving)."""
     subject = _SUBJECT_TAG.sub("", subject if isinstance(subject, str) else "")
     body = clean_body(body if isinstance(body, str) else "", max_chars, strip_replies)
-    return _WHITESPACE.sub(" ", f"{subject} \n {body}").strip()
+    text = _URL.sub(URL_TOKEN, f"{subject} \n {body}")
+    return _WHITESPACE.sub(" ", text).strip()
 
 
 class CleanText(TransformerMixin, BaseEstimator):

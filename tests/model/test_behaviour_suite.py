@@ -27,44 +27,21 @@ def candidate() -> FittedModel:
     return fit_candidate(history, ModelConfig(), validation_fraction=0.2)
 
 
-# Known gap (docs/training.md, issue 11): the corpus has almost no transactional ham, and 3 of
-# the 219 everyday cases (an order shipped, an order confirmation, a refund) are blocked; an
-# appended bit.ly link lowers the score (15 of 50 directional cases). Strict: the day the
-# candidate passes, these xfails fail and must be removed.
-KNOWN_GAP = pytest.mark.xfail(
-    strict=True, reason="issue 11: commercial notifications blocked; links read as ham"
-)
-
-
 @pytest.fixture(scope="module")
 def suite_result(candidate: FittedModel) -> SuiteResult:
     columns = list(candidate.pipeline.feature_columns)
     return run_behaviour(candidate.pipeline, candidate.thresholds, columns)
 
 
-@KNOWN_GAP
 def test_the_candidate_passes_the_minimum_functionality_rules(suite_result: SuiteResult) -> None:
     failures = behaviour_failures(suite_result)
     cases = [f for f in suite_result.failures_table() if f["test"].startswith("mft")]
     assert not failures, json.dumps(cases[:20], indent=1)
 
 
-@KNOWN_GAP
 def test_the_candidate_passes_the_whole_suite(suite_result: SuiteResult) -> None:
     assert suite_result.passed(), (
         "\n".join(suite_result.gate_violations())
         + "\n"
         + json.dumps(suite_result.failures_table()[:20], indent=1)
     )
-
-
-def test_the_candidate_keeps_invariance_and_blocks_almost_no_everyday_message(
-    suite_result: SuiteResult,
-) -> None:
-    """What holds today, pinned so a regression shows: no invariance failure (case, whitespace,
-    sender domain, signature, quoted reply), plain spam allowed within the suite's rate, and
-    no more everyday messages blocked than the 3 of the known gap."""
-    allowed = suite_result["mft_allowed"]
-    assert suite_result["inv"].failure_count == 0, suite_result.failures_table()
-    assert suite_result["mft_not_allowed"].failure_rate <= 0.10
-    assert allowed.failure_count <= 3, [f.case_id for f in allowed.failures]

@@ -187,3 +187,22 @@ def test_bootstrap_pr_auc_difference_is_zero_against_itself_and_positive_for_a_b
     perfect = LABELS.astype(float)
     diff, se = bootstrap_pr_auc_difference(LABELS, perfect, SCORES, resamples=50)
     assert diff > 0 and se > 0
+
+
+def test_precision_at_a_lower_spam_share_follows_bayes() -> None:
+    from pipelines.metrics import precision_at_share
+
+    # at a 50 % mix, precision 0.9 means FPR = TPR / 9; at 10 % spam that is 0.1/(0.1 + 0.9/9)
+    shifted = precision_at_share(np.array([0.9, 1.0]), np.array([0.5, 0.2]), 0.5, 0.1)
+    assert shifted == pytest.approx([0.5, 1.0])
+
+
+def test_the_block_cut_off_at_the_deployment_prior_sits_above_every_validation_ham() -> None:
+    from pipelines.metrics import select_thresholds
+
+    # 100 spam and 100 ham; one ham scores 0.8, among spam: fine at 50 %, not at 5 % spam
+    y = np.array([1] * 100 + [0] * 100)
+    scores = np.concatenate([np.linspace(0.5, 1.0, 100), [0.8], np.linspace(0.0, 0.4, 99)])
+    at_mix = select_thresholds(y, scores).block
+    at_prior = select_thresholds(y, scores, spam_share=0.05).block
+    assert at_mix < 0.8 < at_prior
