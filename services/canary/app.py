@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from mlflow.exceptions import MlflowException
 from starlette.concurrency import run_in_threadpool
 
 from modstack.registry.aliases import RegistryError, get_client
@@ -39,6 +40,14 @@ def _status(code: int):
         return JSONResponse(status_code=code, content={"detail": str(exc)})
 
     return handler
+
+
+async def _registry_error(_: Request, exc: Exception) -> JSONResponse:
+    """A version the registry does not have is a 404; any other registry failure a 503."""
+    code = getattr(exc, "error_code", "")
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return JSONResponse(status_code=404, content={"detail": f"not in the registry: {exc}"})
+    return JSONResponse(status_code=503, content={"detail": f"MLflow registry: {exc}"})
 
 
 def create_app(settings: CanarySettings | None = None, *, run_loop: bool = True) -> FastAPI:
@@ -74,6 +83,7 @@ def create_app(settings: CanarySettings | None = None, *, run_loop: bool = True)
     # RolloutPolicy refusing the overrides (decreasing steps, weights outside (0, 100])
     app.add_exception_handler(ValueError, _status(422))
     app.add_exception_handler(RegistryError, _status(409))
+    app.add_exception_handler(MlflowException, _registry_error)
     app.include_router(admin_router)
     app.include_router(probe_router)
     return app

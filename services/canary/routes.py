@@ -33,7 +33,10 @@ class StartRequest(BaseModel):
 
     challenger_version: str | None = Field(default=None, pattern=r"^\d+$")
     mode: Literal["canary", "shadow"] | None = None
-    steps: list[float] | None = Field(default=None, min_length=1, max_length=20)
+    # traffic weights in percent, each in (0, 100]; increasing (422 otherwise)
+    steps: list[Annotated[float, Field(gt=0, le=100)]] | None = Field(
+        default=None, min_length=1, max_length=20
+    )
     interval_s: float | None = Field(default=None, gt=0, le=86_400)
     failure_limit: int | None = Field(default=None, ge=1, le=100)
     min_requests: int | None = Field(default=None, ge=1)
@@ -95,7 +98,28 @@ def rollout_view(runner: CanaryRunner) -> dict[str, Any]:
     return body
 
 
-admin_router = APIRouter(prefix="/v1/rollout", dependencies=[Depends(require_admin)])
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "model": ErrorBody}
+
+
+class ErrorBody(BaseModel):
+    """What every error answer carries: what was wrong."""
+
+    detail: Any
+
+
+BAD_BODY: dict[int | str, dict[str, Any]] = {400: _error("the body could not be parsed as JSON")}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: _error("not possible in the rollout's current state, or the registry refused")
+}
+admin_router = APIRouter(
+    prefix="/v1/rollout",
+    dependencies=[Depends(require_admin)],
+    responses={
+        401: _error("missing or wrong `Authorization: Bearer <ADMIN_TOKEN>`"),
+        503: _error("the MLflow registry does not answer"),
+    },
+)
 probe_router = APIRouter()
 
 
@@ -104,7 +128,17 @@ async def rollout_status(runner: RunnerDep) -> dict[str, Any]:
     return await run_in_threadpool(rollout_view, runner)
 
 
-@admin_router.post("/start")
+@admin_router.post(
+    "/start",
+    responses={
+        **BAD_BODY,
+        **CONFLICT,
+        404: _error("the challenger version is not in the registry"),
+        422: _error(
+            "invalid body, or overrides the rollout policy refuses (e.g. steps not increasing)"
+        ),
+    },
+)
 async def rollout_start(body: StartRequest, request: Request, runner: RunnerDep) -> dict[str, Any]:
     state = await run_in_threadpool(
         runner.start_rollout,
@@ -121,7 +155,14 @@ async def rollout_start(body: StartRequest, request: Request, runner: RunnerDep)
     return state.model_dump(mode="json")
 
 
-@admin_router.post("/{action}")
+@admin_router.post(
+    "/{action}",
+    responses={
+        **BAD_BODY,
+        **CONFLICT,
+        404: _error("unknown action: promote, abort, pause or resume"),
+    },
+)
 async def rollout_action(
     action: str, runner: RunnerDep, body: ActionRequest | None = None
 ) -> dict[str, Any]:
@@ -146,7 +187,9 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@probe_router.get("/readyz")
+@probe_router.get(
+    "/readyz", responses={503: {"description": "the MLflow registry does not answer"}}
+)
 async def readyz(runner: RunnerDep) -> JSONResponse:
     try:
         state = await run_in_threadpool(runner.store.load, False)
@@ -160,7 +203,10 @@ async def readyz(runner: RunnerDep) -> JSONResponse:
     )
 
 
-@probe_router.get("/metrics")
+@probe_router.get(
+    "/metrics",
+    responses={200: {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+)
 async def prometheus_metrics(runner: RunnerDep) -> PlainTextResponse:
     return PlainTextResponse(
         generate_latest(runner.metrics.registry), media_type=CONTENT_TYPE_LATEST

@@ -21,7 +21,9 @@ from services.serving.model_store import LoadedModel
 from services.serving.review_queue import AlreadyLabeled
 from services.serving.routing import NoChallengerLoaded, Route, route_request
 from services.serving.schemas import (
+    ADMIN_BODY_RESPONSES,
     LABEL_RESPONSES,
+    METRICS_RESPONSES,
     MODERATE_RESPONSES,
     READY_RESPONSES,
     REVIEW_LIMIT_MAX,
@@ -139,6 +141,13 @@ def _after_answer(
             _start_shadow(services, message, decision, model)
 
 
+def _header_enum(schema: dict[str, Any]) -> None:
+    """Document X-Force-Variant as the two names only: an absent header is the None default,
+    and a header is a string, so the `null` alternative would invite the text "null"."""
+    schema.pop("anyOf", None)
+    schema.update({"type": "string", "enum": [VARIANT_CHAMPION, VARIANT_CHALLENGER]})
+
+
 @router.post(
     "/v1/moderate",
     response_model=ModerateResponse,
@@ -149,7 +158,9 @@ async def moderate(
     message: ModerateRequest,
     services: ServicesDep,
     background: BackgroundTasks,
-    x_force_variant: Annotated[Literal["champion", "challenger"] | None, Header()] = None,
+    x_force_variant: Annotated[
+        Literal["champion", "challenger"] | None, Header(json_schema_extra=_header_enum)
+    ] = None,
 ) -> Response:
     """Score a message and decide allow / review / block.
 
@@ -255,7 +266,7 @@ def label_review(
 # -- admin, health, metrics --------------------------------------------------------------------
 
 
-@router.put("/v1/admin/faults", dependencies=[AdminDep], responses=UNAUTHORIZED)
+@router.put("/v1/admin/faults", dependencies=[AdminDep], responses=ADMIN_BODY_RESPONSES)
 def set_faults(body: FaultSettings, services: ServicesDep) -> dict[str, Any]:
     """Inject errors or latency into this worker's challenger path (rollback demo)."""
     services.faults.error_rate = body.error_rate
@@ -321,7 +332,7 @@ def readyz(services: ServicesDep) -> JSONResponse:
     return JSONResponse({"ready": True, "champion": champion.version, "degraded": degraded})
 
 
-@router.get("/metrics")
+@router.get("/metrics", responses=METRICS_RESPONSES)
 def prometheus_metrics() -> Response:
     """Prometheus exposition (all workers aggregated in multiprocess mode)."""
     data, content_type = metrics.render_latest()

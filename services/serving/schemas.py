@@ -41,8 +41,9 @@ class ReviewLabelRequest(BaseModel):
 class FaultSettings(BaseModel):
     """Injected faults on the challenger's path (rollback demo); zeros switch them off."""
 
-    error_rate: float = Field(ge=0.0, le=1.0)
-    extra_latency_ms: float = Field(ge=0.0, le=60_000.0)
+    # strict: `false` is not a number (lax mode would take it as 0)
+    error_rate: float = Field(ge=0.0, le=1.0, strict=True)
+    extra_latency_ms: float = Field(ge=0.0, le=60_000.0, strict=True)
 
 
 class ErrorBody(BaseModel):
@@ -56,10 +57,14 @@ def _error(description: str, **extra: Any) -> dict[str, Any]:
 
 
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+# FastAPI's own answer to a body that is not decodable JSON at all (before validation)
+BAD_BODY: dict[int | str, dict[str, Any]] = {400: _error("the body could not be parsed as JSON")}
 UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: _error("missing or wrong `Authorization: Bearer <ADMIN_TOKEN>`")
 }
+ADMIN_BODY_RESPONSES: dict[int | str, dict[str, Any]] = {**BAD_BODY, **UNAUTHORIZED}
 MODERATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **BAD_BODY,
     409: _error("X-Force-Variant: challenger, and no challenger is loaded"),
     500: _error("the model failed on this message (it fails alone, not its batch)"),
     503: _error(
@@ -69,10 +74,13 @@ MODERATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     ),
 }
 LABEL_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **UNAUTHORIZED,
+    **ADMIN_BODY_RESPONSES,
     404: _error("the message is not in the review queue"),
     409: _error("the message is already labelled"),
     503: _error("the label could not be published to labels.v1 (broker unreachable)"),
+}
+METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Prometheus text format", "content": {"text/plain": {}}}
 }
 READY_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {"description": "not ready: no champion loaded (from the registry or the cache)"}

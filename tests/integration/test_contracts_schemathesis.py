@@ -15,6 +15,7 @@ import json
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ EXAMPLES = 50
 SEED = 7
 RUN_TIMEOUT_S = 420.0
 CLIENT_KEY = "contract-test-key"
+ADMIN_TOKEN = "contract-admin-token"
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,47 @@ def monitoring_env(ctx: dict[str, str]) -> dict[str, str]:
     }
 
 
+def serving_env(ctx: dict[str, str]) -> dict[str, str]:
+    """A champion of its own in the session's MLflow (its own model name: the module-level
+    registry reset and the other modules' aliases never meet it) and a Feast repo in tmp."""
+    from mlflow import MlflowClient
+
+    from features.store import apply_repo, feature_columns, get_store
+    from modstack.names import FEATURE_SERVICE_V1
+    from tests.support.serving_stack import register_model, training_frame
+
+    data_dir = Path(ctx["data_dir"])
+    apply_repo(REPO_ROOT / "features", data_dir)
+    columns = feature_columns(get_store(REPO_ROOT / "features", data_dir), FEATURE_SERVICE_V1)
+    model_name = f"contract-serving-{uuid.uuid4().hex[:8]}"
+    version = register_model(
+        ctx["mlflow"], model_name, training_frame(data_dir, columns), columns, seed=1
+    )
+    MlflowClient(ctx["mlflow"]).set_registered_model_alias(model_name, "champion", version)
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": ctx["kafka"],
+        "DATA_DIR": ctx["data_dir"],
+        "RUN_DIR": str(data_dir / "run"),
+        "FEAST_REPO_PATH": str(REPO_ROOT / "features"),
+        "MLFLOW_TRACKING_URI": ctx["mlflow"],
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "SERVING_MODEL_NAME": model_name,
+        "SERVING_WORKERS": "1",
+        # the fuzzer's requests come one after another: shedding has its own test
+        "SERVING_LATENCY_BUDGET_MS": "0",
+    }
+
+
+def canary_env(ctx: dict[str, str]) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": ctx["kafka"],
+        "DATA_DIR": ctx["data_dir"],
+        "MLFLOW_TRACKING_URI": ctx["mlflow"],
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "CANARY_LABEL_JOIN": "false",
+    }
+
+
 TARGETS = [
     Target("ingestion", "services.ingestion", "INGESTION_ADDR", ingestion_env, CLIENT_KEY),
     Target(
@@ -77,6 +120,10 @@ TARGETS = [
         "dev-admin-token",
         needs_mlflow=True,
     ),
+    Target(
+        "serving", "services.serving", "SERVING_ADDR", serving_env, ADMIN_TOKEN, needs_mlflow=True
+    ),
+    Target("canary", "services.canary", "CANARY_ADDR", canary_env, ADMIN_TOKEN, needs_mlflow=True),
 ]
 
 
