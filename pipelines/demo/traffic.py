@@ -29,6 +29,8 @@ from modstack.settings import get_settings
 from services.canary.client import CHECK_ORDER, ControllerClient, timeline_reasons, timeline_table
 
 DEMO_ACTOR = "demo"
+# the demo's users who report messages (a user report names its reporter)
+REPORTERS = 500
 WAIT_NOTE_EVERY_S = 5.0
 log = logging.getLogger("pipelines.demo.traffic")
 _REPEAT_SUFFIX = re.compile(r"-r\d+$")
@@ -194,7 +196,7 @@ class TrafficReplayer:
         cycle: bool = False,
         workers: int = 8,
         chunk: int = 20,
-        report_share: float = 0.3,
+        report_share: float = 0.5,
         report_delay_s: float = 5.0,
         moderate: bool = True,
     ) -> None:
@@ -269,11 +271,9 @@ class TrafficReplayer:
                             self.stats.messages_ingested += ingestion.send(
                                 "/v1/messages", "messages", [_renamed(m, suffix) for m in messages]
                             )
-                        if ingestion is not None and labels and not suffix:
-                            self.stats.labels_ingested += ingestion.send(
-                                "/v1/labels", "labels", labels
-                            )
-                        if ingestion is not None and suffix:
+                        # the corpus labels are not sent: labels arrive as in production,
+                        # user reports for a share of the messages and moderator decisions
+                        if ingestion is not None:
                             self._queue_reports(messages, suffix)
                             self._send_due_reports(ingestion)
                         self.stats.last_event_time = part["time"].iloc[-1].to_pydatetime()
@@ -298,13 +298,15 @@ class TrafficReplayer:
     # -- labels as they arrive in production -----------------------------------------------------
 
     def _queue_reports(self, messages: list[dict[str, Any]], suffix: str) -> None:
-        """A share of the repeated messages gets a user report, due after the delay."""
+        """A share of the messages gets a user report, due after the delay, from one of
+        `REPORTERS` users (reputation counts distinct reporters, with a cap each)."""
         due = time.monotonic() + self.report_delay_s
         for message in messages:
             label = self.truth.get(message["message_id"])
             if label is None or self._rng.random() >= self.report_share:
                 continue
-            report = dict(_renamed(label, suffix), source="user_report")
+            reporter = f"demo-user-{self._rng.randrange(REPORTERS)}"
+            report = dict(_renamed(label, suffix), source="user_report", reporter_id=reporter)
             self._reports.append((due, report))
 
     def _send_due_reports(self, ingestion: Any) -> None:
