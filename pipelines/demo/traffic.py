@@ -253,11 +253,6 @@ class TrafficReplayer:
                             for k, p in zip(part["kind"], part["payload"], strict=True)
                             if k == "message"
                         ]
-                        labels = [
-                            p
-                            for k, p in zip(part["kind"], part["payload"], strict=True)
-                            if k == "label"
-                        ]
                         list(
                             pool.map(
                                 self._moderate,
