@@ -161,7 +161,6 @@ class TrafficStats:
     by_variant: Counter = field(default_factory=Counter)
     by_action: Counter = field(default_factory=Counter)
     messages_ingested: int = 0
-    labels_ingested: int = 0
     user_reports: int = 0  # labels sent as user reports (delayed, for a share of messages)
     moderator_labels: int = 0  # review-queue items labelled through serving's review API
     requests_per_s: float = 0.0  # moderation requests answered per second, over the run
