@@ -169,7 +169,9 @@ def check_gate(
         label: str = "",
     ) -> None:
         new, old = pair[0][name], pair[1][name]
-        limit, why = allowed(fixed, old, rows, what)
+        # the standard error at the pooled rate: a reference at 0 (or 1) has no spread of its
+        # own, and a holdout of a few dozen rows cannot tell 0 from 2 of them
+        limit, why = allowed(fixed, (new + old) / 2, rows, what)
         verb = "drop" if higher_is_better else "rise"
         line = f"{label}{name}: {new:.4f} vs {old:.4f} (may {verb} by {why})"
         checks.append(line)
