@@ -30,7 +30,8 @@ from scipy.stats import binomtest
 from modstack.names import VARIANT_CHALLENGER, VARIANT_CHAMPION
 from modstack.registry.expectation import OfflineExpectation
 
-# Serving metric names (INTERFACES.md: a contract with serving, monitoring and Prometheus rules).
+# Serving metric names: a contract with serving (services/serving/metrics.py), monitoring and
+# the Prometheus rules.
 REQUESTS = "serving_requests_total"
 LATENCY_BUCKET = "serving_request_duration_seconds_bucket"
 SCORE_BUCKET = "serving_score_bucket"
