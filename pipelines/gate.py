@@ -43,6 +43,11 @@ GROUP_ERROR = {
     "hard_ham": "error_at_block",
     "spam": "error_at_review",
 }
+# Reported, not decisive: spam missed even for review depends on where the review budget puts
+# each model's review cut-off on its own validation set (a retrain's validation is fresher
+# traffic), so it compares two budgets as much as two models. Spam is judged threshold-free
+# (PR-AUC, recall at precision >= 0.99); false blocks of ham are judged at block.
+REPORTED_GROUPS = frozenset({"spam"})
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,7 @@ def check_gate(
         higher_is_better: bool,
         pair: tuple[Mapping[str, float], Mapping[str, float]] = (candidate, reference),
         label: str = "",
+        decisive: bool = True,
     ) -> None:
         new, old = pair[0][name], pair[1][name]
         # the standard error at the pooled rate: a reference at 0 (or 1) has no spread of its
@@ -174,10 +180,12 @@ def check_gate(
         limit, why = allowed(fixed, (new + old) / 2, rows, what)
         verb = "drop" if higher_is_better else "rise"
         line = f"{label}{name}: {new:.4f} vs {old:.4f} (may {verb} by {why})"
-        checks.append(line)
         # NaN (e.g. a one-class holdout) never passes: there is nothing to show it is as good
         ok = new >= old - limit if higher_is_better else new <= old + limit
-        if not ok:
+        if not decisive:
+            line = f"{line} [reported{'' if ok else ', worse'}]"
+        checks.append(line)
+        if not ok and decisive:
             failures.append(line)
 
     compare("pr_auc", tol.pr_auc, spam, "spam", higher_is_better=True)
@@ -187,7 +195,14 @@ def check_gate(
         if key not in candidate or key not in reference:
             continue
         rows = reference.get(f"group.{group}.count", 0.0)
-        compare(key, tol.group_error, rows, group.replace("_", " "), higher_is_better=False)
+        compare(
+            key,
+            tol.group_error,
+            rows,
+            group.replace("_", " "),
+            higher_is_better=False,
+            decisive=group not in REPORTED_GROUPS,
+        )
     if candidate_cold is not None and reference_cold is not None:
         cold = (candidate_cold, reference_cold)
         for name, fixed in (("pr_auc", tol.pr_auc), ("recall_at_p99", tol.recall_at_p99)):

@@ -206,3 +206,18 @@ def test_the_block_cut_off_at_the_deployment_prior_sits_above_every_validation_h
     at_mix = select_thresholds(y, scores).block
     at_prior = select_thresholds(y, scores, spam_share=0.05).block
     assert at_mix < 0.8 < at_prior
+
+
+def test_spam_missed_for_review_is_reported_not_decisive() -> None:
+    base = {
+        "pr_auc": 0.98,
+        "recall_at_p99": 0.8,
+        "rows": 300.0,
+        "spam_share": 0.3,
+        "group.spam.count": 90.0,
+        "group.spam.error_at_review": 0.0,
+    }
+    worse_review = dict(base, **{"group.spam.error_at_review": 0.2})
+    result = check_gate(worse_review, base, "champion v1")
+    assert result.passed
+    assert any("error_at_review" in line and "reported, worse" in line for line in result.checks)
