@@ -130,13 +130,14 @@ def test_gate_refuses_a_group_regression_even_when_the_totals_improve() -> None:
 
 
 def test_gate_allows_a_recall_drop_within_the_sampling_noise_of_a_small_holdout() -> None:
-    # 0.576 over 59 spam: one standard error is 0.064, so a drop of 0.034 is noise ...
+    # 0.576 over 59 spam: one standard error is 0.064 (the gate allows two), so a drop of
+    # 0.034 is noise ...
     small = REFERENCE | {"recall_at_p99": 0.576, "rows": 300.0, "spam_share": 59 / 300}
     result = check_gate(small | {"recall_at_p99": 0.542}, small, "champion v1")
     assert result.passed, result.summary()
     assert "standard error over 59 spam" in result.summary()
-    # ... and a drop of 0.1 is not
-    assert not check_gate(small | {"recall_at_p99": 0.476}, small, "champion v1").passed
+    # ... and a drop of 0.2 is not
+    assert not check_gate(small | {"recall_at_p99": 0.376}, small, "champion v1").passed
 
 
 def test_gate_allows_a_group_error_rise_within_the_noise_of_a_small_group() -> None:
@@ -149,7 +150,10 @@ def test_gate_allows_a_group_error_rise_within_the_noise_of_a_small_group() -> N
 
 def test_gate_keeps_the_fixed_recall_tolerance_on_a_large_holdout() -> None:
     large = REFERENCE | {"rows": 2991.0, "spam_share": 496 / 2991}
-    assert not check_gate(large | {"recall_at_p99": 0.696}, large, "baseline").passed
+    # two standard errors over 496 spam are ~0.04: a drop of 0.07 is a worse model
+    reference = large["recall_at_p99"]
+    worse = large | {"recall_at_p99": reference - 0.07}
+    assert not check_gate(worse, large, "baseline").passed
 
 
 def test_gate_refuses_nan_metrics() -> None:
