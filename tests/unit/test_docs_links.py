@@ -1,0 +1,44 @@
+"""The docs hold together: every relative link in README.md and docs/ resolves, and no file
+cites a document the repository does not have."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+# design notes that lived outside this repository once; nothing may point at them
+FOREIGN_DOCUMENTS = ("ARCHITECTURE.md", "INTERFACES.md", "FACTS.md", "DEVELOPERS.md")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_resolves(doc: Path) -> None:
+    broken = []
+    for target in LINK.findall(doc.read_text()):
+        if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+            continue  # external or in-page
+        path = (doc.parent / target.split("#", 1)[0]).resolve()
+        if not path.exists():
+            broken.append(target)
+    assert broken == [], f"{doc.relative_to(ROOT)} links to missing files: {broken}"
+
+
+def test_no_tracked_file_cites_a_document_the_repo_lacks() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    offenders = []
+    for name in tracked:
+        path = ROOT / name
+        if path.suffix not in {".py", ".md", ".yml", ".yaml", ".toml", ""} or not path.is_file():
+            continue
+        if path.resolve() == Path(__file__).resolve():
+            continue
+        text = path.read_text(errors="replace")
+        offenders += [f"{name}: {doc}" for doc in FOREIGN_DOCUMENTS if doc in text]
+    assert offenders == []
