@@ -300,7 +300,7 @@ class PairedLabels:
     """Messages scored by both variants whose label arrived, split by who was right.
 
     `challenger_right` (b) and `champion_right` (c) are the discordant pairs: the variants'
-    block decisions differ, so exactly one of them matches the label.
+    decisions differ in harm (spam allowed, ham blocked), so exactly one of them was right.
     """
 
     challenger_right: int = 0

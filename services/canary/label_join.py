@@ -6,8 +6,9 @@ decisions in a bounded map and also holds labels that overtake their decisions.
 
 Two views of the same join:
 - pairs: messages both variants scored (one answered, the other in the shadow) whose label
-  arrived, split into concordant and discordant on the block decision, and for the discordant
-  ones who was right (the counts of the exact McNemar test);
+  arrived, split into concordant and discordant on whether each decision did harm (`harmful`:
+  spam allowed, ham blocked), and for the discordant ones who was right (the counts of the
+  exact McNemar test);
 - labelled blocks per variant (block precision, reported).
 """
 
@@ -32,9 +33,17 @@ class LabelledBlocks:
 
 
 def blocked(action: str) -> bool:
-    """The label-relevant decision: blocked or not (allow and review both leave the message
-    to a human or the recipient; a label says whether blocking was right)."""
+    """The decision block precision is about."""
     return action == "block"
+
+
+def harmful(action: str, spam: bool) -> bool:
+    """The two mistakes a label can show: spam allowed to its recipient, ham blocked.
+
+    Review is neither: a person decides. The same harm the quality gate guards per group, so a
+    challenger that moves messages between review and block (a different cut-off) is judged
+    on what reaches or is kept from people, not on where its cut-offs fell."""
+    return action == "allow" if spam else action == "block"
 
 
 class LabelJoin:
@@ -100,11 +109,11 @@ class LabelJoin:
                 self._blocks[variant].spam += int(spam)
         if len(decisions) < len(_VARIANTS):
             return  # the other variant's (shadow) decision may still come
-        champion = blocked(decisions[VARIANT_CHAMPION])
-        challenger = blocked(decisions[VARIANT_CHALLENGER])
-        if champion == challenger:
+        champion_wrong = harmful(decisions[VARIANT_CHAMPION], spam)
+        challenger_wrong = harmful(decisions[VARIANT_CHALLENGER], spam)
+        if champion_wrong == challenger_wrong:
             self.pairs.concordant += 1
-        elif challenger == spam:
+        elif champion_wrong:
             self.pairs.challenger_right += 1
         else:
             self.pairs.champion_right += 1

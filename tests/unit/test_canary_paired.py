@@ -238,3 +238,21 @@ def test_a_rollout_asking_for_pairing_makes_serving_shadow_the_other_variant():
     assert not any(r.shadow for r in unpaired)
     share = sum(route_request(s, rollout(25.0), "7").shadow for s in senders) / len(senders)
     assert 0.15 < share < 0.35
+
+
+def test_moving_spam_between_review_and_block_is_no_harm_either_way():
+    join = LabelJoin()
+    join.reset(T0)
+    # s1: spam, reviewed vs blocked -> both kept it from the recipient (concordant);
+    # h1: ham, reviewed vs blocked -> the challenger blocked ham (champion right);
+    # s2: spam, allowed vs reviewed -> the champion let it through (challenger right)
+    for message_id, champion, challenger, label in (
+        ("s1", "block", "review", "spam"),
+        ("h1", "review", "block", "ham"),
+        ("s2", "allow", "review", "spam"),
+    ):
+        join.add_decision(message_id, "champion", champion, T0)
+        join.add_decision(message_id, "challenger", challenger, T0)
+        join.add_label(message_id, label)
+    pairs = join.paired()
+    assert (pairs.challenger_right, pairs.champion_right, pairs.concordant) == (1, 1, 1)
