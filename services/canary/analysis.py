@@ -240,7 +240,12 @@ class AnalysisThresholds:
     latency_p99_slack_seconds: float = 0.25  # ... or champion p99 + this, whichever is larger
     # Quality on labels (exact McNemar on the discordant labelled pairs).
     alpha: float = 0.01  # one-sided; small because the test is repeated at every window
-    min_discordant: int = 20  # labelled discordant pairs needed to pass the last step
+    min_discordant: int = 20  # labelled discordant pairs needed to pass the last step ...
+    # ... or, when the variants rarely disagree in harm, enough labelled pairs that the
+    # challenger's extra harm (upper end of c/n's exact 95 % interval, minus b/n) stays within
+    # the margin
+    min_labelled_pairs: int = 300
+    max_extra_harm: float = 0.01
     # Guardrails against the challenger's own offline expectation.
     max_expected_block_change: float = 0.15  # |live block rate - holdout block rate|
     max_expected_psi: float = 1.0  # PSI of live scores against the holdout's
@@ -433,6 +438,21 @@ def _latency_check(champ: VariantWindow, chall: VariantWindow, t: AnalysisThresh
 # -- quality on labels -----------------------------------------------------------------------
 
 
+def extra_harm_upper_bound(b: int, c: int, labelled: int, confidence: float = 0.95) -> float:
+    """How many more harmful decisions per labelled message the challenger may make, at most:
+    the upper end of the exact (Clopper-Pearson) 95 % interval of c / labelled, minus
+    b / labelled.
+
+    The pass path for two models that rarely disagree: 0 discordant pairs among 4,500 labelled
+    ones is strong evidence of "no worse", though McNemar alone has nothing to count."""
+    if labelled <= 0:
+        return 1.0
+    upper = binomtest(c, labelled, 0.5).proportion_ci(confidence, method="exact").high
+    if c == labelled:
+        upper = 1.0
+    return float(upper - b / labelled)
+
+
 def label_quality_check(
     pairs: PairedLabels, t: AnalysisThresholds, final_step: bool
 ) -> CheckResult:
@@ -468,8 +488,20 @@ def label_quality_check(
         return make(passed=True, detail=f"no evidence against the challenger: {counts}")
     if test.n >= t.min_discordant and test.b >= test.c:
         return make(passed=True, detail=f"labels side with the challenger: {counts}")
+    labelled = test.n + pairs.concordant
+    if labelled >= t.min_labelled_pairs:
+        extra = extra_harm_upper_bound(test.b, test.c, labelled)
+        if extra <= t.max_extra_harm:
+            return make(
+                passed=True,
+                detail=(
+                    f"non-inferior: at most {extra:.2%} more harmful decisions than the "
+                    f"champion (95 % bound, margin {t.max_extra_harm:.0%}): {counts}"
+                ),
+            )
     need = (
-        f"need >= {t.min_discordant} labelled discordant pairs with b >= c"
+        f"need >= {t.min_discordant} labelled discordant pairs with b >= c, or "
+        f">= {t.min_labelled_pairs} labelled pairs within the harm margin"
         if test.n < t.min_discordant
         else "need b >= c"
     )

@@ -39,6 +39,9 @@ class CanarySettings(CommonSettings):
     # hence small) and the pairs needed before the last step can pass.
     canary_alpha: float = Field(default=0.01, gt=0.0, lt=0.5)
     canary_min_discordant: int = Field(default=20, ge=1)
+    # ... or this many labelled pairs with the challenger's extra harm within the margin
+    canary_min_labelled_pairs: int = Field(default=300, ge=1)
+    canary_max_extra_harm: float = Field(default=0.01, gt=0.0, lt=1.0)
     # Guardrails against the challenger's own offline expectation (its holdout).
     canary_max_expected_block_change: float = Field(default=0.15, ge=0.0)
     canary_max_expected_psi: float = Field(default=1.0, gt=0.0)
@@ -84,6 +87,8 @@ class CanarySettings(CommonSettings):
             significance_z=self.canary_significance_z,
             alpha=self.canary_alpha,
             min_discordant=self.canary_min_discordant,
+            min_labelled_pairs=self.canary_min_labelled_pairs,
+            max_extra_harm=self.canary_max_extra_harm,
             max_expected_block_change=self.canary_max_expected_block_change,
             max_expected_psi=self.canary_max_expected_psi,
             max_collapse_share=self.canary_max_collapse_share,

@@ -256,3 +256,17 @@ def test_moving_spam_between_review_and_block_is_no_harm_either_way():
         join.add_label(message_id, label)
     pairs = join.paired()
     assert (pairs.challenger_right, pairs.champion_right, pairs.concordant) == (1, 1, 1)
+
+
+def test_the_last_step_passes_when_many_labelled_pairs_show_no_extra_harm():
+    from services.canary.analysis import PairedLabels, label_quality_check
+
+    # the two models rarely disagree: no discordant pair among 4,500 labelled ones
+    agree = PairedLabels(challenger_right=0, champion_right=0, concordant=4_500, paired=9_000)
+    assert label_quality_check(agree, THRESHOLDS, final_step=True).passed is True
+    # few labels: no evidence yet
+    few = PairedLabels(challenger_right=0, champion_right=0, concordant=50, paired=100)
+    assert label_quality_check(few, THRESHOLDS, final_step=True).passed is None
+    # many labels, but the challenger does harm the champion does not on 3 % of them
+    worse = PairedLabels(challenger_right=0, champion_right=12, concordant=388, paired=800)
+    assert label_quality_check(worse, THRESHOLDS, final_step=True).passed is False
