@@ -128,14 +128,17 @@ def action_thresholds(
     traffic's spam share (`traffic_spam_share`, the deployment prior, not the validation mix)
     on the validation rows with their sender history AND on the same rows as unknown senders
     (the higher of the two cut-offs, so a new sender's text-only score is held to 0.99 too);
-    review sized by the budget (`budget_review_cutoff`) on the warm scores."""
+    review sized by the budget (`budget_review_cutoff`) on the warm scores, but never above
+    the cut-off that still catches `REVIEW_MIN_RECALL` of validation spam: a band that saves
+    moderator time by letting more spam reach people is not a saving (the budget yields)."""
     share = traffic_spam_share
     block = select_thresholds(y_true, warm_scores, block_precision, spam_share=share).block
     if cold_scores is not None:
         cold = select_thresholds(y_true, cold_scores, block_precision, spam_share=share).block
         block = max(block, cold)
     review = budget_review_cutoff(y_true, warm_scores, block, review_budget, traffic_spam_share)
-    return Thresholds(block=block, review=min(review, block))
+    floor = select_thresholds(y_true, warm_scores, block_precision).review
+    return Thresholds(block=block, review=min(review, floor, block))
 
 
 def expected_calibration_error(
