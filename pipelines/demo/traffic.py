@@ -544,5 +544,15 @@ def write_demo_result(
         **extra,
     }
     path = folder / f"{name}.json"
-    path.write_text(json.dumps(body, indent=2, default=str))
+    path.write_text(json.dumps(_str_keys(body), indent=2, default=str))
     return path
+
+
+def _str_keys(value: Any) -> Any:
+    """JSON object keys must be strings; counters of (variant, action) pairs have tuples."""
+    if isinstance(value, dict):
+        key = lambda k: "/".join(map(str, k)) if isinstance(k, tuple) else k  # noqa: E731
+        return {key(k): _str_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_str_keys(v) for v in value]
+    return value

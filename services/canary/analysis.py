@@ -305,7 +305,7 @@ class PairedLabels:
     """Messages scored by both variants whose label arrived, split by who was right.
 
     `challenger_right` (b) and `champion_right` (c) are the discordant pairs: the variants'
-    decisions differ in harm (spam allowed, ham blocked), so exactly one of them was right.
+    decisions differ in harm (spam let through, ham held back), so exactly one was right.
     """
 
     challenger_right: int = 0

@@ -7,8 +7,8 @@ decisions in a bounded map and also holds labels that overtake their decisions.
 Two views of the same join:
 - pairs: messages both variants scored (one answered, the other in the shadow) whose label
   arrived, split into concordant and discordant on whether each decision did harm (`harmful`:
-  spam allowed, ham blocked), and for the discordant ones who was right (the counts of the
-  exact McNemar test);
+  spam let through, ham held back), and for the discordant ones who was right (the counts of
+  the exact McNemar test);
 - labelled blocks per variant (block precision, reported).
 """
 
@@ -38,12 +38,14 @@ def blocked(action: str) -> bool:
 
 
 def harmful(action: str, spam: bool) -> bool:
-    """The two mistakes a label can show: spam allowed to its recipient, ham blocked.
+    """The mistake a label can show: spam let through to its recipient, or ham held back from
+    it (blocked, or sent to a moderator's queue).
 
-    Review is neither: a person decides. The same harm the quality gate guards per group, so a
-    challenger that moves messages between review and block (a different cut-off) is judged
-    on what reaches or is kept from people, not on where its cut-offs fell."""
-    return action == "allow" if spam else action == "block"
+    Spam held for review is no mistake: a person catches it. So a challenger that moves spam
+    between review and block (another block cut-off) is judged on what reaches people, while
+    one that sends ordinary mail to review, at the moderators' cost and the recipient's wait,
+    is not let off because nothing was blocked."""
+    return action == "allow" if spam else action != "allow"
 
 
 class LabelJoin:

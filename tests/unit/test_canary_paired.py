@@ -192,7 +192,7 @@ def test_the_pair_join_counts_who_was_right_where_the_variants_disagree():
     # m3: both block spam -> concordant; m4: only one variant scored -> not a pair
     for message_id, champion, challenger in (
         ("m1", "allow", "block"),
-        ("m2", "review", "block"),
+        ("m2", "allow", "block"),
         ("m3", "block", "block"),
     ):
         join.add_decision(message_id, "champion", champion, T0)
@@ -243,12 +243,12 @@ def test_a_rollout_asking_for_pairing_makes_serving_shadow_the_other_variant():
 def test_moving_spam_between_review_and_block_is_no_harm_either_way():
     join = LabelJoin()
     join.reset(T0)
-    # s1: spam, reviewed vs blocked -> both kept it from the recipient (concordant);
-    # h1: ham, reviewed vs blocked -> the challenger blocked ham (champion right);
+    # s1: spam, blocked vs reviewed -> both kept it from the recipient (concordant);
+    # h1: ham, allowed vs reviewed -> the challenger held ordinary mail back (champion right);
     # s2: spam, allowed vs reviewed -> the champion let it through (challenger right)
     for message_id, champion, challenger, label in (
         ("s1", "block", "review", "spam"),
-        ("h1", "review", "block", "ham"),
+        ("h1", "allow", "review", "ham"),
         ("s2", "allow", "review", "spam"),
     ):
         join.add_decision(message_id, "champion", champion, T0)
