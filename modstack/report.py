@@ -48,12 +48,24 @@ def render_table(table: ResultTable) -> str:
     return "\n".join(lines)
 
 
+def _scalar_table(data: dict[str, Any]) -> ResultTable:
+    """A file without tables (a demo's rollout record): its top-level numbers and words."""
+    rows: list[list[Any]] = []
+    for key, value in data.items():
+        inner = value.items() if isinstance(value, dict) else [("", value)]
+        for sub, item in inner:
+            if isinstance(item, (int, float, str)) and key != "date":
+                rows.append([f"{key}.{sub}" if sub else key, item])
+    return ResultTable(caption="", columns=["field", "value"], rows=rows)
+
+
 def render_result(result: Result, link: str) -> str:
     """The tables of one result, then where they came from."""
     origin = result.provenance
     machine = origin.get("machine", {})
     versions = ", ".join(f"{k} {v}" for k, v in origin.get("versions", {}).items())
-    parts = [render_table(table) for table in result.tables]
+    tables = result.tables or [_scalar_table(result.data)]
+    parts = [render_table(table) for table in tables if table.rows]
     parts.extend(f"- {note}" for note in result.notes)
     parts.append(
         f"<sub>Source: [{Path(link).name}]({link}), written by `{result.command}` on "

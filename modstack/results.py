@@ -99,10 +99,23 @@ def write_result(result: Result, run_dir: Path | None = None) -> Path:
 
 
 def read_result(path: Path) -> Result:
-    """A results file back as a `Result`."""
+    """A results file back as a `Result`. A file written in another shape (a demo's rollout
+    record) keeps its fields under `data`, with its command and date as provenance."""
     raw = json.loads(path.read_text())
     tables = [ResultTable(**table) for table in raw.pop("tables", [])]
-    return Result(tables=tables, **raw)
+    known = {"name", "title", "command", "notes", "data", "provenance"}
+    extra = {k: raw.pop(k) for k in list(raw) if k not in known}
+    result = Result(
+        name=raw.pop("name", path.stem),
+        title=raw.pop("title", path.stem),
+        command=raw.pop("command", "?"),
+        tables=tables,
+        **raw,
+    )
+    if extra:
+        result.data = {**extra, **result.data}
+        result.provenance = result.provenance or {"date": extra.get("date", "?")}
+    return result
 
 
 def _jsonable(value: Any) -> Any:

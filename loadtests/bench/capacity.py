@@ -56,7 +56,7 @@ def _serving_cpu_ms(results: Path) -> tuple[float, str]:
 
 
 def _online_bytes_per_sender(data_dir: Path) -> tuple[float, str]:
-    store = data_dir / "feast" / "online_store.db"
+    store = data_dir / "feast" / "online.db"
     if not store.exists():
         raise typer.BadParameter(f"{store} is missing: run `make demo` first")
     with sqlite3.connect(store) as db:
