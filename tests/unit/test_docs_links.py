@@ -42,3 +42,10 @@ def test_no_tracked_file_cites_a_document_the_repo_lacks() -> None:
         text = path.read_text(errors="replace")
         offenders += [f"{name}: {doc}" for doc in FOREIGN_DOCUMENTS if doc in text]
     assert offenders == []
+
+
+def test_test_modules_have_unique_names() -> None:
+    """pytest imports test folders without packages by basename: two test_x.py files in
+    different folders collide on a fresh checkout (no cached bytecode to hide it)."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
