@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from pydantic import Field, field_validator
 
 from modstack.settings import CommonSettings
@@ -101,9 +99,3 @@ class CanarySettings(CommonSettings):
         """The /metrics URLs the scrape source reads."""
         urls = [u.strip() for u in self.canary_metrics_urls.split(",") if u.strip()]
         return urls or [self.serving_addr.rstrip("/") + "/metrics"]
-
-
-@lru_cache
-def get_canary_settings() -> CanarySettings:
-    """The process-wide canary settings (read from the environment once)."""
-    return CanarySettings()
