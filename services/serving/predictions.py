@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from typing import Any
 
 from modstack.events import PredictionEvent
@@ -40,6 +41,8 @@ class PredictionPublisher:
         self._producer: Any = None
         self._stopped = threading.Event()
         self._replace = threading.Event()  # set by a non-retriable delivery error
+        # monotonic time of the first failure with no delivery since (None while delivering)
+        self._failing_since: float | None = None
         # the last delivery failure, cleared by the next delivered event (/readyz shows it)
         self.last_error = ""
 
@@ -94,6 +97,8 @@ class PredictionPublisher:
     def _on_error(self, exc: BaseException) -> None:
         PREDICTION_EVENTS.labels("failed").inc()
         self.last_error = f"{type(exc).__name__}: {exc}"
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
         if not getattr(exc, "retriable", False):
             # e.g. a restarted broker that no longer knows this idempotent producer's id: the
             # producer stays in its fatal state for good, so the sender thread makes a new one
@@ -103,12 +108,19 @@ class PredictionPublisher:
     def _on_sent(self, _metadata: object) -> None:
         PREDICTION_EVENTS.labels("sent").inc()
         self.last_error = ""
+        self._failing_since = None
 
     def _ensure_producer(self) -> None:
         """Connect (retrying while the broker is down); replace a producer gone fatal."""
-        if self._replace.is_set() and self._producer is not None:
+        # "retriable" errors that never stop (a restarted broker that no longer knows this
+        # idempotent producer, seen as expiring batches for good) also get a new producer once
+        # a whole delivery timeout has passed without one delivered event
+        failing = self._failing_since
+        stuck = failing is not None and time.monotonic() - failing > self.delivery_timeout_ms / 1000
+        if (self._replace.is_set() or stuck) and self._producer is not None:
             self._replace.clear()
-            log.warning("replacing the prediction producer after a fatal error")
+            self._failing_since = None
+            log.warning("replacing the prediction producer (no delivery: %s)", self.last_error)
             self._producer.close(timeout=0)
             self._producer = None
             PRODUCER_REPLACEMENTS.inc()
