@@ -121,7 +121,10 @@ class PredictionPublisher:
             self._replace.clear()
             self._failing_since = None
             log.warning("replacing the prediction producer (no delivery: %s)", self.last_error)
-            self._producer.close(timeout=0)
+            try:
+                self._producer.close(timeout=0)
+            except Exception as exc:  # close() flushes first: a stuck producer times out there
+                log.warning("the old prediction producer did not close cleanly: %s", exc)
             self._producer = None
             PRODUCER_REPLACEMENTS.inc()
         while self._producer is None and not self._stopped.is_set():
