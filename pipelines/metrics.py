@@ -242,6 +242,8 @@ def evaluate_scores(
         # nothing flagged means no false flags: precision 1 (sklearn would warn and say 0)
         metrics[f"precision_at_{name}"] = float(precision_score(y, predicted, zero_division=1.0))
         metrics[f"recall_at_{name}"] = float(recall_score(y, predicted, zero_division=0.0))
+    # what the canary expects live: the share of all rows each cut-off acts on
+    metrics["block_rate"] = float((s >= thresholds.block).mean()) if len(s) else 0.0
     if groups is not None:
         coarse = np.array([coarse_group(str(g)) for g in groups])
         metrics.update(_group_metrics(y, s, coarse, thresholds))

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import mlflow
 import pandas as pd
@@ -26,6 +26,11 @@ from modstack.behaviour import SuiteResult
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
 from modstack.registry import aliases as registry
 from modstack.registry.contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE, Thresholds
+from modstack.registry.expectation import (
+    EXPECTATION_ARTIFACT,
+    OfflineExpectation,
+    load_run_expectation,
+)
 from pipelines.evaluate import evaluate_model
 from pipelines.gate import GateResult, GateTolerance, check_gate, run_behaviour
 from pipelines.model import cold_start
@@ -48,9 +53,17 @@ class Registration:
     challenger_set: bool
 
 
+class ChampionReference(NamedTuple):
+    """The champion as the gate scored it on the candidate's holdout."""
+
+    version: str
+    metrics: dict[str, float]
+    cold_metrics: dict[str, float]
+
+
 def champion_metrics(
     holdout: LabelledSet, data_dir: Path | None = None
-) -> tuple[str, dict[str, float], dict[str, float]] | None:
+) -> ChampionReference | None:
     """The current champion scored on `holdout` with its own features and thresholds, with
     sender history and as cold senders (sender columns blank), or None."""
     version = registry.get_alias_version(ALIAS_CHAMPION)
@@ -69,7 +82,7 @@ def champion_metrics(
     report, _ = evaluate_model(model, thresholds, holdout, columns)
     cold = replace(holdout, frame=cold_start(holdout.frame))
     cold_report, _ = evaluate_model(model, thresholds, cold, columns)
-    return f"champion v{version}", report.metrics, cold_report.metrics
+    return ChampionReference(str(version), report.metrics, cold_report.metrics)
 
 
 def register_candidate(
@@ -84,20 +97,30 @@ def register_candidate(
     candidate_cold_metrics: Mapping[str, float] | None = None,
     baseline_cold_metrics: Mapping[str, float] | None = None,
     behaviour: SuiteResult | None = None,
+    expectation: OfflineExpectation | None = None,
 ) -> Registration:
     """Gate, register as a new version, tag the verdict, and set `challenger` on a pass (or
     when `skip_gate` forces it for the rollback demo: the refusal stays in the tags).
 
     The gate compares warm and (when given) cold-start holdout metrics with the reference's,
     and refuses a candidate whose behavioural suite (`behaviour`) fails a minimum-functionality
-    rule."""
+    rule. `expectation` (the candidate's offline expectation) is logged to the run before the
+    alias moves, with the champion's block rate on the same holdout when there is one."""
     reference = champion_metrics(holdout, data_dir)
     if reference is None:
         compared_with = "baseline"
         reference_metrics = dict(baseline_metrics)
         reference_cold = dict(baseline_cold_metrics) if baseline_cold_metrics else None
     else:
-        compared_with, reference_metrics, reference_cold = reference
+        compared_with = f"champion v{reference.version}"
+        reference_metrics, reference_cold = reference.metrics, reference.cold_metrics
+        if expectation is not None and "block_rate" in reference.metrics:
+            expectation = expectation.with_champion(
+                reference.version, reference.metrics["block_rate"]
+            )
+    client = registry.get_client()
+    if expectation is not None:
+        client.log_dict(run_id, expectation.to_json(), EXPECTATION_ARTIFACT)
     gate = check_gate(
         candidate_metrics,
         reference_metrics,
@@ -109,7 +132,6 @@ def register_candidate(
     )
     log.info("%s", gate.summary())
 
-    client = registry.get_client()
     mlflow.set_tracking_uri(registry.tracking_uri())
     version = str(mlflow.register_model(model_uri, REGISTERED_MODEL).version)
     tags = gate.as_tags() | {"gate.skipped": str(skip_gate and not gate.passed).lower()}
@@ -194,6 +216,7 @@ def main(
         candidate_cold_metrics=_metrics_with_prefix(metrics, "holdout_cold.") or None,
         baseline_cold_metrics=_metrics_with_prefix(metrics, "baseline_holdout_cold.") or None,
         behaviour=behaviour,
+        expectation=load_run_expectation(client, run_id),
     )
     print(registration.gate.summary())
     state = "challenger" if registration.challenger_set else "no alias"

@@ -530,7 +530,8 @@ def run_training(
             behaviour = log_behaviour(candidate, columns, out)
             # What the canary compares the live challenger with (its own holdout behaviour).
             t = candidate.thresholds
-            log_expectation(expectation_from_scores(cand_scores, t.block, t.review))
+            expectation = expectation_from_scores(cand_scores, t.block, t.review)
+            log_expectation(expectation)  # registration adds the champion it was gated against
             reference = reference_sample(train, candidate, config, holdout, cand_scores)
             reference_file = out / Path(REFERENCE_ARTIFACT).name
             reference.to_parquet(reference_file, index=False)
@@ -574,6 +575,7 @@ def run_training(
                 candidate_cold_metrics=cand_cold.metrics,
                 baseline_cold_metrics=base_cold.metrics,
                 behaviour=behaviour,
+                expectation=expectation,
                 tolerance=config.tolerance,
                 skip_gate=config.skip_gate,
                 data_dir=config.data_dir,

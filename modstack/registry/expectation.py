@@ -5,6 +5,11 @@ rates its thresholds give on the holdout, and the histogram of its holdout score
 0.05-wide bins serving exports (`serving_score`). The canary compares the challenger's live
 behaviour with this, its own expectation, instead of with the champion's: a model retrained on
 drifted traffic is meant to behave differently from the champion, not from itself.
+
+When the gate compared the candidate with a champion, the artifact also holds that champion's
+version and block rate on the same holdout: the canary then checks the block-rate *shift*
+against the champion on the same live messages, which the traffic mix moves for both models
+alike, instead of the bare block rate, which a clustered stream moves by tens of points.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,27 +35,42 @@ class OfflineExpectation:
     edges: list[float]
     counts: list[int]
     rows: int
+    champion_version: str | None = None  # the champion the gate compared with, if any
+    champion_block_rate: float | None = None  # its block rate on the same holdout
+
+    def with_champion(self, version: str, block_rate: float) -> OfflineExpectation:
+        """The same expectation, with the champion the gate scored on the same holdout."""
+        return replace(self, champion_version=str(version), champion_block_rate=block_rate)
 
     def to_json(self) -> dict[str, Any]:
         """The artifact's JSON form."""
-        return {
+        body: dict[str, Any] = {
             "block_rate": self.block_rate,
             "review_rate": self.review_rate,
             "score_histogram": {"edges": self.edges, "counts": self.counts},
             "rows": self.rows,
         }
+        if self.champion_version is not None:
+            body["champion"] = {
+                "version": self.champion_version,
+                "block_rate": self.champion_block_rate,
+            }
+        return body
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> OfflineExpectation:
         """Parse the artifact (ValueError naming the missing field)."""
         try:
             histogram = body["score_histogram"]
+            champion = body.get("champion") or {}
             return cls(
                 block_rate=float(body["block_rate"]),
                 review_rate=float(body["review_rate"]),
                 edges=[float(e) for e in histogram["edges"]],
                 counts=[int(c) for c in histogram["counts"]],
                 rows=int(body["rows"]),
+                champion_version=champion.get("version"),
+                champion_block_rate=champion.get("block_rate"),
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{EXPECTATION_ARTIFACT} lacks {exc}") from exc
@@ -88,18 +108,20 @@ def log_expectation(expectation: OfflineExpectation) -> None:
     mlflow.log_dict(expectation.to_json(), EXPECTATION_ARTIFACT)
 
 
-def load_expectation(client: Any, model_name: str, version: str) -> OfflineExpectation | None:
-    """The expectation logged by the run behind `version`; None when that run has none
-    (trained before the artifact existed)."""
+def load_run_expectation(client: Any, run_id: str) -> OfflineExpectation | None:
+    """The expectation logged by run `run_id`; None when it has none."""
     from mlflow.exceptions import MlflowException
 
-    model_version = client.get_model_version(model_name, str(version))
-    run_id = model_version.run_id
-    if not run_id:
-        return None
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = client.download_artifacts(run_id, EXPECTATION_ARTIFACT, tmp)
         except (MlflowException, OSError):
             return None
         return OfflineExpectation.from_json(json.loads(Path(path).read_text()))
+
+
+def load_expectation(client: Any, model_name: str, version: str) -> OfflineExpectation | None:
+    """The expectation logged by the run behind `version`; None when that run has none
+    (trained before the artifact existed)."""
+    run_id = client.get_model_version(model_name, str(version)).run_id
+    return load_run_expectation(client, run_id) if run_id else None

@@ -226,7 +226,8 @@ def live_story(champion: str, speed: float, timeout_s: float, after_windows: int
     story.champion_after = str(serving_champion(settings))
     story.traffic = stats
     console.print(
-        f"  traffic: {stats.moderated} moderated {dict(stats.by_variant)}, {stats.failed} failed, "
+        f"  traffic: {stats.moderated} moderated {dict(stats.by_variant)}, {stats.failed} failed "
+        f"({stats.shed_retries} shed and retried after Retry-After), "
         f"{stats.requests_per_s:.0f} req/s; labels: {stats.user_reports} user reports, "
         f"{stats.moderator_labels} moderator labels"
     )

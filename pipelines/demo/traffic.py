@@ -157,7 +157,8 @@ class TrafficStats:
     """What the replayer sent and what serving answered."""
 
     moderated: int = 0
-    failed: int = 0
+    failed: int = 0  # not answered 200, after the one retry a shed request gets
+    shed_retries: int = 0  # 503 + Retry-After (serving's load shedding), retried once
     by_variant: Counter = field(default_factory=Counter)
     by_action: Counter = field(default_factory=Counter)
     messages_ingested: int = 0
@@ -338,7 +339,13 @@ class TrafficReplayer:
         body = _renamed(message, suffix)
         try:
             response = http.post("/v1/moderate", json=body)
-        except httpx.HTTPError:
+            if response.status_code == 503 and "Retry-After" in response.headers:
+                # shed by serving: a well-behaved client waits as told and tries once more
+                with self._lock:
+                    self.stats.shed_retries += 1
+                self._stop.wait(min(float(response.headers["Retry-After"]), 5.0))
+                response = http.post("/v1/moderate", json=body)
+        except (httpx.HTTPError, ValueError):
             with self._lock:
                 self.stats.failed += 1
             return

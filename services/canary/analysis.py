@@ -9,7 +9,9 @@ expectation from its gate evaluation. Checks come in three decisive kinds plus r
 - quality: an exact McNemar test on the labelled messages where the two variants' block
   decisions differ (the labels say which of the two differences are right);
 - guardrail: the challenger's live block rate and score distribution against its OWN offline
-  expectation, and a collapse check (scores piling into one narrow band);
+  expectation (the block rate as a shift against the champion on the same messages, when the
+  gate scored that champion on the same holdout), and a collapse check (scores piling into one
+  narrow band);
 - report (never decisive): score PSI and block-rate change against the champion, block
   precision per variant. A retrained model is meant to behave differently from the champion.
 
@@ -247,7 +249,8 @@ class AnalysisThresholds:
     min_labelled_pairs: int = 300
     max_extra_harm: float = 0.01
     # Guardrails against the challenger's own offline expectation.
-    max_expected_block_change: float = 0.15  # |live block rate - holdout block rate|
+    # |live block-rate shift vs champion - holdout shift| (or |live - holdout block rate|)
+    max_expected_block_change: float = 0.15
     max_expected_psi: float = 1.0  # PSI of live scores against the holdout's
     psi_min_bin_share: float = 0.10  # merge score buckets to >= this pooled share
     max_collapse_share: float = 0.95  # share of scores inside any 0.1-wide score band
@@ -527,8 +530,20 @@ def live_score_counts(score_buckets: Mapping[float, float], edges: list[float]) 
 
 
 def _expected_block_check(
-    chall: VariantWindow, expectation: OfflineExpectation | None, t: AnalysisThresholds
+    champ: VariantWindow,
+    chall: VariantWindow,
+    expectation: OfflineExpectation | None,
+    champion_version: str | None,
+    t: AnalysisThresholds,
 ) -> CheckResult:
+    """Does the challenger act on live traffic as its gate evaluation said it would?
+
+    When the gate scored the live champion on the same holdout, the compared quantity is the
+    block-rate shift against the champion: live (both variants on the same messages) minus
+    offline (both on the holdout). A traffic mix that moves the spam share moves both models'
+    block rates alike and cancels out; a challenger whose live behaviour departs from its
+    holdout (train/serve skew, a broken feature) does not. Otherwise, the bare live block
+    rate against the holdout's, which the traffic mix moves too."""
     make = partial(
         CheckResult, "expected_block_rate", threshold=t.max_expected_block_change, kind="guardrail"
     )
@@ -538,21 +553,54 @@ def _expected_block_check(
     if live is None:
         return make(passed=None, value=None, detail="no challenger actions yet")
     decided = sum(chall.actions.values())
-    z = abs(
-        two_proportion_z(
-            chall.actions.get("block", 0.0),
-            decided,
-            expectation.block_rate * expectation.rows,
-            expectation.rows,
-        )
+    blocks = chall.actions.get("block", 0.0)
+    paired = (
+        expectation.champion_block_rate is not None
+        and champion_version is not None
+        and expectation.champion_version == str(champion_version)
+        and champ.block_rate is not None
     )
-    change = abs(live - expectation.block_rate)
+    if not paired:
+        z = abs(
+            two_proportion_z(
+                blocks, decided, expectation.block_rate * expectation.rows, expectation.rows
+            )
+        )
+        change = abs(live - expectation.block_rate)
+        return make(
+            passed=change <= t.max_expected_block_change or z < t.significance_z,
+            value=change,
+            champion=expectation.block_rate,
+            challenger=live,
+            detail=f"live block rate vs the holdout's ({expectation.rows} rows; z={z:.2f})",
+        )
+    assert champ.block_rate is not None and expectation.champion_block_rate is not None
+    live_shift = live - champ.block_rate
+    offline_shift = expectation.block_rate - expectation.champion_block_rate
+    change = abs(live_shift - offline_shift)
+    # standard error of the difference of two shifts, each from two rates (treated as
+    # independent: conservative for the live pair, which shares its messages)
+    variance = sum(
+        p * (1.0 - p) / n
+        for p, n in (
+            (live, decided),
+            (champ.block_rate, sum(champ.actions.values())),
+            (expectation.block_rate, expectation.rows),
+            (expectation.champion_block_rate, expectation.rows),
+        )
+        if n > 0
+    )
+    z = change / math.sqrt(variance) if variance > 0 else 0.0
     return make(
         passed=change <= t.max_expected_block_change or z < t.significance_z,
         value=change,
-        champion=expectation.block_rate,
-        challenger=live,
-        detail=f"live block rate vs the holdout's ({expectation.rows} rows; z={z:.2f})",
+        champion=offline_shift,
+        challenger=live_shift,
+        detail=(
+            f"block-rate shift against champion v{champion_version}: {live_shift:+.3f} live on "
+            f"the same messages vs {offline_shift:+.3f} on the gate's holdout "
+            f"({expectation.rows} rows; z={z:.2f})"
+        ),
     )
 
 
@@ -683,6 +731,7 @@ def analyze(
     *,
     pairs: PairedLabels | None = None,
     expectation: OfflineExpectation | None = None,
+    champion_version: str | None = None,
     final_step: bool = False,
 ) -> Analysis:
     """Judge one window.
@@ -694,6 +743,8 @@ def analyze(
         pairs: labelled pairs since the rollout started (the evidence accumulates across steps:
             it is the same challenger against the same champion).
         expectation: the challenger's offline expectation (None: those guardrails are skipped).
+        champion_version: the live champion (the block-rate guardrail compares shifts against
+            it when the expectation was gated against the same version).
         final_step: the last step, where the quality check needs evidence to pass.
     """
     champ = windows.get(VARIANT_CHAMPION, VariantWindow())
@@ -705,7 +756,7 @@ def analyze(
         _error_rate_check(champ, chall, thresholds),
         _latency_check(champ, chall, thresholds),
         label_quality_check(pairs or PairedLabels(), thresholds, final_step),
-        _expected_block_check(chall, expectation, thresholds),
+        _expected_block_check(champ, chall, expectation, champion_version, thresholds),
         _expected_psi_check(chall, expectation, thresholds),
         _collapse_check(champ, chall, thresholds),
         _psi_check(champ, chall, thresholds),

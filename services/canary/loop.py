@@ -174,6 +174,7 @@ class CanaryRunner:
             self._baseline,
             pairs=self._pairs(),
             expectation=self.expectation(str(state.challenger_version)),
+            champion_version=state.champion_version,
             final_step=state.step >= len(state.steps) - 1,
         )
         self.last_analysis = analysis

@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "canary-test-token"
 INTERVAL_S = 4.0
+SERVING_POLL_INTERVAL_S = 1.0
 FAILURE_LIMIT = 2
 STEPS = "50,100"
 LABELLED_SHARE = 0.5
@@ -175,7 +177,7 @@ def stack(tmp_path_factory, kafka_bootstrap, mlflow_tracking_uri) -> Iterator[St
         "FEAST_REPO_PATH": str(REPO / "features"),
         "ADMIN_TOKEN": TOKEN,
         "SERVING_ADDR": f"http://127.0.0.1:{port}",
-        "SERVING_POLL_INTERVAL_S": "1.0",
+        "SERVING_POLL_INTERVAL_S": str(SERVING_POLL_INTERVAL_S),
     }
     serving_url = env["SERVING_ADDR"]
     with BackgroundProcess(
@@ -384,18 +386,26 @@ def test_a_good_challenger_is_promoted_step_by_step(stack, canary):
         return health["champion"] == stack.versions["good"] and health["challenger"] is None
 
     wait_until(promoted_in_serving, 10, "serving to load the new champion")
-    answer = httpx.post(
-        f"{stack.serving_url}/v1/moderate",
-        json={
-            "message_id": "after-promotion",
-            "sender_id": "x@example.com",
-            "subject": "hi",
-            "body": "team meeting notes",
-            "sent_at": datetime.now(UTC).isoformat(),
-        },
-        timeout=10,
-    ).json()
-    assert answer["variant"] == "champion"
+    # /healthz answers from one worker; every worker polls the registry on its own, so the
+    # guarantee is "all of them within one poll interval" (SERVING_POLL_INTERVAL_S above)
+    time.sleep(SERVING_POLL_INTERVAL_S * 2 + 1)
+    answers = [
+        httpx.post(
+            f"{stack.serving_url}/v1/moderate",
+            json={
+                "message_id": f"after-promotion-{i}",
+                "sender_id": "x@example.com",
+                "subject": "hi",
+                "body": "team meeting notes",
+                "sent_at": datetime.now(UTC).isoformat(),
+            },
+            timeout=10,
+        ).json()
+        for i in range(20)
+    ]
+    assert {(a["variant"], a["model_version"]) for a in answers} == {
+        ("champion", stack.versions["good"])
+    }
 
 
 def _bad_rollout(stack: Stack, canary_url: str) -> tuple[dict, float]:

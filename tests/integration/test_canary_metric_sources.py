@@ -127,7 +127,8 @@ def test_scrape_source_names_the_replica_it_cannot_reach():
 
 def test_prometheus_source_reports_the_window_increase(serving_metrics, prometheus_url):
     # A baseline Prometheus has seen, then the window's traffic spread over a few scrapes.
-    wait_until(lambda: _targets_scraped(prometheus_url, time.time()), 45, "first scrape")
+    started = time.time()
+    wait_until(lambda: _targets_scraped(prometheus_url, started), 45, "first scrape")
     source = PrometheusSource(prometheus_url, min_window_s=3)
     source.begin_window()
     for _ in range(3):
@@ -136,7 +137,8 @@ def test_prometheus_source_reports_the_window_increase(serving_metrics, promethe
             "challenger", 20, errors=4, latency_s=0.004, score=0.1, action="block"
         )
         time.sleep(SCRAPE_INTERVAL_S)
-    wait_until(lambda: _targets_scraped(prometheus_url, time.time()), 15, "a scrape after")
+    served = time.time()
+    wait_until(lambda: _targets_scraped(prometheus_url, served), 15, "a scrape after")
     windows = windows_from_samples(source.collect())
     champion, challenger = windows["champion"], windows["challenger"]
     # `increase()` extrapolates to the range edges: counts are near, ratios exact-ish.

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from modstack.registry.expectation import SCORE_EDGES, expectation_from_scores
+from modstack.registry.expectation import SCORE_EDGES, OfflineExpectation, expectation_from_scores
 from services.canary.analysis import (
     AnalysisThresholds,
     PairedLabels,
@@ -183,6 +183,53 @@ def test_live_behaviour_far_from_the_holdout_fails_the_guardrails():
     )
     failed = {c.name for c in result.failed}
     assert {"expected_block_rate", "expected_score_psi"} <= failed
+
+
+def test_a_spam_burst_that_moves_both_variants_alike_is_not_a_broken_challenger():
+    # Gated against champion v1 on a holdout where both blocked ~5 %; live, a spam burst makes
+    # both block 25 % of the same messages (what `make demo`'s clustered stream does). The bare
+    # block rate is 20 points off the holdout's; the shift against the champion is not.
+    holdout = [0.01] * 950 + [0.99] * 50
+    expectation = expectation_from_scores(holdout, block=0.9, review=0.4).with_champion("1", 0.051)
+    windows = {
+        "champion": _scores_window(_healthy_counts(), blocks=252),
+        "challenger": _scores_window(_healthy_counts(), blocks=250),
+    }
+    paired = analyze(windows, THRESHOLDS, expectation=expectation, champion_version="1")
+    check = {c.name: c for c in paired.checks}["expected_block_rate"]
+    assert check.passed is True and check.value == pytest.approx(0.001, abs=1e-9)
+    assert "shift against champion v1" in check.detail
+    # the same expectation with another live champion: only the bare rate can be compared
+    other = analyze(windows, THRESHOLDS, expectation=expectation, champion_version="7")
+    check = {c.name: c for c in other.checks}["expected_block_rate"]
+    assert check.passed is False and check.value == pytest.approx(0.2)
+    assert "live block rate vs the holdout's" in check.detail
+
+
+def test_a_challenger_that_blocks_far_more_than_its_gate_said_fails_the_shift_check():
+    # offline it blocked as the champion did; live it blocks 25 % where the champion blocks 5 %
+    holdout = [0.01] * 950 + [0.99] * 50
+    expectation = expectation_from_scores(holdout, block=0.9, review=0.4).with_champion("1", 0.05)
+    result = analyze(
+        {
+            "champion": _scores_window(_healthy_counts(), blocks=50),
+            "challenger": _scores_window(_healthy_counts(), blocks=250),
+        },
+        THRESHOLDS,
+        expectation=expectation,
+        champion_version="1",
+    )
+    check = {c.name: c for c in result.checks}["expected_block_rate"]
+    assert check.passed is False and check.value == pytest.approx(0.2)
+    assert (check.challenger, check.champion) == (pytest.approx(0.2), pytest.approx(0.0))
+
+
+def test_the_expectation_round_trips_with_and_without_its_champion():
+    plain = expectation_from_scores([0.1, 0.95], block=0.9, review=0.4)
+    assert OfflineExpectation.from_json(plain.to_json()) == plain
+    gated = plain.with_champion("3", 0.4)
+    assert OfflineExpectation.from_json(gated.to_json()) == gated
+    assert gated.to_json()["champion"] == {"version": "3", "block_rate": 0.4}
 
 
 def test_the_pair_join_counts_who_was_right_where_the_variants_disagree():
