@@ -11,7 +11,6 @@ Usage: `python -m pipelines.demo.replay [--period history|future|all] [--speed 2
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -20,10 +19,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pandas as pd
+import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -429,46 +429,54 @@ def run(
     return report
 
 
-def main(argv: list[str] | None = None) -> ReplayReport:
+cli = typer.Typer(
+    add_completion=False,
+    help=__doc__.splitlines()[0],
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@cli.command(help=__doc__)
+def main(
+    period: Period = "history",
+    speed: Annotated[float, typer.Option(help="events per second (0: as fast as possible)")] = 0,
+    batch_size: int = DEFAULT_BATCH,
+    label_delay_hours: Annotated[
+        float, typer.Option(help="event time between a message and its label")
+    ] = DEFAULT_LABEL_DELAY.total_seconds() / 3600,
+    limit: Annotated[
+        int | None, typer.Option(help="only the first N messages of the period")
+    ] = None,
+    ingestion_addr: Annotated[str | None, typer.Option(help="default: INGESTION_ADDR")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="where the processor writes the message log (DATA_DIR)")
+    ] = None,
+    corpus_dir: Annotated[
+        Path | None, typer.Option(help="data dir holding corpus/ (--data-dir)")
+    ] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="do not wait for the processor")
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="catch-up bound, seconds")] = 600.0,
+    show_senders: int = 4,
+) -> ReplayReport:
     """CLI entry point."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.demo.replay", description=__doc__)
-    parser.add_argument("--period", choices=["history", "future", "all"], default="history")
-    parser.add_argument(
-        "--speed", type=float, default=0, help="events per second (0: as fast as possible)"
-    )
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
-    parser.add_argument(
-        "--label-delay-hours",
-        type=float,
-        default=DEFAULT_LABEL_DELAY.total_seconds() / 3600,
-        help="event time between a message and its label",
-    )
-    parser.add_argument("--limit", type=int, help="only the first N messages of the period")
-    parser.add_argument("--ingestion-addr", help="default: INGESTION_ADDR")
-    parser.add_argument(
-        "--data-dir", type=Path, help="where the processor writes the message log (DATA_DIR)"
-    )
-    parser.add_argument("--corpus-dir", type=Path, help="data dir holding corpus/ (--data-dir)")
-    parser.add_argument("--no-wait", action="store_true", help="do not wait for the processor")
-    parser.add_argument("--timeout", type=float, default=600.0, help="catch-up bound, seconds")
-    parser.add_argument("--show-senders", type=int, default=4)
-    args = parser.parse_args(argv)
     configure_logging("replay")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
     return run(
-        args.period,
-        speed=args.speed or None,
-        batch_size=args.batch_size,
-        label_delay=timedelta(hours=args.label_delay_hours),
-        limit=args.limit,
-        ingestion_addr=args.ingestion_addr,
-        data_dir=args.data_dir,
-        corpus_dir=args.corpus_dir,
-        wait=not args.no_wait,
-        timeout_s=args.timeout,
-        show_senders=args.show_senders,
+        period,
+        speed=speed or None,
+        batch_size=batch_size,
+        label_delay=timedelta(hours=label_delay_hours),
+        limit=limit,
+        ingestion_addr=ingestion_addr,
+        data_dir=data_dir,
+        corpus_dir=corpus_dir,
+        wait=not no_wait,
+        timeout_s=timeout,
+        show_senders=show_senders,
     )
 
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -18,11 +18,11 @@ Usage: `python -m pipelines.demo.rollback [--fault shuffled|errors|latency] [--i
 
 from __future__ import annotations
 
-import argparse
-import sys
 from datetime import datetime, timedelta
+from typing import Annotated, Literal
 
 import httpx
+import typer
 
 from modstack.log import configure_logging
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
@@ -32,6 +32,7 @@ from pipelines.demo import traffic as demo
 from services.canary.client import wide_console
 
 console = wide_console()
+Fault = Literal["shuffled", "errors", "latency"]
 FAULTS = {
     "errors": {"error_rate": 0.3, "extra_latency_ms": 0.0},
     "latency": {"error_rate": 0.0, "extra_latency_ms": 500.0},
@@ -108,38 +109,39 @@ def set_faults(error_rate: float, extra_latency_ms: float) -> None:
     response.raise_for_status()
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the demo; exit code 0 when the controller rolled the bad challenger back."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.demo.rollback", description=__doc__)
-    parser.add_argument("--fault", choices=["shuffled", "errors", "latency"], default="shuffled")
-    parser.add_argument("--speed", type=float, default=50.0, help="messages per second")
-    demo.add_rollout_arguments(parser, timeout_s=600.0)
-    args = parser.parse_args(argv)
-    configure_logging("demo", "WARNING")
-
+def run(
+    *,
+    fault: Fault = "shuffled",
+    speed: float = 50.0,
+    knobs: demo.RolloutKnobs | None = None,
+    timeout_s: float = 600.0,
+) -> int:
+    """Run the demo; 0 when the controller rolled the bad challenger back, 1 when it did not, 2
+    when the demo cannot start."""
+    knobs = knobs or demo.RolloutKnobs()
     controller = demo.ready_controller(console, "rollback", prepare_missing=True)
     if controller is None:
         return 2
 
-    console.rule(f"1. a bad challenger ({args.fault})")
-    version = shuffled_label_challenger() if args.fault == "shuffled" else champion_copy()
-    if args.fault in FAULTS:
-        set_faults(**FAULTS[args.fault])
-        console.print(f"  serving injects {FAULTS[args.fault]} into the challenger's path")
+    console.rule(f"1. a bad challenger ({fault})")
+    version = shuffled_label_challenger() if fault == "shuffled" else champion_copy()
+    if fault in FAULTS:
+        set_faults(**FAULTS[fault])
+        console.print(f"  serving injects {FAULTS[fault]} into the challenger's path")
 
     console.rule(f"2. canary rollout of v{version}: the controller decides alone")
     _, _, events = demo.future_timeline(timedelta(hours=6))
     # ingested, so labels arrive: the corpus labels of the first pass, then user reports and
     # the moderator's answers on the review queue
-    traffic = demo.TrafficReplayer(events, speed=args.speed, ingest=True, cycle=True).start()
+    traffic = demo.TrafficReplayer(events, speed=speed, ingest=True, cycle=True).start()
     try:
-        demo.start_rollout(controller, version, args)
-        outcome = demo.follow(controller, console, traffic, timeout_s=args.timeout)
+        demo.start_rollout(controller, version, knobs)
+        outcome = demo.follow(controller, console, traffic, timeout_s=timeout_s)
     finally:
         stats = traffic.stop()
-        if args.fault in FAULTS:
+        if fault in FAULTS:
             set_faults(0.0, 0.0)
-    demo.report_outcome(outcome, console, stats, f"demo-rollback-{args.fault}", fault=args.fault)
+    demo.report_outcome(outcome, console, stats, f"demo-rollback-{fault}", fault=fault)
     rolled_back = outcome.state["status"] == "rolled_back"
     client = registry.get_client()
     console.print(
@@ -149,5 +151,32 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if rolled_back else 1
 
 
+cli = typer.Typer(
+    add_completion=False,
+    help=__doc__.splitlines()[0],
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@cli.command(help=__doc__)
+def main(
+    fault: Fault = "shuffled",
+    speed: Annotated[float, typer.Option(help="messages per second")] = 50.0,
+    steps: demo.StepsOption = demo.RolloutKnobs.steps,
+    interval: demo.IntervalOption = demo.RolloutKnobs.interval,
+    min_requests: demo.MinRequestsOption = demo.RolloutKnobs.min_requests,
+    max_extensions: demo.MaxExtensionsOption = demo.RolloutKnobs.max_extensions,
+    paired_percent: demo.PairedPercentOption = demo.RolloutKnobs.paired_percent,
+    failure_limit: demo.FailureLimitOption = demo.RolloutKnobs.failure_limit,
+    timeout: demo.TimeoutOption = 600.0,
+) -> None:
+    """Run the demo; exit code 0 when the controller rolled the bad challenger back."""
+    configure_logging("demo", "WARNING")
+    knobs = demo.RolloutKnobs(
+        steps, interval, min_requests, max_extensions, paired_percent, failure_limit
+    )
+    raise typer.Exit(run(fault=fault, speed=speed, knobs=knobs, timeout_s=timeout))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

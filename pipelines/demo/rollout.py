@@ -15,12 +15,12 @@ Usage: `python -m pipelines.demo.rollout [--speed 40] [--interval 20] [--steps 2
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from datetime import timedelta
+from typing import Annotated
 
 import pandas as pd
+import typer
 
 from modstack.log import configure_logging
 from modstack.settings import get_settings
@@ -57,59 +57,45 @@ def warm_up(warmup: pd.DataFrame, cut: pd.Timestamp, speed: float) -> None:
     console.print(f"  the processor logged every event ({waited:.1f} s after the last send)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the demo; exit code 0 when the challenger was promoted."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.demo.rollout", description=__doc__)
-    parser.add_argument("--speed", type=float, default=50.0, help="messages per second")
-    parser.add_argument(
-        "--warmup-fraction",
-        type=float,
-        default=0.5,
-        help="share of the future period replayed before retraining",
-    )
-    parser.add_argument(
-        "--skip-warmup",
-        action="store_true",
-        help="the warm-up part is already in the message log (a second run): retrain at once",
-    )
-    parser.add_argument(
-        "--ignore-gate",
-        action="store_true",
-        help="roll the retrained model out even when the offline quality gate refuses it "
-        "(the canary still judges it online; the refusal stays in the version's tags)",
-    )
-    parser.add_argument("--label-delay-hours", type=float, default=6.0)
-    demo.add_rollout_arguments(parser, timeout_s=900.0)
-    args = parser.parse_args(argv)
-    configure_logging("demo", "WARNING")
-
+def run(
+    *,
+    speed: float = 50.0,
+    warmup_fraction: float = 0.5,
+    skip_warmup: bool = False,
+    ignore_gate: bool = False,
+    label_delay: timedelta = timedelta(hours=6),
+    knobs: demo.RolloutKnobs | None = None,
+    timeout_s: float = 900.0,
+) -> int:
+    """Run the demo; 0 when the challenger was promoted, 1 when not, 2 when it cannot start."""
+    knobs = knobs or demo.RolloutKnobs()
     controller = demo.ready_controller(console, "rollout")
     if controller is None:
         return 2
 
-    messages, _labels, events = demo.future_timeline(timedelta(hours=args.label_delay_hours))
-    cut = messages["sent_at"].iloc[int(len(messages) * args.warmup_fraction)]
+    messages, _labels, events = demo.future_timeline(label_delay)
+    cut = messages["sent_at"].iloc[int(len(messages) * warmup_fraction)]
     warmup = events[events["time"] < cut]
     rest = events[events["time"] >= cut]
 
     console.rule("1. live traffic, champion only")
-    if args.skip_warmup:
+    if skip_warmup:
         console.print(f"  skipped: the message log already holds the period up to {cut:%Y-%m-%d}")
     else:
-        warm_up(warmup, cut, args.speed)
+        warm_up(warmup, cut, speed)
 
     console.rule("2. retrain on the fresh labels")
     from modstack.corpus import FUTURE_START
     from pipelines.train import TrainConfig, train_challenger
 
     result = train_challenger(
-        start=FUTURE_START, end=cut.to_pydatetime(), config=TrainConfig(skip_gate=args.ignore_gate)
+        start=FUTURE_START, end=cut.to_pydatetime(), config=TrainConfig(skip_gate=ignore_gate)
     )
     gate = result.gate
     console.print(
         f"  candidate v{result.version}: PR-AUC {result.candidate_metrics.get('pr_auc', 0):.3f} "
         f"in {result.seconds:.0f} s; gate {'passed' if gate and gate.passed else 'refused'}"
-        + (" (ignored: --ignore-gate)" if args.ignore_gate and gate and not gate.passed else "")
+        + (" (ignored: --ignore-gate)" if ignore_gate and gate and not gate.passed else "")
     )
     if not result.challenger_set:
         failures = "; ".join(gate.failures) if gate else "no gate result"
@@ -120,15 +106,69 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     console.rule(f"3. canary rollout of v{result.version}")
-    rollout_traffic = demo.TrafficReplayer(rest, speed=args.speed, ingest=True, cycle=True).start()
-    demo.start_rollout(controller, result.version, args)
+    rollout_traffic = demo.TrafficReplayer(rest, speed=speed, ingest=True, cycle=True).start()
+    demo.start_rollout(controller, result.version, knobs)
     try:
-        outcome = demo.follow(controller, console, rollout_traffic, timeout_s=args.timeout)
+        outcome = demo.follow(controller, console, rollout_traffic, timeout_s=timeout_s)
     finally:
         traffic_stats = rollout_traffic.stop()
     demo.report_outcome(outcome, console, traffic_stats, "demo-rollout")
     return 0 if outcome.state["status"] == "promoted" else 1
 
 
+cli = typer.Typer(
+    add_completion=False,
+    help=__doc__.splitlines()[0],
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@cli.command(help=__doc__)
+def main(
+    speed: Annotated[float, typer.Option(help="messages per second")] = 50.0,
+    warmup_fraction: Annotated[
+        float, typer.Option(help="share of the future period replayed before retraining")
+    ] = 0.5,
+    skip_warmup: Annotated[
+        bool,
+        typer.Option(
+            "--skip-warmup",
+            help="the warm-up part is already in the message log (a second run): retrain at once",
+        ),
+    ] = False,
+    ignore_gate: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-gate",
+            help="roll the retrained model out even when the offline quality gate refuses it "
+            "(the canary still judges it online; the refusal stays in the version's tags)",
+        ),
+    ] = False,
+    label_delay_hours: float = 6.0,
+    steps: demo.StepsOption = demo.RolloutKnobs.steps,
+    interval: demo.IntervalOption = demo.RolloutKnobs.interval,
+    min_requests: demo.MinRequestsOption = demo.RolloutKnobs.min_requests,
+    max_extensions: demo.MaxExtensionsOption = demo.RolloutKnobs.max_extensions,
+    paired_percent: demo.PairedPercentOption = demo.RolloutKnobs.paired_percent,
+    failure_limit: demo.FailureLimitOption = demo.RolloutKnobs.failure_limit,
+    timeout: demo.TimeoutOption = 900.0,
+) -> None:
+    """Run the demo; exit code 0 when the challenger was promoted."""
+    configure_logging("demo", "WARNING")
+    knobs = demo.RolloutKnobs(
+        steps, interval, min_requests, max_extensions, paired_percent, failure_limit
+    )
+    code = run(
+        speed=speed,
+        warmup_fraction=warmup_fraction,
+        skip_warmup=skip_warmup,
+        ignore_gate=ignore_gate,
+        label_delay=timedelta(hours=label_delay_hours),
+        knobs=knobs,
+        timeout_s=timeout,
+    )
+    raise typer.Exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

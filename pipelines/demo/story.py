@@ -12,16 +12,15 @@ explored; `make down` stops it. `prepare()` is also what `make demo-rollback` ru
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
+import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -279,23 +278,18 @@ def summary(story: Timeline, settings: CommonSettings) -> Table:
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the whole demo; exit 0 when the challenger was promoted."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.demo.story", description=__doc__)
-    parser.add_argument(
-        "--speed", type=float, default=DEFAULT_SPEED, help="future messages per second"
-    )
-    parser.add_argument("--timeout", type=float, default=900.0, help="bound on stages 5-7 (s)")
-    parser.add_argument(
-        "--after-windows", type=int, default=2, help="drift windows to show after promotion"
-    )
-    parser.add_argument("--keep-state", action="store_true", help="do not start from scratch")
-    args = parser.parse_args(argv)
-    configure_logging("demo", "WARNING")
+def run(
+    *,
+    speed: float = DEFAULT_SPEED,
+    timeout_s: float = 900.0,
+    after_windows: int = 2,
+    fresh: bool = True,
+) -> int:
+    """Run the whole demo; 0 when the challenger was promoted, 1 otherwise."""
     started = time.monotonic()
     try:
-        champion = prepare(fresh=not args.keep_state)
-        story = live_story(champion, args.speed, args.timeout, args.after_windows)
+        champion = prepare(fresh=fresh)
+        story = live_story(champion, speed, timeout_s, after_windows)
     except DemoFailed as exc:
         console.print(f"[bold red]demo stopped:[/] {exc}")
         return 1
@@ -305,5 +299,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if story.rollout.get("status") == "promoted" else 1
 
 
+cli = typer.Typer(
+    add_completion=False,
+    help=__doc__.splitlines()[0],
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@cli.command(help=__doc__)
+def main(
+    speed: Annotated[float, typer.Option(help="future messages per second")] = DEFAULT_SPEED,
+    timeout: Annotated[float, typer.Option(help="bound on stages 5-7 (s)")] = 900.0,
+    after_windows: Annotated[int, typer.Option(help="drift windows to show after promotion")] = 2,
+    keep_state: Annotated[
+        bool, typer.Option("--keep-state", help="do not start from scratch")
+    ] = False,
+) -> None:
+    """Run the whole demo; exit 0 when the challenger was promoted."""
+    configure_logging("demo", "WARNING")
+    code = run(speed=speed, timeout_s=timeout, after_windows=after_windows, fresh=not keep_state)
+    raise typer.Exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -8,7 +8,6 @@ Used by `pipelines.demo.rollout` (a retrained challenger promoted) and `pipeline
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
 import re
@@ -19,10 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pandas as pd
+import typer
 from rich.console import Console
 
 from modstack.settings import get_settings
@@ -86,38 +86,45 @@ def idle_controller() -> ControllerClient:
     return controller
 
 
-def add_rollout_arguments(parser: argparse.ArgumentParser, timeout_s: float) -> None:
-    """The controller's rollout knobs both demos expose (`--steps` ... `--timeout`)."""
-    parser.add_argument("--steps", default="20,50,100", help="traffic weights of the steps")
-    parser.add_argument("--interval", type=float, default=20.0, help="seconds per step")
-    parser.add_argument(
-        "--min-requests",
-        type=int,
-        default=1000,
-        help="observations per variant before a step is judged (paired: both score every one)",
-    )
-    parser.add_argument("--max-extensions", type=int, default=8)
-    parser.add_argument(
-        "--paired-percent", type=float, default=100.0, help="share scored by both variants"
-    )
-    parser.add_argument("--failure-limit", type=int, default=2)
-    parser.add_argument("--timeout", type=float, default=timeout_s, help="seconds for the rollout")
+@dataclass(frozen=True)
+class RolloutKnobs:
+    """The controller's rollout knobs both demos expose (`--steps` ... `--failure-limit`)."""
+
+    steps: str = "20,50,100"
+    interval: float = 20.0
+    min_requests: int = 1000
+    max_extensions: int = 8
+    paired_percent: float = 100.0
+    failure_limit: int = 2
 
 
-def start_rollout(
-    controller: ControllerClient, version: str | None, args: argparse.Namespace
-) -> dict:
-    """Start a canary rollout of `version` with the knobs of `add_rollout_arguments`."""
+# The options of RolloutKnobs (and the rollout's bound), declared once for both demos' commands.
+StepsOption = Annotated[str, typer.Option(help="traffic weights of the steps")]
+IntervalOption = Annotated[float, typer.Option(help="seconds per step")]
+MinRequestsOption = Annotated[
+    int,
+    typer.Option(
+        help="observations per variant before a step is judged (paired: both score every one)"
+    ),
+]
+MaxExtensionsOption = Annotated[int, typer.Option()]
+PairedPercentOption = Annotated[float, typer.Option(help="share scored by both variants")]
+FailureLimitOption = Annotated[int, typer.Option()]
+TimeoutOption = Annotated[float, typer.Option(help="seconds for the rollout")]
+
+
+def start_rollout(controller: ControllerClient, version: str | None, knobs: RolloutKnobs) -> dict:
+    """Start a canary rollout of `version` with the demo's knobs."""
     return controller.start(
         version,
         "canary",
-        [float(s) for s in args.steps.split(",")],
+        [float(s) for s in knobs.steps.split(",")],
         DEMO_ACTOR,
-        interval_s=args.interval,
-        failure_limit=args.failure_limit,
-        min_requests=args.min_requests,
-        paired_percent=args.paired_percent,
-        max_extensions=args.max_extensions,
+        interval_s=knobs.interval,
+        failure_limit=knobs.failure_limit,
+        min_requests=knobs.min_requests,
+        paired_percent=knobs.paired_percent,
+        max_extensions=knobs.max_extensions,
     )
 
 
