@@ -21,10 +21,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
-from features.text import text_features
 from modstack.behaviour import (
     MFT_ALLOWED,
     MFT_NOT_ALLOWED,
@@ -34,8 +30,9 @@ from modstack.behaviour import (
     load_cases,
     run_suite,
 )
-from modstack.registry.contract import TEXT_COLUMNS, Thresholds
+from modstack.registry.contract import Thresholds
 from pipelines.metrics import GROUPS
+from pipelines.model import new_sender_frame
 
 # The harm the gate guards per group: ham wrongly blocked, spam missed even for review.
 GROUP_ERROR = {
@@ -109,18 +106,7 @@ def new_sender_scorer(model: Any, thresholds: Thresholds, feature_columns: Seque
     columns = list(feature_columns)
 
     def score(messages: Sequence[Message]) -> list[Decision]:
-        rows = []
-        for m in messages:
-            computed = text_features(m.subject, m.body)
-            rows.append(
-                {
-                    "subject": m.subject,
-                    "body": m.body,
-                    **{c: computed.get(c, np.nan) for c in columns},
-                }
-            )
-        frame = pd.DataFrame(rows, columns=[*TEXT_COLUMNS, *columns])
-        frame[columns] = frame[columns].astype(np.float64)
+        frame = new_sender_frame([m.subject for m in messages], [m.body for m in messages], columns)
         spam = model.predict_proba(frame)[:, 1]
         return [Decision(float(p), thresholds.action_for(float(p))) for p in spam]
 

@@ -123,11 +123,14 @@ def action_thresholds(
     review_budget: float,
     traffic_spam_share: float,
     block_precision: float = BLOCK_MIN_PRECISION,
+    short: tuple[Sequence[int], Sequence[float]] | None = None,
 ) -> Thresholds:
     """Deployment cut-offs from validation: block at precision >= `block_precision` at the
     traffic's spam share (`traffic_spam_share`, the deployment prior, not the validation mix)
-    on the validation rows with their sender history AND on the same rows as unknown senders
-    (the higher of the two cut-offs, so a new sender's text-only score is held to 0.99 too);
+    on the validation rows with their sender history, on the same rows as unknown senders,
+    and (`short`: labels and scores) on short windows cut from them as new senders send them
+    (the highest of the cut-offs, so a new sender's text-only score, long or short, is held
+    to 0.99 too: validation mail is long, messaging traffic is not);
     review sized by the budget (`budget_review_cutoff`) on the warm scores, but never above
     the cut-off that still catches `REVIEW_MIN_RECALL` of validation spam: a band that saves
     moderator time by letting more spam reach people is not a saving (the budget yields)."""
@@ -136,6 +139,11 @@ def action_thresholds(
     if cold_scores is not None:
         cold = select_thresholds(y_true, cold_scores, block_precision, spam_share=share).block
         block = max(block, cold)
+    if short is not None:
+        short_y, short_scores = short
+        block = max(
+            block, select_thresholds(short_y, short_scores, block_precision, spam_share=share).block
+        )
     review = budget_review_cutoff(y_true, warm_scores, block, review_budget, traffic_spam_share)
     floor = select_thresholds(y_true, warm_scores, block_precision).review
     return Thresholds(block=block, review=min(review, floor, block))

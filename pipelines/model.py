@@ -435,6 +435,40 @@ def cold_start(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def new_sender_frame(
+    subjects: Sequence[str], bodies: Sequence[str], feature_columns: Sequence[str]
+) -> pd.DataFrame:
+    """Messages as a sender the online store never saw gets them: every sender_* column NaN,
+    the on-demand text features computed by the same function Feast's view calls."""
+    from features.text import text_features
+
+    columns = list(feature_columns)
+    rows = []
+    for subject, body in zip(subjects, bodies, strict=True):
+        computed = text_features(subject, body)
+        rows.append(
+            {"subject": subject, "body": body, **{c: computed.get(c, np.nan) for c in columns}}
+        )
+    frame = pd.DataFrame(rows, columns=[*TEXT_COLUMNS, *columns])
+    frame[columns] = frame[columns].astype(np.float64)
+    return frame
+
+
+def short_windows(
+    subjects: Sequence[str],
+    bodies: Sequence[str],
+    labels: np.ndarray,
+    feature_columns: Sequence[str],
+    seed: int,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Short messages cut from labelled mail, as new senders would send them: 3 random windows
+    of 5-40 words of each cleaned text (the body, no subject), with the mail's label; for the
+    block cut-off's check on short text (`pipelines.metrics.action_thresholds`)."""
+    texts = [clean_text(s, b) for s, b in zip(subjects, bodies, strict=True)]
+    crops, crop_y, _ = crop_windows(texts, np.asarray(labels), 3, 5, 40, seed)
+    return new_sender_frame([""] * len(crops), crops, feature_columns), crop_y
+
+
 def build_baseline_pipeline(config: ModelConfig) -> Pipeline:
     """The baseline: TF-IDF word 1-2-grams over subject + body -> logistic regression."""
     return Pipeline(

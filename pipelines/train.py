@@ -65,6 +65,7 @@ from pipelines.model import (
     build_candidate,
     cold_start,
     model_input,
+    short_windows,
 )
 from pipelines.training_data import (
     LABEL_COLUMN,
@@ -146,6 +147,9 @@ class TrainResult:
 
 # ---- fitting -----------------------------------------------------------------------------------
 
+# fixed windows: two fits on the same data place the same block cut-off
+SHORT_WINDOW_SEED = 7
+
 
 def _fit_and_threshold(
     name: str,
@@ -162,8 +166,21 @@ def _fit_and_threshold(
     y_val = val_part[LABEL_COLUMN].to_numpy()
     val_scores = model.predict_proba(x_val)[:, 1]
     cold_scores = model.predict_proba(cold_start(x_val))[:, 1]
+    short_x, short_y = short_windows(
+        list(val_part["subject"].fillna("")),
+        list(val_part["body"].fillna("")),
+        y_val,
+        columns,
+        seed=SHORT_WINDOW_SEED,
+    )
+    short_scores = model.predict_proba(short_x)[:, 1]
     thresholds = action_thresholds(
-        y_val, val_scores, cold_scores, review_budget, traffic_spam_share
+        y_val,
+        val_scores,
+        cold_scores,
+        review_budget,
+        traffic_spam_share,
+        short=(short_y, short_scores),
     )
     validation = evaluate_scores(y_val, val_scores, thresholds, val_part["group"])
     cold = evaluate_scores(y_val, cold_scores, thresholds, val_part["group"])

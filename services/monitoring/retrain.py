@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -42,9 +43,14 @@ class TrainingOutcome:
 class TrainingJob:
     """`python -m pipelines.train --retrain` in a child process; its outcome read from JSON."""
 
-    def __init__(self, command: list[str] | None = None) -> None:
+    def __init__(self, command: list[str] | None = None, nice: int = 0) -> None:
         self.command = command or [sys.executable, "-m", "pipelines.train", "--retrain"]
+        self.nice = nice
         self._process: subprocess.Popen[bytes] | None = None
+
+    def _lower_priority(self) -> None:
+        # runs in the child between fork and exec: only the training process is niced
+        os.nice(self.nice)
 
     def __call__(self) -> TrainingOutcome:
         with tempfile.TemporaryDirectory(prefix="modstack-retrain-") as scratch:
@@ -56,6 +62,7 @@ class TrainingJob:
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=stderr,
+                    preexec_fn=self._lower_priority if self.nice else None,
                 )
                 code = self._process.wait()
             if code != 0 or not outcome_path.exists():
@@ -103,7 +110,7 @@ class Retrainer:
     ) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.train = train or TrainingJob()
+        self.train = train or TrainingJob(nice=settings.retrain_nice)
         self.rollout = rollout
         self._pool: ThreadPoolExecutor | None = None
         self._running: Future[TrainingOutcome] | None = None

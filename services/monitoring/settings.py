@@ -33,6 +33,9 @@ class MonitoringSettings(CommonSettings):
     retrain_timeout_seconds: float = Field(default=1_800.0, gt=0)
     # Roll a challenger that passed the gate out through the canary controller.
     retrain_start_rollout: bool = True
+    # CPU priority of the training process (nice value, 0-19): a batch job yields the CPU to
+    # serving when they share a machine (in Kubernetes, separate requests/limits or nodes).
+    retrain_nice: int = Field(default=10, ge=0, le=19)
 
     @model_validator(mode="after")
     def _min_rows_fit_the_window(self) -> MonitoringSettings:
