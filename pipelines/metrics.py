@@ -131,7 +131,8 @@ def action_thresholds(
     and (`short`: labels and scores) on short windows cut from them as new senders send them
     (the highest of the cut-offs, so a new sender's text-only score, long or short, is held
     to 0.99 too: validation mail is long, messaging traffic is not);
-    review sized by the budget (`budget_review_cutoff`) on the warm scores, but never above
+    review sized by the budget (`budget_review_cutoff`) on the warm scores and on the cold ones
+    (the higher cut-off: at most the budget for known and for new senders), but never above
     the cut-off that still catches `REVIEW_MIN_RECALL` of validation spam: a band that saves
     moderator time by letting more spam reach people is not a saving (the budget yields)."""
     share = traffic_spam_share
@@ -145,6 +146,13 @@ def action_thresholds(
             block, select_thresholds(short_y, short_scores, block_precision, spam_share=share).block
         )
     review = budget_review_cutoff(y_true, warm_scores, block, review_budget, traffic_spam_share)
+    if cold_scores is not None:
+        # the budget holds for new senders too: their text-only scores spread wider, and on
+        # the warm cut-off 16 % of new senders' future mail went to review (3x the budget)
+        cold_review = budget_review_cutoff(
+            y_true, cold_scores, block, review_budget, traffic_spam_share
+        )
+        review = max(review, cold_review)
     floor = select_thresholds(y_true, warm_scores, block_precision).review
     return Thresholds(block=block, review=min(review, floor, block))
 

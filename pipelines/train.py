@@ -158,6 +158,7 @@ def _fit_and_threshold(
     validation_fraction: float,
     review_budget: float,
     traffic_spam_share: float,
+    short_text_check: bool,
 ) -> FittedModel:
     columns = train.feature_columns
     fit_part, val_part = time_validation_split(train.frame, validation_fraction)
@@ -166,21 +167,18 @@ def _fit_and_threshold(
     y_val = val_part[LABEL_COLUMN].to_numpy()
     val_scores = model.predict_proba(x_val)[:, 1]
     cold_scores = model.predict_proba(cold_start(x_val))[:, 1]
-    short_x, short_y = short_windows(
-        list(val_part["subject"].fillna("")),
-        list(val_part["body"].fillna("")),
-        y_val,
-        columns,
-        seed=SHORT_WINDOW_SEED,
-    )
-    short_scores = model.predict_proba(short_x)[:, 1]
+    short = None
+    if short_text_check:
+        short_x, short_y = short_windows(
+            list(val_part["subject"].fillna("")),
+            list(val_part["body"].fillna("")),
+            y_val,
+            columns,
+            seed=SHORT_WINDOW_SEED,
+        )
+        short = (short_y, model.predict_proba(short_x)[:, 1])
     thresholds = action_thresholds(
-        y_val,
-        val_scores,
-        cold_scores,
-        review_budget,
-        traffic_spam_share,
-        short=(short_y, short_scores),
+        y_val, val_scores, cold_scores, review_budget, traffic_spam_share, short=short
     )
     validation = evaluate_scores(y_val, val_scores, thresholds, val_part["group"])
     cold = evaluate_scores(y_val, cold_scores, thresholds, val_part["group"])
@@ -204,7 +202,7 @@ def fit_candidate(
     """
     model = build_candidate(train.feature_columns, config)
     return _fit_and_threshold(
-        "candidate", model, train, validation_fraction, review_budget, traffic_spam_share
+        "candidate", model, train, validation_fraction, review_budget, traffic_spam_share, True
     )
 
 
@@ -217,8 +215,11 @@ def fit_baseline(
 ) -> FittedModel:
     """TF-IDF + logistic regression under the same protocol as the candidate."""
     model = build_baseline_pipeline(config)
+    # the plain baseline keeps the plain protocol: on short windows its block cut-off goes to
+    # 0.98 (recall at block 0.16), and a reference that blocks nothing makes every
+    # ham-error comparison of the gate meaningless
     return _fit_and_threshold(
-        "baseline", model, train, validation_fraction, review_budget, traffic_spam_share
+        "baseline", model, train, validation_fraction, review_budget, traffic_spam_share, False
     )
 
 
