@@ -29,16 +29,19 @@ from modstack.settings import CommonSettings, get_settings
 
 console = Console(width=max(110, shutil.get_terminal_size((110, 24)).columns))
 
-# Knobs that make the story fit in minutes: small drift windows, a retrain after four drifted
-# windows (enough fresh labels for an honest gate), canary steps of 20 s that see >= 1,000
+# Knobs that make the story fit in minutes: drift windows of 1,000 rows, a retrain after three
+# drifted windows (enough fresh labels for an honest gate), canary steps of 20 s that see >= 1,000
 # paired requests per variant at the demo's rate (every request is scored by both variants),
 # extended while labels are still arriving. Set before the stack starts (supervisord passes
 # the environment to every process); an explicit env var wins.
 DEMO_ENVIRONMENT = {
-    "MONITORING_WINDOW_MAX_ROWS": "300",
-    "MONITORING_WINDOW_MIN_ROWS": "150",
+    # 1,000-row windows (one per ~20 s): with 300-row windows every 6 s, drift evaluation
+    # (Evidently, 5-30 s per window under the demo's load) kept one core busy, and serving and
+    # the retrain starved
+    "MONITORING_WINDOW_MAX_ROWS": "1000",
+    "MONITORING_WINDOW_MIN_ROWS": "500",
     "MONITORING_WINDOW_MAX_SECONDS": "60",
-    "RETRAIN_CONSECUTIVE_WINDOWS": "4",
+    "RETRAIN_CONSECUTIVE_WINDOWS": "3",
     "RETRAIN_COOLDOWN_SECONDS": "1800",
     "CANARY_STEPS": "20,50,100",
     "CANARY_INTERVAL_S": "20",
