@@ -47,6 +47,7 @@ from modstack.message_log import MessageLog
 from modstack.names import FEAST_JOIN_KEY, VIEW_SENDER_ACTIVITY, VIEW_SENDER_REPUTATION
 from modstack.settings import get_settings
 from pipelines.backfill import DEFAULT_LABEL_DELAY, CorpusLabelPublisher, Period, corpus_events
+from pipelines.demo.traffic import demo_cli
 
 log = logging.getLogger("pipelines.demo.replay")
 
@@ -429,11 +430,7 @@ def run(
     return report
 
 
-cli = typer.Typer(
-    add_completion=False,
-    help=__doc__.splitlines()[0],
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+cli = demo_cli(__doc__)
 
 
 @cli.command(help=__doc__)

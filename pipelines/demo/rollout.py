@@ -116,11 +116,7 @@ def run(
     return 0 if outcome.state["status"] == "promoted" else 1
 
 
-cli = typer.Typer(
-    add_completion=False,
-    help=__doc__.splitlines()[0],
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+cli = demo.demo_cli(__doc__)
 
 
 @cli.command(help=__doc__)

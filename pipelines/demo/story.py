@@ -26,6 +26,7 @@ from rich.table import Table
 
 from modstack.log import configure_logging
 from modstack.settings import CommonSettings, get_settings
+from pipelines.demo.traffic import demo_cli
 
 console = Console(width=max(110, shutil.get_terminal_size((110, 24)).columns))
 
@@ -302,11 +303,7 @@ def run(
     return 0 if story.rollout.get("status") == "promoted" else 1
 
 
-cli = typer.Typer(
-    add_completion=False,
-    help=__doc__.splitlines()[0],
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+cli = demo_cli(__doc__)
 
 
 @cli.command(help=__doc__)

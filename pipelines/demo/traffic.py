@@ -159,6 +159,16 @@ def ready_controller(
     return controller
 
 
+def demo_cli(doc: str) -> typer.Typer:
+    """The one-command typer app of a demo module: `doc` (its module docstring) is the help,
+    and `-h` works as well as `--help`."""
+    return typer.Typer(
+        add_completion=False,
+        help=doc.splitlines()[0],
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+
 @dataclass
 class TrafficStats:
     """What the replayer sent and what serving answered."""
