@@ -691,35 +691,35 @@ def _psi_check(champ: VariantWindow, chall: VariantWindow, t: AnalysisThresholds
 
 def _block_rate_check(champ: VariantWindow, chall: VariantWindow, t: AnalysisThresholds):
     a, b = champ.block_rate, chall.block_rate
-    make = partial(CheckResult, "block_rate", threshold=t.max_block_rate_change)
+    make = partial(
+        CheckResult, "block_rate", threshold=t.max_block_rate_change, champion=a, challenger=b
+    )
     if a is None or b is None:
-        return make(passed=None, value=None, champion=a, challenger=b, detail="no actions")
+        return make(passed=None, value=None, detail="no actions")
     change = abs(b - a)
     return make(
         passed=change <= t.max_block_rate_change,
         value=change,
-        champion=a,
-        challenger=b,
         detail="reported: absolute change of the block rate against the champion",
     )
 
 
 def _precision_check(champ: VariantWindow, chall: VariantWindow, t: AnalysisThresholds):
     a, b = champ.block_precision, chall.block_precision
-    make = partial(CheckResult, "block_precision", threshold=t.max_precision_drop)
+    make = partial(
+        CheckResult, "block_precision", threshold=t.max_precision_drop, champion=a, challenger=b
+    )
     enough = min(champ.labelled_blocks, chall.labelled_blocks) >= t.min_labelled_blocks
     if a is None or b is None or not enough:
         detail = (
             f"reported: labelled blocks champion {champ.labelled_blocks:g}, challenger "
             f"{chall.labelled_blocks:g}, need {t.min_labelled_blocks} each"
         )
-        return make(passed=None, value=None, champion=a, challenger=b, detail=detail)
+        return make(passed=None, value=None, detail=detail)
     drop = a - b
     return make(
         passed=drop <= t.max_precision_drop,
         value=drop,
-        champion=a,
-        challenger=b,
         detail="reported: champion block precision minus challenger's",
     )
 

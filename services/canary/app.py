@@ -6,14 +6,12 @@ metrics and predictions.v1 / labels.v1; the loop in `loop.py` does the stepping.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from mlflow.exceptions import MlflowException
-from starlette.concurrency import run_in_threadpool
 
+from modstack.http import service_app
 from modstack.registry.aliases import RegistryError, get_client
 from services.canary.label_feed import LabelFollower
 from services.canary.loop import CanaryRunner
@@ -64,18 +62,11 @@ def create_app(settings: CanarySettings | None = None, *, run_loop: bool = True)
         tick_s=settings.canary_tick_s,
     )
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if run_loop:
-            runner.start()
-        yield
-        await run_in_threadpool(runner.stop)
-
-    app = FastAPI(
-        title="ModStack canary controller",
-        summary="Steps a challenger's traffic, analyses each step, promotes or rolls back.",
-        version="1",
-        lifespan=lifespan,
+    app = service_app(
+        "ModStack canary controller",
+        "Steps a challenger's traffic, analyses each step, promotes or rolls back.",
+        start=runner.start if run_loop else lambda: None,
+        stop=runner.stop,
     )
     app.state.runner = runner
     app.state.settings = settings

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from modstack.registry.rollout import RolloutMode, RolloutState, utc_now
+from modstack.registry.rollout import RolloutMode, RolloutState, RolloutStatus, utc_now
 from services.canary.analysis import Analysis
 
 CONTROLLER = "controller"
@@ -246,25 +246,26 @@ def resume(state: RolloutState, actor: str, now: datetime | None = None) -> Roll
     return new
 
 
+def _end_now(
+    state: RolloutState, actor: str, action: str, status: RolloutStatus, reason: str
+) -> RolloutState:
+    """The active rollout ended by `actor`: weight 0, `status`, recorded as `action`."""
+    if not state.active:
+        raise RolloutConflict(f"no active rollout to {action} (status {state.status})")
+    new = state.model_copy(deep=True)
+    new.status = status
+    new.weight_percent = 0.0
+    new.reason = reason
+    new.record(actor, action, new.reason)
+    return new
+
+
 def abort(state: RolloutState, actor: str, reason: str = "") -> RolloutState:
     """Roll back now: weight 0, status rolled_back."""
-    if not state.active:
-        raise RolloutConflict(f"no active rollout to abort (status {state.status})")
-    new = state.model_copy(deep=True)
-    new.status = "rolled_back"
-    new.weight_percent = 0.0
-    new.reason = reason or f"aborted by {actor}"
-    new.record(actor, "abort", new.reason)
-    return new
+    return _end_now(state, actor, "abort", "rolled_back", reason or f"aborted by {actor}")
 
 
 def promote_now(state: RolloutState, actor: str, reason: str = "") -> RolloutState:
     """Promote without waiting for the remaining steps."""
-    if not state.active:
-        raise RolloutConflict(f"no active rollout to promote (status {state.status})")
-    new = state.model_copy(deep=True)
-    new.status = "promoted"
-    new.weight_percent = 0.0
-    new.reason = reason or f"promoted by {actor} at step {state.step + 1}"
-    new.record(actor, "promote", new.reason)
-    return new
+    reason = reason or f"promoted by {actor} at step {state.step + 1}"
+    return _end_now(state, actor, "promote", "promoted", reason)

@@ -26,16 +26,14 @@ state.py.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from modstack.http import service_app
 from services.ingestion.routes import add_body_schemas, build_router
 from services.ingestion.settings import IngestionSettings
 from services.ingestion.state import Refused, Services, get_services
@@ -46,17 +44,11 @@ def create_app(settings: IngestionSettings | None = None) -> FastAPI:
     settings = settings or IngestionSettings()
     services = Services(settings)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        services.start()
-        yield
-        await run_in_threadpool(services.close)
-
-    app = FastAPI(
-        title="ModStack ingestion",
-        summary="Messages and user reports in over HTTP, out to Kafka.",
-        version="1",
-        lifespan=lifespan,
+    app = service_app(
+        "ModStack ingestion",
+        "Messages and user reports in over HTTP, out to Kafka.",
+        start=services.start,
+        stop=services.close,
         # Starlette's limit checks Content-Length before reading and counts the streamed bytes
         # (chunked or lying clients), so an oversized body is never parsed.
         max_body_size=settings.ingestion_max_request_bytes,

@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import FastAPI
-from starlette.concurrency import run_in_threadpool
 
+from modstack.http import service_app
 from services.monitoring.monitor import Monitor
 from services.monitoring.routes import router
 from services.monitoring.settings import MonitoringSettings
@@ -20,18 +17,12 @@ def create_app(
     """Build the app; the lifespan starts and stops the monitor's consumer."""
     monitor = monitor or Monitor(settings or MonitoringSettings())
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        monitor.start()
-        yield
-        await run_in_threadpool(monitor.stop)
-
-    app = FastAPI(
-        title="ModStack monitoring",
-        summary="Drift of served traffic against the champion's reference, as Prometheus gauges "
+    app = service_app(
+        "ModStack monitoring",
+        "Drift of served traffic against the champion's reference, as Prometheus gauges "
         "and Evidently reports.",
-        version="1",
-        lifespan=lifespan,
+        start=monitor.start,
+        stop=monitor.stop,
     )
     app.state.monitor = monitor
     app.include_router(router)

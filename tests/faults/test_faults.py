@@ -12,9 +12,6 @@ The costs go to var/run/results/faults.json (docs/stream.md quotes them).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import sys
 import threading
 import time
 import uuid
@@ -28,20 +25,14 @@ import httpx
 import pyarrow.dataset as ds
 import pytest
 from kafka import KafkaConsumer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from features import store as featurestore
-from modstack.devstack.processes import (
-    BackgroundProcess,
-    child_env,
-    http_ok,
-    kafka_ready,
-    tansu_argv,
-)
+from modstack.devstack.processes import BackgroundProcess, child_env, http_ok
 from modstack.events import PredictionEvent
 from modstack.kafka import ensure_topics, make_producer
 from modstack.names import TOPIC_MESSAGES, TOPIC_PREDICTIONS
 from modstack.waits import free_port, wait_until
+from tests.support.processes import kill, metric_total, start_module, start_tansu
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -58,22 +49,6 @@ def _results(name: str, values: dict[str, Any]) -> None:
     found = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     found[name] = {**values, "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
     RESULTS.write_text(json.dumps(found, indent=2) + "\n")
-
-
-def _kill(process: BackgroundProcess) -> None:
-    assert process.proc is not None
-    os.killpg(process.proc.pid, signal.SIGKILL)
-    process.proc.wait(timeout=10)
-
-
-def _metric(url: str, name: str, **labels: str) -> float:
-    text = httpx.get(url, timeout=2).text
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def _messages(prefix: str, n: int, senders: int = 7) -> list[dict[str, Any]]:
@@ -114,15 +89,7 @@ class Stack:
         )
 
     def start(self, name: str, module: str, ready_url: str, extra: dict[str, str]) -> Any:
-        process = BackgroundProcess(
-            name,
-            [sys.executable, "-m", module],
-            self.tmp / f"{name}.log",
-            ready=lambda: http_ok(ready_url),
-            timeout_s=90,
-            env=self.env(extra),
-            cwd=REPO_ROOT,
-        ).start()
+        process = start_module(name, module, self.tmp, ready_url, self.env(extra))
         self.started.append(process)
         return process
 
@@ -146,11 +113,8 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("faults")
-    port = free_port()
-    bootstrap = f"127.0.0.1:{port}"
-    broker = BackgroundProcess(
-        "Tansu broker", tansu_argv(port), tmp / "tansu.log", ready=lambda: kafka_ready(bootstrap)
-    ).start()
+    bootstrap = f"127.0.0.1:{free_port()}"
+    broker = start_tansu(bootstrap, tmp / "tansu.log")
     data_dir = tmp / "data"
     ensure_topics(bootstrap)
     featurestore.apply_repo(REPO_ROOT / "features", data_dir=data_dir)
@@ -209,7 +173,7 @@ def test_processor_sigkilled_mid_batch_five_times_loses_nothing_and_counts_nothi
             )
             done = len(_logged_ids(stack.data_dir, f"{prefix}-r{round_no}-")[0])
             assert stack.processor is not None
-            _kill(stack.processor)
+            kill(stack.processor)
             kills_mid_batch += done < len(batch)
             restart_s.append(stack.start_processor())
     expected = {m["message_id"] for m in accepted}
@@ -289,15 +253,9 @@ def test_broker_stopped_and_started_gets_503_with_retry_after_and_ingestion_reco
     poster.start()
     time.sleep(1.0)
     stopped_at = time.monotonic()
-    _kill(stack.broker)
+    kill(stack.broker)
     time.sleep(3.0)
-    port = int(stack.bootstrap.rsplit(":", 1)[1])
-    stack.broker = BackgroundProcess(
-        "Tansu broker",
-        tansu_argv(port),
-        stack.tmp / "tansu-2.log",
-        ready=lambda: kafka_ready(stack.bootstrap),
-    ).start()
+    stack.broker = start_tansu(stack.bootstrap, stack.tmp / "tansu-2.log")
     back_at = time.monotonic()
 
     def recovered() -> bool:
@@ -374,8 +332,11 @@ def test_monitoring_sigkilled_and_started_again_resumes_consuming(stack: Stack) 
         producer.flush(timeout=10)
 
     def used() -> float:
-        return _metric(
-            f"{url}/metrics", "monitoring_events_total", topic=TOPIC_PREDICTIONS, outcome="used"
+        return metric_total(
+            httpx.get(f"{url}/metrics", timeout=2).text,
+            "monitoring_events_total",
+            topic=TOPIC_PREDICTIONS,
+            outcome="used",
         )
 
     monitoring = stack.start("monitoring", "services.monitoring", f"{url}/healthz", extra)
@@ -383,7 +344,7 @@ def test_monitoring_sigkilled_and_started_again_resumes_consuming(stack: Stack) 
     produce("mon-a", 50)
     wait_until(lambda: used() >= 50, timeout_s=30, what="monitoring used the first 50")
     time.sleep(6)  # past the consumer's auto-commit interval (5 s)
-    _kill(monitoring)
+    kill(monitoring)
     produce("mon-b", 30)  # while it is down
     restarted = time.monotonic()
     stack.started.remove(monitoring)

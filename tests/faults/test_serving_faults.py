@@ -17,8 +17,6 @@ What each fault cost goes to var/run/results/faults-serving.json (docs/serving.m
 from __future__ import annotations
 
 import os
-import signal
-import sys
 import threading
 import time
 import uuid
@@ -30,22 +28,20 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from modstack.devstack.processes import (
     MLFLOW_SERVER_ENV,
     BackgroundProcess,
     child_env,
     http_ok,
-    kafka_ready,
     mlflow_argv,
-    tansu_argv,
 )
 from modstack.kafka import ensure_topics
 from modstack.names import FEATURE_SERVICE_V1, REGISTERED_MODEL
 from modstack.results import Result, ResultTable, write_result
 from modstack.waits import free_port, wait_until
-from tests.support.serving_stack import register_model, training_frame
+from tests.support.processes import kill, metric_total, start_module, start_tansu
+from tests.support.serving_stack import future_messages, register_model, training_frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -55,21 +51,6 @@ ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 COMMAND = "pytest tests/faults/test_serving_faults.py"
 # one request every 50 ms from one client while a fault is on
 PAUSE_S = 0.05
-
-
-def _kill(process: BackgroundProcess) -> None:
-    assert process.proc is not None
-    os.killpg(process.proc.pid, signal.SIGKILL)
-    process.proc.wait(timeout=10)
-
-
-def _metric(url: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for family in text_string_to_metric_families(httpx.get(url, timeout=5).text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 @dataclass
@@ -95,13 +76,7 @@ class Stack:
         return f"http://127.0.0.1:{self.mlflow_port}"
 
     def start_broker(self, log_name: str) -> None:
-        port = int(self.bootstrap.rsplit(":", 1)[1])
-        self.broker = BackgroundProcess(
-            "Tansu broker",
-            tansu_argv(port),
-            self.tmp / log_name,
-            ready=lambda: kafka_ready(self.bootstrap),
-        ).start()
+        self.broker = start_tansu(self.bootstrap, self.tmp / log_name)
         # memory-only Tansu comes back empty; a real broker keeps its topics
         ensure_topics(self.bootstrap)
 
@@ -129,15 +104,7 @@ class Stack:
         )
 
     def start(self, name: str, module: str, ready_url: str, extra: dict[str, str]) -> Any:
-        process = BackgroundProcess(
-            name,
-            [sys.executable, "-m", module],
-            self.tmp / f"{name}.log",
-            ready=lambda: http_ok(ready_url),
-            timeout_s=90,
-            env=self.env(extra),
-            cwd=REPO_ROOT,
-        ).start()
+        process = start_module(name, module, self.tmp, ready_url, self.env(extra))
         self.started.append(process)
         return process
 
@@ -187,6 +154,20 @@ class Traffic:
         errors = self.errors()
         return round(errors[-1][0] - errors[0][0], 2) if errors else 0.0
 
+    def cost(
+        self, fault_s: float, undelivered: int, recovered_s: float, **more: object
+    ) -> dict[str, Any]:
+        """A fault's row of COST_COLUMNS (what the traffic saw) and `more` after them."""
+        return {
+            "fault_seconds": round(fault_s, 2),
+            "requests": len(self.answers),
+            "non_200_answers": len(self.errors()),
+            "seconds_of_errors": self.error_seconds(),
+            "events_undelivered": undelivered,
+            "recovered_seconds": round(recovered_s, 2),
+            **more,
+        }
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
@@ -196,11 +177,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     from features.store import apply_repo, feature_columns, get_store, push_activity
 
     tmp = tmp_path_factory.mktemp("serving-faults")
-    port = free_port()
-    bootstrap = f"127.0.0.1:{port}"
-    broker = BackgroundProcess(
-        "Tansu broker", tansu_argv(port), tmp / "tansu.log", ready=lambda: kafka_ready(bootstrap)
-    ).start()
+    bootstrap = f"127.0.0.1:{free_port()}"
+    broker = start_tansu(bootstrap, tmp / "tansu.log")
     ensure_topics(bootstrap)
     mlflow_port = free_port()
     store_dir = tmp / "mlflow"
@@ -223,17 +201,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         client = MlflowClient(running.mlflow_uri)
         client.set_registered_model_alias(REGISTERED_MODEL, "champion", running.champion)
         client.set_registered_model_alias(REGISTERED_MODEL, "challenger", running.challenger)
-        future = frame[frame["period"] == "future"].head(40)
-        running.messages = [
-            {
-                "message_id": str(r.message_id),
-                "sender_id": str(r.sender_id),
-                "subject": str(r.subject),
-                "body": str(r.body),
-                "sent_at": r.sent_at.isoformat(),
-            }
-            for r in future.itertuples()
-        ]
+        running.messages = future_messages(frame, 40)
         running.known_sender = running.messages[0]["sender_id"]
         push_activity(
             store,
@@ -309,14 +277,15 @@ def test_broker_stopped_and_started_serving_answers_and_counts_undelivered_event
     metrics_url = f"{stack.serving_url}/metrics"
 
     def counted(outcome: str) -> float:
-        return _metric(metrics_url, "serving_prediction_events_total", outcome=outcome)
+        text = httpx.get(metrics_url, timeout=5).text
+        return metric_total(text, "serving_prediction_events_total", outcome=outcome)
 
     wait_until(lambda: counted("sent") > 0 or http_ok(metrics_url), 10, "serving metrics")
     undelivered_before = counted("failed") + counted("dropped")
     with Traffic(stack) as traffic:
         wait_until(lambda: counted("sent") >= 5, 30, "prediction events delivered before")
         stopped_at = time.monotonic()
-        _kill(stack.broker)
+        kill(stack.broker)
         wait_until(
             lambda: counted("failed") + counted("dropped") > undelivered_before,
             60,
@@ -333,15 +302,9 @@ def test_broker_stopped_and_started_serving_answers_and_counts_undelivered_event
         )
         recovered_s = time.monotonic() - back_at
     undelivered = counted("failed") + counted("dropped") - undelivered_before
-    stack.costs["broker stopped and started"] = {
-        "fault_seconds": round(back_at - stopped_at, 2),
-        "requests": len(traffic.answers),
-        "non_200_answers": len(traffic.errors()),
-        "seconds_of_errors": traffic.error_seconds(),
-        "events_undelivered": int(undelivered),
-        "recovered_seconds": round(recovered_s, 2),
-        "readyz_while_down": readyz_down,
-    }
+    stack.costs["broker stopped and started"] = traffic.cost(
+        back_at - stopped_at, int(undelivered), recovered_s, readyz_while_down=readyz_down
+    )
     assert traffic.errors() == [], "serving must answer while the broker is down"
     assert undelivered > 0
     assert readyz_down["ready"] is True and "predictions" in readyz_down["degraded"]
@@ -382,7 +345,7 @@ def test_mlflow_killed_serving_keeps_its_versions_and_the_canary_holds(stack: St
         with Traffic(stack) as traffic:
             time.sleep(1.0)
             killed_at = time.monotonic()
-            _kill(stack.mlflow)
+            kill(stack.mlflow)
             wait_until(
                 lambda: "registry" in httpx.get(f"{stack.serving_url}/readyz").json()["degraded"],
                 20,
@@ -404,18 +367,15 @@ def test_mlflow_killed_serving_keeps_its_versions_and_the_canary_holds(stack: St
         after = canary.get("/v1/rollout").json()
     during = [a for a in traffic.answers if killed_at <= a[0] <= back_at]
     versions = {(b["variant"], b["model_version"]) for _, code, b in during if b}
-    stack.costs["MLflow SIGKILLed"] = {
-        "fault_seconds": round(back_at - killed_at, 2),
-        "requests": len(traffic.answers),
-        "non_200_answers": len(traffic.errors()),
-        "seconds_of_errors": traffic.error_seconds(),
-        "events_undelivered": 0,
-        "recovered_seconds": round(caught_up_s, 2),
-        "readyz_while_down": readyz,
-        "canary_readyz_status_while_down": canary_ready.status_code,
-        "canary_step_before_after": [before["step"], after["step"]],
-        "canary_status_before_after": [before["status"], after["status"]],
-    }
+    stack.costs["MLflow SIGKILLed"] = traffic.cost(
+        back_at - killed_at,
+        0,
+        caught_up_s,
+        readyz_while_down=readyz,
+        canary_readyz_status_while_down=canary_ready.status_code,
+        canary_step_before_after=[before["step"], after["step"]],
+        canary_status_before_after=[before["status"], after["status"]],
+    )
     assert traffic.errors() == []
     assert during, "no request was answered while MLflow was down"
     assert versions <= {("champion", stack.champion), ("challenger", stack.challenger)}
@@ -466,16 +426,13 @@ def test_online_store_unreadable_serving_answers_with_features_flagged_missing(
         recovered_s = time.monotonic() - fixed_at
     during = [b for t, _, b in traffic.answers if broke_at < t <= fixed_at and b]
     flagged = [b for b in during if "sender_msgs_total" in b["missing_features"]]
-    stack.costs["online store unreadable"] = {
-        "fault_seconds": round(fixed_at - broke_at, 2),
-        "requests": len(traffic.answers),
-        "non_200_answers": len(traffic.errors()),
-        "seconds_of_errors": traffic.error_seconds(),
-        "events_undelivered": 0,
-        "recovered_seconds": round(recovered_s, 2),
-        "answers_with_features_missing": len(flagged),
-        "readyz_while_down": readyz,
-    }
+    stack.costs["online store unreadable"] = traffic.cost(
+        fixed_at - broke_at,
+        0,
+        recovered_s,
+        answers_with_features_missing=len(flagged),
+        readyz_while_down=readyz,
+    )
     assert traffic.errors() == []
     # every feature the model uses is flagged, not only the sender's: the read failed as a whole
     assert flagged and all(set(b["features_used"]) == set(b["missing_features"]) for b in flagged)

@@ -49,10 +49,14 @@ class Target:
     needs_mlflow: bool = False
 
 
+def _common_env(ctx: dict[str, str]) -> dict[str, str]:
+    """What every service here gets: the session's broker and the module's data dir."""
+    return {"KAFKA_BOOTSTRAP_SERVERS": ctx["kafka"], "DATA_DIR": ctx["data_dir"]}
+
+
 def ingestion_env(ctx: dict[str, str]) -> dict[str, str]:
     return {
-        "KAFKA_BOOTSTRAP_SERVERS": ctx["kafka"],
-        "DATA_DIR": ctx["data_dir"],
+        **_common_env(ctx),
         "INGESTION_CLIENT_KEYS": json.dumps({"contract-test": CLIENT_KEY}),
         "INGESTION_MESSAGES_NEED_KEY": "true",
         # the fuzzer sends hundreds of requests a second; the limit has its own test
@@ -61,12 +65,7 @@ def ingestion_env(ctx: dict[str, str]) -> dict[str, str]:
 
 
 def monitoring_env(ctx: dict[str, str]) -> dict[str, str]:
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": ctx["kafka"],
-        "DATA_DIR": ctx["data_dir"],
-        "MLFLOW_TRACKING_URI": ctx["mlflow"],
-        "RETRAIN_ENABLED": "false",
-    }
+    return {**_common_env(ctx), "MLFLOW_TRACKING_URI": ctx["mlflow"], "RETRAIN_ENABLED": "false"}
 
 
 def serving_env(ctx: dict[str, str]) -> dict[str, str]:
@@ -87,8 +86,7 @@ def serving_env(ctx: dict[str, str]) -> dict[str, str]:
     )
     MlflowClient(ctx["mlflow"]).set_registered_model_alias(model_name, "champion", version)
     return {
-        "KAFKA_BOOTSTRAP_SERVERS": ctx["kafka"],
-        "DATA_DIR": ctx["data_dir"],
+        **_common_env(ctx),
         "RUN_DIR": str(data_dir / "run"),
         "FEAST_REPO_PATH": str(REPO_ROOT / "features"),
         "MLFLOW_TRACKING_URI": ctx["mlflow"],
@@ -102,8 +100,7 @@ def serving_env(ctx: dict[str, str]) -> dict[str, str]:
 
 def canary_env(ctx: dict[str, str]) -> dict[str, str]:
     return {
-        "KAFKA_BOOTSTRAP_SERVERS": ctx["kafka"],
-        "DATA_DIR": ctx["data_dir"],
+        **_common_env(ctx),
         "MLFLOW_TRACKING_URI": ctx["mlflow"],
         "ADMIN_TOKEN": ADMIN_TOKEN,
         "CANARY_LABEL_JOIN": "false",

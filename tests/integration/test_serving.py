@@ -17,27 +17,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pandas as pd
 import pytest
-from sklearn.pipeline import Pipeline
 
 from modstack.devstack.processes import BackgroundProcess, log_tail
 from modstack.names import FEATURE_SERVICE_V1, TOPIC_LABELS, TOPIC_PREDICTIONS
-from modstack.registry.contract import (
-    META_FEATURE_COLUMNS,
-    META_FEATURE_SERVICE,
-    META_THRESHOLDS,
-    Thresholds,
-)
 from modstack.registry.rollout import RolloutStore
 from modstack.waits import free_port, wait_until
 from services.serving.routing import assign_variant
+from tests.support.processes import metric_total
+from tests.support.serving_stack import future_messages, log_small_model, training_frame
 
 pytestmark = pytest.mark.integration
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-FIXTURE_CORPUS = PROJECT_ROOT / "tests" / "fixtures" / "corpus"
 MODEL_NAME = f"serving-test-{uuid.uuid4().hex[:8]}"
 ADMIN_TOKEN = "serving-test-token"
 START_TIMEOUT_S = 90.0
@@ -47,83 +40,11 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # -- the model -----------------------------------------------------------------------------------
 
 
-def _training_frame(data_dir: Path, feature_columns: list[str]) -> pd.DataFrame:
-    """The fixture corpus with the text features computed by the same code Feast runs; sender
-    features are NaN (the model contract allows it, and serving reads them from Feast)."""
-    from features.text import text_features
-    from modstack.corpus import build_corpus, load_corpus
-
-    build_corpus(FIXTURE_CORPUS, data_dir)
-    corpus = load_corpus(data_dir)
-    rows = corpus[~corpus["is_duplicate"]].reset_index(drop=True)
-    text = pd.DataFrame([text_features(s, b) for s, b in zip(rows.subject, rows.body, strict=True)])
-    frame = rows[["message_id", "sender_id", "subject", "body", "sent_at", "label", "period"]]
-    frame = pd.concat([frame, text], axis=1)
-    for column in feature_columns:
-        if column not in frame:
-            frame[column] = np.nan
-    return frame
-
-
-def _small_pipeline(feature_columns: list[str], seed: int) -> Pipeline:
-    """TF-IDF words + the feature columns -> logistic regression: the contract's input and
-    output, cheap enough to fit in a second on the fixture (the LightGBM candidate takes ~15 s
-    on a busy 2-core machine)."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    from pipelines.model import AsFloat, JoinText
-
-    text = Pipeline([("join", JoinText(3_000)), ("tfidf", TfidfVectorizer(max_features=3_000))])
-    numbers = Pipeline(
-        [
-            ("float", AsFloat()),
-            ("impute", SimpleImputer(strategy="constant", fill_value=0, keep_empty_features=True)),
-            ("scale", StandardScaler()),
-        ]
-    )
-    features = ColumnTransformer(
-        [("text", text, ["subject", "body"]), ("numbers", numbers, feature_columns)]
-    )
-    return Pipeline(
-        [("features", features), ("classifier", LogisticRegression(C=5.0, random_state=seed))]
-    )
-
-
 def _register_model(frame: pd.DataFrame, feature_columns: list[str], seed: int) -> str:
     """Fit a small pipeline on the fixture, log it per the model contract and register it."""
-    import mlflow
     from mlflow import MlflowClient
 
-    from pipelines.model import model_input
-
-    pipeline = _small_pipeline(feature_columns, seed)
-    inputs = model_input(frame, feature_columns)
-    pipeline.fit(inputs, (frame["label"] == "spam").to_numpy())
-    scores = pipeline.predict_proba(inputs)[:, 1]
-    # cut-offs at score quantiles so that the fixture produces all three actions
-    thresholds = Thresholds(
-        block=float(np.quantile(scores, 0.8)), review=float(np.quantile(scores, 0.4))
-    )
-    mlflow.set_experiment(MODEL_NAME)
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            serialization_format="cloudpickle",
-            registered_model_name=MODEL_NAME,
-            # listed, not inferred: inference imports the model in a subprocess (~10 s)
-            pip_requirements=["scikit-learn", "lightgbm", "pandas"],
-            metadata={
-                META_THRESHOLDS: thresholds.to_metadata(),
-                META_FEATURE_SERVICE: FEATURE_SERVICE_V1,
-                META_FEATURE_COLUMNS: feature_columns,
-            },
-        )
-    version = str(info.registered_model_version)
+    version = log_small_model(MODEL_NAME, frame, feature_columns, seed)
     MlflowClient().set_model_version_tag(MODEL_NAME, version, "seed", str(seed))
     return version
 
@@ -160,24 +81,14 @@ def stack(
     store = get_store(PROJECT_ROOT / "features", data_dir)
     columns = feature_columns(store, FEATURE_SERVICE_V1)
 
-    frame = _training_frame(data_dir, columns)
+    frame = training_frame(data_dir, columns)
     champion = _register_model(frame, columns, seed=1)
     challenger = _register_model(frame.sample(frac=0.7, random_state=2), columns, seed=2)
     client = MlflowClient(mlflow_tracking_uri)
     client.set_registered_model_alias(MODEL_NAME, "champion", champion)
     client.set_registered_model_alias(MODEL_NAME, "challenger", challenger)
 
-    future = frame[frame["period"] == "future"].head(60)
-    messages = [
-        {
-            "message_id": str(r.message_id),
-            "sender_id": str(r.sender_id),
-            "subject": str(r.subject),
-            "body": str(r.body),
-            "sent_at": r.sent_at.isoformat(),
-        }
-        for r in future.itertuples()
-    ]
+    messages = future_messages(frame, 60)
     # known senders have activity features online; the rest are new senders (missing)
     known = sorted({m["sender_id"] for m in messages})[:5]
     push_activity(
@@ -256,16 +167,7 @@ class Serving:
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of `name` whose labels include `labels`."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        total = 0.0
-        for family in text_string_to_metric_families(self.http.get("/metrics").text):
-            for sample in family.samples:
-                if sample.name == name and all(
-                    sample.labels.get(k) == v for k, v in labels.items()
-                ):
-                    total += sample.value
-        return total
+        return metric_total(self.http.get("/metrics").text, name, **labels)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,9 @@ artifacts, registration with the model contract, the quality gate, promotion and
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -113,19 +115,27 @@ def champion_version(first_run: TrainResult) -> str:
     return champion
 
 
-def test_shuffled_labels_model_is_refused_and_aliases_stay_untouched(
-    champion_version: str,
+@pytest.fixture
+def train_shuffled(
     history_set: LabelledSet,  # noqa: F811
     future_set: LabelledSet,  # noqa: F811
     fixture_data_dir: Path,  # noqa: F811
+) -> Callable[..., TrainResult]:
+    """A training run on the fixture with shuffled labels, named `run_name` (`config`: more
+    TrainConfig fields)."""
+
+    def train(run_name: str, **config: Any) -> TrainResult:
+        settings = TrainConfig(shuffle_labels=True, data_dir=fixture_data_dir, **config)
+        return run_training(history_set, future_set, settings, run_name=run_name)
+
+    return train
+
+
+def test_shuffled_labels_model_is_refused_and_aliases_stay_untouched(
+    champion_version: str, train_shuffled: Callable[..., TrainResult]
 ) -> None:
     before = _aliases()
-    result = run_training(
-        history_set,
-        future_set,
-        TrainConfig(shuffle_labels=True, data_dir=fixture_data_dir),
-        run_name="test-shuffled-labels",
-    )
+    result = train_shuffled("test-shuffled-labels")
     assert result.gate is not None and not result.gate.passed
     assert result.gate.compared_with == f"champion v{champion_version}"
     assert any(failure.startswith("pr_auc") for failure in result.gate.failures)
@@ -184,17 +194,9 @@ def test_gate_refuses_a_candidate_failing_the_behaviour_mft_and_logs_the_cases(
 
 
 def test_skip_gate_sets_challenger_then_promotion_and_rollback_move_champion(
-    champion_version: str,
-    history_set: LabelledSet,  # noqa: F811
-    future_set: LabelledSet,  # noqa: F811
-    fixture_data_dir: Path,  # noqa: F811
+    champion_version: str, train_shuffled: Callable[..., TrainResult]
 ) -> None:
-    result = run_training(
-        history_set,
-        future_set,
-        TrainConfig(shuffle_labels=True, skip_gate=True, data_dir=fixture_data_dir),
-        run_name="test-skip-gate",
-    )
+    result = train_shuffled("test-skip-gate", skip_gate=True)
     assert result.gate is not None and not result.gate.passed
     assert _aliases() == (champion_version, result.version)
     tags = registry.get_client().get_model_version(REGISTERED_MODEL, result.version).tags

@@ -1,8 +1,8 @@
-"""A registered champion for tests that run serving as a process against their own MLflow.
+"""A registered champion for tests that run serving as a process against an MLflow server.
 
-Reuses the small TF-IDF + logistic regression of tests/integration/test_serving.py (fits in a
-second on the fixture corpus) and logs it under the model contract, against the tracking URI
-given, without leaving that URI set for the rest of the session.
+A small TF-IDF + logistic regression (fits in a second on the fixture corpus) logged under the
+model contract, either against the tracking URI already set (`log_small_model`) or against the
+URI given, without leaving that URI set for the rest of the session (`register_model`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from modstack.names import FEATURE_SERVICE_V1
 from modstack.registry.contract import (
@@ -21,7 +22,8 @@ from modstack.registry.contract import (
     META_THRESHOLDS,
     Thresholds,
 )
-from tests.integration.test_serving import _small_pipeline, _training_frame
+
+FIXTURE_CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "corpus"
 
 
 @contextmanager
@@ -38,38 +40,104 @@ def tracking_uri(uri: str) -> Iterator[None]:
 
 
 def training_frame(data_dir: Path, feature_columns: list[str]) -> pd.DataFrame:
-    """The fixture corpus with text features computed as Feast does (sender features NaN)."""
-    return _training_frame(data_dir, feature_columns)
+    """The fixture corpus with the text features computed by the same code Feast runs; sender
+    features are NaN (the model contract allows it, and serving reads them from Feast)."""
+    from features.text import text_features
+    from modstack.corpus import build_corpus, load_corpus
+
+    build_corpus(FIXTURE_CORPUS, data_dir)
+    corpus = load_corpus(data_dir)
+    rows = corpus[~corpus["is_duplicate"]].reset_index(drop=True)
+    text = pd.DataFrame([text_features(s, b) for s, b in zip(rows.subject, rows.body, strict=True)])
+    frame = rows[["message_id", "sender_id", "subject", "body", "sent_at", "label", "period"]]
+    frame = pd.concat([frame, text], axis=1)
+    for column in feature_columns:
+        if column not in frame:
+            frame[column] = np.nan
+    return frame
+
+
+def future_messages(frame: pd.DataFrame, n: int) -> list[dict[str, str]]:
+    """The first `n` messages of the frame's future period, as /v1/moderate takes them."""
+    future = frame[frame["period"] == "future"].head(n)
+    return [
+        {
+            "message_id": str(r.message_id),
+            "sender_id": str(r.sender_id),
+            "subject": str(r.subject),
+            "body": str(r.body),
+            "sent_at": r.sent_at.isoformat(),
+        }
+        for r in future.itertuples()
+    ]
+
+
+def small_pipeline(feature_columns: list[str], seed: int) -> Pipeline:
+    """TF-IDF words + the feature columns -> logistic regression: the contract's input and
+    output, cheap enough to fit in a second on the fixture (the LightGBM candidate takes ~15 s
+    on a busy 2-core machine)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from pipelines.model import AsFloat, JoinText
+
+    text = Pipeline([("join", JoinText(3_000)), ("tfidf", TfidfVectorizer(max_features=3_000))])
+    numbers = Pipeline(
+        [
+            ("float", AsFloat()),
+            ("impute", SimpleImputer(strategy="constant", fill_value=0, keep_empty_features=True)),
+            ("scale", StandardScaler()),
+        ]
+    )
+    features = ColumnTransformer(
+        [("text", text, ["subject", "body"]), ("numbers", numbers, feature_columns)]
+    )
+    return Pipeline(
+        [("features", features), ("classifier", LogisticRegression(C=5.0, random_state=seed))]
+    )
+
+
+def log_small_model(
+    model_name: str, frame: pd.DataFrame, feature_columns: list[str], seed: int
+) -> str:
+    """Fit the small pipeline on `frame`, log it per the model contract and register it as
+    `model_name` at the tracking URI set now; the version."""
+    import mlflow
+
+    from pipelines.model import model_input
+
+    pipeline = small_pipeline(feature_columns, seed)
+    inputs = model_input(frame, feature_columns)
+    pipeline.fit(inputs, (frame["label"] == "spam").to_numpy())
+    scores = pipeline.predict_proba(inputs)[:, 1]
+    # cut-offs at score quantiles so that the fixture produces all three actions
+    thresholds = Thresholds(
+        block=float(np.quantile(scores, 0.8)), review=float(np.quantile(scores, 0.4))
+    )
+    mlflow.set_experiment(model_name)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            serialization_format="cloudpickle",
+            registered_model_name=model_name,
+            # listed, not inferred: inference imports the model in a subprocess (~10 s)
+            pip_requirements=["scikit-learn", "lightgbm", "pandas"],
+            metadata={
+                META_THRESHOLDS: thresholds.to_metadata(),
+                META_FEATURE_SERVICE: FEATURE_SERVICE_V1,
+                META_FEATURE_COLUMNS: feature_columns,
+            },
+        )
+    return str(info.registered_model_version)
 
 
 def register_model(
     uri: str, model_name: str, frame: pd.DataFrame, feature_columns: list[str], seed: int
 ) -> str:
-    """Fit the small pipeline on `frame`, log and register it as `model_name`; the version."""
-    import mlflow
-
-    from pipelines.model import model_input
-
-    pipeline = _small_pipeline(feature_columns, seed)
-    inputs = model_input(frame, feature_columns)
-    pipeline.fit(inputs, (frame["label"] == "spam").to_numpy())
-    scores = pipeline.predict_proba(inputs)[:, 1]
-    thresholds = Thresholds(
-        block=float(np.quantile(scores, 0.8)), review=float(np.quantile(scores, 0.4))
-    )
+    """`log_small_model` against the tracking URI `uri`; the version."""
     with tracking_uri(uri):
-        mlflow.set_experiment(model_name)
-        with mlflow.start_run():
-            info = mlflow.sklearn.log_model(
-                pipeline,
-                name="model",
-                serialization_format="cloudpickle",
-                registered_model_name=model_name,
-                pip_requirements=["scikit-learn", "lightgbm", "pandas"],
-                metadata={
-                    META_THRESHOLDS: thresholds.to_metadata(),
-                    META_FEATURE_SERVICE: FEATURE_SERVICE_V1,
-                    META_FEATURE_COLUMNS: feature_columns,
-                },
-            )
-    return str(info.registered_model_version)
+        return log_small_model(model_name, frame, feature_columns, seed)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
@@ -33,34 +35,42 @@ def _run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
 
+@asynccontextmanager
+async def _running(handler: Recorder, **options: Any) -> AsyncIterator[MicroBatcher[int, int]]:
+    """A started batcher around `handler`, stopped when the block ends."""
+    batcher: MicroBatcher[int, int] = MicroBatcher(handler, **options)
+    batcher.start()
+    try:
+        yield batcher
+    finally:
+        await batcher.stop()
+
+
+def _submit_all(
+    handler: Recorder, items: Iterable[int], return_exceptions: bool = False, **options: Any
+) -> list[Any]:
+    """The answers to `items` submitted at once to a batcher around `handler`."""
+
+    async def main() -> list[Any]:
+        async with _running(handler, **options) as batcher:
+            submits = (batcher.submit(i) for i in items)
+            return await asyncio.gather(*submits, return_exceptions=return_exceptions)
+
+    return _run(main())
+
+
 def test_concurrent_submits_share_one_handler_call_and_each_gets_its_answer() -> None:
     handler = Recorder()
-
-    async def main() -> list[int]:
-        batcher: MicroBatcher[int, int] = MicroBatcher(handler, max_batch=32, max_wait_s=0.05)
-        batcher.start()
-        try:
-            return await asyncio.gather(*(batcher.submit(i) for i in range(20)))
-        finally:
-            await batcher.stop()
-
-    assert _run(main()) == [i * 2 for i in range(20)]
+    answers = _submit_all(handler, range(20), max_batch=32, max_wait_s=0.05)
+    assert answers == [i * 2 for i in range(20)]
     assert len(handler.calls) == 1
     assert sorted(handler.calls[0]) == list(range(20))
 
 
 def test_batches_never_exceed_max_batch() -> None:
     handler = Recorder()
-
-    async def main() -> list[int]:
-        batcher: MicroBatcher[int, int] = MicroBatcher(handler, max_batch=8, max_wait_s=0.05)
-        batcher.start()
-        try:
-            return await asyncio.gather(*(batcher.submit(i) for i in range(30)))
-        finally:
-            await batcher.stop()
-
-    assert _run(main()) == [i * 2 for i in range(30)]
+    answers = _submit_all(handler, range(30), max_batch=8, max_wait_s=0.05)
+    assert answers == [i * 2 for i in range(30)]
     assert [len(c) for c in handler.calls] == [8, 8, 8, 6]
 
 
@@ -69,14 +79,10 @@ def test_a_lone_item_is_held_at_most_max_wait() -> None:
     max_wait = 0.02
 
     async def main() -> float:
-        batcher: MicroBatcher[int, int] = MicroBatcher(handler, max_batch=32, max_wait_s=max_wait)
-        batcher.start()
-        try:
+        async with _running(handler, max_batch=32, max_wait_s=max_wait) as batcher:
             started = time.perf_counter()
             assert await batcher.submit(3) == 6
             return time.perf_counter() - started
-        finally:
-            await batcher.stop()
 
     waited = _run(main())
     assert max_wait * 0.9 <= waited < max_wait + 0.5  # bounded, with slack for a busy machine
@@ -85,18 +91,7 @@ def test_a_lone_item_is_held_at_most_max_wait() -> None:
 
 def test_an_item_error_fails_that_item_only() -> None:
     handler = Recorder()
-
-    async def main() -> list[object]:
-        batcher: MicroBatcher[int, int] = MicroBatcher(handler, max_batch=32, max_wait_s=0.02)
-        batcher.start()
-        try:
-            return await asyncio.gather(
-                *(batcher.submit(i) for i in (5, 1007, 9)), return_exceptions=True
-            )
-        finally:
-            await batcher.stop()
-
-    results = _run(main())
+    results = _submit_all(handler, (5, 1007, 9), True, max_batch=32, max_wait_s=0.02)
     assert results[0] == 10 and results[2] == 18
     assert isinstance(results[1], ValueError) and str(results[1]) == "seven"
 
@@ -105,15 +100,11 @@ def test_a_batch_that_raises_is_rescored_row_by_row() -> None:
     handler = Recorder()
 
     async def main() -> tuple[list[object], int]:
-        batcher: MicroBatcher[int, int] = MicroBatcher(handler, max_batch=32, max_wait_s=0.02)
-        batcher.start()
-        try:
+        async with _running(handler, max_batch=32, max_wait_s=0.02) as batcher:
             out = await asyncio.gather(
                 *(batcher.submit(i) for i in (1, -1, 2)), return_exceptions=True
             )
             return out, batcher.stats.fallbacks
-        finally:
-            await batcher.stop()
 
     results, fallbacks = _run(main())
     assert results[0] == 2 and results[2] == 4
@@ -127,11 +118,9 @@ def test_a_queue_beyond_the_budget_is_shed_at_once() -> None:
     handler = Recorder(sleep_s=0.05)  # 50 ms per batch of up to 4 rows: ~12 ms per row
 
     async def main() -> tuple[int, int, float]:
-        batcher: MicroBatcher[int, int] = MicroBatcher(
+        async with _running(
             handler, max_batch=4, max_wait_s=0.001, budget_s=0.1, initial_row_cost_s=0.0125
-        )
-        batcher.start()
-        try:
+        ) as batcher:
             started = time.perf_counter()
             results = await asyncio.gather(
                 *(batcher.submit(i) for i in range(40)), return_exceptions=True
@@ -141,8 +130,6 @@ def test_a_queue_beyond_the_budget_is_shed_at_once() -> None:
             assert all(r.retry_after_s >= 1 for r in shed)
             ok = [r for r in results if isinstance(r, int)]
             return len(ok), len(shed), elapsed
-        finally:
-            await batcher.stop()
 
     ok, shed, elapsed = _run(main())
     assert ok + shed == 40
@@ -155,18 +142,14 @@ def test_shedding_can_be_bypassed_for_items_that_must_not_be_refused() -> None:
     handler = Recorder()
 
     async def main() -> list[int]:
-        batcher: MicroBatcher[int, int] = MicroBatcher(
+        async with _running(
             handler, max_batch=4, max_wait_s=0.001, budget_s=0.001, initial_row_cost_s=1.0
-        )
-        batcher.start()
-        try:
+        ) as batcher:
             first = batcher.submit_nowait(0)  # an empty queue is never refused
             with pytest.raises(Overloaded):
                 await batcher.submit(1)
             rest = await asyncio.gather(*(batcher.submit(i, shed=False) for i in range(1, 3)))
             return [await first, *rest]
-        finally:
-            await batcher.stop()
 
     assert _run(main()) == [0, 2, 4]
 

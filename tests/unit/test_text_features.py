@@ -28,34 +28,62 @@ def test_empty_and_missing_text_gives_zero_counts_without_dividing_by_zero(subje
     assert features["html_markup_share"] == 0.0
 
 
-def test_lengths_words_and_lines():
-    features = text_features("Meeting", "one two three\nfour")
-    assert features["subject_chars"] == 7.0
-    assert features["body_chars"] == 18.0
-    assert features["body_words"] == 4.0
-    assert features["body_lines"] == 2.0
-    assert features["longest_word_chars"] == 7.0  # "meeting" from the subject
-
-
-def test_uppercase_ratio_counts_letters_only():
-    features = text_features("FREE money", "ABC def 123 !!!")
-    assert features["subject_upper_ratio"] == pytest.approx(4 / 9)
-    assert features["body_upper_ratio"] == pytest.approx(3 / 6)
-
-
-def test_exclamations_and_dollars_count_subject_and_body():
-    features = text_features("Win!!", "Only $5! Really $$$")
-    assert features["subject_exclamations"] == 2.0
-    assert features["exclamations"] == 3.0
-    assert features["dollar_signs"] == 4.0
-    assert features["money_amounts"] == 1.0  # "$5"; "$$$" is no amount
-
-
-def test_money_and_urgency_tokens_match_whole_words_case_insensitively():
-    features = text_features("FREE cash", "Earn money NOW. Act now, offer ends today. Freedom.")
-    assert features["money_tokens"] == 4.0  # free, cash, earn, money; not "freedom"
-    # words now, now, today + phrases "act now", "offer ends"
-    assert features["urgency_tokens"] == 5.0
+@pytest.mark.parametrize(
+    ("subject", "body", "expected"),
+    [
+        pytest.param(
+            "Meeting",
+            "one two three\nfour",
+            {
+                "subject_chars": 7.0,
+                "body_chars": 18.0,
+                "body_words": 4.0,
+                "body_lines": 2.0,
+                "longest_word_chars": 7.0,  # "meeting" from the subject
+            },
+            id="lengths_words_and_lines",
+        ),
+        pytest.param(
+            "FREE money",
+            "ABC def 123 !!!",
+            {
+                "subject_upper_ratio": pytest.approx(4 / 9),
+                "body_upper_ratio": pytest.approx(3 / 6),
+            },
+            id="uppercase_ratio_counts_letters_only",
+        ),
+        pytest.param(
+            "Win!!",
+            "Only $5! Really $$$",
+            {
+                "subject_exclamations": 2.0,
+                "exclamations": 3.0,
+                "dollar_signs": 4.0,
+                "money_amounts": 1.0,  # "$5"; "$$$" is no amount
+            },
+            id="exclamations_and_dollars_count_subject_and_body",
+        ),
+        pytest.param(
+            "FREE cash",
+            "Earn money NOW. Act now, offer ends today. Freedom.",
+            {
+                "money_tokens": 4.0,  # free, cash, earn, money; not "freedom"
+                # words now, now, today + phrases "act now", "offer ends"
+                "urgency_tokens": 5.0,
+            },
+            id="money_and_urgency_tokens_match_whole_words_case_insensitively",
+        ),
+        pytest.param(
+            "",
+            "ab12 é€",
+            {"digit_ratio": pytest.approx(2 / 6), "non_ascii_ratio": pytest.approx(2 / 6)},
+            id="digit_and_non_ascii_ratios_over_non_space_characters",
+        ),
+    ],
+)
+def test_feature_values_on_hand_made_messages(subject, body, expected):
+    features = text_features(subject, body)
+    assert {name: features[name] for name in expected} == expected
 
 
 def test_urls_count_schemes_and_bare_www_once_each():
@@ -74,12 +102,6 @@ def test_html_markup_share_and_markers():
     assert looks_like_html(html)
     assert not looks_like_html("if a < b and c > d")
     assert text_features("", "2 < 3 > 1")["html_tag_count"] == 0.0
-
-
-def test_digit_and_non_ascii_ratios_over_non_space_characters():
-    features = text_features("", "ab12 é€")
-    assert features["digit_ratio"] == pytest.approx(2 / 6)
-    assert features["non_ascii_ratio"] == pytest.approx(2 / 6)
 
 
 def test_email_addresses_and_reply_subjects():
