@@ -190,7 +190,10 @@ class ModelCache:
     def remember_aliases(self, aliases: Mapping[str, str]) -> None:
         """Record the alias -> version map that is being served (atomic replace)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.aliases_file.with_suffix(".tmp")
+        # one temporary file per process: the serving workers share this cache, and with one
+        # shared name a worker's os.replace moved another's file away (FileNotFoundError, the
+        # registry poll failed and that worker kept serving the old aliases)
+        tmp = self.aliases_file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(dict(aliases), indent=2, sort_keys=True))
         os.replace(tmp, self.aliases_file)
 
