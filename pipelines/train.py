@@ -202,7 +202,13 @@ def fit_candidate(
     """
     model = build_candidate(train.feature_columns, config)
     return _fit_and_threshold(
-        "candidate", model, train, validation_fraction, review_budget, traffic_spam_share, True
+        "candidate",
+        model,
+        train,
+        validation_fraction,
+        review_budget,
+        traffic_spam_share,
+        short_text_check=True,
     )
 
 
@@ -219,7 +225,13 @@ def fit_baseline(
     # 0.98 (recall at block 0.16), and a reference that blocks nothing makes every
     # ham-error comparison of the gate meaningless
     return _fit_and_threshold(
-        "baseline", model, train, validation_fraction, review_budget, traffic_spam_share, False
+        "baseline",
+        model,
+        train,
+        validation_fraction,
+        review_budget,
+        traffic_spam_share,
+        short_text_check=False,
     )
 
 
