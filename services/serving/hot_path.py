@@ -4,8 +4,11 @@
 Pipeline / ColumnTransformer / FeatureUnion tree and replaces every feature selector
 (SelectKBest and any other `SelectorMixin`) with `IndexSelector`, which holds the selected
 column indices computed once: `SelectKBest.transform` re-derives its mask from the scores on
-every call (it re-sorts all 50,000 chi2 scores) and re-validates its input. Everything else is
-kept as fitted (vocabularies, column order, coefficients), so the scores are the same numbers.
+every call (it re-sorts all 50,000 chi2 scores) and re-validates its input. Every fitted text
+vectorizer it finds, as a step or as an attribute of a hand-written estimator (the candidate's
+`word_` and `char_`), becomes a `fast_text.CachedVectorizer`: the same matrix without
+re-deriving each word's n-grams on every call. Everything else is kept as fitted
+(vocabularies, column order, coefficients), so the scores are the same numbers.
 
 `model_frame(rows, columns)` builds the contract DataFrame for a batch column-wise (no
 per-row dicts, no pandas apply): feature values arrive as floats or None from Feast, and
@@ -29,6 +32,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.feature_selection import SelectorMixin
 from sklearn.pipeline import FeatureUnion, Pipeline
+
+from services.serving.fast_text import CachedVectorizer, supports
 
 
 class IndexSelector(TransformerMixin, BaseEstimator):
@@ -71,6 +76,13 @@ def _prepared(step: Any) -> Any:
         if not mask.any():
             return step  # keep sklearn's own empty-selection behaviour (a warning, 0 columns)
         return IndexSelector(np.flatnonzero(mask), int(mask.shape[0]))
+    if supports(step):
+        return CachedVectorizer(step)
+    if isinstance(step, BaseEstimator):
+        # a hand-written estimator's fitted parts (attributes ending in "_", sklearn's rule)
+        for name, value in list(vars(step).items()):
+            if name.endswith("_") and supports(value):
+                setattr(step, name, CachedVectorizer(value))
     return step
 
 
@@ -81,13 +93,26 @@ def prepare_for_serving(pipeline: Any) -> Any:
 
 def selectors_replaced(pipeline: Any) -> int:
     """How many IndexSelector steps a prepared pipeline holds (for the load log)."""
+    return _count_prepared(pipeline, IndexSelector)
+
+
+def vectorizers_cached(pipeline: Any) -> int:
+    """How many CachedVectorizer a prepared pipeline holds, as steps or attributes."""
+    return _count_prepared(pipeline, CachedVectorizer)
+
+
+def _count_prepared(pipeline: Any, kind: type) -> int:
     found = 0
 
     def walk(step: Any) -> None:
         nonlocal found
-        if isinstance(step, IndexSelector):
+        if isinstance(step, kind):
             found += 1
-        elif isinstance(step, Pipeline):
+        elif isinstance(step, BaseEstimator) and not isinstance(
+            step, Pipeline | ColumnTransformer | FeatureUnion
+        ):
+            found += sum(isinstance(v, kind) for n, v in vars(step).items() if n.endswith("_"))
+        if isinstance(step, Pipeline):
             for _, inner in step.steps:
                 walk(inner)
         elif isinstance(step, ColumnTransformer):

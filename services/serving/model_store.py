@@ -31,6 +31,7 @@ from services.serving.hot_path import (
     predict_proba_fast,
     prepare_for_serving,
     selectors_replaced,
+    vectorizers_cached,
 )
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,11 @@ def load_model_dir(path: Path, version: str, source: str) -> LoadedModel:
         raise ModelContractError(f"model version {version} has no predict_proba")
     serving_model = prepare_for_serving(model)
     log.info(
-        "version %s prepared for serving: %d feature selectors as fixed column indices",
+        "version %s prepared for serving: %d feature selectors as fixed column indices, "
+        "%d text vectorizers with a per-word cache",
         version,
         selectors_replaced(serving_model),
+        vectorizers_cached(serving_model),
     )
     return LoadedModel(version, model, thresholds, feature_service, columns, source, serving_model)
 

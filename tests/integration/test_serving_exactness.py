@@ -1,6 +1,7 @@
 """The serving hot path is exact: models trained by the real training code on the fixture corpus
 (the candidate and the TF-IDF + logistic-regression baseline), prepared for serving
-(selectors as fixed column indices, sklearn's per-call checks off) and scored in batches from
+(selectors as fixed column indices, text vectorizers with a per-word cache, sklearn's per-call
+checks off) and scored in batches from
 per-message feature dicts, give the same scores as `pipeline.predict_proba` on the whole
 future holdout within 1e-9, and so the same actions."""
 
@@ -16,7 +17,7 @@ from modstack.registry.contract import TEXT_COLUMNS
 from pipelines.model import ModelConfig, model_input
 from pipelines.train import fit_baseline, fit_candidate
 from pipelines.training_data import LabelledSet
-from services.serving.hot_path import prepare_for_serving, selectors_replaced
+from services.serving.hot_path import prepare_for_serving, selectors_replaced, vectorizers_cached
 from services.serving.model_store import LoadedModel
 from tests.training_fixtures import fixture_data_dir, future_set, history_set  # noqa: F401
 
@@ -64,6 +65,8 @@ def test_served_scores_equal_predict_proba_on_the_holdout(
     prepared = prepare_for_serving(pipeline)
     # neither model holds a feature selector (the candidate's predict_proba is its fast path)
     assert selectors_replaced(prepared) == 0
+    # the text vectorizers are the per-word-cached ones (word + char_wb; the baseline's word)
+    assert vectorizers_cached(prepared) == (2 if kind == "candidate" else 1)
     loaded = LoadedModel(
         "1", pipeline, fitted.thresholds, future_set.feature_service, columns, "cache", prepared
     )
