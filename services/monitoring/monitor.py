@@ -37,6 +37,7 @@ from modstack.drift.windows import (
 from modstack.events import LabelEvent, PredictionEvent
 from modstack.kafka import BatchConsumerLoop, BrokerUnavailable, make_consumer
 from modstack.names import GROUP_MONITORING, TOPIC_LABELS, TOPIC_PREDICTIONS
+from modstack.priority import lower_this_thread
 from modstack.registry.aliases import get_client
 from services.monitoring.metrics import MonitoringMetrics
 from services.monitoring.reference import (
@@ -85,7 +86,12 @@ class Monitor:
         self.reference: DriftReference | None = None
         self.last_result: DriftResult | None = None
         self.last_report: str | None = None
-        self._evaluator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evaluate")
+        self._evaluator = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="evaluate",
+            initializer=lower_this_thread,
+            initargs=(settings.monitoring_report_nice,),
+        )
         self._loop: BatchConsumerLoop | None = None
         self._consumer_thread: threading.Thread | None = None
         self._stopping = threading.Event()

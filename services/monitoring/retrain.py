@@ -112,7 +112,14 @@ class Retrainer:
         self.metrics = metrics
         self.train = train or TrainingJob(nice=settings.retrain_nice)
         self.rollout = rollout
-        self._pool: ThreadPoolExecutor | None = None
+        # The training thread is started here, by the thread that builds the monitor: threads
+        # and processes inherit their creator's nice value on Linux, and the drift-report
+        # thread that triggers retraining runs niced (MONITORING_REPORT_NICE).
+        # One thread waits on the training process: at most one run at a time.
+        self._pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="retrain"
+        )
+        self._pool.submit(lambda: None).result()
         self._running: Future[TrainingOutcome] | None = None
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -130,9 +137,6 @@ class Retrainer:
             if self.running:
                 log.info("retraining already running; drift trigger noted (%s)", reason)
                 return False
-            if self._pool is None:
-                # one thread waits on the training process: at most one run at a time
-                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
             self.metrics.retrain_triggers.inc()
             log.warning("RETRAIN TRIGGERED: %s; training a challenger on fresh labels", reason)
             self.history.append({"event": "triggered", "reason": reason})
@@ -180,7 +184,7 @@ class Retrainer:
 
     def close(self) -> None:
         """Stop the training process (a run in flight is abandoned)."""
-        if self._pool is None:
+        if self._closing.is_set():
             return
         self._closing.set()
         # a training run must not outlive the service
