@@ -18,7 +18,12 @@ from modstack.names import ALIAS_CHALLENGER, ALIAS_CHAMPION, REGISTERED_MODEL
 from modstack.registry.aliases import TAG_PREVIOUS_CHAMPION
 from modstack.registry.rollout import STATE_TAG, RolloutState
 from services.serving.metrics import MODEL_SWAPS, REGISTRY_POLL_FAILURES, set_model_info
-from services.serving.model_store import LoadedModel, ModelCache, ModelContractError
+from services.serving.model_store import (
+    LoadedModel,
+    ModelCache,
+    ModelContractError,
+    freeze_long_lived,
+)
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +169,8 @@ class Deployment:
 
     def _swap(self, old: Snapshot, new: Snapshot) -> None:
         self.snapshot = new  # one reference assignment: atomic for readers
+        if new.champion is not old.champion or new.challenger is not old.challenger:
+            freeze_long_lived()  # the new version's objects, out of the collector's scans
         for variant in (ALIAS_CHAMPION, ALIAS_CHALLENGER):
             before, after = old.model_for(variant), new.model_for(variant)
             before_v = before.version if before else None
