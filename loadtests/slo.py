@@ -13,12 +13,13 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from modstack.results import Result, ResultTable, write_result
 from services.serving.settings import ServingSettings
 
 MODERATE = "moderate"
@@ -133,13 +134,49 @@ def main(
     result = check_slo(stats, settings)
     render(stats, result, settings)
     cpu_file = Path(f"{prefix}_serving_cpu.json")
+    cpu: dict[str, Any] = {}
     if cpu_file.exists():
         cpu = json.loads(cpu_file.read_text())
         print(
             f"serving process CPU: {cpu['cpu_ms_per_request']:.1f} ms per request "
             f"({cpu['serving_cpu_seconds']:.1f} s for {cpu['requests']} requests)"
         )
+    path = write_result(loadtest_result(stats, result, settings, cpu), settings.run_dir)
+    print(f"wrote {path}")
     raise typer.Exit(0 if result.held else 1)
+
+
+def loadtest_result(
+    stats: dict[str, Row], result: SloResult, settings: ServingSettings, cpu: dict[str, Any]
+) -> Result:
+    """The run as a results file (`make report` renders it into docs/benchmarks.md)."""
+    slo = (
+        f"moderate p99 <= {settings.serving_slo_p99_ms:g} ms, failures <= "
+        f"{settings.serving_slo_max_failure_ratio:.3%}: "
+        + ("held" if result.held else "NOT held (" + "; ".join(result.reasons) + ")")
+    )
+    rows = [
+        [r.name, r.requests, r.failures, round(r.rps, 1), r.p50_ms, r.p95_ms, r.p99_ms, r.max_ms]
+        for name in sorted(stats, key=lambda n: (n == AGGREGATED, n))
+        for r in [stats[name]]
+    ]
+    notes = [f"SLO: {slo}"]
+    if cpu:
+        notes.append(f"serving CPU: {cpu['cpu_ms_per_request']:.1f} ms per request")
+    return Result(
+        name="loadtest",
+        title="make loadtest (locust against the running stack)",
+        command="make loadtest",
+        tables=[
+            ResultTable(
+                "make loadtest: locust against the running stack",
+                ["request", "count", "failures", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms"],
+                rows,
+            )
+        ],
+        notes=notes,
+        data={"slo_held": result.held, "reasons": result.reasons, "serving_cpu": cpu},
+    )
 
 
 if __name__ == "__main__":
