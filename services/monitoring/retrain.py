@@ -116,9 +116,7 @@ class Retrainer:
         # and processes inherit their creator's nice value on Linux, and the drift-report
         # thread that triggers retraining runs niced (MONITORING_REPORT_NICE).
         # One thread waits on the training process: at most one run at a time.
-        self._pool = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="retrain"
-        )
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retrain")
         self._pool.submit(lambda: None).result()
         self._running: Future[TrainingOutcome] | None = None
         self._lock = threading.Lock()
