@@ -549,6 +549,9 @@ def main(
     repeats: Annotated[
         int, typer.Option(help="closed-loop runs per target, alternating; medians reported")
     ] = 3,
+    name: Annotated[
+        str, typer.Option(help="results file name under var/run/results (and the PNG's)")
+    ] = RESULT_NAME,
 ) -> None:
     """Benchmark the full serving path against `mlflow models serve` on the same champion.
 
@@ -732,14 +735,14 @@ def main(
     console.print(summary)
     folder = results_dir(settings.run_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    png = folder / f"{RESULT_NAME}.png"
+    png = folder / f"{name}.png"
     _plot(results, png)
     docs_img = PROJECT_ROOT / "docs" / "img"
     docs_img.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(png, docs_img / png.name)
     command = "python -m loadtests.bench.serving " + " ".join(sys.argv[1:])
     result = Result(
-        name=RESULT_NAME,
+        name=name,
         title="Serving vs mlflow models serve (same champion version)",
         command=command.strip(),
         tables=[ResultTable(table.title or "", columns, rows)],

@@ -66,7 +66,7 @@ class MonitoringMetrics:
         )
         self.evaluations = Counter(
             "monitoring_evaluations",
-            "Window evaluations by outcome (ok, no_reference, error).",
+            "Window evaluations by outcome (ok, no_reference, error, skipped).",
             ["outcome"],
             registry=r,
         )

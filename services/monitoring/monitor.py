@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -92,6 +93,10 @@ class Monitor:
             initializer=lower_this_thread,
             initargs=(settings.monitoring_report_nice,),
         )
+        # closed windows not yet evaluated (bounded: see MONITORING_MAX_PENDING_WINDOWS)
+        self._pending: deque[tuple[ClosedWindow, RealizedQuality]] = deque()
+        self._pending_lock = threading.Lock()
+        self._draining = False
         self._loop: BatchConsumerLoop | None = None
         self._consumer_thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -154,9 +159,32 @@ class Monitor:
     def _submit(self, closed: ClosedWindow) -> None:
         # realized quality is read here, on the thread that owns the rows' labels
         quality = realized_quality(self.windows.labelled_rows())
-        self._evaluator.submit(self._evaluate_safely, closed, quality)
+        with self._pending_lock:
+            if len(self._pending) >= self.settings.monitoring_max_pending_windows:
+                skipped, _ = self._pending.popleft()
+                self.metrics.evaluations.labels("skipped").inc()
+                log.warning(
+                    "drift report of window %d skipped: %d windows already wait for theirs",
+                    skipped.index,
+                    self.settings.monitoring_max_pending_windows,
+                )
+            self._pending.append((closed, quality))
+            if self._draining:
+                return
+            self._draining = True
+        self._evaluator.submit(self._drain)
 
     # ---- evaluation side (one worker thread) ----
+
+    def _drain(self) -> None:
+        """Evaluate waiting windows, oldest first, until none waits."""
+        while True:
+            with self._pending_lock:
+                if not self._pending:
+                    self._draining = False
+                    return
+                closed, quality = self._pending.popleft()
+            self._evaluate_safely(closed, quality)
 
     def _evaluate_safely(self, closed: ClosedWindow, quality: RealizedQuality) -> None:
         try:

@@ -18,6 +18,11 @@ class MonitoringSettings(CommonSettings):
     monitoring_window_min_rows: int = Field(default=200, ge=1)
     # Closed windows kept for labels that arrive after the window closed.
     monitoring_keep_closed_windows: int = Field(default=3, ge=1)
+    # Closed windows waiting for their drift report, at most; beyond it the oldest waiting one
+    # is skipped (counted as monitoring_evaluations_total{outcome="skipped"}). A burst of
+    # traffic (a benchmark: 60 windows in 6 min, ~1-2 s of report each) otherwise leaves
+    # minutes of report work behind, on the cores serving shares.
+    monitoring_max_pending_windows: int = Field(default=4, ge=1)
     # Dataset drift: share of feature columns drifted (each at its pinned method's threshold).
     monitoring_drift_share: float = Field(default=0.5, gt=0, le=1)
     monitoring_feature_drift_threshold: float = Field(default=0.1, gt=0)
