@@ -97,6 +97,7 @@ class Monitor:
         self._pending: deque[tuple[ClosedWindow, RealizedQuality]] = deque()
         self._pending_lock = threading.Lock()
         self._draining = False
+        self._next_report_at = 0.0  # monotonic; see MONITORING_REPORT_MAX_CPU_SHARE
         self._loop: BatchConsumerLoop | None = None
         self._consumer_thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -177,14 +178,24 @@ class Monitor:
     # ---- evaluation side (one worker thread) ----
 
     def _drain(self) -> None:
-        """Evaluate waiting windows, oldest first, until none waits."""
+        """Evaluate waiting windows, oldest first, until none waits; between two reports rest
+        long enough that they take at most MONITORING_REPORT_MAX_CPU_SHARE of the time."""
         while True:
+            rest = self._next_report_at - time.monotonic()
+            if rest > 0 and self._stopping.wait(rest):
+                with self._pending_lock:
+                    self._draining = False
+                return
             with self._pending_lock:
                 if not self._pending:
                     self._draining = False
                     return
                 closed, quality = self._pending.popleft()
+            started = time.monotonic()
             self._evaluate_safely(closed, quality)
+            took = time.monotonic() - started
+            share = self.settings.monitoring_report_max_cpu_share
+            self._next_report_at = time.monotonic() + took * (1.0 / share - 1.0)
 
     def _evaluate_safely(self, closed: ClosedWindow, quality: RealizedQuality) -> None:
         try:

@@ -23,6 +23,11 @@ class MonitoringSettings(CommonSettings):
     # traffic (a benchmark: 60 windows in 6 min, ~1-2 s of report each) otherwise leaves
     # minutes of report work behind, on the cores serving shares.
     monitoring_max_pending_windows: int = Field(default=4, ge=1)
+    # Drift reports take at most this share of one core's time under sustained traffic: after
+    # a report of d seconds the next starts no sooner than d x (1/share - 1) later; windows
+    # closing faster wait (see above). At 160 req/s a 1,000-row window closes every ~6 s and
+    # its report took about as long: one core, on a machine serving shares; 1 turns it off.
+    monitoring_report_max_cpu_share: float = Field(default=0.25, gt=0, le=1)
     # Dataset drift: share of feature columns drifted (each at its pinned method's threshold).
     monitoring_drift_share: float = Field(default=0.5, gt=0, le=1)
     monitoring_feature_drift_threshold: float = Field(default=0.1, gt=0)

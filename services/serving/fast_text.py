@@ -5,7 +5,7 @@ it slices every 2..5-gram of every word and looks each up in the vocabulary, for
 even though a word's n-grams are always the same. Profiled under load, the two vectorizers of
 the candidate were ~30 % of a serving worker's CPU (the char_wb one two thirds of that).
 
-`CachedVectorizer(fitted)` reproduces the fitted vectorizer's analysis exactly and
+`cached_vectorizer(fitted)` reproduces the fitted vectorizer's analysis exactly and
 - `char_wb`: keeps, per word, the vocabulary indices of its n-grams (a bounded cache), since
   char_wb n-grams never cross a word boundary: a text's n-grams are its words' n-grams;
 - `word`: tokenizes with the fitted token pattern, builds the n-grams and looks them up with
@@ -44,7 +44,7 @@ _EMPTY: tuple[int, ...] = ()
 
 
 def supports(vectorizer: Any) -> bool:
-    """True when `CachedVectorizer` reproduces this fitted vectorizer's transform exactly."""
+    """True when `cached_vectorizer` reproduces this fitted vectorizer's transform exactly."""
     if not isinstance(vectorizer, CountVectorizer) or not hasattr(vectorizer, "vocabulary_"):
         return False
     v = vectorizer
@@ -66,33 +66,39 @@ def supports(vectorizer: Any) -> bool:
 
 
 class CachedVectorizer:
-    """Drop-in `transform` for a fitted (Tfidf|Count)Vectorizer that `supports` accepts;
-    every other attribute is the fitted vectorizer's."""
+    """The fast `transform`, mixed in front of a fitted vectorizer's own class.
 
-    def __init__(self, fitted: CountVectorizer, cache_max: int = WORD_CACHE_MAX) -> None:
-        if not supports(fitted):
-            raise ValueError(f"unsupported vectorizer configuration: {fitted!r}")
-        self.fitted = fitted
-        self.cache_max = cache_max
-        self._vocabulary: dict[str, int] = fitted.vocabulary_
-        self._n_features = len(self._vocabulary)
-        self._min_n, self._max_n = fitted.ngram_range
+    `cached_vectorizer(fitted)` returns an instance of a subclass of the fitted object's class
+    (`CachedTfidfVectorizer(CachedVectorizer, TfidfVectorizer)`) holding the fitted state: to
+    sklearn it is still a TfidfVectorizer (tags, params, `isinstance`, the checks of Pipeline
+    and ColumnTransformer); only `transform` differs. The subclass is made at run time, so a
+    prepared model is not pickled; the registered model stays the original object.
+    """
+
+    # the fitted vectorizer's own attributes (CountVectorizer's)
+    vocabulary_: dict[str, int]
+    ngram_range: tuple[int, int]
+    analyzer: str
+    lowercase: bool
+    token_pattern: str
+    binary: bool
+    dtype: Any
+
+    def _init_fast(self, cache_max: int) -> None:
+        self._fast_cache_max = cache_max
+        self._fast_vocabulary = self.vocabulary_
+        self._fast_n_features = len(self._fast_vocabulary)
+        self._fast_min_n, self._fast_max_n = self.ngram_range
         self._word_cache: dict[str, tuple[int, ...]] = {}
-        self._indices: Callable[[str], list[int]]
-        if fitted.analyzer == "char_wb":
-            self._preprocess = fitted.build_preprocessor()
-            self._indices = self._char_wb_indices
+        self._fast_indices: Callable[[str], list[int]]
+        self._fast_preprocess: Callable[[str], str]
+        if self.analyzer == "char_wb":
+            self._fast_preprocess = self.build_preprocessor()  # type: ignore[attr-defined]
+            self._fast_indices = self._char_wb_indices
         else:
-            self._preprocess = str.lower if fitted.lowercase else _identity
-            self._tokenize = re.compile(fitted.token_pattern).findall
-            self._indices = self._word_indices
-
-    def __getattr__(self, name: str) -> Any:
-        # only reached for names this object lacks; never for dunders or before __init__ ran
-        # (copy and pickle probe those on a bare instance)
-        if name.startswith("__") or name == "fitted":
-            raise AttributeError(name)
-        return getattr(self.fitted, name)
+            self._fast_preprocess = str.lower if self.lowercase else _identity
+            self._fast_tokenize = re.compile(self.token_pattern).findall
+            self._fast_indices = self._word_indices
 
     # -- analysis, as sklearn's _VectorizerMixin does it -----------------------------------------
 
@@ -100,9 +106,9 @@ class CachedVectorizer:
         """Vocabulary indices of one word's char_wb n-grams (sklearn's `_char_wb_ngrams`)."""
         w = " " + word + " "
         w_len = len(w)
-        get = self._vocabulary.get
+        get = self._fast_vocabulary.get
         found: list[int] = []
-        for n in range(self._min_n, self._max_n + 1):
+        for n in range(self._fast_min_n, self._fast_max_n + 1):
             offset = 0
             index = get(w[0:n])
             if index is not None:
@@ -120,25 +126,25 @@ class CachedVectorizer:
         cache = self._word_cache
         out: list[int] = []
         # sklearn collapses whitespace runs, then splits on whitespace: the same words
-        for word in self._preprocess(text).split():
+        for word in self._fast_preprocess(text).split():
             found = cache.get(word)
             if found is None:
                 found = self._word_ngram_indices(word)
-                if len(cache) >= self.cache_max:
+                if len(cache) >= self._fast_cache_max:
                     cache.clear()
                 cache[word] = found
             out.extend(found)
         return out
 
     def _word_indices(self, text: str) -> list[int]:
-        tokens = self._tokenize(self._preprocess(text))
+        tokens = self._fast_tokenize(self._fast_preprocess(text))
         features: Iterable[str] = tokens
-        if self._max_n > 1:
-            grams = list(tokens) if self._min_n == 1 else []
-            for n in range(max(self._min_n, 2), min(self._max_n, len(tokens)) + 1):
+        if self._fast_max_n > 1:
+            grams = list(tokens) if self._fast_min_n == 1 else []
+            for n in range(max(self._fast_min_n, 2), min(self._fast_max_n, len(tokens)) + 1):
                 grams.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
             features = grams
-        return [i for i in map(self._vocabulary.get, features) if i is not None]
+        return [i for i in map(self._fast_vocabulary.get, features) if i is not None]
 
     # -- the matrix --------------------------------------------------------------------------
 
@@ -148,7 +154,7 @@ class CachedVectorizer:
         indices: list[np.ndarray] = []
         values: list[np.ndarray] = []
         for text in texts:
-            found = self._indices(text)
+            found = self._fast_indices(text)
             if found:
                 unique, count = np.unique(np.asarray(found, dtype=np.int64), return_counts=True)
                 indices.append(unique)
@@ -162,26 +168,28 @@ class CachedVectorizer:
                 np.concatenate(indices) if indices else np.empty(0, dtype=np.int64),
                 np.asarray(indptr, dtype=np.int64),
             ),
-            shape=(len(texts), self._n_features),
-            dtype=self.fitted.dtype,
+            shape=(len(texts), self._fast_n_features),
+            dtype=self.dtype,
         )
         matrix.has_sorted_indices = True
-        if self.fitted.binary:
+        if self.binary:
             matrix.data.fill(1)
         return matrix
 
-    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """What the fitted vectorizer's `transform(texts)` returns, for a list of strings."""
+    def transform(self, raw_documents: Any) -> sp.csr_matrix:
+        """What the fitted vectorizer's `transform(raw_documents)` returns."""
+        texts = list(raw_documents)
         if not all(type(t) is str for t in texts):
-            return self.fitted.transform(texts)  # bytes, NaN, ...: sklearn's own handling
+            # bytes, NaN, ...: sklearn's own handling
+            return super().transform(raw_documents)  # type: ignore[misc]
         matrix = self.counts(texts)
-        if isinstance(self.fitted, TfidfVectorizer):
+        if isinstance(self, TfidfVectorizer):
             self._tfidf_in_place(matrix)
         return matrix
 
     def _tfidf_in_place(self, matrix: sp.csr_matrix) -> None:
         """sklearn's `TfidfTransformer.transform` (1.9) on a fresh CSR matrix of counts."""
-        tfidf = self.fitted._tfidf
+        tfidf = self._tfidf  # type: ignore[attr-defined]
         if tfidf.sublinear_tf:
             np.log(matrix.data, matrix.data)
             matrix.data += 1.0
@@ -191,6 +199,27 @@ class CachedVectorizer:
             inplace_csr_row_normalize_l2(matrix)
         elif tfidf.norm == "l1":
             inplace_csr_row_normalize_l1(matrix)
+
+
+_SUBCLASSES: dict[type, type] = {}
+
+
+def cached_vectorizer(fitted: CountVectorizer, cache_max: int = WORD_CACHE_MAX) -> Any:
+    """The fitted vectorizer with the fast `transform` (a new object sharing its fitted
+    vocabulary and idf; `fitted` itself is not changed)."""
+    if isinstance(fitted, CachedVectorizer):
+        return fitted
+    if not supports(fitted):
+        raise ValueError(f"unsupported vectorizer configuration: {fitted!r}")
+    base = type(fitted)
+    subclass = _SUBCLASSES.get(base)
+    if subclass is None:
+        subclass = type(f"Cached{base.__name__}", (CachedVectorizer, base), {})
+        _SUBCLASSES[base] = subclass
+    fast: Any = object.__new__(subclass)
+    fast.__dict__.update(fitted.__dict__)
+    fast._init_fast(cache_max)
+    return fast
 
 
 def _identity(text: str) -> str:

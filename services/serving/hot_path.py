@@ -6,7 +6,7 @@ Pipeline / ColumnTransformer / FeatureUnion tree and replaces every feature sele
 column indices computed once: `SelectKBest.transform` re-derives its mask from the scores on
 every call (it re-sorts all 50,000 chi2 scores) and re-validates its input. Every fitted text
 vectorizer it finds, as a step or as an attribute of a hand-written estimator (the candidate's
-`word_` and `char_`), becomes a `fast_text.CachedVectorizer`: the same matrix without
+`word_` and `char_`), becomes a `fast_text.cached_vectorizer`: the same matrix without
 re-deriving each word's n-grams on every call. Everything else is kept as fitted
 (vocabularies, column order, coefficients), so the scores are the same numbers.
 
@@ -33,7 +33,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.feature_selection import SelectorMixin
 from sklearn.pipeline import FeatureUnion, Pipeline
 
-from services.serving.fast_text import CachedVectorizer, supports
+from services.serving.fast_text import CachedVectorizer, cached_vectorizer, supports
 
 
 class IndexSelector(TransformerMixin, BaseEstimator):
@@ -77,12 +77,12 @@ def _prepared(step: Any) -> Any:
             return step  # keep sklearn's own empty-selection behaviour (a warning, 0 columns)
         return IndexSelector(np.flatnonzero(mask), int(mask.shape[0]))
     if supports(step):
-        return CachedVectorizer(step)
+        return cached_vectorizer(step)
     if isinstance(step, BaseEstimator):
         # a hand-written estimator's fitted parts (attributes ending in "_", sklearn's rule)
         for name, value in list(vars(step).items()):
             if name.endswith("_") and supports(value):
-                setattr(step, name, CachedVectorizer(value))
+                setattr(step, name, cached_vectorizer(value))
     return step
 
 

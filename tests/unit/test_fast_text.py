@@ -10,7 +10,7 @@ import pytest
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
 from pipelines.model import HeadLower
-from services.serving.fast_text import CachedVectorizer, supports
+from services.serving.fast_text import cached_vectorizer, supports
 
 TRAIN = [
     "Cheap pills, free offer!!! Click now",
@@ -56,7 +56,7 @@ CONFIGS = {
 @pytest.mark.parametrize("cache_max", [3, 50_000])
 def test_the_matrix_is_sklearns(name: str, cache_max: int) -> None:
     fitted = CONFIGS[name]().fit(TRAIN)
-    fast = CachedVectorizer(fitted, cache_max=cache_max)
+    fast = cached_vectorizer(fitted, cache_max=cache_max)
     for _ in range(2):  # the second pass is served from the warm cache
         got = fast.transform(TRICKY)
         want = fitted.transform(TRICKY)
@@ -71,7 +71,7 @@ def test_the_matrix_is_sklearns(name: str, cache_max: int) -> None:
 
 def test_one_text_at_a_time_equals_the_batch() -> None:
     fitted = CONFIGS["char_wb 2-5, head preprocessor"]().fit(TRAIN)
-    fast = CachedVectorizer(fitted)
+    fast = cached_vectorizer(fitted)
     batch = fast.transform(TRICKY).toarray()
     for i, text in enumerate(TRICKY):
         np.testing.assert_array_equal(fast.transform([text]).toarray()[0], batch[i])
@@ -79,7 +79,7 @@ def test_one_text_at_a_time_equals_the_batch() -> None:
 
 def test_non_string_documents_take_sklearns_path() -> None:
     fitted = TfidfVectorizer().fit(TRAIN)
-    fast = CachedVectorizer(fitted)
+    fast = cached_vectorizer(fitted)
     np.testing.assert_array_equal(
         fast.transform([b"cheap pills"]).toarray(), fitted.transform([b"cheap pills"]).toarray()
     )
@@ -87,8 +87,10 @@ def test_non_string_documents_take_sklearns_path() -> None:
 
 def test_attributes_are_the_fitted_vectorizers() -> None:
     fitted = TfidfVectorizer().fit(TRAIN)
-    fast = CachedVectorizer(fitted)
+    fast = cached_vectorizer(fitted)
     assert fast.vocabulary_ is fitted.vocabulary_
+    assert isinstance(fast, TfidfVectorizer)
+    assert fast.get_params() == fitted.get_params()
     np.testing.assert_array_equal(fast.get_feature_names_out(), fitted.get_feature_names_out())
 
 
@@ -108,7 +110,7 @@ def test_configurations_it_does_not_reproduce_are_refused(vectorizer: TfidfVecto
     vectorizer.fit(TRAIN)
     assert not supports(vectorizer)
     with pytest.raises(ValueError, match="unsupported"):
-        CachedVectorizer(vectorizer)
+        cached_vectorizer(vectorizer)
 
 
 def test_an_unfitted_vectorizer_is_refused() -> None:

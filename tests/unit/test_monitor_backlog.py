@@ -4,6 +4,7 @@ that waits is evaluated, oldest first."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
@@ -46,3 +47,25 @@ def test_a_burst_of_windows_keeps_the_newest_and_counts_the_skipped(tmp_path: An
     while len(evaluated) < 5 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert evaluated[-1] == 10
+
+
+def test_reports_rest_so_they_take_at_most_their_cpu_share(tmp_path: Any) -> None:
+    settings = MonitoringSettings(data_dir=tmp_path, monitoring_report_max_cpu_share=0.5)
+    monitor = Monitor(settings, MonitoringMetrics(), client=object())  # type: ignore[arg-type]
+    spans: list[tuple[float, float]] = []
+
+    def evaluate(closed: ClosedWindow, quality: RealizedQuality) -> None:
+        started = time.monotonic()
+        time.sleep(0.2)
+        spans.append((started, time.monotonic()))
+
+    monitor.evaluate = evaluate  # type: ignore[method-assign]
+    for index in range(3):
+        monitor._submit(_window(index))
+    deadline = time.monotonic() + 10
+    while len(spans) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(spans) == 3
+    for (_, first_end), (second_start, _) in itertools.pairwise(spans):
+        # a 0.2 s report at a 50 % share: 0.2 s of rest before the next
+        assert second_start - first_end >= 0.19
