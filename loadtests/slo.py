@@ -95,10 +95,9 @@ def render(stats: dict[str, Row], result: SloResult, settings: ServingSettings) 
     table = Table(title="load test (locust)")
     for column in ("request", "count", "failures", "req/s", "p50 ms", "p95 ms", "p99 ms", "max"):
         table.add_column(column, justify="left" if column == "request" else "right")
-    for name in sorted(stats, key=lambda n: (n == AGGREGATED, n)):
-        r = stats[name]
+    for r in _in_order(stats):
         table.add_row(
-            name,
+            r.name,
             str(r.requests),
             str(r.failures),
             f"{r.rps:.1f}",
@@ -108,14 +107,21 @@ def render(stats: dict[str, Row], result: SloResult, settings: ServingSettings) 
             f"{r.max_ms:g}",
         )
     console.print(table)
+    console.print(f"[{'green' if result.held else 'red'}]SLO: {verdict(result, settings)}")
+
+
+def _in_order(stats: dict[str, Row]) -> list[Row]:
+    """The rows by request name, the aggregate last."""
+    return [stats[name] for name in sorted(stats, key=lambda n: (n == AGGREGATED, n))]
+
+
+def verdict(result: SloResult, settings: ServingSettings) -> str:
+    """The SLO and whether it held, with the reasons when not."""
     slo = (
-        f"SLO: moderate p99 <= {settings.serving_slo_p99_ms:g} ms, "
+        f"moderate p99 <= {settings.serving_slo_p99_ms:g} ms, "
         f"failures <= {settings.serving_slo_max_failure_ratio:.3%}"
     )
-    if result.held:
-        console.print(f"[green]{slo}: held[/green]")
-    else:
-        console.print(f"[red]{slo}: NOT held[/red] ({'; '.join(result.reasons)})")
+    return f"{slo}: held" if result.held else f"{slo}: NOT held ({'; '.join(result.reasons)})"
 
 
 def main(
@@ -150,17 +156,11 @@ def loadtest_result(
     stats: dict[str, Row], result: SloResult, settings: ServingSettings, cpu: dict[str, Any]
 ) -> Result:
     """The run as a results file (`make report` renders it into docs/benchmarks.md)."""
-    slo = (
-        f"moderate p99 <= {settings.serving_slo_p99_ms:g} ms, failures <= "
-        f"{settings.serving_slo_max_failure_ratio:.3%}: "
-        + ("held" if result.held else "NOT held (" + "; ".join(result.reasons) + ")")
-    )
     rows = [
         [r.name, r.requests, r.failures, round(r.rps, 1), r.p50_ms, r.p95_ms, r.p99_ms, r.max_ms]
-        for name in sorted(stats, key=lambda n: (n == AGGREGATED, n))
-        for r in [stats[name]]
+        for r in _in_order(stats)
     ]
-    notes = [f"SLO: {slo}"]
+    notes = [f"SLO: {verdict(result, settings)}"]
     if cpu:
         notes.append(f"serving CPU: {cpu['cpu_ms_per_request']:.1f} ms per request")
     return Result(

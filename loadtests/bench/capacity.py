@@ -48,18 +48,10 @@ def _serving_cpu_ms(results: Path) -> tuple[float, str]:
     path = results / "bench-serving.json"
     if not path.exists():
         raise typer.BadParameter(f"{path} is missing: run `make bench-serving` first")
-    data = json.loads(path.read_text())["data"]
-    median = data.get("summary", {}).get("full_closed_cpu_ms")
-    if median:
-        return float(median), f"{path.name}: full path, closed loop 20 users (median of runs)"
-    closed = [
-        r
-        for r in data["runs"]
-        if r["target"] == "full" and r["profile"].split(" ")[0] == "closed-20"
-    ]
-    if not closed:
-        raise typer.BadParameter(f"{path} has no full-path closed-20 run")
-    return float(closed[0]["cpu_ms_per_request"]), f"{path.name}: full path, closed loop 20 users"
+    median = json.loads(path.read_text())["data"].get("summary", {}).get("full_closed_cpu_ms")
+    if not median:
+        raise typer.BadParameter(f"{path} has no full-path closed-loop CPU: re-run it")
+    return float(median), f"{path.name}: full path, closed loop 20 users (median of runs)"
 
 
 def _online_bytes_per_sender(data_dir: Path) -> tuple[float, str]:

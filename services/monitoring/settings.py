@@ -20,13 +20,14 @@ class MonitoringSettings(CommonSettings):
     monitoring_keep_closed_windows: int = Field(default=3, ge=1)
     # Closed windows waiting for their drift report, at most; beyond it the oldest waiting one
     # is skipped (counted as monitoring_evaluations_total{outcome="skipped"}). A burst of
-    # traffic (a benchmark: 60 windows in 6 min, ~1-2 s of report each) otherwise leaves
-    # minutes of report work behind, on the cores serving shares.
+    # traffic (a benchmark: ~57,000 predictions in 6 min, ~57 windows, ~1.5 s of report each)
+    # otherwise leaves minutes of report work behind, on the cores serving shares.
     monitoring_max_pending_windows: int = Field(default=4, ge=1)
     # Drift reports take at most this share of one core's time under sustained traffic: after
     # a report of d seconds the next starts no sooner than d x (1/share - 1) later; windows
     # closing faster wait (see above). At 160 req/s a 1,000-row window closes every ~6 s and
-    # its report took about as long: one core, on a machine serving shares; 1 turns it off.
+    # the report thread never rested (99 % of a core), on a machine serving shares; 1 turns
+    # it off.
     monitoring_report_max_cpu_share: float = Field(default=0.25, gt=0, le=1)
     # Dataset drift: share of feature columns drifted (each at its pinned method's threshold).
     monitoring_drift_share: float = Field(default=0.5, gt=0, le=1)
@@ -49,8 +50,8 @@ class MonitoringSettings(CommonSettings):
     # on its own requests/limits.
     retrain_nice: int = Field(default=0, ge=0, le=19)
     # CPU priority of the thread that builds the drift reports (nice increment, 0-19; the
-    # consumer and API threads keep theirs). A report is ~1 s of CPU per window: at 200 req/s
-    # on a 2-core machine shared with serving it raised serving's p99 from ~100 to ~280 ms.
+    # consumer and API threads keep theirs). A report is ~1.5 s of CPU per 1,000-row window:
+    # at 258 req/s the monitoring process took 39 % of a core on the 2 cores serving shares.
     monitoring_report_nice: int = Field(default=10, ge=0, le=19)
 
     @model_validator(mode="after")

@@ -8,6 +8,7 @@ rollout state, and no request ever waits for a load (no downtime on alias moves)
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -18,14 +19,20 @@ from modstack.names import ALIAS_CHALLENGER, ALIAS_CHAMPION, REGISTERED_MODEL
 from modstack.registry.aliases import TAG_PREVIOUS_CHAMPION
 from modstack.registry.rollout import STATE_TAG, RolloutState
 from services.serving.metrics import MODEL_SWAPS, REGISTRY_POLL_FAILURES, set_model_info
-from services.serving.model_store import (
-    LoadedModel,
-    ModelCache,
-    ModelContractError,
-    freeze_long_lived,
-)
+from services.serving.model_store import LoadedModel, ModelCache, ModelContractError
 
 log = logging.getLogger(__name__)
+
+
+def freeze_long_lived() -> None:
+    """Move every object alive now out of the cyclic garbage collector's reach (`gc.freeze`).
+
+    Two loaded versions and the Feast registry are ~290k tracked objects; a full collection
+    over them took 157 ms here, a pause of the whole worker (every request in it waits)
+    whenever scoring's allocations set one off. Frozen objects are still freed by reference
+    counting when a version is dropped.
+    """
+    gc.freeze()
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,6 @@ from sklearn.utils.sparsefuncs_fast import (
 # ~50k words of live traffic is a few tens of MB).
 WORD_CACHE_MAX = 50_000
 
-_EMPTY: tuple[int, ...] = ()
-
 
 def supports(vectorizer: Any) -> bool:
     """True when `cached_vectorizer` reproduces this fitted vectorizer's transform exactly."""
@@ -79,25 +77,19 @@ class CachedVectorizer:
     vocabulary_: dict[str, int]
     ngram_range: tuple[int, int]
     analyzer: str
-    lowercase: bool
-    token_pattern: str
     binary: bool
     dtype: Any
 
     def _init_fast(self, cache_max: int) -> None:
         self._fast_cache_max = cache_max
-        self._fast_vocabulary = self.vocabulary_
-        self._fast_n_features = len(self._fast_vocabulary)
-        self._fast_min_n, self._fast_max_n = self.ngram_range
         self._word_cache: dict[str, tuple[int, ...]] = {}
+        # sklearn's own preprocessor and tokenizer: the same lower-casing, the same tokens
+        self._fast_preprocess: Callable[[str], str] = self.build_preprocessor()  # type: ignore[attr-defined]
         self._fast_indices: Callable[[str], list[int]]
-        self._fast_preprocess: Callable[[str], str]
         if self.analyzer == "char_wb":
-            self._fast_preprocess = self.build_preprocessor()  # type: ignore[attr-defined]
             self._fast_indices = self._char_wb_indices
         else:
-            self._fast_preprocess = str.lower if self.lowercase else _identity
-            self._fast_tokenize = re.compile(self.token_pattern).findall
+            self._fast_tokenize: Callable[[str], list[str]] = self.build_tokenizer()  # type: ignore[attr-defined]
             self._fast_indices = self._word_indices
 
     # -- analysis, as sklearn's _VectorizerMixin does it -----------------------------------------
@@ -106,9 +98,10 @@ class CachedVectorizer:
         """Vocabulary indices of one word's char_wb n-grams (sklearn's `_char_wb_ngrams`)."""
         w = " " + word + " "
         w_len = len(w)
-        get = self._fast_vocabulary.get
+        get = self.vocabulary_.get
+        min_n, max_n = self.ngram_range
         found: list[int] = []
-        for n in range(self._fast_min_n, self._fast_max_n + 1):
+        for n in range(min_n, max_n + 1):
             offset = 0
             index = get(w[0:n])
             if index is not None:
@@ -138,13 +131,14 @@ class CachedVectorizer:
 
     def _word_indices(self, text: str) -> list[int]:
         tokens = self._fast_tokenize(self._fast_preprocess(text))
+        min_n, max_n = self.ngram_range
         features: Iterable[str] = tokens
-        if self._fast_max_n > 1:
-            grams = list(tokens) if self._fast_min_n == 1 else []
-            for n in range(max(self._fast_min_n, 2), min(self._fast_max_n, len(tokens)) + 1):
+        if max_n > 1:
+            grams = list(tokens) if min_n == 1 else []
+            for n in range(max(min_n, 2), min(max_n, len(tokens)) + 1):
                 grams.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
             features = grams
-        return [i for i in map(self._fast_vocabulary.get, features) if i is not None]
+        return [i for i in map(self.vocabulary_.get, features) if i is not None]
 
     # -- the matrix --------------------------------------------------------------------------
 
@@ -168,7 +162,7 @@ class CachedVectorizer:
                 np.concatenate(indices) if indices else np.empty(0, dtype=np.int64),
                 np.asarray(indptr, dtype=np.int64),
             ),
-            shape=(len(texts), self._fast_n_features),
+            shape=(len(texts), len(self.vocabulary_)),
             dtype=self.dtype,
         )
         matrix.has_sorted_indices = True
@@ -220,7 +214,3 @@ def cached_vectorizer(fitted: CountVectorizer, cache_max: int = WORD_CACHE_MAX) 
     fast.__dict__.update(fitted.__dict__)
     fast._init_fast(cache_max)
     return fast
-
-
-def _identity(text: str) -> str:
-    return text

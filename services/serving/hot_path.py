@@ -79,7 +79,7 @@ def _prepared(step: Any) -> Any:
     if supports(step):
         return cached_vectorizer(step)
     if isinstance(step, BaseEstimator):
-        # a hand-written estimator's fitted parts (attributes ending in "_", sklearn's rule)
+        # a hand-written estimator's fitted parts (see `_inner`)
         for name, value in list(vars(step).items()):
             if name.endswith("_") and supports(value):
                 setattr(step, name, cached_vectorizer(value))
@@ -101,29 +101,23 @@ def vectorizers_cached(pipeline: Any) -> int:
     return _count_prepared(pipeline, CachedVectorizer)
 
 
-def _count_prepared(pipeline: Any, kind: type) -> int:
-    found = 0
+def _count_prepared(step: Any, kind: type) -> int:
+    """Instances of `kind` in the tree `_prepared` walks (steps and fitted attributes)."""
+    return isinstance(step, kind) + sum(_count_prepared(inner, kind) for inner in _inner(step))
 
-    def walk(step: Any) -> None:
-        nonlocal found
-        if isinstance(step, kind):
-            found += 1
-        elif isinstance(step, BaseEstimator) and not isinstance(
-            step, Pipeline | ColumnTransformer | FeatureUnion
-        ):
-            found += sum(isinstance(v, kind) for n, v in vars(step).items() if n.endswith("_"))
-        if isinstance(step, Pipeline):
-            for _, inner in step.steps:
-                walk(inner)
-        elif isinstance(step, ColumnTransformer):
-            for _, inner, _ in step.transformers_:
-                walk(inner)
-        elif isinstance(step, FeatureUnion):
-            for _, inner in step.transformer_list:
-                walk(inner)
 
-    walk(pipeline)
-    return found
+def _inner(step: Any) -> list[Any]:
+    """The steps of a composite, or a hand-written estimator's fitted parts (attributes
+    ending in "_", sklearn's rule)."""
+    if isinstance(step, Pipeline):
+        return [inner for _, inner in step.steps]
+    if isinstance(step, ColumnTransformer):
+        return [inner for _, inner, _ in step.transformers_]
+    if isinstance(step, FeatureUnion):
+        return [inner for _, inner in step.transformer_list]
+    if isinstance(step, BaseEstimator):
+        return [value for name, value in vars(step).items() if name.endswith("_")]
+    return []
 
 
 def model_frame(

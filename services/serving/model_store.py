@@ -9,7 +9,6 @@ successfully. A restart with the registry down serves what `aliases.json` names.
 from __future__ import annotations
 
 import fcntl
-import gc
 import json
 import logging
 import os
@@ -115,17 +114,6 @@ def load_model_dir(path: Path, version: str, source: str) -> LoadedModel:
         vectorizers_cached(serving_model),
     )
     return LoadedModel(version, model, thresholds, feature_service, columns, source, serving_model)
-
-
-def freeze_long_lived() -> None:
-    """Move every object alive now out of the cyclic garbage collector's reach (`gc.freeze`).
-
-    A loaded version is ~150k long-lived objects (vocabularies, trees); with two versions and
-    the Feast registry a full collection took 157 ms here, and the allocations of scoring set
-    one off every few seconds: a pause of the whole worker, every request in it waiting, the
-    p99. Frozen objects are still freed by reference counting when a version is dropped.
-    """
-    gc.freeze()
 
 
 class ModelCache:

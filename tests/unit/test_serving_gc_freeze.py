@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import time
 
-from services.serving.model_store import freeze_long_lived
+from services.serving.deployment import freeze_long_lived
 
 
 def test_a_full_collection_skips_what_was_alive_at_the_freeze() -> None:
