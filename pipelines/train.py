@@ -167,7 +167,14 @@ def _fit_and_threshold(
     y_val = val_part[LABEL_COLUMN].to_numpy()
     val_scores = model.predict_proba(x_val)[:, 1]
     cold_scores = model.predict_proba(cold_start(x_val))[:, 1]
-    short = None
+    budget = (review_budget, traffic_spam_share)
+    thresholds = action_thresholds(y_val, val_scores, cold_scores, *budget)
+    if hasattr(model, "abstain_below"):
+        # low-evidence texts are capped just below the long-mail `block` (so they go to review
+        # at most); the short-window check below can only raise `block` above that cap
+        model.abstain_below(thresholds.block)
+        val_scores = model.predict_proba(x_val)[:, 1]
+        cold_scores = model.predict_proba(cold_start(x_val))[:, 1]
     if short_text_check:
         short_x, short_y = short_windows(
             list(val_part["subject"].fillna("")),
@@ -177,9 +184,7 @@ def _fit_and_threshold(
             seed=SHORT_WINDOW_SEED,
         )
         short = (short_y, model.predict_proba(short_x)[:, 1])
-    thresholds = action_thresholds(
-        y_val, val_scores, cold_scores, review_budget, traffic_spam_share, short=short
-    )
+        thresholds = action_thresholds(y_val, val_scores, cold_scores, *budget, short=short)
     validation = evaluate_scores(y_val, val_scores, thresholds, val_part["group"])
     cold = evaluate_scores(y_val, cold_scores, thresholds, val_part["group"])
     return FittedModel(
