@@ -50,7 +50,7 @@ backfill: $(STAMP) ## Replay the corpus history through the sender features into
 dataset: $(STAMP) ## Build the point-in-time training set of the history; print shape, balance, hash
 	@$(PY) -m pipelines.dataset --period history
 
-train: $(STAMP) ## Train LightGBM + baseline on history, evaluate on the future, gate, register (first run: champion)
+train: $(STAMP) ## Train the candidate (text models + sender LightGBM) and the baseline on history, evaluate on the future, gate, register (first run: champion)
 	@$(PY) -m pipelines.train $(TRAIN_ARGS)
 
 demo: $(STAMP) ## The whole story: corpus, stack, history, champion, future traffic, drift, retrain, canary, promotion

@@ -137,7 +137,7 @@ def prepare(fresh: bool = True) -> str:
     console.rule("[bold]3. history through ingestion -> Kafka -> processor -> Feast")
     replay("history", label_delay=LABEL_DELAY, console=console)
 
-    console.rule("[bold]4. first champion: LightGBM vs baseline, history -> future holdout")
+    console.rule("[bold]4. first champion: candidate vs baseline, history -> future holdout")
     result = train()
     configure_logging("demo", "WARNING")
     if not getattr(result, "promoted", False):

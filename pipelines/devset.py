@@ -1,0 +1,127 @@
+"""Score a candidate design on the development set of short messages (model selection).
+
+`python -m pipelines.devset [--set name=value ...]` fits the candidate as the behaviour test
+does (the corpus history, text features, thresholds from its validation tail), then scores
+`pipelines/devsets/short_messages.yaml` as new senders at its own cut-offs and prints what
+share of everyday messages and of short spam each action gets, beside the validation ranking.
+`--set` overrides a `ModelConfig` field, e.g. `--set abstain_min_known=20`: the rows of
+docs/training.md's "What was tried" are runs of this command.
+
+The dev set chooses between designs; it is never training data, and the behavioural suite in
+tests/model/behaviour is the held-out test of the one chosen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from modstack.registry.contract import Thresholds
+from pipelines.model import ModelConfig, new_sender_frame
+
+DEVSET_PATH = Path(__file__).parent / "devsets" / "short_messages.yaml"
+
+
+@dataclass(frozen=True)
+class DevsetResult:
+    """Share of each class's dev messages per action, and the highest everyday-message scores."""
+
+    shares: dict[str, dict[str, float]]
+    top_ham: list[tuple[float, str]]
+
+
+def load_devset(path: Path = DEVSET_PATH) -> dict[str, list[dict[str, str]]]:
+    """The dev set: {"ham": [{subject, body}, ...], "spam": [...]}."""
+    data = yaml.safe_load(path.read_text())
+    return {kind: list(data[kind]) for kind in ("ham", "spam")}
+
+
+def score_devset(
+    model: Any, thresholds: Thresholds, feature_columns: list[str], path: Path = DEVSET_PATH
+) -> DevsetResult:
+    """Each dev message scored as a new sender; action shares per class at `thresholds`."""
+    shares: dict[str, dict[str, float]] = {}
+    top_ham: list[tuple[float, str]] = []
+    for kind, messages in load_devset(path).items():
+        frame = new_sender_frame(
+            [m.get("subject", "") for m in messages], [m["body"] for m in messages], feature_columns
+        )
+        scores = model.predict_proba(frame)[:, 1]
+        blocked = scores >= thresholds.block
+        review = (scores >= thresholds.review) & ~blocked
+        shares[kind] = {
+            "block": float(blocked.mean()),
+            "review": float(review.mean()),
+            "allow": float((~blocked & ~review).mean()),
+        }
+        if kind == "ham":
+            order = np.argsort(-scores)[:5]
+            top_ham = [(float(scores[i]), messages[i]["body"]) for i in order]
+    return DevsetResult(shares, top_ham)
+
+
+def _config(overrides: list[str]) -> ModelConfig:
+    types = {f.name: f.type for f in fields(ModelConfig) if f.name != "extra"}
+    values: dict[str, Any] = {}
+    for item in overrides:
+        name, sep, raw = item.partition("=")
+        if not sep or name not in types:
+            raise typer.BadParameter(
+                f"--set {item!r}: expected name=value, name one of {sorted(types)}"
+            )
+        kind = str(types[name])
+        values[name] = {"int": int, "float": float, "bool": lambda v: v.lower() == "true"}.get(
+            kind, str
+        )(raw)
+    return replace(ModelConfig(), **values)
+
+
+cli = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
+
+
+@cli.command()
+def main(
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="a ModelConfig field, name=value")
+    ] = None,
+) -> None:
+    """Fit the candidate on the corpus history and score the dev set as new senders."""
+    from modstack.corpus import FUTURE_START
+    from modstack.names import FEATURE_SERVICE_V1
+    from pipelines.train import fit_candidate
+    from pipelines.training_data import corpus_rows, with_features
+
+    config = _config(set_ or [])
+    history = with_features(corpus_rows(end=FUTURE_START), FEATURE_SERVICE_V1, "text")
+    fitted = fit_candidate(history, config, validation_fraction=0.2)
+    result = score_devset(fitted.pipeline, fitted.thresholds, list(history.feature_columns))
+    cold = fitted.params["validation_cold"]
+    table = Table(
+        title=f"dev set, new senders (block {fitted.thresholds.block:.3f}, "
+        f"review {fitted.thresholds.review:.3f})"
+    )
+    for column in ("messages", "block", "review", "allow"):
+        table.add_column(column, justify="right" if column != "messages" else "left")
+    for kind, share in result.shares.items():
+        table.add_row(kind, *(f"{100 * share[a]:.1f} %" for a in ("block", "review", "allow")))
+    console = Console()
+    console.print(table)
+    console.print(
+        f"validation PR-AUC / recall@P>=0.99: warm {fitted.validation.metrics['pr_auc']:.4f} / "
+        f"{fitted.validation.metrics['recall_at_p99']:.3f}, cold {cold['pr_auc']:.4f} / "
+        f"{cold['recall_at_p99']:.3f}"
+    )
+    console.print("highest everyday-message scores:")
+    for score, body in result.top_ham:
+        console.print(f"  {score:.3f}  {body[:70]}")
+
+
+if __name__ == "__main__":
+    cli()
