@@ -1,4 +1,4 @@
-"""Behavioural tests of the LightGBM candidate trained on the corpus fixture: minimum
+"""Behavioural tests of the candidate trained on the corpus fixture: minimum
 functionality (obvious spam high, an ordinary mail low), invariance (extra whitespace),
 direction (more spammy phrases never lower the score), and the model contract."""
 
@@ -125,3 +125,43 @@ def test_the_candidate_ranks_the_fixture_holdout_at_least_as_well_as_chance_by_f
             fitted.pipeline, fitted.thresholds, future_set, history_set.feature_columns
         )
         assert report.metrics["roc_auc"] > 0.85, fitted.name
+
+
+def _known_word_ngrams(model: FittedModel, subject: str, body: str) -> int:
+    pipeline = model.pipeline
+    frame = pd.DataFrame([{"subject": subject, "body": body}])
+    return int(pipeline.word_.transform(list(pipeline.cleaner_.transform(frame))).nnz)
+
+
+def test_text_with_little_known_evidence_stays_below_block(
+    candidate: FittedModel,
+    history_set: LabelledSet,  # noqa: F811
+) -> None:
+    # short spammy texts: the cap keeps each in the review band whatever its log-odds
+    short = ("", "FREE cash prize, claim now!!!"), ("WIN", "win money now"), ("", "click here")
+    low = candidate.pipeline.config.abstain_min_known
+    for subject, body in short:
+        assert _known_word_ngrams(candidate, subject, body) < low
+        assert score(candidate, history_set.feature_columns, subject, body) < (
+            candidate.thresholds.block
+        )
+    # the cap sits below block, so it never moves a score that was already below it
+    cap = 1 / (1 + np.exp(-candidate.pipeline.abstain_logit_))
+    assert candidate.thresholds.review < cap < candidate.thresholds.block
+
+
+def test_long_text_is_scored_by_the_long_text_model_alone(
+    candidate: FittedModel,
+) -> None:
+    pipeline = candidate.pipeline
+    subject, body = SPAM[1][:40], SPAM[1] + " " + HAM[1]
+    known = _known_word_ngrams(candidate, subject, body)
+    assert known >= pipeline.config.blend_max_known
+    text = list(pipeline.cleaner_.transform(pd.DataFrame([{"subject": subject, "body": body}])))
+    w, c = pipeline.word_.transform(text), pipeline.char_.transform(text)
+    n = pipeline.n_word_
+    long = w @ pipeline.coef_long_[:n] + c @ pipeline.coef_long_[n:] + pipeline.intercept_long_
+    short = w @ pipeline.coef_[:n] + c @ pipeline.coef_[n:] + pipeline.intercept_
+    assert abs(float(long[0] - short[0])) > 1e-3  # two different models
+    expected = pipeline._capped(np.asarray(long, dtype=np.float64), np.array([known]))
+    np.testing.assert_allclose(pipeline.text_logit(text), expected, rtol=0, atol=1e-12)
