@@ -128,6 +128,21 @@ def plot_reliability(reports: Mapping[str, EvaluationReport], path: Path) -> Pat
     return _save(fig, path)
 
 
+def plot_top_weights(weights: Mapping[str, Sequence[tuple[str, float]]], path: Path) -> Path:
+    """One horizontal bar chart per part of the model (`top_weights()`): what carries the score."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(weights), figsize=(5 * len(weights), 7), squeeze=False)
+    for ax, (name, pairs) in zip(axes[0], weights.items(), strict=True):
+        labels = [label for label, _ in pairs]
+        values = [value for _, value in pairs]
+        colors = ["tab:red" if value > 0 else "tab:blue" for value in values]
+        ax.barh(range(len(pairs)), values, color=colors)
+        ax.set_yticks(range(len(pairs)), labels, fontsize=7)
+        ax.set_title(name)
+    fig.suptitle("What carries the score (red: towards spam)")
+    return _save(fig, path)
+
+
 def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

@@ -411,6 +411,30 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
         if self.abstain_known_[0] > 0 and 0.0 < block < 1.0:
             self.abstain_logit_ = _logit(block) - ABSTAIN_MARGIN
 
+    def top_weights(self, n: int = 15) -> dict[str, list[tuple[str, float]]]:
+        """What carries the score: the `n` most spam-ward and ham-ward n-grams of each text
+        model (coefficient on the TF-IDF feature) and the sender booster's gain per column."""
+        names = np.concatenate(
+            [
+                self.word_.get_feature_names_out(),
+                np.char.add("char:", self.char_.get_feature_names_out().astype(str)),
+            ]
+        )
+        out: dict[str, list[tuple[str, float]]] = {}
+        models = {"short-text model": self.coef_, "long-text model": self.coef_long_}
+        for name, coef in models.items():
+            if coef is None:
+                continue
+            order = np.argsort(coef)
+            picked = [*order[:n], *order[-n:]]
+            out[name] = [(str(names[i]), float(coef[i])) for i in picked]
+        if self.booster_ is not None:
+            gain = self.booster_.feature_importance(importance_type="gain")
+            out["sender booster (gain)"] = sorted(
+                zip(self.sender_columns_, map(float, gain), strict=True), key=lambda kv: kv[1]
+            )
+        return out
+
     def _sender_values(self, X: pd.DataFrame) -> np.ndarray:
         # column by column: selecting a sub-frame costs ~0.8 ms per call, more than the booster
         columns = []

@@ -65,6 +65,7 @@ def test_training_run_logs_params_metrics_datasets_and_plots(first_run: TrainRes
         "plots/confusion_matrix.png",
         "plots/confusion_matrix_cold.png",
         "plots/reliability.png",
+        "plots/feature_importance.png",
     }
     behaviour = {a.path for a in client.list_artifacts(first_run.run_id, "behaviour")}
     assert behaviour == {"behaviour/behaviour_failures.json"}
