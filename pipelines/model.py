@@ -197,8 +197,9 @@ def crop_windows(
 class ModelConfig:
     """Hyper-parameters of the candidate and the baseline (logged as run params).
 
-    Defaults are design "O" of docs/training.md, chosen on the history time-split validation and
-    a hand-written dev set of short texts (never on the future holdout or the behaviour cases).
+    Defaults are design "P" of docs/training.md, chosen on the history time-split validation and
+    the dev set of short texts (pipelines/devsets; never the behaviour cases). The future holdout
+    was printed beside them while exploring; docs/training.md says where.
     """
 
     seed: int = 42
