@@ -13,18 +13,20 @@ tests/model/behaviour is the held-out test of the one chosen.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 import yaml
 from rich.console import Console
 from rich.table import Table
 
+from modstack.behaviour import Message
 from modstack.registry.contract import Thresholds
-from pipelines.model import ModelConfig, new_sender_frame
+from pipelines.gate import new_sender_scorer
+from pipelines.model import ModelConfig
 
 DEVSET_PATH = Path(__file__).parent / "devsets" / "short_messages.yaml"
 
@@ -46,24 +48,23 @@ def load_devset(path: Path = DEVSET_PATH) -> dict[str, list[dict[str, str]]]:
 def score_devset(
     model: Any, thresholds: Thresholds, feature_columns: list[str], path: Path = DEVSET_PATH
 ) -> DevsetResult:
-    """Each dev message scored as a new sender; action shares per class at `thresholds`."""
+    """Each dev message scored as a new sender (the gate's behaviour scorer); action shares
+    per class at `thresholds`."""
+    score = new_sender_scorer(model, thresholds, feature_columns)
     shares: dict[str, dict[str, float]] = {}
     top_ham: list[tuple[float, str]] = []
     for kind, messages in load_devset(path).items():
-        frame = new_sender_frame(
-            [m.get("subject", "") for m in messages], [m["body"] for m in messages], feature_columns
+        decisions = score(
+            [
+                Message(m.get("subject", ""), m["body"], f"dev-{kind}-{i}")
+                for i, m in enumerate(messages)
+            ]
         )
-        scores = model.predict_proba(frame)[:, 1]
-        blocked = scores >= thresholds.block
-        review = (scores >= thresholds.review) & ~blocked
-        shares[kind] = {
-            "block": float(blocked.mean()),
-            "review": float(review.mean()),
-            "allow": float((~blocked & ~review).mean()),
-        }
+        actions = Counter(d.action for d in decisions)
+        shares[kind] = {a: actions[a] / len(decisions) for a in ("block", "review", "allow")}
         if kind == "ham":
-            order = np.argsort(-scores)[:5]
-            top_ham = [(float(scores[i]), messages[i]["body"]) for i in order]
+            ranked = sorted(zip(decisions, messages, strict=True), key=lambda dm: -dm[0].score)
+            top_ham = [(d.score, m["body"]) for d, m in ranked[:5]]
     return DevsetResult(shares, top_ham)
 
 

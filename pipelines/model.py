@@ -269,6 +269,11 @@ def _logit(p: float) -> float:
     return float(np.log(p / (1.0 - p)))
 
 
+def _ramp(known: np.ndarray, low: int, high: int) -> np.ndarray:
+    """0 below `low` known word n-grams, 1 from `high`, linear in between (blend and cap)."""
+    return np.clip((known - low) / max(high - low, 1), 0.0, 1.0)
+
+
 def _mean_model(fits: Sequence[LogisticRegression]) -> tuple[np.ndarray, float]:
     """One linear model from cross-fitted ones: the mean of their coefficients and intercepts."""
     coef = np.mean([lr.coef_.ravel() for lr in fits], axis=0)
@@ -449,17 +454,15 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
     def _mixed(self, short: np.ndarray, long: np.ndarray | None, known: np.ndarray) -> np.ndarray:
         if long is None:
             return short
-        low, high = self.blend_known_
-        share = np.clip((known - low) / max(high - low, 1), 0.0, 1.0)
+        share = _ramp(known, *self.blend_known_)
         return np.asarray((1.0 - share) * short + share * long, dtype=np.float64)
 
     def _capped(self, logit: np.ndarray, known: np.ndarray) -> np.ndarray:
         # a cap, not a flattening: scores below it keep their order; above it the evidence
         # fades in between the two counts of known n-grams, so two words cannot reach `block`
-        low, high = self.abstain_known_
-        if low <= 0 or not np.isfinite(self.abstain_logit_):
+        if self.abstain_known_[0] <= 0 or not np.isfinite(self.abstain_logit_):
             return logit
-        factor = np.clip((known - low) / max(high - low, 1), 0.0, 1.0)
+        factor = _ramp(known, *self.abstain_known_)
         cap = self.abstain_logit_
         return np.where(logit > cap, cap + factor * (logit - cap), logit)
 

@@ -561,11 +561,10 @@ def run_training(
                 plot_reliability(reports, out / "reliability.png"),
             ):
                 mlflow.log_artifact(str(path), artifact_path="plots")
-            if hasattr(candidate.pipeline, "top_weights"):
-                weights = plot_top_weights(
-                    candidate.pipeline.top_weights(), out / "feature_importance.png"
-                )
-                mlflow.log_artifact(str(weights), artifact_path="plots")
+            weights = plot_top_weights(
+                candidate.pipeline.top_weights(), out / "feature_importance.png"
+            )
+            mlflow.log_artifact(str(weights), artifact_path="plots")
             report_path = write_report(reports, out / "holdout_report.json")
             mlflow.log_artifact(str(report_path), artifact_path="evaluation")
             behaviour = log_behaviour(candidate, columns, out)
