@@ -22,6 +22,7 @@ COPY services ./services
 COPY pipelines ./pipelines
 COPY features ./features
 COPY loadtests ./loadtests
+COPY stack ./stack
 RUN uv pip install --system --no-cache --compile-bytecode --no-deps . \
     && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin modstack \
     && mkdir -p /data && chown 10001 /data

@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@# compiled bytecode: this machine sets PYTHONDONTWRITEBYTECODE, and feast/evidently imports take 2-3x longer without it
 	@$(VENV)/bin/uv pip install --quiet --python $(PY) --compile-bytecode -r requirements.lock
 	@$(VENV)/bin/uv pip install --quiet --python $(PY) --compile-bytecode --no-deps -e .
-	@$(PY) -m modstack.devstack.system_deps
+	@$(PY) -m stack.system_deps
 	@touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv and install everything (pinned by requirements.lock), plus system packages
@@ -54,13 +54,13 @@ train: $(STAMP) ## Train the candidate (text models + sender LightGBM) and the b
 	@$(PY) -m pipelines.train $(TRAIN_ARGS)
 
 demo: $(STAMP) ## The whole story: corpus, stack, history, champion, future traffic, drift, retrain, canary, promotion
-	@$(PY) -m pipelines.demo.story $(DEMO_ARGS) < /dev/null
+	@$(PY) -m stack.demo.story $(DEMO_ARGS) < /dev/null
 
 demo-rollout: $(STAMP) ## Replay the future as traffic, retrain, roll the challenger out to promotion (needs `make up`, a champion)
-	@$(PY) -m pipelines.demo.rollout $(DEMO_ARGS)
+	@$(PY) -m stack.demo.rollout $(DEMO_ARGS)
 
 demo-rollback: $(STAMP) ## Roll out a bad challenger; the canary controller rolls it back (DEMO_ARGS="--fault errors")
-	@$(PY) -m pipelines.demo.rollback $(DEMO_ARGS)
+	@$(PY) -m stack.demo.rollback $(DEMO_ARGS)
 
 # --- quality -------------------------------------------------------------------------------
 PYTEST := $(VENV)/bin/pytest -q -p no:cacheprovider --durations=15

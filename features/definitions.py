@@ -32,6 +32,7 @@ from feast import (
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, String
 
+from features.config import feast_data_dir
 from features.sender import ACTIVITY_FEATURES, REPUTATION_FEATURES
 from features.text import TEXT_FEATURE_NAMES
 from modstack import names
@@ -180,8 +181,6 @@ def build_definitions(feast_data_dir: Path) -> Definitions:
 def repo_definitions() -> Definitions:
     """The objects for the data folder of the environment, built once per process."""
     # The `feast` CLI imports this file: it sees the same variables feature_store.yaml expands.
-    from features.store import feast_data_dir
-
     return build_definitions(feast_data_dir())
 
 

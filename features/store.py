@@ -18,23 +18,22 @@ import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from features.config import absolute_path, feast_data_dir, feature_store_settings
 from features.sender import ACTIVITY_FEATURES, REPUTATION_FEATURES
 from modstack import names
-from modstack.settings import CommonSettings
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FEATURE_STORE_YAML = "feature_store.yaml"
 VIEW_FEATURES: dict[str, tuple[str, ...]] = {
     names.VIEW_SENDER_ACTIVITY: ACTIVITY_FEATURES,
@@ -46,40 +45,12 @@ PUSH_SOURCES: dict[str, str] = {
 }
 
 
-class FeatureStoreSettings(CommonSettings):
-    """Where the store lives and which online store it uses (env vars, validated once)."""
-
-    feast_data_dir: Path | None = None  # default: DATA_DIR/feast
-    feast_online_store_type: Literal["sqlite", "redis"] = "sqlite"
-    redis_connection_string: str = "127.0.0.1:6379"
-
-
-def _settings() -> FeatureStoreSettings:
-    return FeatureStoreSettings()
-
-
-def _absolute(path: Path) -> Path:
-    # Relative paths are relative to the project root, wherever the process was started
-    # (the `feast` CLI changes into the repo folder).
-    return path if path.is_absolute() else (PROJECT_ROOT / path).resolve()
-
-
-def feast_data_dir(data_dir: Path | None = None) -> Path:
-    """Absolute folder of the registry, SQLite online store and offline parquet files."""
-    if data_dir is not None:
-        return _absolute(Path(data_dir)) / "feast"
-    settings = _settings()
-    if settings.feast_data_dir is not None:
-        return _absolute(settings.feast_data_dir)
-    return _absolute(settings.data_dir) / "feast"
-
-
 def online_store_config(data_dir: Path) -> str:
     """The `online_store` mapping (YAML flow style) the settings ask for."""
     explicit = os.environ.get("FEAST_ONLINE_STORE")
     if explicit:
         return explicit
-    settings = _settings()
+    settings = feature_store_settings()
     if settings.feast_online_store_type == "redis":
         return f'{{type: redis, connection_string: "{settings.redis_connection_string}"}}'
     return f'{{type: sqlite, path: "{data_dir / "online.db"}"}}'
@@ -99,7 +70,7 @@ def load_repo_config(repo_path: Path | None = None, data_dir: Path | None = None
     """
     from feast.repo_config import RepoConfig
 
-    repo = _absolute(Path(repo_path or _settings().feast_repo_path))
+    repo = absolute_path(Path(repo_path or feature_store_settings().feast_repo_path))
     config_file = repo / FEATURE_STORE_YAML
     if not config_file.exists():
         raise FileNotFoundError(f"no {FEATURE_STORE_YAML} in {repo} (FEAST_REPO_PATH)")
@@ -154,7 +125,7 @@ def _offline_schema(view_name: str) -> pa.Schema:
 
 def _ensure_offline_files(folder: Path) -> list[str]:
     """Create each view's empty parquet file: the file offline store appends to an existing one."""
-    from features.definitions import offline_path
+    from features.definitions import offline_path  # imports feast (~4 s): only when applying
 
     created = []
     for view_name in VIEW_FEATURES:
@@ -179,13 +150,14 @@ def apply_repo(repo_path: Path | str | None = None, data_dir: Path | None = None
 
     Objects that are in the registry but no longer defined are deleted, as `feast apply` would.
     """
-    from features.definitions import build_definitions
 
     started = time.perf_counter()
     store = get_store(repo_path, data_dir)
     folder = feast_data_dir(data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     created = _ensure_offline_files(folder)
+    from features.definitions import build_definitions  # imports feast (~4 s)
+
     definitions = build_definitions(folder)
     objects = definitions.objects()
     wanted = {(type(o).__name__, o.name) for o in objects}

@@ -1,4 +1,5 @@
-"""Names that tie the services together (topics, Feast, MLflow, metrics). Change them here only."""
+"""Names that tie the services together (topics, Feast, MLflow, metrics, canary checks).
+Change them here only."""
 
 from typing import Final
 
@@ -35,3 +36,17 @@ ALIAS_CHALLENGER: Final = "challenger"
 VARIANT_CHAMPION: Final = "champion"
 VARIANT_CHALLENGER: Final = "challenger"
 ACTIONS: Final = ("allow", "review", "block")
+
+# The canary analysis's checks, in the order they are judged and shown (the controller, its
+# client and the demos share this one list)
+CHECK_NAMES: Final[tuple[str, ...]] = (
+    "error_rate",
+    "latency_p99",
+    "label_mcnemar",
+    "expected_block_rate",
+    "expected_score_psi",
+    "score_collapse",
+    "score_psi",
+    "block_rate",
+    "block_precision",
+)

@@ -9,7 +9,7 @@ Stores (docs/privacy.md has the whole inventory):
   services/serving/review_queue.py; this module only deletes rows from it by that column).
 
 The stores are passed in as paths so this module stays below `features` and `services` in the
-layering; `modstack.cli` resolves them from the settings. What is in flight is not here: the
+layering; `stack.cli` resolves them from the settings. What is in flight is not here: the
 broker's topics keep events until their retention (Tansu: until it restarts), and a running
 processor keeps the sender's counts in memory until it restarts and rebuilds from the erased
 log, so run `forget` with the processor stopped or restart it after.

@@ -23,8 +23,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from modstack.behaviour import Message
 from modstack.registry.contract import Thresholds
+from pipelines.behaviour import Message
 from pipelines.gate import new_sender_scorer
 from pipelines.model import ModelConfig
 

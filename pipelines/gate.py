@@ -9,8 +9,8 @@ model for blocking more ham.)
 
 Cold start is checked too: the same holdout with every sender column blank (what a new sender
 gets) must not rank worse than the reference does there (PR-AUC, recall at precision >= 0.99).
-And the candidate runs the behavioural suite (`modstack.behaviour`, cases in
-tests/model/behaviour/cases.yaml) as new senders at its own thresholds: failing a
+And the candidate runs the behavioural suite (`pipelines.behaviour`, cases in
+pipelines/suites/behaviour.yaml) as new senders at its own thresholds: failing a
 minimum-functionality rule refuses it whatever its holdout metrics.
 """
 
@@ -21,7 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from modstack.behaviour import (
+from modstack.registry.contract import Thresholds
+from pipelines.behaviour import (
     MFT_ALLOWED,
     MFT_NOT_ALLOWED,
     Decision,
@@ -30,7 +31,6 @@ from modstack.behaviour import (
     load_cases,
     run_suite,
 )
-from modstack.registry.contract import Thresholds
 from pipelines.metrics import GROUPS
 from pipelines.model import new_sender_frame
 
@@ -102,7 +102,7 @@ class GateResult:
 
 
 def new_sender_scorer(model: Any, thresholds: Thresholds, feature_columns: Sequence[str]) -> Any:
-    """A `modstack.behaviour` scorer: each message as a sender the store never saw (sender
+    """A `pipelines.behaviour` scorer: each message as a sender the store never saw (sender
     columns NaN), the text features as the Feast on-demand view computes them."""
     columns = list(feature_columns)
 

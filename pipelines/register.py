@@ -22,7 +22,6 @@ import mlflow
 import pandas as pd
 import typer
 
-from modstack.behaviour import SuiteResult
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
 from modstack.registry import aliases as registry
 from modstack.registry.contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE, Thresholds
@@ -31,6 +30,7 @@ from modstack.registry.expectation import (
     OfflineExpectation,
     load_run_expectation,
 )
+from pipelines.behaviour import SuiteResult
 from pipelines.evaluate import evaluate_model
 from pipelines.gate import GateResult, GateTolerance, check_gate, run_behaviour
 from pipelines.model import cold_start

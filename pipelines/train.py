@@ -30,7 +30,6 @@ from mlflow.models import infer_signature
 from rich.console import Console
 
 import pipelines.model as model_module
-from modstack.behaviour import SuiteResult
 from modstack.corpus import FUTURE_START
 from modstack.log import configure_logging
 from modstack.names import ALIAS_CHAMPION, FEATURE_SERVICE_V1, MLFLOW_EXPERIMENT
@@ -44,6 +43,7 @@ from modstack.registry.contract import (
 )
 from modstack.registry.expectation import expectation_from_scores, log_expectation
 from modstack.results import Result, ResultTable, write_result
+from pipelines.behaviour import SuiteResult
 from pipelines.evaluate import (
     comparison_table,
     evaluate_model,

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from modstack.devstack.processes import (
+from modstack.kafka import ensure_topics
+from modstack.processes import (
     MLFLOW_SERVER_ENV,
     TANSU_STOP_SIGNAL,
     BackgroundProcess,
@@ -25,7 +26,6 @@ from modstack.devstack.processes import (
     mlflow_argv,
     tansu_argv,
 )
-from modstack.kafka import ensure_topics
 from modstack.settings import get_settings
 from modstack.waits import free_port
 

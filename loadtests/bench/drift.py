@@ -27,11 +27,11 @@ import pandas as pd
 import typer
 
 from modstack.corpus import FUTURE_START
-from modstack.drift.evidently_report import SCORE_COLUMN, DriftReference
 from modstack.names import FEATURE_SERVICE_V1
 from pipelines.model import ModelConfig, model_input
 from pipelines.train import fit_candidate
 from pipelines.training_data import LabelledSet, corpus_rows, with_features
+from services.monitoring.drift.evidently_report import SCORE_COLUMN, DriftReference
 
 SECTION = "drift"
 READING = """How to read it: the random split is the control (held-out history is exchangeable with

@@ -35,10 +35,10 @@ import typer
 from prometheus_client.parser import text_string_to_metric_families
 
 from features import store as featurestore
-from modstack.devstack.processes import BackgroundProcess, http_ok, kafka_ready, tansu_argv
 from modstack.kafka import ensure_topics
 from modstack.message_log import MessageLog
 from modstack.names import VIEW_SENDER_ACTIVITY
+from modstack.processes import BackgroundProcess, http_ok, kafka_ready, tansu_argv
 from modstack.waits import free_port, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

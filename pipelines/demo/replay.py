@@ -47,7 +47,7 @@ from modstack.message_log import MessageLog
 from modstack.names import FEAST_JOIN_KEY, VIEW_SENDER_ACTIVITY, VIEW_SENDER_REPUTATION
 from modstack.settings import get_settings
 from pipelines.backfill import DEFAULT_LABEL_DELAY, CorpusLabelPublisher, Period, corpus_events
-from pipelines.demo.traffic import demo_cli
+from pipelines.demo.cli import demo_cli
 
 log = logging.getLogger("pipelines.demo.replay")
 

@@ -2,7 +2,7 @@
 the future period to serving (and ingestion) in event-time order, and a follower that prints the
 rollout's timeline as the controller decides.
 
-Used by `pipelines.demo.rollout` (a retrained challenger promoted) and `pipelines.demo.rollback`
+Used by `stack.demo.rollout` (a retrained challenger promoted) and `stack.demo.rollback`
 (a bad challenger rolled back on its own).
 """
 
@@ -25,8 +25,9 @@ import pandas as pd
 import typer
 from rich.console import Console
 
+from modstack.canary_client import ControllerClient, timeline_reasons, timeline_table
+from modstack.names import CHECK_NAMES
 from modstack.settings import get_settings
-from services.canary.client import CHECK_ORDER, ControllerClient, timeline_reasons, timeline_table
 
 DEMO_ACTOR = "demo"
 # the demo's users who report messages (a user report names its reporter)
@@ -128,28 +129,12 @@ def start_rollout(controller: ControllerClient, version: str | None, knobs: Roll
     )
 
 
-def ready_controller(
-    console: Console, title: str, prepare_missing: bool = False
-) -> ControllerClient | None:
+def ready_controller(console: Console, title: str) -> ControllerClient | None:
     """Pre-flight the stack and an idle controller, printing the demo's header; None (after
-    printing why) when the demo cannot start. `prepare_missing`: a fresh clone brings up the
-    stack and trains the first champion first, as `make demo` does."""
+    printing why) when the demo cannot start. A caller that can start the stack catches
+    `StackNotReady` from `preflight` first (stack.demo.rollback does)."""
     try:
         health = preflight(need_ingestion=True)
-    except StackNotReady as exc:
-        if not prepare_missing:
-            console.print(f"[red]{exc}[/]")
-            return None
-        console.print(f"[yellow]{exc}[/]: preparing the stack and a champion first")
-        from pipelines.demo.story import DemoFailed, prepare
-
-        try:
-            prepare()
-            health = preflight(need_ingestion=True)
-        except (DemoFailed, StackNotReady) as failure:
-            console.print(f"[red]{failure}[/]")
-            return None
-    try:
         controller = idle_controller()
     except StackNotReady as exc:
         console.print(f"[red]{exc}[/]")
@@ -157,16 +142,6 @@ def ready_controller(
     console.rule(f"[bold]ModStack {title} demo")
     console.print(f"champion v{health['champion']} serves; controller at {controller.addr}")
     return controller
-
-
-def demo_cli(doc: str) -> typer.Typer:
-    """The one-command typer app of a demo module: `doc` (its module docstring) is the help,
-    and `-h` works as well as `--help`."""
-    return typer.Typer(
-        add_completion=False,
-        help=doc.splitlines()[0],
-        context_settings={"help_option_names": ["-h", "--help"]},
-    )
 
 
 @dataclass
@@ -400,7 +375,7 @@ class TrafficReplayer:
 
 def _check_brief(checks: dict[str, dict[str, Any]]) -> str:
     parts = []
-    for name in CHECK_ORDER:
+    for name in CHECK_NAMES:
         check = checks.get(name)
         if check is None:
             continue
@@ -498,7 +473,7 @@ def print_outcome(outcome: RolloutOutcome, console: Console, traffic: TrafficSta
         f"({dict(traffic.by_variant)}), {traffic.failed} failed, actions {dict(traffic.by_action)}"
     )
     final = state["history"][-1]
-    for name in CHECK_ORDER:
+    for name in CHECK_NAMES:
         check = final.get("checks", {}).get(name)
         if not check:
             continue

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from services.canary.client import (
+from modstack.canary_client import (
     ControllerClient,
     checks_table,
     timeline_reasons,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from modstack.names import CHECK_NAMES
 from modstack.registry.rollout import RolloutState
 from services.canary.analysis import Analysis
-from services.canary.checks import CHECK_NAMES
 
 STATUSES = ("idle", "progressing", "paused", "promoted", "rolled_back")
-CHECKS = CHECK_NAMES
 VERDICTS = ("pass", "fail", "inconclusive", "skipped", "ok", "over", "n/a")
 
 
@@ -75,7 +74,7 @@ class CanaryMetrics:
             "Times the current step was extended on inconclusive evidence.",
             registry=self.registry,
         )
-        for check in CHECKS:
+        for check in CHECK_NAMES:
             self.check_failures.labels(check)
         for status in STATUSES:
             self.status.labels(status).set(0)

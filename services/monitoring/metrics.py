@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from modstack.drift.quality import RealizedQuality
+from services.monitoring.drift.quality import RealizedQuality
 
 if TYPE_CHECKING:  # importing Evidently costs seconds; the training process must not pay it
-    from modstack.drift.evidently_report import DriftResult
+    from services.monitoring.drift.evidently_report import DriftResult
 
 
 class MonitoringMetrics:

@@ -26,21 +26,21 @@ from kafka.consumer.fetcher import ConsumerRecord
 from mlflow import MlflowClient
 from pydantic import ValidationError
 
-from modstack.drift.evidently_report import DriftConfig, DriftReference, DriftResult
-from modstack.drift.quality import RealizedQuality, realized_quality
-from modstack.drift.windows import (
+from modstack.events import LabelEvent, PredictionEvent
+from modstack.kafka import BatchConsumerLoop, BrokerUnavailable, make_consumer
+from modstack.names import GROUP_MONITORING, TOPIC_LABELS, TOPIC_PREDICTIONS
+from modstack.registry.aliases import get_client
+from services.monitoring.drift.evidently_report import DriftConfig, DriftReference, DriftResult
+from services.monitoring.drift.quality import RealizedQuality, realized_quality
+from services.monitoring.drift.windows import (
     ClosedWindow,
     PredictionWindows,
     RetrainTrigger,
     WindowRow,
     rows_to_records,
 )
-from modstack.events import LabelEvent, PredictionEvent
-from modstack.kafka import BatchConsumerLoop, BrokerUnavailable, make_consumer
-from modstack.names import GROUP_MONITORING, TOPIC_LABELS, TOPIC_PREDICTIONS
-from modstack.priority import lower_this_thread
-from modstack.registry.aliases import get_client
 from services.monitoring.metrics import MonitoringMetrics
+from services.monitoring.priority import lower_this_thread
 from services.monitoring.reference import (
     ReferenceUnavailable,
     champion_version,

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from modstack.drift.evidently_report import WindowReport
+from services.monitoring.drift.evidently_report import WindowReport
 
 _NAME = re.compile(r"^drift-\d{8}T\d{12}Z-w\d{6}\.html$")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from modstack.drift.windows import WindowPolicy
 from modstack.settings import CommonSettings
+from services.monitoring.drift.windows import WindowPolicy
 
 
 class MonitoringSettings(CommonSettings):

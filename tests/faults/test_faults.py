@@ -27,10 +27,10 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from features import store as featurestore
-from modstack.devstack.processes import BackgroundProcess, child_env, http_ok
 from modstack.events import PredictionEvent
 from modstack.kafka import ensure_topics, make_producer
 from modstack.names import TOPIC_MESSAGES, TOPIC_PREDICTIONS
+from modstack.processes import BackgroundProcess, child_env, http_ok
 from modstack.waits import free_port, wait_until
 from tests.support.processes import kill, metric_total, start_module, start_tansu
 

@@ -29,15 +29,15 @@ import httpx
 import pandas as pd
 import pytest
 
-from modstack.devstack.processes import (
+from modstack.kafka import ensure_topics
+from modstack.names import FEATURE_SERVICE_V1, REGISTERED_MODEL
+from modstack.processes import (
     MLFLOW_SERVER_ENV,
     BackgroundProcess,
     child_env,
     http_ok,
     mlflow_argv,
 )
-from modstack.kafka import ensure_topics
-from modstack.names import FEATURE_SERVICE_V1, REGISTERED_MODEL
 from modstack.results import Result, ResultTable, write_result
 from modstack.waits import free_port, wait_until
 from tests.support.processes import kill, metric_total, start_module, start_tansu

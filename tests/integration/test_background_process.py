@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from modstack.devstack.processes import BackgroundProcess, child_env
+from modstack.processes import BackgroundProcess, child_env
 from modstack.waits import free_port, port_open, wait_until
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ _ABANDON = textwrap.dedent(
     """
     import os, sys
     from pathlib import Path
-    from modstack.devstack.processes import (
+    from modstack.processes import (
         TANSU_STOP_SIGNAL, BackgroundProcess, kafka_ready, tansu_argv,
     )
 

@@ -31,7 +31,6 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from modstack.devstack.processes import BackgroundProcess, http_ok
 from modstack.events import LabelEvent
 from modstack.kafka import make_producer
 from modstack.names import (
@@ -41,6 +40,7 @@ from modstack.names import (
     REGISTERED_MODEL,
     TOPIC_LABELS,
 )
+from modstack.processes import BackgroundProcess, http_ok
 from modstack.registry.aliases import clear_challenger, get_alias_version, get_client
 from modstack.registry.contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE, META_THRESHOLDS
 from modstack.registry.expectation import expectation_from_scores, log_expectation

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from modstack.devstack.processes import BackgroundProcess, child_env, http_ok, log_tail
+from modstack.processes import BackgroundProcess, child_env, http_ok, log_tail
 from modstack.waits import free_port
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 
-from modstack.drift.evidently_report import SCORE_COLUMN, DriftReference
+from services.monitoring.drift.evidently_report import SCORE_COLUMN, DriftReference
 from tests.drift_data import FEATURES, full_corpus_periods
 
 pytestmark = pytest.mark.integration

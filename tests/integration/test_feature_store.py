@@ -15,8 +15,8 @@ from features.definitions import offline_path
 from features.sender import ACTIVITY_FEATURES, REPUTATION_FEATURES, SenderFeatureComputer
 from features.text import TEXT_FEATURE_NAMES, text_features
 from modstack import names
-from modstack.devstack.processes import BackgroundProcess
 from modstack.events import LabelEvent, MessageEvent
+from modstack.processes import BackgroundProcess
 from modstack.waits import free_port, port_open
 
 pytestmark = pytest.mark.integration

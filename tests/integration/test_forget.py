@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from features import store as featurestore
 from features.sender import ACTIVITY_FEATURES
-from modstack.cli import app
 from modstack.events import DeadLetter, LabelEvent, MessageEvent
 from modstack.message_log import DeadLetterStore, MessageLog
 from modstack.names import TOPIC_LABELS, TOPIC_MESSAGES, VIEW_SENDER_ACTIVITY
@@ -25,6 +24,7 @@ from modstack.settings import get_settings
 from services.processor.metrics import ProcessorMetrics
 from services.processor.pipeline import FeaturePipeline
 from services.serving.review_queue import ReviewQueue
+from stack.cli import app
 
 pytestmark = pytest.mark.integration
 

@@ -17,10 +17,10 @@ from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
 from pydantic import SecretStr
 
-from modstack.devstack.processes import BackgroundProcess, kafka_ready, tansu_argv
 from modstack.events import MAX_BATCH, LabelEvent, MessageEvent
 from modstack.kafka import ensure_topics
 from modstack.names import TOPIC_LABELS, TOPIC_MESSAGES
+from modstack.processes import BackgroundProcess, kafka_ready, tansu_argv
 from modstack.waits import free_port, wait_until
 from services.ingestion.app import create_app
 from services.ingestion.settings import IngestionSettings

@@ -15,7 +15,6 @@ import pytest
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
 
-from modstack.devstack.processes import child_env
 from modstack.kafka import (
     BatchConsumerLoop,
     BrokerUnavailable,
@@ -24,6 +23,7 @@ from modstack.kafka import (
     make_producer,
 )
 from modstack.names import ALL_TOPICS
+from modstack.processes import child_env
 from modstack.waits import free_port, wait_until
 
 pytestmark = pytest.mark.integration

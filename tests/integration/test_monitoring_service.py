@@ -24,11 +24,10 @@ import yaml
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from modstack.devstack.processes import BackgroundProcess, http_ok
-from modstack.drift.evidently_report import SCORE_COLUMN
 from modstack.events import LabelEvent, PredictionEvent
 from modstack.kafka import make_producer
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL, TOPIC_LABELS, TOPIC_PREDICTIONS
+from modstack.processes import BackgroundProcess, http_ok
 from modstack.registry.contract import (
     META_FEATURE_COLUMNS,
     META_THRESHOLDS,
@@ -36,6 +35,7 @@ from modstack.registry.contract import (
     Thresholds,
 )
 from modstack.waits import free_port, wait_until
+from services.monitoring.drift.evidently_report import SCORE_COLUMN
 from tests.drift_data import FEATURES, PeriodRows, full_corpus_periods
 from tests.support.prometheus import running_prometheus
 

@@ -13,8 +13,8 @@ import uvicorn
 from pydantic import SecretStr
 from sklearn.dummy import DummyClassifier
 
-from modstack.devstack.processes import http_ok
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
+from modstack.processes import http_ok
 from modstack.registry.aliases import get_client
 from modstack.registry.rollout import RolloutStore
 from modstack.waits import free_port, wait_until

@@ -20,8 +20,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from modstack.devstack.processes import BackgroundProcess, log_tail
 from modstack.names import FEATURE_SERVICE_V1, TOPIC_LABELS, TOPIC_PREDICTIONS
+from modstack.processes import BackgroundProcess, log_tail
 from modstack.registry.rollout import RolloutStore
 from modstack.waits import free_port, wait_until
 from services.serving.routing import assign_variant

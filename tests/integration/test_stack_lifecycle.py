@@ -12,13 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modstack.devstack.lifecycle import UpResult, shutdown, start_and_wait
-from modstack.devstack.processes import child_env
-from modstack.devstack.programs import Program, StackPaths
-from modstack.devstack.supervisor import pid_alive, render_supervisord_conf, start_supervisord
 from modstack.kafka import make_consumer, make_producer
 from modstack.names import ALL_TOPICS, TOPIC_MESSAGES
+from modstack.processes import child_env
 from modstack.waits import free_port, port_open, wait_until
+from stack.lifecycle import UpResult, shutdown, start_and_wait
+from stack.programs import Program, StackPaths
+from stack.supervisor import pid_alive, render_supervisord_conf, start_supervisord
 
 pytestmark = pytest.mark.integration
 

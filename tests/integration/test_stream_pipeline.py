@@ -31,13 +31,6 @@ from features.sender import (
     REPUTATION_FEATURES,
     SenderFeatureComputer,
 )
-from modstack.devstack.processes import (
-    BackgroundProcess,
-    http_ok,
-    kafka_ready,
-    log_tail,
-    tansu_argv,
-)
 from modstack.events import DeadLetter, LabelEvent, MessageEvent
 from modstack.kafka import ensure_topics, make_producer
 from modstack.message_log import MessageLog
@@ -47,6 +40,13 @@ from modstack.names import (
     TOPIC_MESSAGES,
     VIEW_SENDER_ACTIVITY,
     VIEW_SENDER_REPUTATION,
+)
+from modstack.processes import (
+    BackgroundProcess,
+    http_ok,
+    kafka_ready,
+    log_tail,
+    tansu_argv,
 )
 from modstack.waits import free_port, wait_until
 from services.ingestion.app import create_app

@@ -1,4 +1,4 @@
-"""The behavioural suite (CheckList-style, tests/model/behaviour/cases.yaml) on the real
+"""The behavioural suite (CheckList-style, pipelines/suites/behaviour.yaml) on the real
 candidate: trained by the training code on the full corpus history with text features (the
 corpus is parsed into DATA_DIR by `python -m pipelines.data` before `make test`), thresholded
 on its own validation tail, and scored as new senders, as the quality gate does."""
@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from modstack.behaviour import SuiteResult
 from modstack.corpus import FUTURE_START
 from modstack.names import FEATURE_SERVICE_V1
+from pipelines.behaviour import SuiteResult
 from pipelines.gate import behaviour_failures, run_behaviour
 from pipelines.model import ModelConfig
 from pipelines.train import FittedModel, fit_candidate

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from modstack.devstack.processes import BackgroundProcess, http_ok, kafka_ready, tansu_argv
+from modstack.processes import BackgroundProcess, http_ok, kafka_ready, tansu_argv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from modstack.devstack.processes import BackgroundProcess, http_ok
+from modstack.processes import BackgroundProcess, http_ok
 from modstack.waits import free_port
 
 

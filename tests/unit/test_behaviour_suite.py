@@ -1,4 +1,4 @@
-"""The behavioural suite runner (modstack/behaviour.py) with a fake keyword scorer: loading and
+"""The behavioural suite runner (pipelines/behaviour.py) with a fake keyword scorer: loading and
 validating cases.yaml, counting, the MFT pass rules, INV action flips, DIR epsilon, metrics."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from modstack.behaviour import (
+from pipelines.behaviour import (
     CASES_ENV,
     DEFAULT_CASES_PATH,
     DIR,

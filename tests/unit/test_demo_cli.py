@@ -14,7 +14,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pipelines.demo import replay, rollback, rollout, story, traffic
+from pipelines.demo import replay, traffic
+from stack.demo import rollback, rollout, story
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -214,9 +215,9 @@ def test_bad_option_is_a_usage_error() -> None:
 
 
 def test_python_dash_m_help() -> None:
-    """`python -m pipelines.demo.story --help` (what `make demo` runs) answers and exits 0."""
+    """`python -m stack.demo.story --help` (what `make demo` runs) answers and exits 0."""
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.demo.story", "--help"],
+        [sys.executable, "-m", "stack.demo.story", "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,

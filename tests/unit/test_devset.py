@@ -3,7 +3,7 @@ behavioural suite (no message in both), which is the held-out test of the chosen
 
 from __future__ import annotations
 
-from modstack.behaviour import load_cases
+from pipelines.behaviour import load_cases
 from pipelines.devset import load_devset
 
 

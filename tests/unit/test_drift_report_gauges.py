@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modstack.drift.evidently_report import (
+from services.monitoring.drift.evidently_report import (
     SCORE_COLUMN,
     ColumnDrift,
     DriftReference,

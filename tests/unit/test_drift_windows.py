@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from modstack.drift.quality import realized_quality
-from modstack.drift.windows import (
+from services.monitoring.drift.quality import realized_quality
+from services.monitoring.drift.windows import (
     PredictionWindows,
     RetrainTrigger,
     WindowPolicy,

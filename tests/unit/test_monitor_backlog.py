@@ -9,8 +9,8 @@ import threading
 import time
 from typing import Any
 
-from modstack.drift.quality import RealizedQuality
-from modstack.drift.windows import ClosedWindow
+from services.monitoring.drift.quality import RealizedQuality
+from services.monitoring.drift.windows import ClosedWindow
 from services.monitoring.metrics import MonitoringMetrics
 from services.monitoring.monitor import Monitor
 from services.monitoring.settings import MonitoringSettings

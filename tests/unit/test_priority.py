@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from modstack.priority import lower_this_thread
+from services.monitoring.priority import lower_this_thread
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux thread nice")
 

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 from supervisor.options import ServerOptions
 
-from modstack.devstack.preflight import preflight
-from modstack.devstack.programs import (
+from modstack.settings import CommonSettings
+from modstack.waits import GiveUp, free_port, wait_until
+from stack.preflight import preflight
+from stack.programs import (
     Program,
     StackError,
     StackPaths,
@@ -21,9 +23,7 @@ from modstack.devstack.programs import (
     select_programs,
     stack_programs,
 )
-from modstack.devstack.supervisor import render_supervisord_conf
-from modstack.settings import CommonSettings
-from modstack.waits import GiveUp, free_port, wait_until
+from stack.supervisor import render_supervisord_conf
 
 
 def _settings(tmp_path: Path, **overrides: str) -> CommonSettings:

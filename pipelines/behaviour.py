@@ -1,7 +1,7 @@
 """Behavioural test suite of the spam classifier, in the spirit of CheckList (Ribeiro et al.,
 ACL 2020): minimum functionality (MFT), invariance (INV) and directional (DIR) tests.
 
-The cases live in tests/model/behaviour/cases.yaml. The runner is pure: it builds messages,
+The cases live in pipelines/suites/behaviour.yaml. The runner is pure: it builds messages,
 calls a scorer (any callable from a batch of `Message` to a batch of `Decision`) once per test
 kind, and compares. Wiring it to a model, MLflow or the serving API is the caller's job.
 
@@ -26,9 +26,7 @@ Action = Literal["allow", "review", "block"]
 ACTIONS: Final[tuple[str, ...]] = ("allow", "review", "block")
 
 CASES_ENV: Final = "BEHAVIOUR_CASES"
-DEFAULT_CASES_PATH: Final = (
-    Path(__file__).resolve().parents[1] / "tests" / "model" / "behaviour" / "cases.yaml"
-)
+DEFAULT_CASES_PATH: Final = Path(__file__).resolve().parent / "suites" / "behaviour.yaml"
 
 # Test types, in report order; also the keys of `SuiteResult.results`.
 MFT_ALLOWED: Final = "mft_allowed"
@@ -177,7 +175,7 @@ class BehaviourSuite:
 
 
 def load_cases(path: Path | None = None) -> BehaviourSuite:
-    """Read the suite from `path`, else $BEHAVIOUR_CASES, else tests/model/behaviour/cases.yaml."""
+    """Read the suite from `path`, else $BEHAVIOUR_CASES, else pipelines/suites/behaviour.yaml."""
     if path is None:
         env = os.environ.get(CASES_ENV)
         path = Path(env) if env else DEFAULT_CASES_PATH

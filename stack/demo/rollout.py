@@ -10,7 +10,7 @@ out by the canary controller to promotion.
    hours) while the rest of the period keeps flowing; each decision is printed as it happens.
 
 Needs the stack (`make up`) and a champion (`make backfill train`).
-Usage: `python -m pipelines.demo.rollout [--speed 40] [--interval 20] [--steps 20,50,100]`.
+Usage: `python -m stack.demo.rollout [--speed 40] [--interval 20] [--steps 20,50,100]`.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from typing import Annotated
 import pandas as pd
 import typer
 
+from modstack.canary_client import wide_console
 from modstack.log import configure_logging
 from modstack.settings import get_settings
 from pipelines.demo import traffic as demo
-from services.canary.client import wide_console
+from pipelines.demo.cli import demo_cli
 
 console = wide_console()
 
@@ -116,7 +117,7 @@ def run(
     return 0 if outcome.state["status"] == "promoted" else 1
 
 
-cli = demo.demo_cli(__doc__)
+cli = demo_cli(__doc__)
 
 
 @cli.command(help=__doc__)

@@ -26,7 +26,7 @@ from rich.table import Table
 
 from modstack.log import configure_logging
 from modstack.settings import CommonSettings, get_settings
-from pipelines.demo.traffic import demo_cli
+from pipelines.demo.cli import demo_cli
 
 console = Console(width=max(110, shutil.get_terminal_size((110, 24)).columns))
 
@@ -77,7 +77,7 @@ def _wait(what: str, check: Any, timeout_s: float, poll_s: float = 1.0) -> Any:
 
 def reset_state(settings: CommonSettings) -> None:
     """Stop the stack and remove every piece of state but the parsed corpus."""
-    from modstack.devstack.lifecycle import down
+    from stack.lifecycle import down
 
     down(settings, say=lambda line: None)
     data_dir = settings.data_dir
@@ -89,8 +89,8 @@ def reset_state(settings: CommonSettings) -> None:
 
 def start_stack(settings: CommonSettings) -> None:
     """`modstack up` for every process, failing with the names of those that did not start."""
-    from modstack.devstack.lifecycle import up
-    from modstack.devstack.programs import StackError
+    from stack.lifecycle import up
+    from stack.programs import StackError
 
     try:
         result = up(settings, say=lambda line: console.print(f"  [dim]{line}[/]"))
@@ -174,8 +174,8 @@ def _window_line(result: dict[str, Any]) -> str:
 
 def live_story(champion: str, speed: float, timeout_s: float, after_windows: int) -> Timeline:
     """Stages 5-7: future traffic, drift, retraining, canary, promotion, drift afterwards."""
+    from modstack.canary_client import ControllerClient
     from pipelines.demo.traffic import TrafficReplayer, future_timeline
-    from services.canary.client import ControllerClient
 
     settings = get_settings()
     story = Timeline(champion_before=champion)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from modstack.drift.windows import WindowRow
+from services.monitoring.drift.windows import WindowRow
 
 FLAGGED_ACTIONS = frozenset({"review", "block"})
 

@@ -18,9 +18,11 @@ from typing import Any, Literal
 
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from modstack.devstack.preflight import preflight
-from modstack.devstack.processes import log_tail
-from modstack.devstack.programs import (
+from modstack.processes import log_tail
+from modstack.settings import CommonSettings
+from modstack.waits import wait_until
+from stack.preflight import preflight
+from stack.programs import (
     STAGES,
     Program,
     StackError,
@@ -31,7 +33,7 @@ from modstack.devstack.programs import (
     stack_paths,
     stack_programs,
 )
-from modstack.devstack.supervisor import (
+from stack.supervisor import (
     pid_alive,
     pidfile_supervisord,
     render_supervisord_conf,
@@ -40,8 +42,6 @@ from modstack.devstack.supervisor import (
     supervisord_running,
     sync_config,
 )
-from modstack.settings import CommonSettings
-from modstack.waits import wait_until
 
 Say = Callable[[str], None]
 

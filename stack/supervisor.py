@@ -17,9 +17,9 @@ from typing import Any
 
 import psutil
 
-from modstack.devstack.processes import log_tail
-from modstack.devstack.programs import PROJECT_ROOT, STAGES, Program, StackError, StackPaths
+from modstack.processes import log_tail
 from modstack.waits import wait_until
+from stack.programs import PROJECT_ROOT, STAGES, Program, StackError, StackPaths
 
 
 def _ini_value(value: str) -> str:

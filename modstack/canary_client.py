@@ -10,11 +10,10 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from modstack.names import CHECK_NAMES
 from modstack.settings import get_settings
-from services.canary.checks import CHECK_NAMES
 
 # The analysis's check names (from their own light module: the CLI must not import scipy).
-CHECK_ORDER = CHECK_NAMES
 
 
 class ControllerClient:
@@ -137,7 +136,7 @@ def checks_table(state: dict[str, Any]) -> Table | None:
     for column in ("check", "kind", "verdict", "value", "threshold", "champion", "challenger"):
         table.add_column(column, no_wrap=True)
     table.add_column("detail")
-    for name in CHECK_ORDER:
+    for name in CHECK_NAMES:
         check = last["checks"].get(name)
         if check is None:
             continue
@@ -173,7 +172,7 @@ def timeline_table(state: dict[str, Any], title: str = "rollout timeline") -> Ta
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("time", "actor", "action", "weight"):
         table.add_column(column, no_wrap=True)
-    for name in CHECK_ORDER:
+    for name in CHECK_NAMES:
         limit = limits.get(name)
         header = SHORT_NAMES[name] + (f" ≤{_fmt(limit)}" if limit is not None else "")
         table.add_column(header, no_wrap=True)
@@ -186,7 +185,7 @@ def timeline_table(state: dict[str, Any], title: str = "rollout timeline") -> Ta
             event["actor"],
             f"[{style}]{action}[/]" if style else action,
             f"{event['weight_percent']:g}%",
-            *(check_cell(checks[c]) if c in checks else "" for c in CHECK_ORDER),
+            *(check_cell(checks[c]) if c in checks else "" for c in CHECK_NAMES),
         )
     table.caption = (
         f"v{state.get('challenger_version')} vs champion v{state.get('champion_version')}: "

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from modstack.devstack.processes import (
+from modstack.processes import (
     MLFLOW_SERVER_ENV,
     QUIET_ENV,
     TANSU_STOP_SIGNAL,
@@ -30,7 +30,7 @@ from modstack.devstack.processes import (
 from modstack.settings import CommonSettings, port_of
 from modstack.waits import port_open
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 Stage = Literal["infra", "setup", "services"]

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import psutil
 
-from modstack.devstack.programs import Program
+from stack.programs import Program
 
 
 def port_holder(port: int) -> str | None:

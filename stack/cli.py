@@ -35,9 +35,9 @@ def up(
     ] = None,
 ) -> None:
     """Start the local stack under supervisord and wait until every process is healthy."""
-    from modstack.devstack.lifecycle import up as stack_up
-    from modstack.devstack.programs import StackError
     from modstack.settings import get_settings
+    from stack.lifecycle import up as stack_up
+    from stack.programs import StackError
 
     started = time.monotonic()
     try:
@@ -60,9 +60,9 @@ def up(
 @app.command()
 def down() -> None:
     """Stop every process `up` started, then supervisord (does nothing when nothing runs)."""
-    from modstack.devstack.lifecycle import down as stack_down
-    from modstack.devstack.programs import StackError
     from modstack.settings import get_settings
+    from stack.lifecycle import down as stack_down
+    from stack.programs import StackError
 
     started = time.monotonic()
     try:
@@ -80,8 +80,8 @@ def status() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from modstack.devstack.lifecycle import status as stack_status
     from modstack.settings import get_settings
+    from stack.lifecycle import status as stack_status
 
     rows = stack_status(get_settings())
     console = Console()
@@ -114,9 +114,9 @@ def logs(
     ] = False,
 ) -> None:
     """Print the end of a process's log file."""
-    from modstack.devstack.lifecycle import log_path
-    from modstack.devstack.programs import StackError
     from modstack.settings import get_settings
+    from stack.lifecycle import log_path
+    from stack.programs import StackError
 
     try:
         path = log_path(get_settings(), name)

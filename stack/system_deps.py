@@ -1,4 +1,4 @@
-"""`python -m modstack.devstack.system_deps`: the programs ModStack needs from outside Python.
+"""`python -m stack.system_deps`: the programs ModStack needs from outside Python.
 
 Installs what is missing from Debian when it can (root and apt-get present), and otherwise
 says what to install. Idempotent and fast when everything is there (no apt-get call at all).

@@ -13,7 +13,7 @@ The future period is replayed against serving's /v1/moderate in event-time order
 controller steps the weight; each decision is printed as it happens.
 
 Needs the stack (`make up`) and a champion (`make backfill train`).
-Usage: `python -m pipelines.demo.rollback [--fault shuffled|errors|latency] [--interval 15]`.
+Usage: `python -m stack.demo.rollback [--fault shuffled|errors|latency] [--interval 15]`.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ from typing import Annotated, Literal
 import httpx
 import typer
 
+from modstack.canary_client import wide_console
 from modstack.log import configure_logging
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
 from modstack.registry import aliases as registry
 from modstack.settings import get_settings
 from pipelines.demo import traffic as demo
-from services.canary.client import wide_console
+from pipelines.demo.cli import demo_cli
 
 console = wide_console()
 Fault = Literal["shuffled", "errors", "latency"]
@@ -85,6 +86,8 @@ def champion_copy() -> str:
     if champion is None:
         raise demo.StackNotReady("no champion to copy: `make backfill train` first")
     source = client.get_model_version(REGISTERED_MODEL, champion)
+    if source.source is None:
+        raise demo.StackNotReady(f"champion v{champion} has no model source to copy")
     copy = client.create_model_version(
         REGISTERED_MODEL,
         source.source,
@@ -109,6 +112,25 @@ def set_faults(error_rate: float, extra_latency_ms: float) -> None:
     response.raise_for_status()
 
 
+def _stack_ready_or_prepared() -> bool:
+    """A fresh clone brings up the stack and trains the first champion first, as `make demo`
+    does; False (after printing why) when that fails."""
+    from stack.demo.story import DemoFailed, prepare
+
+    try:
+        demo.preflight(need_ingestion=True)
+        return True
+    except demo.StackNotReady as exc:
+        console.print(f"[yellow]{exc}[/]: preparing the stack and a champion first")
+    try:
+        prepare()
+        demo.preflight(need_ingestion=True)
+    except (DemoFailed, demo.StackNotReady) as failure:
+        console.print(f"[red]{failure}[/]")
+        return False
+    return True
+
+
 def run(
     *,
     fault: Fault = "shuffled",
@@ -119,7 +141,9 @@ def run(
     """Run the demo; 0 when the controller rolled the bad challenger back, 1 when it did not, 2
     when the demo cannot start."""
     knobs = knobs or demo.RolloutKnobs()
-    controller = demo.ready_controller(console, "rollback", prepare_missing=True)
+    if not _stack_ready_or_prepared():
+        return 2
+    controller = demo.ready_controller(console, "rollback")
     if controller is None:
         return 2
 
@@ -151,7 +175,7 @@ def run(
     return 0 if rolled_back else 1
 
 
-cli = demo.demo_cli(__doc__)
+cli = demo_cli(__doc__)
 
 
 @cli.command(help=__doc__)

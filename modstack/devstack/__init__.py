@@ -1,1 +1,0 @@
-"""The local stack: supervisord programs, preflight checks, system packages."""

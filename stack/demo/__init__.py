@@ -1,0 +1,1 @@
+"""The demos that start the local stack: the whole story, a rollout, a rollback."""
