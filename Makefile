@@ -65,11 +65,17 @@ demo-rollback: $(STAMP) ## Roll out a bad challenger; the canary controller roll
 # --- quality -------------------------------------------------------------------------------
 PYTEST := $(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
 
-lint: $(STAMP) ## ruff (check, format), the layer contract (lint-imports), the type checker (mypy)
+SOURCE := modstack features services pipelines loadtests stack
+
+lint: $(STAMP) ## ruff (check, format), the layers and no cycles (lint-imports), mypy, complexity (radon), dead code (vulture)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/lint-imports --no-cache
 	@$(VENV)/bin/mypy
+	@# no block above complexity grade C: `radon cc -n D` must print nothing
+	@complex="$$($(VENV)/bin/radon cc -n D -s $(SOURCE))"; \
+		if [ -n "$$complex" ]; then echo "radon: blocks above grade C (split them):"; echo "$$complex"; exit 1; fi
+	@$(VENV)/bin/vulture
 
 format: $(STAMP) ## Fix what ruff can and format the code
 	@$(VENV)/bin/ruff check --fix .
