@@ -25,6 +25,9 @@ class CommonSettings(BaseSettings):
 
     environment: Literal["development", "production"] = "development"
     log_level: str = "INFO"
+    # json: one JSON object per line (containers, supervisord's log files); text: a line for a
+    # person; auto: text on a terminal, json otherwise
+    log_format: Literal["auto", "json", "text"] = "auto"
 
     # Local state: the corpus cache, offline store, message log, MLflow store, run logs.
     data_dir: Path = Path("var/data")
