@@ -70,7 +70,7 @@ def serving_cpu_seconds(host: str) -> float | None:
     worker), read with psutil; None when serving is not a local process."""
     from urllib.parse import urlparse
 
-    from loadtests.bench.serving import listening_pids, process_tree_cpu
+    from loadtests.bench.serving_cpu import listening_pids, process_tree_cpu
 
     port = urlparse(host).port
     pids = listening_pids(port) if port else []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from typing import TypeVar
 
 from tenacity import (
     RetryError,
@@ -13,6 +14,8 @@ from tenacity import (
     stop_after_delay,
     wait_fixed,
 )
+
+T = TypeVar("T")
 
 
 class GiveUp(Exception):
@@ -46,14 +49,15 @@ def _probe_failed(exc: BaseException) -> bool:
 
 
 def wait_until(
-    predicate: Callable[[], object],
+    predicate: Callable[[], T],
     timeout_s: float,
     what: str,
     *,
     interval_s: float = 0.1,
     detail: Callable[[], str] | None = None,
-) -> None:
-    """Poll `predicate` until it returns a truthy value, at most `timeout_s` seconds.
+) -> T:
+    """Poll `predicate` until it returns a truthy value, at most `timeout_s` seconds, and
+    return that value (e.g. the status document a caller waited for).
 
     Exceptions from the predicate count as "not yet"; a predicate raises `GiveUp` to end the
     wait at once (it propagates unchanged). Raises TimeoutError naming `what` (e.g. "MLflow at
@@ -66,7 +70,7 @@ def wait_until(
         retry=retry_if_result(_not_yet) | retry_if_exception(_probe_failed),
     )
     try:
-        retrying(predicate)
+        return retrying(predicate)
     except RetryError as exc:
         error = exc.last_attempt.exception()  # None when the predicate just said "not yet"
         raise TimeoutError(_timeout_message(error, timeout_s, what, detail)) from None

@@ -52,7 +52,6 @@ class LocalStream:
     ingestion: str
     processor_metrics: str
     data_dir: Path
-    logs: Path
 
 
 @contextmanager
@@ -66,7 +65,6 @@ def local_stream(workdir: Path) -> Iterator[LocalStream]:
         ingestion=f"http://127.0.0.1:{ingestion_port}",
         processor_metrics=f"http://127.0.0.1:{metrics_port}/metrics",
         data_dir=data_dir,
-        logs=workdir,
     )
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,

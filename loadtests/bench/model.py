@@ -15,6 +15,7 @@ Writes var/run/results/bench-model.json.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import statistics
@@ -83,6 +84,10 @@ def time_calls(
     return summarize(model, path, seconds, time.process_time() - cpu_started, rows_per_call)
 
 
+def _score_batch(loaded: Any, chunk: Sequence[tuple[str, str, Features]]) -> object:
+    return loaded.score_batch([m[0] for m in chunk], [m[1] for m in chunk], [m[2] for m in chunk])
+
+
 def model_timings(
     name: str,
     loaded: Any,
@@ -93,7 +98,7 @@ def model_timings(
     single = time_calls(
         name,
         "model, 1 row",
-        [lambda s=s, b=b, f=f: loaded.score(s, b, f) for s, b, f in messages],
+        [functools.partial(loaded.score, s, b, f) for s, b, f in messages],
         warmup,
         1,
     )
@@ -101,12 +106,7 @@ def model_timings(
     batch = time_calls(
         name,
         f"model, batch of {BATCH}",
-        [
-            lambda chunk=chunk: loaded.score_batch(
-                [m[0] for m in chunk], [m[1] for m in chunk], [m[2] for m in chunk]
-            )
-            for chunk in batches
-        ],
+        [functools.partial(_score_batch, loaded, chunk) for chunk in batches],
         max(1, warmup // BATCH),
         BATCH,
     )
@@ -197,6 +197,9 @@ def main(
                 loaded.feature_service, loaded.feature_columns, sender, subject, body
             ).values
 
+        def score_with_lookup(sender: str, subject: str, body: str) -> object:
+            return loaded.score(subject, body, lookup(sender, subject, body))
+
         rows = [(r.sender_id, r.subject, r.body) for r in sample.itertuples()]
         messages = [(s, b, lookup(sender, s, b)) for sender, s, b in rows]
         name = f"v{version}"
@@ -205,10 +208,7 @@ def main(
             time_calls(
                 name,
                 "features+model, 1 row",
-                [
-                    lambda sender=sender, s=s, b=b: loaded.score(s, b, lookup(sender, s, b))
-                    for sender, s, b in rows
-                ],
+                [functools.partial(score_with_lookup, sender, s, b) for sender, s, b in rows],
                 warmup,
                 1,
             )
