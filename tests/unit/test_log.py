@@ -1,9 +1,12 @@
-"""Logs are one JSON object per line, stamped with the component, whichever module logged."""
+"""Logs are one JSON object per line, stamped with the component, whichever module logged;
+configure_logging keeps working when sys.stderr is swapped and the old stream closed."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import sys
 
 import pytest
 
@@ -43,3 +46,18 @@ def test_configuring_twice_keeps_one_handler(capsys: pytest.CaptureFixture[str])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "canary services.canary.loop: step failed" in err[0]
+
+
+def test_log_lines_follow_the_current_stderr_after_the_old_one_is_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = configure_logging("test-component", log_format="text")
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    log.warning("to the first stream")
+    first.close()  # what pytest's capture does to a finished test's stream
+
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    log.warning("to the second stream")
+    assert "test-component: to the second stream" in second.getvalue()
