@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,11 +44,12 @@ from tenacity import (
 
 from modstack.events import MAX_BATCH
 from modstack.log import configure_logging
-from modstack.message_log import MessageLog
+from modstack.message_log import Kind, MessageLog
 from modstack.names import FEAST_JOIN_KEY, VIEW_SENDER_ACTIVITY, VIEW_SENDER_REPUTATION
 from modstack.settings import get_settings
 from pipelines.backfill import DEFAULT_LABEL_DELAY, CorpusLabelPublisher, Period, corpus_events
 from pipelines.demo.cli import demo_cli
+from pipelines.demo.polling import poll
 
 log = logging.getLogger("pipelines.demo.replay")
 
@@ -226,6 +228,17 @@ def _refused_indexes(answer: dict[str, Any], field_name: str) -> dict[int, list[
     return bad
 
 
+def payloads(events: pd.DataFrame, kind: str) -> list[dict[str, Any]]:
+    """The payloads of the events of one kind ("message" or "label"), in timeline order."""
+    return [p for k, p in zip(events["kind"], events["payload"], strict=True) if k == kind]
+
+
+def pace_delay(started: float, sent: int, speed: float) -> float:
+    """Seconds to wait (<= 0: none) so `sent` items since `started` (perf_counter) keep to
+    `speed` per second."""
+    return started + sent / speed - time.perf_counter()
+
+
 def send_timeline(
     events: pd.DataFrame,
     ingestion_addr: str,
@@ -251,34 +264,38 @@ def send_timeline(
     sent = 0
     try:
         for chunk in chunks(events, batch_size):
-            messages = [
-                p for k, p in zip(chunk["kind"], chunk["payload"], strict=True) if k == "message"
-            ]
-            labels = [
-                p for k, p in zip(chunk["kind"], chunk["payload"], strict=True) if k == "label"
-            ]
-            # Within a slice messages go first: a label never arrives before its message.
-            if messages:
-                report.messages_sent += client.send("/v1/messages", "messages", messages)
-            corpus = [p for p in labels if p["source"] == "corpus"]
-            reports = [p for p in labels if p["source"] != "corpus"]
-            if corpus:
-                if corpus_labels is None:
-                    raise ValueError("corpus labels need a publisher (labels.v1), not HTTP")
-                report.labels_sent += corpus_labels(corpus)
-            if reports:
-                report.labels_sent += client.send("/v1/labels", "labels", reports)
+            _send_chunk(chunk, client, corpus_labels)
             sent += len(chunk)
             if on_progress:
                 on_progress(len(chunk))
-            if speed:
-                ahead = started + sent / speed - time.perf_counter()
-                if ahead > 0:
-                    time.sleep(ahead)
+            if speed and (ahead := pace_delay(started, sent, speed)) > 0:
+                time.sleep(ahead)
     finally:
         client.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _send_chunk(
+    chunk: pd.DataFrame,
+    client: IngestionClient,
+    corpus_labels: Callable[[list[dict[str, Any]]], int] | None,
+) -> None:
+    """One slice of the timeline: its messages first, so a label never arrives before its
+    message; corpus labels to the publisher, user reports to ingestion."""
+    report = client.report
+    messages = payloads(chunk, "message")
+    labels = payloads(chunk, "label")
+    if messages:
+        report.messages_sent += client.send("/v1/messages", "messages", messages)
+    corpus = [p for p in labels if p["source"] == "corpus"]
+    reports = [p for p in labels if p["source"] != "corpus"]
+    if corpus:
+        if corpus_labels is None:
+            raise ValueError("corpus labels need a publisher (labels.v1), not HTTP")
+        report.labels_sent += corpus_labels(corpus)
+    if reports:
+        report.labels_sent += client.send("/v1/labels", "labels", reports)
 
 
 def wait_for_processor(
@@ -295,21 +312,26 @@ def wait_for_processor(
     """
     message_log = MessageLog(data_dir)
     started = time.perf_counter()
-    while True:
-        logged_messages = set(message_log.read("messages", columns=[])["message_id"]) & message_ids
-        logged_labels = set(message_log.read("labels", columns=[])["message_id"]) & label_ids
+    logged = {"messages": 0, "labels": 0}
+    wanted: tuple[tuple[Kind, set[str]], ...] = (("messages", message_ids), ("labels", label_ids))
+
+    def all_logged() -> bool:
+        for kind, ids in wanted:
+            logged[kind] = len(set(message_log.read(kind, columns=[])["message_id"]) & ids)
         if on_progress:
-            on_progress(len(logged_messages) + len(logged_labels))
-        if len(logged_messages) == len(message_ids) and len(logged_labels) == len(label_ids):
-            return time.perf_counter() - started
-        if time.perf_counter() - started > timeout_s:
-            raise TimeoutError(
-                f"the processor logged {len(logged_messages)}/{len(message_ids)} messages and "
-                f"{len(logged_labels)}/{len(label_ids)} labels within {timeout_s:g} s: is "
-                f"`python -m services.processor` running with DATA_DIR={data_dir}? "
-                "(`modstack status`, `modstack logs processor`)"
-            )
-        time.sleep(0.5)
+            on_progress(logged["messages"] + logged["labels"])
+        return logged["messages"] == len(message_ids) and logged["labels"] == len(label_ids)
+
+    try:
+        poll(all_logged, timeout_s, "the processor", interval_s=0.5)
+    except TimeoutError:
+        raise TimeoutError(
+            f"the processor logged {logged['messages']}/{len(message_ids)} messages and "
+            f"{logged['labels']}/{len(label_ids)} labels within {timeout_s:g} s: is "
+            f"`python -m services.processor` running with DATA_DIR={data_dir}? "
+            "(`modstack status`, `modstack logs processor`)"
+        ) from None
+    return time.perf_counter() - started
 
 
 def sender_feature_table(senders: list[str], data_dir: Path | None = None) -> Table:
@@ -368,36 +390,63 @@ def run(
     data_dir = data_dir or settings.data_dir
     ingestion_addr = ingestion_addr or settings.ingestion_addr
     corpus = corpus if corpus is not None else load_corpus(corpus_dir or data_dir)
-    messages, labels = corpus_events(corpus, period, label_delay)
-    if limit is not None:
-        messages = messages.sort_values("sent_at", kind="stable").head(limit)
-        labels = labels[labels["message_id"].isin(messages["message_id"])]
+    messages, labels = _period_events(corpus, period, label_delay, limit)
     events = timeline(messages, labels)
     console.print(
         f"replaying {len(messages)} {period} messages and {len(labels)} labels "
         f"(labels {label_delay} after their message) to {ingestion_addr}"
         + (f" at {speed:g} events/s" if speed else " as fast as it takes them")
     )
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    publisher = CorpusLabelPublisher(kafka_bootstrap_servers or settings.kafka_bootstrap_servers)
+    send = partial(
+        send_timeline,
+        events,
+        ingestion_addr,
+        speed=speed,
+        batch_size=batch_size,
+        http=http,
+        corpus_labels=publisher.publish,
+    )
+    try:
+        report = _with_progress(console, "sending", len(events), send)
+    finally:
+        publisher.close()
+    _print_sent(report, console)
+    if not wait:
+        return report
+    _catch_up(report, messages, labels, data_dir, timeout_s, console)
+    if show_senders:
+        busiest = messages["sender_id"].value_counts().head(show_senders).index.tolist()
+        console.print(sender_feature_table(busiest, data_dir))
+    return report
+
+
+def _period_events(
+    corpus: pd.DataFrame, period: Period, label_delay: timedelta, limit: int | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(messages, labels) of the period; with `limit`, its first messages and their labels."""
+    messages, labels = corpus_events(corpus, period, label_delay)
+    if limit is not None:
+        messages = messages.sort_values("sent_at", kind="stable").head(limit)
+        labels = labels[labels["message_id"].isin(messages["message_id"])]
+    return messages, labels
+
+
+_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+
+
+def _with_progress(
+    console: Console, what: str, total: int, send: Callable[..., ReplayReport]
+) -> ReplayReport:
+    """`send(on_progress=...)` under a transient progress bar of `total` events."""
     with Progress(
-        *columns, TaskProgressColumn(), TimeElapsedColumn(), console=console, transient=True
+        *_COLUMNS, TaskProgressColumn(), TimeElapsedColumn(), console=console, transient=True
     ) as progress:
-        task = progress.add_task("sending", total=len(events))
-        publisher = CorpusLabelPublisher(
-            kafka_bootstrap_servers or settings.kafka_bootstrap_servers
-        )
-        try:
-            report = send_timeline(
-                events,
-                ingestion_addr,
-                speed=speed,
-                batch_size=batch_size,
-                on_progress=lambda n: progress.advance(task, n),
-                http=http,
-                corpus_labels=publisher.publish,
-            )
-        finally:
-            publisher.close()
+        task = progress.add_task(what, total=total)
+        return send(on_progress=lambda n: progress.advance(task, n))
+
+
+def _print_sent(report: ReplayReport, console: Console) -> None:
     console.print(
         f"sent {report.messages_sent} messages and {report.labels_sent} labels in "
         f"{report.requests} requests, {report.seconds:.1f} s ({report.events_per_second:.0f} "
@@ -405,13 +454,21 @@ def run(
     )
     for refused in report.rejected[:10]:
         console.print(f"  refused {refused['message_id']}: {'; '.join(refused['errors'])}")
-    if not wait:
-        return report
 
+
+def _catch_up(
+    report: ReplayReport,
+    messages: pd.DataFrame,
+    labels: pd.DataFrame,
+    data_dir: Path,
+    timeout_s: float,
+    console: Console,
+) -> None:
+    """Wait (bounded, with a progress bar) until the processor logged every event it took."""
     rejected = {r["message_id"] for r in report.rejected}
     message_ids = set(messages["message_id"]) - rejected
     label_ids = set(labels["message_id"]) - rejected
-    with Progress(*columns, TimeElapsedColumn(), console=console, transient=True) as progress:
+    with Progress(*_COLUMNS, TimeElapsedColumn(), console=console, transient=True) as progress:
         task = progress.add_task("processor catching up", total=len(message_ids) + len(label_ids))
         report.catch_up_seconds = wait_for_processor(
             message_ids,
@@ -424,10 +481,6 @@ def run(
         f"the processor has every event in the message log "
         f"({report.catch_up_seconds:.1f} s after the last send)"
     )
-    if show_senders:
-        busiest = messages["sender_id"].value_counts().head(show_senders).index.tolist()
-        console.print(sender_feature_table(busiest, data_dir))
-    return report
 
 
 cli = demo_cli(__doc__)

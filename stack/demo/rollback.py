@@ -29,8 +29,23 @@ from modstack.log import configure_logging
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
 from modstack.registry import aliases as registry
 from modstack.settings import get_settings
-from pipelines.demo import traffic as demo
 from pipelines.demo.cli import demo_cli
+from pipelines.demo.future import future_timeline
+from pipelines.demo.knobs import (
+    FailureLimitOption,
+    IntervalOption,
+    MaxExtensionsOption,
+    MinRequestsOption,
+    PairedPercentOption,
+    RolloutKnobs,
+    StepsOption,
+    TimeoutOption,
+    start_rollout,
+)
+from pipelines.demo.outcome import report_outcome
+from pipelines.demo.preflight import StackNotReady, preflight, ready_controller
+from pipelines.demo.replayer import TrafficReplayer
+from pipelines.demo.timeline import follow
 
 console = wide_console()
 Fault = Literal["shuffled", "errors", "latency"]
@@ -84,10 +99,10 @@ def champion_copy() -> str:
     client = registry.get_client()
     champion = registry.get_alias_version(ALIAS_CHAMPION, client)
     if champion is None:
-        raise demo.StackNotReady("no champion to copy: `make backfill train` first")
+        raise StackNotReady("no champion to copy: `make backfill train` first")
     source = client.get_model_version(REGISTERED_MODEL, champion)
     if source.source is None:
-        raise demo.StackNotReady(f"champion v{champion} has no model source to copy")
+        raise StackNotReady(f"champion v{champion} has no model source to copy")
     copy = client.create_model_version(
         REGISTERED_MODEL,
         source.source,
@@ -118,14 +133,14 @@ def _stack_ready_or_prepared() -> bool:
     from stack.demo.story import DemoFailed, prepare
 
     try:
-        demo.preflight(need_ingestion=True)
+        preflight(need_ingestion=True)
         return True
-    except demo.StackNotReady as exc:
+    except StackNotReady as exc:
         console.print(f"[yellow]{exc}[/]: preparing the stack and a champion first")
     try:
         prepare()
-        demo.preflight(need_ingestion=True)
-    except (DemoFailed, demo.StackNotReady) as failure:
+        preflight(need_ingestion=True)
+    except (DemoFailed, StackNotReady) as failure:
         console.print(f"[red]{failure}[/]")
         return False
     return True
@@ -135,15 +150,15 @@ def run(
     *,
     fault: Fault = "shuffled",
     speed: float = 50.0,
-    knobs: demo.RolloutKnobs | None = None,
+    knobs: RolloutKnobs | None = None,
     timeout_s: float = 600.0,
 ) -> int:
     """Run the demo; 0 when the controller rolled the bad challenger back, 1 when it did not, 2
     when the demo cannot start."""
-    knobs = knobs or demo.RolloutKnobs()
+    knobs = knobs or RolloutKnobs()
     if not _stack_ready_or_prepared():
         return 2
-    controller = demo.ready_controller(console, "rollback")
+    controller = ready_controller(console, "rollback")
     if controller is None:
         return 2
 
@@ -154,18 +169,18 @@ def run(
         console.print(f"  serving injects {FAULTS[fault]} into the challenger's path")
 
     console.rule(f"2. canary rollout of v{version}: the controller decides alone")
-    _, _, events = demo.future_timeline(timedelta(hours=6))
+    _, _, events = future_timeline(timedelta(hours=6))
     # ingested, so labels arrive: the corpus labels of the first pass, then user reports and
     # the moderator's answers on the review queue
-    traffic = demo.TrafficReplayer(events, speed=speed, ingest=True, cycle=True).start()
+    traffic = TrafficReplayer(events, speed=speed, ingest=True, cycle=True).start()
     try:
-        demo.start_rollout(controller, version, knobs)
-        outcome = demo.follow(controller, console, traffic, timeout_s=timeout_s)
+        start_rollout(controller, version, knobs)
+        outcome = follow(controller, console, traffic, timeout_s=timeout_s)
     finally:
         stats = traffic.stop()
         if fault in FAULTS:
             set_faults(0.0, 0.0)
-    demo.report_outcome(outcome, console, stats, f"demo-rollback-{fault}", fault=fault)
+    report_outcome(outcome, console, stats, f"demo-rollback-{fault}", fault=fault)
     rolled_back = outcome.state["status"] == "rolled_back"
     client = registry.get_client()
     console.print(
@@ -182,17 +197,17 @@ cli = demo_cli(__doc__)
 def main(
     fault: Fault = "shuffled",
     speed: Annotated[float, typer.Option(help="messages per second")] = 50.0,
-    steps: demo.StepsOption = demo.RolloutKnobs.steps,
-    interval: demo.IntervalOption = demo.RolloutKnobs.interval,
-    min_requests: demo.MinRequestsOption = demo.RolloutKnobs.min_requests,
-    max_extensions: demo.MaxExtensionsOption = demo.RolloutKnobs.max_extensions,
-    paired_percent: demo.PairedPercentOption = demo.RolloutKnobs.paired_percent,
-    failure_limit: demo.FailureLimitOption = demo.RolloutKnobs.failure_limit,
-    timeout: demo.TimeoutOption = 600.0,
+    steps: StepsOption = RolloutKnobs.steps,
+    interval: IntervalOption = RolloutKnobs.interval,
+    min_requests: MinRequestsOption = RolloutKnobs.min_requests,
+    max_extensions: MaxExtensionsOption = RolloutKnobs.max_extensions,
+    paired_percent: PairedPercentOption = RolloutKnobs.paired_percent,
+    failure_limit: FailureLimitOption = RolloutKnobs.failure_limit,
+    timeout: TimeoutOption = 600.0,
 ) -> None:
     """Run the demo; exit code 0 when the controller rolled the bad challenger back."""
     configure_logging("demo", "WARNING")
-    knobs = demo.RolloutKnobs(
+    knobs = RolloutKnobs(
         steps, interval, min_requests, max_extensions, paired_percent, failure_limit
     )
     raise typer.Exit(run(fault=fault, speed=speed, knobs=knobs, timeout_s=timeout))

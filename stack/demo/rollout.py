@@ -25,8 +25,23 @@ import typer
 from modstack.canary_client import wide_console
 from modstack.log import configure_logging
 from modstack.settings import get_settings
-from pipelines.demo import traffic as demo
 from pipelines.demo.cli import demo_cli
+from pipelines.demo.future import future_timeline
+from pipelines.demo.knobs import (
+    FailureLimitOption,
+    IntervalOption,
+    MaxExtensionsOption,
+    MinRequestsOption,
+    PairedPercentOption,
+    RolloutKnobs,
+    StepsOption,
+    TimeoutOption,
+    start_rollout,
+)
+from pipelines.demo.outcome import report_outcome
+from pipelines.demo.preflight import ready_controller
+from pipelines.demo.replayer import TrafficReplayer
+from pipelines.demo.timeline import follow
 
 console = wide_console()
 
@@ -41,7 +56,7 @@ def warm_up(warmup: pd.DataFrame, cut: pd.Timestamp, speed: float) -> None:
         f"at <= {speed:g} msg/s to serving and ingestion"
     )
     started = time.monotonic()
-    traffic = demo.TrafficReplayer(warmup, speed=speed, ingest=True)
+    traffic = TrafficReplayer(warmup, speed=speed, ingest=True)
     stats = traffic.run()
     console.print(
         f"  {stats.moderated} moderated ({dict(stats.by_action)}), {stats.failed} failed, "
@@ -58,34 +73,9 @@ def warm_up(warmup: pd.DataFrame, cut: pd.Timestamp, speed: float) -> None:
     console.print(f"  the processor logged every event ({waited:.1f} s after the last send)")
 
 
-def run(
-    *,
-    speed: float = 50.0,
-    warmup_fraction: float = 0.5,
-    skip_warmup: bool = False,
-    ignore_gate: bool = False,
-    label_delay: timedelta = timedelta(hours=6),
-    knobs: demo.RolloutKnobs | None = None,
-    timeout_s: float = 900.0,
-) -> int:
-    """Run the demo; 0 when the challenger was promoted, 1 when not, 2 when it cannot start."""
-    knobs = knobs or demo.RolloutKnobs()
-    controller = demo.ready_controller(console, "rollout")
-    if controller is None:
-        return 2
-
-    messages, _labels, events = demo.future_timeline(label_delay)
-    cut = messages["sent_at"].iloc[int(len(messages) * warmup_fraction)]
-    warmup = events[events["time"] < cut]
-    rest = events[events["time"] >= cut]
-
-    console.rule("1. live traffic, champion only")
-    if skip_warmup:
-        console.print(f"  skipped: the message log already holds the period up to {cut:%Y-%m-%d}")
-    else:
-        warm_up(warmup, cut, speed)
-
-    console.rule("2. retrain on the fresh labels")
+def retrain(cut: pd.Timestamp, ignore_gate: bool) -> str | None:
+    """Retrain on the future period up to `cut` and set `challenger` when the gate passes (or
+    is ignored); the version, or None (after printing why) when there is nothing to roll out."""
     from modstack.corpus import FUTURE_START
     from pipelines.train import TrainConfig, train_challenger
 
@@ -104,16 +94,50 @@ def run(
             f"[red]the quality gate refused the retrained model ({failures}): nothing to roll "
             "out. Replay more of the period (--warmup-fraction) or pass --ignore-gate.[/]"
         )
+        return None
+    return result.version
+
+
+def run(
+    *,
+    speed: float = 50.0,
+    warmup_fraction: float = 0.5,
+    skip_warmup: bool = False,
+    ignore_gate: bool = False,
+    label_delay: timedelta = timedelta(hours=6),
+    knobs: RolloutKnobs | None = None,
+    timeout_s: float = 900.0,
+) -> int:
+    """Run the demo; 0 when the challenger was promoted, 1 when not, 2 when it cannot start."""
+    knobs = knobs or RolloutKnobs()
+    controller = ready_controller(console, "rollout")
+    if controller is None:
+        return 2
+
+    messages, _labels, events = future_timeline(label_delay)
+    cut = messages["sent_at"].iloc[int(len(messages) * warmup_fraction)]
+    warmup = events[events["time"] < cut]
+    rest = events[events["time"] >= cut]
+
+    console.rule("1. live traffic, champion only")
+    if skip_warmup:
+        console.print(f"  skipped: the message log already holds the period up to {cut:%Y-%m-%d}")
+    else:
+        warm_up(warmup, cut, speed)
+
+    console.rule("2. retrain on the fresh labels")
+    version = retrain(cut, ignore_gate)
+    if version is None:
         return 1
 
-    console.rule(f"3. canary rollout of v{result.version}")
-    rollout_traffic = demo.TrafficReplayer(rest, speed=speed, ingest=True, cycle=True).start()
-    demo.start_rollout(controller, result.version, knobs)
+    console.rule(f"3. canary rollout of v{version}")
+    rollout_traffic = TrafficReplayer(rest, speed=speed, ingest=True, cycle=True).start()
+    start_rollout(controller, version, knobs)
     try:
-        outcome = demo.follow(controller, console, rollout_traffic, timeout_s=timeout_s)
+        outcome = follow(controller, console, rollout_traffic, timeout_s=timeout_s)
     finally:
         traffic_stats = rollout_traffic.stop()
-    demo.report_outcome(outcome, console, traffic_stats, "demo-rollout")
+    report_outcome(outcome, console, traffic_stats, "demo-rollout")
     return 0 if outcome.state["status"] == "promoted" else 1
 
 
@@ -142,17 +166,17 @@ def main(
         ),
     ] = False,
     label_delay_hours: float = 6.0,
-    steps: demo.StepsOption = demo.RolloutKnobs.steps,
-    interval: demo.IntervalOption = demo.RolloutKnobs.interval,
-    min_requests: demo.MinRequestsOption = demo.RolloutKnobs.min_requests,
-    max_extensions: demo.MaxExtensionsOption = demo.RolloutKnobs.max_extensions,
-    paired_percent: demo.PairedPercentOption = demo.RolloutKnobs.paired_percent,
-    failure_limit: demo.FailureLimitOption = demo.RolloutKnobs.failure_limit,
-    timeout: demo.TimeoutOption = 900.0,
+    steps: StepsOption = RolloutKnobs.steps,
+    interval: IntervalOption = RolloutKnobs.interval,
+    min_requests: MinRequestsOption = RolloutKnobs.min_requests,
+    max_extensions: MaxExtensionsOption = RolloutKnobs.max_extensions,
+    paired_percent: PairedPercentOption = RolloutKnobs.paired_percent,
+    failure_limit: FailureLimitOption = RolloutKnobs.failure_limit,
+    timeout: TimeoutOption = 900.0,
 ) -> None:
     """Run the demo; exit code 0 when the challenger was promoted."""
     configure_logging("demo", "WARNING")
-    knobs = demo.RolloutKnobs(
+    knobs = RolloutKnobs(
         steps, interval, min_requests, max_extensions, paired_percent, failure_limit
     )
     code = run(

@@ -24,9 +24,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from modstack.canary_client import ControllerClient
 from modstack.log import configure_logging
 from modstack.settings import CommonSettings, get_settings
 from pipelines.demo.cli import demo_cli
+from pipelines.demo.future import future_timeline
+from pipelines.demo.polling import poll
+from pipelines.demo.replayer import TrafficReplayer, TrafficStats
+from pipelines.demo.results import write_demo_result
 
 console = Console(width=max(110, shutil.get_terminal_size((110, 24)).columns))
 
@@ -61,20 +66,6 @@ class DemoFailed(RuntimeError):
     """A stage of the demo could not complete; the message says which and why."""
 
 
-def _wait(what: str, check: Any, timeout_s: float, poll_s: float = 1.0) -> Any:
-    """Poll `check()` until it returns something truthy, or fail naming `what`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-        except httpx.HTTPError:
-            value = None
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise DemoFailed(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
 def reset_state(settings: CommonSettings) -> None:
     """Stop the stack and remove every piece of state but the parsed corpus."""
     from stack.lifecycle import down
@@ -106,6 +97,18 @@ def start_stack(settings: CommonSettings) -> None:
 def serving_champion(settings: CommonSettings) -> str | None:
     """The champion version serving has loaded (None until it has one)."""
     return httpx.get(f"{settings.serving_addr}/healthz", timeout=5).json().get("champion")
+
+
+def _loaded_champion(settings: CommonSettings, timeout_s: float) -> str:
+    """Wait until serving has loaded a champion; its version."""
+    what = "serving to load the champion"
+    try:
+        champion = poll(
+            lambda: serving_champion(settings), timeout_s, what, transient=(httpx.HTTPError,)
+        )
+    except TimeoutError:
+        raise DemoFailed(f"timed out after {timeout_s:.0f} s waiting for {what}") from None
+    return str(champion)
 
 
 def monitoring_status(settings: CommonSettings) -> dict[str, Any]:
@@ -142,9 +145,9 @@ def prepare(fresh: bool = True) -> str:
     configure_logging("demo", "WARNING")
     if not getattr(result, "promoted", False):
         raise DemoFailed("the first model did not pass the gate against the baseline: no champion")
-    version = _wait("serving to load the champion", lambda: serving_champion(settings), 120)
+    version = _loaded_champion(settings, timeout_s=120)
     console.print(f"  serving answers with champion v{version}")
-    return str(version)
+    return version
 
 
 @dataclass
@@ -157,7 +160,7 @@ class Timeline:
     champion_before: str = ""
     champion_after: str = ""
     speed: float = 0.0
-    traffic: Any = None
+    traffic: TrafficStats | None = None
 
 
 def _window_line(result: dict[str, Any]) -> str:
@@ -172,71 +175,86 @@ def _window_line(result: dict[str, Any]) -> str:
     )
 
 
+class _LiveFollower:
+    """Prints what monitoring, retraining and the canary did since the last look."""
+
+    def __init__(
+        self, story: Timeline, traffic: TrafficReplayer, controller: ControllerClient
+    ) -> None:
+        self.story = story
+        self.traffic = traffic
+        self.controller = controller
+        self.settings = get_settings()
+        self._seen_report: Any = None
+        self._seen_retrain = 0
+        self._seen_rollout = 0
+        self.windows_after_promotion = 0
+
+    def step(self, after_windows: int) -> bool:
+        """One look; True when the story is over (rolled back, or promoted and followed for
+        `after_windows` drift windows)."""
+        if self.traffic.error is not None:
+            raise DemoFailed(f"the traffic replayer failed: {self.traffic.error}")
+        status = monitoring_status(self.settings)
+        self._windows(status)
+        self._retrains(status["retrain"]["history"])
+        state = self._rollout()
+        if state.get("status") == "rolled_back":
+            return True
+        return state.get("status") == "promoted" and self.windows_after_promotion >= after_windows
+
+    def _windows(self, status: dict[str, Any]) -> None:
+        result = status.get("last_result")
+        if result and status.get("last_report") != self._seen_report:
+            self._seen_report = status.get("last_report")
+            self.story.windows.append(result)
+            console.print(f"  [cyan]monitoring[/] {_window_line(result)}")
+            if self.story.rollout.get("status") == "promoted":
+                self.windows_after_promotion += 1
+
+    def _retrains(self, history: list[dict[str, Any]]) -> None:
+        for event in history[self._seen_retrain :]:
+            self.story.retrains.append(event)
+            detail = event.get("detail") or event.get("reason", "")
+            console.print(f"  [magenta]retraining[/] {event['event']}: {detail[:110]}")
+        self._seen_retrain = len(history)
+
+    def _rollout(self) -> dict[str, Any]:
+        state = self.controller.status()
+        history = state.get("history", [])
+        for event in history[self._seen_rollout :]:
+            console.print(
+                f"  [yellow]canary[/] {event['action']:<15} weight "
+                f"{event['weight_percent']:>5g}%  {event.get('reason', '')[:90]}"
+            )
+        self._seen_rollout = len(history)
+        if history:
+            self.story.rollout = state
+        return state
+
+
 def live_story(champion: str, speed: float, timeout_s: float, after_windows: int) -> Timeline:
     """Stages 5-7: future traffic, drift, retraining, canary, promotion, drift afterwards."""
-    from modstack.canary_client import ControllerClient
-    from pipelines.demo.traffic import TrafficReplayer, future_timeline
-
     settings = get_settings()
-    story = Timeline(champion_before=champion)
+    story = Timeline(champion_before=champion, speed=speed)
     console.rule("[bold]5. the future period arrives as traffic (moderate + ingest + labels)")
     _, _, events = future_timeline(LABEL_DELAY)
     console.print(f"  {int((events['kind'] == 'message').sum())} messages at <= {speed:g}/s")
     traffic = TrafficReplayer(events, speed=speed, ingest=True, cycle=True).start()
-    story.speed = speed
-    controller = ControllerClient()
-    seen_report, seen_retrain, seen_rollout = None, 0, 0
-    windows_after_promotion = 0
-    deadline = time.monotonic() + timeout_s
+    follower = _LiveFollower(story, traffic, ControllerClient())
     try:
-        while time.monotonic() < deadline:
-            if traffic.error is not None:
-                raise DemoFailed(f"the traffic replayer failed: {traffic.error}")
-            status = monitoring_status(settings)
-            result = status.get("last_result")
-            if result and status.get("last_report") != seen_report:
-                seen_report = status.get("last_report")
-                story.windows.append(result)
-                console.print(f"  [cyan]monitoring[/] {_window_line(result)}")
-                if story.rollout.get("status") == "promoted":
-                    windows_after_promotion += 1
-            for event in status["retrain"]["history"][seen_retrain:]:
-                story.retrains.append(event)
-                detail = event.get("detail") or event.get("reason", "")
-                console.print(f"  [magenta]retraining[/] {event['event']}: {detail[:110]}")
-            seen_retrain = len(status["retrain"]["history"])
-            state = controller.status()
-            for event in state.get("history", [])[seen_rollout:]:
-                console.print(
-                    f"  [yellow]canary[/] {event['action']:<15} weight "
-                    f"{event['weight_percent']:>5g}%  {event.get('reason', '')[:90]}"
-                )
-            seen_rollout = len(state.get("history", []))
-            if state.get("history"):
-                story.rollout = state
-            if state.get("status") == "rolled_back":
-                break
-            if state.get("status") == "promoted" and windows_after_promotion >= after_windows:
-                break
-            time.sleep(2.0)
-        else:
-            raise DemoFailed(
-                f"the story did not finish within {timeout_s:.0f} s "
-                f"(rollout: {story.rollout.get('status', 'not started')}); see `modstack status`"
-            )
+        poll(lambda: follower.step(after_windows), timeout_s, "the story", interval_s=2.0)
+    except TimeoutError:
+        raise DemoFailed(
+            f"the story did not finish within {timeout_s:.0f} s "
+            f"(rollout: {story.rollout.get('status', 'not started')}); see `modstack status`"
+        ) from None
     finally:
         stats = traffic.stop()
     story.champion_after = str(serving_champion(settings))
     story.traffic = stats
-    console.print(
-        f"  traffic: {stats.moderated} moderated {dict(stats.by_variant)}, {stats.failed} failed "
-        f"({stats.shed_retries} shed and retried after Retry-After), "
-        f"{stats.requests_per_s:.0f} req/s; labels: {stats.user_reports} user reports, "
-        f"{stats.moderator_labels} moderator labels"
-    )
+    _print_traffic(stats)
     if story.rollout:
-        from pipelines.demo.traffic import write_demo_result
-
         path = write_demo_result(
             "demo-rollout",
             story.rollout,
@@ -250,36 +268,59 @@ def live_story(champion: str, speed: float, timeout_s: float, after_windows: int
     return story
 
 
+def _print_traffic(stats: TrafficStats) -> None:
+    console.print(
+        f"  traffic: {stats.moderated} moderated {dict(stats.by_variant)}, {stats.failed} failed "
+        f"({stats.shed_retries} shed and retried after Retry-After), "
+        f"{stats.requests_per_s:.0f} req/s; labels: {stats.user_reports} user reports, "
+        f"{stats.moderator_labels} moderator labels"
+    )
+
+
+def _mean_share(rows: list[dict[str, Any]]) -> str:
+    values = [w["drift_share"] for w in rows if w.get("drift_share") is not None]
+    return f"{sum(values) / len(values):.2f} over {len(values)} windows" if values else "-"
+
+
+def _against(story: Timeline, version: str) -> list[dict[str, Any]]:
+    """The drift windows measured against the champion `version`."""
+    return [w for w in story.windows if w.get("reference_model_version") == version]
+
+
 def summary(story: Timeline, settings: CommonSettings) -> Table:
     """What happened and where to look."""
     drifted = [w for w in story.windows if w.get("drift_detected")]
-    before = [w for w in story.windows if w.get("reference_model_version") == story.champion_before]
-    after = [w for w in story.windows if w.get("reference_model_version") == story.champion_after]
-
-    def mean_share(rows: list[dict[str, Any]]) -> str:
-        values = [w["drift_share"] for w in rows if w.get("drift_share") is not None]
-        return f"{sum(values) / len(values):.2f} over {len(values)} windows" if values else "-"
-
     table = Table(title="ModStack demo: what happened and where to look", show_lines=False)
     table.add_column("what")
     table.add_column("result / where")
     table.add_row("champion", f"v{story.champion_before} -> v{story.champion_after}")
     table.add_row("drift windows", f"{len(drifted)} of {len(story.windows)} drifted")
-    table.add_row("drift share vs first champion", mean_share(before))
+    table.add_row(
+        "drift share vs first champion", _mean_share(_against(story, story.champion_before))
+    )
     if story.champion_after != story.champion_before:
-        table.add_row("drift share vs new champion", mean_share(after))
+        table.add_row(
+            "drift share vs new champion", _mean_share(_against(story, story.champion_after))
+        )
     table.add_row("retraining", "; ".join(str(e.get("event", e)) for e in story.retrains) or "-")
     table.add_row(
         "rollout",
         f"{story.rollout.get('status', '-')}: {story.rollout.get('reason', '')}"[:160],
     )
-    table.add_row("MLflow UI", settings.mlflow_tracking_uri)
-    table.add_row("drift reports", f"{settings.monitoring_addr}/v1/reports")
-    table.add_row("Prometheus", settings.prometheus_url or "http://127.0.0.1:9090 (if installed)")
-    table.add_row("metrics", f"{settings.serving_addr}/metrics, {settings.monitoring_addr}/metrics")
-    table.add_row("rollout history", "modstack rollout status")
-    table.add_row("stop the stack", "make down")
+    for what, where in _where_to_look(settings):
+        table.add_row(what, where)
     return table
+
+
+def _where_to_look(settings: CommonSettings) -> list[tuple[str, str]]:
+    return [
+        ("MLflow UI", settings.mlflow_tracking_uri),
+        ("drift reports", f"{settings.monitoring_addr}/v1/reports"),
+        ("Prometheus", settings.prometheus_url or "http://127.0.0.1:9090 (if installed)"),
+        ("metrics", f"{settings.serving_addr}/metrics, {settings.monitoring_addr}/metrics"),
+        ("rollout history", "modstack rollout status"),
+        ("stop the stack", "make down"),
+    ]
 
 
 def run(

@@ -14,7 +14,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pipelines.demo import replay, traffic
+from pipelines.demo import replay
+from pipelines.demo.knobs import DEMO_ACTOR, RolloutKnobs, start_rollout
 from stack.demo import rollback, rollout, story
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,7 +165,7 @@ def test_rollout_knobs_reach_the_controller(
     assert result.exit_code == 0, result.output
     assert calls["fault"] == "errors"
     assert calls["timeout_s"] == 30.0
-    assert calls["knobs"] == traffic.RolloutKnobs("10,100", 5.0, 50, 1, 30.0, 3)
+    assert calls["knobs"] == RolloutKnobs("10,100", 5.0, 50, 1, 30.0, 3)
 
     class Controller:
         def start(self, *args: Any, **kwargs: Any) -> dict:
@@ -172,9 +173,9 @@ def test_rollout_knobs_reach_the_controller(
             return {}
 
     controller = Controller()
-    traffic.start_rollout(controller, "7", calls["knobs"])  # type: ignore[arg-type]
+    start_rollout(controller, "7", calls["knobs"])  # type: ignore[arg-type]
     assert controller.call == (
-        ("7", "canary", [10.0, 100.0], traffic.DEMO_ACTOR),
+        ("7", "canary", [10.0, 100.0], DEMO_ACTOR),
         {
             "interval_s": 5.0,
             "failure_limit": 3,
@@ -194,7 +195,7 @@ def test_rollout_defaults_reach_the_demo(
     assert calls["ignore_gate"] is False
     assert calls["warmup_fraction"] == 0.5
     assert calls["label_delay"].total_seconds() == 6 * 3600
-    assert calls["knobs"] == traffic.RolloutKnobs()
+    assert calls["knobs"] == RolloutKnobs()
     assert calls["timeout_s"] == 900.0
 
 

@@ -1,0 +1,18 @@
+"""The corpus future period as the rollout demos replay it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+
+from modstack.corpus import load_corpus
+from pipelines.backfill import corpus_events
+from pipelines.demo.replay import timeline
+
+
+def future_timeline(label_delay: timedelta) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(messages, labels, timeline) of the corpus future period, in event-time order."""
+    messages, labels = corpus_events(load_corpus(), "future", label_delay)
+    messages = messages.sort_values("sent_at", kind="stable").reset_index(drop=True)
+    return messages, labels, timeline(messages, labels)
