@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from tenacity import (
     RetryError,
@@ -42,38 +42,44 @@ def _not_yet(value: object) -> bool:
     return not value
 
 
-def _probe_failed(exc: BaseException) -> bool:
-    # any failure of the probe means "not ready yet" (a starting server refuses connections),
-    # except GiveUp, which ends the wait at once
-    return isinstance(exc, Exception) and not isinstance(exc, GiveUp)
+def _probe_failed(retry_on: tuple[type[Exception], ...]) -> Callable[[BaseException], bool]:
+    # a failure of the probe of a `retry_on` type means "not ready yet" (a starting server
+    # refuses connections); GiveUp and every other error end the wait at once
+    def failed(exc: BaseException) -> bool:
+        return isinstance(exc, retry_on) and not isinstance(exc, GiveUp)
+
+    return failed
 
 
 def wait_until(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     timeout_s: float,
     what: str,
     *,
     interval_s: float = 0.1,
     detail: Callable[[], str] | None = None,
+    retry_on: tuple[type[Exception], ...] = (Exception,),
 ) -> T:
     """Poll `predicate` until it returns a truthy value, at most `timeout_s` seconds, and
     return that value (e.g. the status document a caller waited for).
 
-    Exceptions from the predicate count as "not yet"; a predicate raises `GiveUp` to end the
-    wait at once (it propagates unchanged). Raises TimeoutError naming `what` (e.g. "MLflow at
-    http://127.0.0.1:5123/health"), the last exception seen, and `detail()` (e.g. the tail of
-    the process log) when given.
+    Exceptions of the `retry_on` types (default: any) count as "not yet"; any other, and
+    `GiveUp`, which a predicate raises to end the wait at once, propagate unchanged. Raises
+    TimeoutError naming `what` (e.g. "MLflow at http://127.0.0.1:5123/health"), the last
+    exception seen, and `detail()` (e.g. the tail of the process log) when given.
     """
     retrying = Retrying(
         stop=stop_after_delay(timeout_s),
         wait=wait_fixed(interval_s),
-        retry=retry_if_result(_not_yet) | retry_if_exception(_probe_failed),
+        retry=retry_if_result(_not_yet) | retry_if_exception(_probe_failed(retry_on)),
     )
     try:
-        return retrying(predicate)
+        answer = retrying(predicate)
     except RetryError as exc:
         error = exc.last_attempt.exception()  # None when the predicate just said "not yet"
         raise TimeoutError(_timeout_message(error, timeout_s, what, detail)) from None
+    # a falsy answer (None included) is retried, never returned
+    return cast(T, answer)
 
 
 def _timeout_message(

@@ -47,9 +47,9 @@ from modstack.log import configure_logging
 from modstack.message_log import Kind, MessageLog
 from modstack.names import FEAST_JOIN_KEY, VIEW_SENDER_ACTIVITY, VIEW_SENDER_REPUTATION
 from modstack.settings import get_settings
+from modstack.waits import wait_until
 from pipelines.backfill import DEFAULT_LABEL_DELAY, CorpusLabelPublisher, Period, corpus_events
 from pipelines.demo.cli import demo_cli
-from pipelines.demo.polling import poll
 
 log = logging.getLogger("pipelines.demo.replay")
 
@@ -323,7 +323,7 @@ def wait_for_processor(
         return logged["messages"] == len(message_ids) and logged["labels"] == len(label_ids)
 
     try:
-        poll(all_logged, timeout_s, "the processor", interval_s=0.5)
+        wait_until(all_logged, timeout_s, "the processor", interval_s=0.5, retry_on=())
     except TimeoutError:
         raise TimeoutError(
             f"the processor logged {logged['messages']}/{len(message_ids)} messages and "

@@ -11,8 +11,8 @@ from rich.console import Console
 
 from modstack.canary_client import ControllerClient
 from modstack.names import CHECK_NAMES
+from modstack.waits import wait_until
 from pipelines.demo.outcome import RolloutOutcome
-from pipelines.demo.polling import poll
 from pipelines.demo.replayer import TrafficReplayer
 
 WAIT_NOTE_EVERY_S = 5.0
@@ -102,7 +102,7 @@ def follow(
     started = time.monotonic()
     follower = RolloutFollower(controller, console, traffic)
     try:
-        state = poll(follower.step, timeout_s, "the rollout", interval_s=poll_s)
+        state = wait_until(follower.step, timeout_s, "the rollout", interval_s=poll_s, retry_on=())
     except TimeoutError as exc:
         last = follower.state
         raise TimeoutError(

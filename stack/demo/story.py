@@ -27,9 +27,9 @@ from rich.table import Table
 from modstack.canary_client import ControllerClient
 from modstack.log import configure_logging
 from modstack.settings import CommonSettings, get_settings
+from modstack.waits import wait_until
 from pipelines.demo.cli import demo_cli
 from pipelines.demo.future import future_timeline
-from pipelines.demo.polling import poll
 from pipelines.demo.replayer import TrafficReplayer, TrafficStats
 from pipelines.demo.results import write_demo_result
 
@@ -103,8 +103,12 @@ def _loaded_champion(settings: CommonSettings, timeout_s: float) -> str:
     """Wait until serving has loaded a champion; its version."""
     what = "serving to load the champion"
     try:
-        champion = poll(
-            lambda: serving_champion(settings), timeout_s, what, transient=(httpx.HTTPError,)
+        champion = wait_until(
+            lambda: serving_champion(settings),
+            timeout_s,
+            what,
+            interval_s=1.0,
+            retry_on=(httpx.HTTPError,),
         )
     except TimeoutError:
         raise DemoFailed(f"timed out after {timeout_s:.0f} s waiting for {what}") from None
@@ -243,7 +247,13 @@ def live_story(champion: str, speed: float, timeout_s: float, after_windows: int
     traffic = TrafficReplayer(events, speed=speed, ingest=True, cycle=True).start()
     follower = _LiveFollower(story, traffic, ControllerClient())
     try:
-        poll(lambda: follower.step(after_windows), timeout_s, "the story", interval_s=2.0)
+        wait_until(
+            lambda: follower.step(after_windows),
+            timeout_s,
+            "the story",
+            interval_s=2.0,
+            retry_on=(),
+        )
     except TimeoutError:
         raise DemoFailed(
             f"the story did not finish within {timeout_s:.0f} s "

@@ -1,5 +1,5 @@
-"""The rollout demos' shared pieces that need no stack: bounded polling, following the
-controller's decisions, the outcome of a rollout, user reports and the results file's keys."""
+"""The rollout demos' shared pieces that need no stack: following the controller's decisions,
+the outcome of a rollout, user reports and the results file's keys."""
 
 from __future__ import annotations
 
@@ -7,45 +7,13 @@ import itertools
 from collections import Counter
 from typing import Any
 
-import httpx
 import pytest
 from rich.console import Console
 
 from pipelines.demo.labels import UserReports, original_id, renamed
 from pipelines.demo.outcome import RolloutOutcome
-from pipelines.demo.polling import poll
 from pipelines.demo.results import str_keys
 from pipelines.demo.timeline import check_brief, follow
-
-
-def test_poll_returns_the_first_truthy_value() -> None:
-    values = iter([None, 0, "v3"])
-    assert poll(lambda: next(values), 5, "a value", interval_s=0.01) == "v3"
-
-
-def test_poll_retries_only_transient_errors() -> None:
-    calls = itertools.count()
-
-    def flaky() -> str:
-        if next(calls) < 2:
-            raise httpx.ConnectError("starting")
-        return "up"
-
-    assert poll(flaky, 5, "serving", interval_s=0.01, transient=(httpx.HTTPError,)) == "up"
-
-    def broken() -> str:
-        next(calls)
-        raise KeyError("status")
-
-    before = next(calls)
-    with pytest.raises(KeyError):
-        poll(broken, 5, "serving", interval_s=0.01, transient=(httpx.HTTPError,))
-    assert next(calls) == before + 2  # one attempt, no retry
-
-
-def test_poll_times_out_naming_what() -> None:
-    with pytest.raises(TimeoutError, match="the answer"):
-        poll(lambda: None, 0.05, "the answer", interval_s=0.01)
 
 
 def _event(action: str, second: int, **extra: Any) -> dict[str, Any]:

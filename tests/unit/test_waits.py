@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 
+import httpx
 import pytest
 
 from modstack.waits import wait_until
@@ -28,3 +29,23 @@ def test_wait_until_times_out_with_the_last_error() -> None:
 
     with pytest.raises(TimeoutError, match=r"the probe did not come up within 0.1 s .*nobody"):
         wait_until(refused, 0.1, "the probe", interval_s=0.02)
+
+
+def test_wait_until_retries_only_the_errors_named_transient() -> None:
+    calls = itertools.count()
+
+    def flaky() -> str:
+        if next(calls) < 2:
+            raise httpx.ConnectError("starting")
+        return "up"
+
+    assert wait_until(flaky, 5, "serving", interval_s=0.01, retry_on=(httpx.HTTPError,)) == "up"
+
+    def broken() -> str:
+        next(calls)
+        raise KeyError("status")
+
+    before = next(calls)
+    with pytest.raises(KeyError):
+        wait_until(broken, 5, "serving", interval_s=0.01, retry_on=(httpx.HTTPError,))
+    assert next(calls) == before + 2  # one attempt, no retry
