@@ -187,11 +187,6 @@ class SenderFeatureComputer:
         self._advance(state, event.labeled_at)
         return self._row(event.sender_id, state, self._reputation(state))
 
-    def knows_message(self, sender_id: str, message_id: str) -> bool:
-        """Whether this sender's kept state holds the message (the last 30 days, at least)."""
-        state = self._senders.get(sender_id)
-        return state is not None and message_id in state.message_ids
-
     def forget_sender(self, sender_id: str) -> bool:
         """Drop a sender's state (erasure); returns whether there was any."""
         return self._senders.pop(sender_id, None) is not None

@@ -11,17 +11,20 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sqlite3
 import string
 import time
 import warnings
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FEATURE_STORE_YAML = "feature_store.yaml"
+ONLINE_DB = "online.db"  # the SQLite online store's file, in the Feast data folder
 VIEW_FEATURES: dict[str, tuple[str, ...]] = {
     names.VIEW_SENDER_ACTIVITY: ACTIVITY_FEATURES,
     names.VIEW_SENDER_REPUTATION: REPUTATION_FEATURES,
@@ -53,7 +57,7 @@ def online_store_config(data_dir: Path) -> str:
     settings = feature_store_settings()
     if settings.feast_online_store_type == "redis":
         return f'{{type: redis, connection_string: "{settings.redis_connection_string}"}}'
-    return f'{{type: sqlite, path: "{data_dir / "online.db"}"}}'
+    return f'{{type: sqlite, path: "{data_dir / ONLINE_DB}"}}'
 
 
 def repo_variables(data_dir: Path | None = None) -> dict[str, str]:
@@ -261,13 +265,20 @@ def _append_offline(store: FeatureStore, view_name: str, frame: pd.DataFrame) ->
         raise TypeError(f"{view_name}: offline writes need a FileSource, not {source!r}")
     path = Path(source.path)
     new_rows = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _offline_lock(path):
         previous = pq.read_table(path)
         table = pa.concat_tables([previous, new_rows.cast(previous.schema)])
         scratch = path.with_suffix(f".{os.getpid()}.tmp")
         pq.write_table(table, scratch)
         os.replace(scratch, path)
+
+
+@contextmanager
+def _offline_lock(path: Path) -> Iterator[None]:
+    """Hold the lock file of one offline parquet file (every writer of it takes this one)."""
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def push_activity(
@@ -338,3 +349,82 @@ def online_features(
 def missing_features(values: Mapping[str, float | None]) -> list[str]:
     """Names of the features an online read had no value for."""
     return [name for name, value in values.items() if value is None]
+
+
+# -- erase -------------------------------------------------------------------------------------
+
+
+def erase_sender_offline(sender_id: str, feast_dir: Path | None = None) -> dict[str, int]:
+    """Rewrite each offline parquet file without the sender's rows (under the lock the
+    appenders take, so no push is lost); returns rows removed per file stem (view name).
+
+    `feast_dir` is the Feast data folder (default: `feast_data_dir()`).
+    """
+    folder = feast_dir if feast_dir is not None else feast_data_dir()
+    return {
+        path.stem: _erase_offline_file(path, sender_id)
+        for path in sorted((folder / "offline").glob("*.parquet"))
+    }
+
+
+def _erase_offline_file(path: Path, sender_id: str) -> int:
+    with _offline_lock(path):
+        table = pq.read_table(path)
+        if names.FEAST_JOIN_KEY not in table.column_names:
+            return 0
+        keep = pc.not_equal(table[names.FEAST_JOIN_KEY], pa.scalar(sender_id))
+        kept = table.filter(pc.fill_null(keep, True))
+        gone = table.num_rows - kept.num_rows
+        if gone:
+            scratch = path.with_suffix(f".{os.getpid()}.erase.tmp")
+            pq.write_table(kept, scratch)
+            os.replace(scratch, path)
+        return gone
+
+
+def sender_entity_key(sender_id: str) -> bytes:
+    """The sender's entity key as Feast stores it in the online store (serialization v3)."""
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    key = EntityKey(join_keys=[names.FEAST_JOIN_KEY], entity_values=[Value(string_val=sender_id)])
+    return serialize_entity_key(key, entity_key_serialization_version=3)
+
+
+def project_name(repo_path: Path | None = None) -> str:
+    """The Feast project feature_store.yaml names (its online tables are `<project>_<view>`)."""
+    repo = absolute_path(Path(repo_path or feature_store_settings().feast_repo_path))
+    return str(yaml.safe_load((repo / FEATURE_STORE_YAML).read_text())["project"])
+
+
+def erase_sender_online(
+    sender_id: str, feast_dir: Path | None = None, project: str | None = None
+) -> int | None:
+    """Delete the sender's entity key from every table of the project in the SQLite online
+    store, then compact the file so no erased row lingers in free pages; returns the rows
+    deleted, or None when the folder has no SQLite online store (Redis is not erased here).
+    `project` defaults to the one feature_store.yaml names.
+    """
+    folder = feast_dir if feast_dir is not None else feast_data_dir()
+    path = folder / ONLINE_DB
+    if not path.exists():
+        return None
+    prefix = f"{project or project_name()}_"
+    key = sender_entity_key(sender_id)
+    gone = 0
+    with closing(sqlite3.connect(path, timeout=30)) as connection:
+        with connection:  # one transaction
+            tables = [
+                row[0]
+                for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                if row[0].startswith(prefix)
+            ]
+            for table in tables:
+                quoted = '"' + table.replace('"', '""') + '"'
+                gone += connection.execute(
+                    f"DELETE FROM {quoted} WHERE entity_key = ?", (key,)
+                ).rowcount
+        connection.execute("VACUUM")
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return gone

@@ -80,18 +80,6 @@ class MessageEvent(_Event):
     received_at: UtcTime
 
 
-class LabelIn(BaseModel):
-    """A label as a user report or a moderator decision submits it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    message_id: Id
-    sender_id: Id
-    label: Label
-    source: LabelSource
-    labeled_at: UtcTime
-
-
 class LabelEvent(_Event):
     """`labels.v1`, keyed by sender_id.
 

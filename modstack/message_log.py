@@ -23,15 +23,13 @@ saw, so a restarted processor rebuilds the same state.
 Personal data: subjects and bodies are personal data. `expire` drops whole `logged_date`
 partitions older than the retention (PROCESSOR_LOG_RETENTION_DAYS, applied by the processor
 when idle); `erase_sender` rewrites the files that hold a sender's rows without them
-(`modstack forget`). `DeadLetterStore` is the durable, erasable copy of dead letters.
+(`modstack forget`). Dead letters are kept apart, in `modstack.deadletter_store`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -45,7 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from modstack.events import DeadLetter, LabelEvent, MessageEvent
+from modstack.events import LabelEvent, MessageEvent
 
 Kind = Literal["messages", "labels"]
 LOG_DIRNAME = "message_log"
@@ -320,89 +318,6 @@ class MessageLog:
                     os.replace(tmp, file)
                 _fsync_dir(file.parent)
         return removed
-
-
-DEADLETTER_DIRNAME = "deadletters"
-
-
-class DeadLetterStore:
-    """Dead letters on disk (SQLite under `{data_dir}/deadletters/`), erasable and expiring.
-
-    The topic `deadletter.v1` is for alerting and replay tooling and is bounded by the broker's
-    retention; this is the copy an operator inspects, and the one `modstack forget` erases
-    (by the record key, which is the sender_id on messages.v1 and labels.v1).
-    """
-
-    def __init__(self, data_dir: Path) -> None:
-        self.path = Path(data_dir) / DEADLETTER_DIRNAME / "deadletters.sqlite3"
-
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.path, timeout=10)
-        connection.execute(
-            "CREATE TABLE IF NOT EXISTS deadletters (id INTEGER PRIMARY KEY, failed_at TEXT, "
-            "source_topic TEXT, key TEXT, error TEXT, letter TEXT)"
-        )
-        connection.execute("CREATE INDEX IF NOT EXISTS deadletters_key ON deadletters(key)")
-        return connection
-
-    def add(self, letters: Sequence[DeadLetter]) -> None:
-        """Store letters durably (one transaction)."""
-        if not letters:
-            return
-        with self._connect() as connection:
-            connection.executemany(
-                "INSERT INTO deadletters (failed_at, source_topic, key, error, letter) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [
-                    (
-                        d.failed_at.astimezone(UTC).isoformat(),
-                        d.source_topic,
-                        d.key,
-                        d.error,
-                        d.model_dump_json(),
-                    )
-                    for d in letters
-                ],
-            )
-
-    def read(self, key: str | None = None) -> list[DeadLetter]:
-        """Stored letters (all, or those of one record key), oldest first."""
-        if not self.path.exists():
-            return []
-        with self._connect() as connection:
-            query = "SELECT letter FROM deadletters"
-            rows = connection.execute(
-                query + (" WHERE key = ? ORDER BY id" if key is not None else " ORDER BY id"),
-                (key,) if key is not None else (),
-            ).fetchall()
-        return [DeadLetter.model_validate(json.loads(row[0])) for row in rows]
-
-    def expire(self, retention_days: int, now: datetime | None = None) -> int:
-        """Delete letters older than `retention_days` (0 keeps all); returns how many."""
-        if retention_days <= 0 or not self.path.exists():
-            return 0
-        cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
-        with self._connect() as connection:
-            cursor = connection.execute(
-                "DELETE FROM deadletters WHERE failed_at < ?", (cutoff.isoformat(),)
-            )
-            return cursor.rowcount
-
-    def erase_key(self, key: str) -> int:
-        """Delete the letters of one record key (a sender_id); returns how many."""
-        if not self.path.exists():
-            return 0
-        with self._connect() as connection:
-            cursor = connection.execute("DELETE FROM deadletters WHERE key = ?", (key,))
-            erased = cursor.rowcount
-        # VACUUM so erased rows do not linger in free pages of the file
-        connection = sqlite3.connect(self.path, timeout=10)
-        try:
-            connection.execute("VACUUM")
-        finally:
-            connection.close()
-        return erased
 
 
 def next_seqs(count: int) -> list[int]:

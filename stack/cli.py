@@ -204,15 +204,13 @@ def forget(
 ) -> None:
     """Erase a sender's data: message log, dead letters, Feast features, review items."""
     from features.store import feast_data_dir
-    from modstack.privacy import forget_sender
     from modstack.settings import get_settings
+    from services.serving.review_queue import review_db_path
+    from stack.privacy import forget_sender
 
     data_dir = get_settings().data_dir
     erased = forget_sender(
-        sender,
-        data_dir,
-        feast_dir=feast_data_dir(),
-        review_db=data_dir / "review_queue" / "review.sqlite3",
+        sender, data_dir, feast_dir=feast_data_dir(), review_db=review_db_path(data_dir)
     )
     for store, count in erased.counts.items():
         typer.echo(f"{store}: {count} rows erased")

@@ -138,10 +138,14 @@ class RecentIds:
             while len(self._ids) > self.capacity:
                 self._ids.popitem(last=False)
 
-    def forget_values(self, value: str) -> int:
-        """Drop the ids stored with one value (a sender's, on erasure); returns how many."""
+    def erase_sender(self, sender_id: str) -> int:
+        """Drop the ids stored with one sender (erasure); returns how many.
+
+        The values are senders (ingestion stores each id with its event's sender_id), so this
+        is the cache's part of `modstack forget`. The cache lives in the ingestion process: only
+        that process can call this (`stack.privacy` cannot reach it from the CLI)."""
         with self._lock:
-            gone = [k for k, v in self._ids.items() if v == value]
+            gone = [k for k, v in self._ids.items() if v == sender_id]
             for key in gone:
                 del self._ids[key]
             return len(gone)

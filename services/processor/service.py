@@ -13,9 +13,10 @@ from kafka.errors import KafkaError
 from prometheus_client import start_http_server
 from tenacity import retry, stop_after_attempt, wait_exponential
 
+from modstack.deadletter_store import DeadLetterStore
 from modstack.events import DeadLetter
 from modstack.kafka import BatchConsumerLoop, ensure_topics, make_consumer, make_producer
-from modstack.message_log import DeadLetterStore, MessageLog
+from modstack.message_log import MessageLog
 from modstack.names import (
     GROUP_PROCESSOR,
     TOPIC_DEADLETTER,

@@ -4,18 +4,30 @@
 SQLite (WAL) rather than memory: the queue survives a serving restart, and several uvicorn
 workers on one host share it. Replicas on different hosts would each keep their own file; a
 multi-host deployment points DATA_DIR at shared storage or swaps this for a database table.
+
+Items hold personal data (subject, the start of the body, the sender): `erase_sender` deletes
+a sender's items and compacts the file (`modstack forget`).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from modstack.events import utcnow
+
+REVIEW_DB_RELATIVE = Path("review_queue") / "review.sqlite3"
+
+
+def review_db_path(data_dir: Path) -> Path:
+    """The queue's SQLite file under a DATA_DIR (the one place that names it)."""
+    return Path(data_dir) / REVIEW_DB_RELATIVE
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS review_items (
@@ -168,7 +180,29 @@ class ReviewQueue:
                 (message_id,),
             )
 
+    def erase_sender(self, sender_id: str) -> int:
+        """Delete every item of one sender (erasure); returns how many.
+
+        Then VACUUM and fold the WAL back into the file, so no erased page lingers on disk.
+        """
+        with self._lock:
+            gone = self._conn.execute(
+                "DELETE FROM review_items WHERE sender_id = ?", (sender_id,)
+            ).rowcount
+            self._conn.execute("VACUUM")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return gone
+
     def close(self) -> None:
         """Close the database."""
         with self._lock:
             self._conn.close()
+
+
+def erase_sender(path: Path, sender_id: str) -> int:
+    """Erase a sender's items from the queue file at `path` (0 when there is no such file:
+    nothing is created); returns how many. Safe while serving runs (SQLite locks the file)."""
+    if not path.exists():
+        return 0
+    with closing(ReviewQueue(path)) as queue:
+        return queue.erase_sender(sender_id)

@@ -16,14 +16,15 @@ from typer.testing import CliRunner
 
 from features import store as featurestore
 from features.sender import ACTIVITY_FEATURES
+from features.store import sender_entity_key
+from modstack.deadletter_store import DeadLetterStore
 from modstack.events import DeadLetter, LabelEvent, MessageEvent
-from modstack.message_log import DeadLetterStore, MessageLog
+from modstack.message_log import MessageLog
 from modstack.names import TOPIC_LABELS, TOPIC_MESSAGES, VIEW_SENDER_ACTIVITY
-from modstack.privacy import sender_entity_key
 from modstack.settings import get_settings
 from services.processor.metrics import ProcessorMetrics
 from services.processor.pipeline import FeaturePipeline
-from services.serving.review_queue import ReviewQueue
+from services.serving.review_queue import ReviewQueue, review_db_path
 from stack.cli import app
 
 pytestmark = pytest.mark.integration
@@ -95,7 +96,7 @@ def test_forget_erases_every_store_of_one_sender(
         MessageLog(data_dir), push, dead, ProcessorMetrics(CollectorRegistry())
     )
     pipeline.handle(events(GONE, 5) + events(KEPT, 3))
-    queue = ReviewQueue(data_dir / "review_queue" / "review.sqlite3")
+    queue = ReviewQueue(review_db_path(data_dir))
     for sender in (GONE, KEPT):
         queue.add(
             message_id=f"{sender}-0",

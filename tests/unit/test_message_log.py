@@ -164,19 +164,3 @@ def test_retention_drops_partitions_logged_before_the_cutoff(tmp_path: Path) -> 
     later: date = today + timedelta(days=31)
     assert log.expire(30, today=later) == {"messages": 1, "labels": 1}
     assert log.read("messages").empty and log.read("labels").empty
-
-
-def test_dead_letters_on_disk_expire_and_are_erased_by_sender(tmp_path: Path) -> None:
-    from modstack.events import DeadLetter
-    from modstack.message_log import DeadLetterStore
-
-    store = DeadLetterStore(tmp_path)
-    old = DeadLetter.of("messages.v1", b"x", "bad", key="a@x").model_copy(
-        update={"failed_at": datetime.now(UTC) - timedelta(days=40)}
-    )
-    store.add([old, DeadLetter.of("labels.v1", b"secret of b", "bad", key="b@x")])
-    assert store.expire(14) == 1
-    assert [d.key for d in store.read()] == ["b@x"]
-    assert store.erase_key("b@x") == 1
-    assert store.read() == []
-    assert b"secret of b" not in store.path.read_bytes()

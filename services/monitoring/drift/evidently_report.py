@@ -80,7 +80,6 @@ class ColumnDrift:
     threshold: float
     score: float
     drifted: bool
-    text_descriptor: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,6 +140,46 @@ def _is_low_cardinality(values: pd.Series, max_levels: int) -> bool:
     return len(levels) <= max_levels and all(float(v).is_integer() for v in levels)
 
 
+def _feature_columns(frame: pd.DataFrame, feature_columns: Sequence[str] | None) -> list[str]:
+    """The columns to monitor: the given ones (all present in `frame`, else ValueError), or
+    every column of `frame` that is not a score, label or id."""
+    if feature_columns is None:
+        return [c for c in frame.columns if c not in NON_FEATURE_COLUMNS]
+    missing = [c for c in feature_columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"reference sample lacks feature columns {missing}")
+    return list(feature_columns)
+
+
+def _numeric_sample(frame: pd.DataFrame, feature_columns: list[str], max_rows: int) -> pd.DataFrame:
+    """At most `max_rows` rows (a fixed sample), the feature columns and the score if there is
+    one, coerced to float64 (what is not a number becomes NaN)."""
+    if len(frame) > max_rows:
+        frame = frame.sample(max_rows, random_state=0)
+    columns = feature_columns + ([SCORE_COLUMN] if SCORE_COLUMN in frame else [])
+    return frame[columns].apply(pd.to_numeric, errors="coerce").astype("float64")
+
+
+def _low_cardinality_columns(data: pd.DataFrame, columns: list[str], max_levels: int) -> list[str]:
+    return [c for c in columns if _is_low_cardinality(data[c], max_levels)]
+
+
+def _without(columns: list[str], dropped: Iterable[str]) -> list[str]:
+    """`columns` in order, less the `dropped` ones."""
+    drop = set(dropped)
+    return [c for c in columns if c not in drop]
+
+
+def _among(columns: list[str], wanted: Iterable[str]) -> list[str]:
+    """The `wanted` ones of `columns`, in the order of `columns`."""
+    keep = set(wanted)
+    return [c for c in columns if c in keep]
+
+
+def _has_values(data: pd.DataFrame, column: str) -> bool:
+    return bool(column in data and data[column].notna().any())
+
+
 class DriftReference:
     """The reference side, prepared once per champion version and reused for every window.
 
@@ -165,30 +204,20 @@ class DriftReference:
     ) -> None:
         self.config = config or DriftConfig()
         self.model_version = model_version
-        if feature_columns is None:
-            feature_columns = [c for c in frame.columns if c not in NON_FEATURE_COLUMNS]
-        missing = [c for c in feature_columns if c not in frame.columns]
-        if missing:
-            raise ValueError(f"reference sample lacks feature columns {missing}")
-        if len(frame) > self.config.max_reference_rows:
-            frame = frame.sample(self.config.max_reference_rows, random_state=0)
-        columns = list(feature_columns) + ([SCORE_COLUMN] if SCORE_COLUMN in frame else [])
-        data = frame[columns].apply(pd.to_numeric, errors="coerce").astype("float64")
-        self.empty_columns = tuple(c for c in feature_columns if data[c].isna().all())
-        self.feature_columns = [c for c in feature_columns if c not in self.empty_columns]
-        text = set(text_descriptor_columns)
-        self.text_descriptor_columns = [c for c in self.feature_columns if c in text]
-        self.categorical = [
-            c
-            for c in self.feature_columns
-            if _is_low_cardinality(data[c], self.config.max_categorical_levels)
-        ]
-        self.numerical = [c for c in self.feature_columns if c not in self.categorical]
-        self.has_score = SCORE_COLUMN in data and data[SCORE_COLUMN].notna().any()
-        self.columns = self.feature_columns + ([SCORE_COLUMN] if self.has_score else [])
+        columns = _feature_columns(frame, feature_columns)
+        data = _numeric_sample(frame, columns, self.config.max_reference_rows)
+        self.empty_columns = tuple(c for c in columns if data[c].isna().all())
+        self.feature_columns = _without(columns, self.empty_columns)
+        self.text_descriptor_columns = _among(self.feature_columns, text_descriptor_columns)
+        self.categorical = _low_cardinality_columns(
+            data, self.feature_columns, self.config.max_categorical_levels
+        )
+        self.numerical = _without(self.feature_columns, self.categorical)
+        self.has_score = _has_values(data, SCORE_COLUMN)
+        score = [SCORE_COLUMN] if self.has_score else []
+        self.columns = self.feature_columns + score
         self.definition = DataDefinition(
-            numerical_columns=self.numerical + ([SCORE_COLUMN] if self.has_score else []),
-            categorical_columns=self.categorical,
+            numerical_columns=self.numerical + score, categorical_columns=self.categorical
         )
         self.frame = data[self.columns].reset_index(drop=True)
         self.dataset = Dataset.from_pandas(self.frame, data_definition=self.definition)
@@ -260,7 +289,6 @@ class DriftReference:
         """Read the values out of `snapshot.dict()["metrics"]`."""
         drifts: dict[str, ColumnDrift] = {}
         overall: dict[str, float] | None = None
-        text = set(text_columns)
         for metric in report["metrics"]:
             config, value = metric["config"], metric["value"]
             kind = config["type"]
@@ -274,7 +302,6 @@ class DriftReference:
                     threshold=threshold,
                     score=score,
                     drifted=drifted(method, score, threshold),
-                    text_descriptor=column in text,
                 )
             elif kind.endswith("DriftedColumnsCount"):  # the one over all feature columns
                 overall = {k: float(v) for k, v in value.items()}

@@ -1,0 +1,77 @@
+"""Erasure of one sender's personal data across the stores that hold it (`modstack forget`).
+
+Composition only: each store owns its erasure, and this module calls each in turn
+(docs/privacy.md has the whole inventory):
+
+- the message log (subjects, bodies, labels): `MessageLog.erase_sender` rewrites its files;
+- dead letters on disk (raw bytes of refused records, keyed by sender):
+  `DeadLetterStore.erase_sender`;
+- the Feast offline parquet files and the SQLite online store (the sender's feature rows):
+  `features.store.erase_sender_offline` / `erase_sender_online`;
+- serving's review queue: `services.serving.review_queue.erase_sender`.
+
+What is in flight or in a process's memory is not here: the broker's topics keep events until
+their retention (Tansu: until it restarts); a running processor keeps the sender's counts in
+memory until it restarts and rebuilds from the erased log, so run `forget` with the processor
+stopped or restart it after; a running ingestion keeps recent message ids with their sender
+(`RecentIds.erase_sender`, callable only inside that process) until evicted or restarted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from features.store import ONLINE_DB, erase_sender_offline, erase_sender_online
+from modstack.deadletter_store import DeadLetterStore
+from modstack.message_log import MessageLog
+from services.serving.review_queue import erase_sender as erase_review_items
+
+
+@dataclass
+class Erased:
+    """How many rows of the sender each store held (and no longer holds)."""
+
+    sender_id: str
+    counts: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        """Rows erased in all."""
+        return sum(self.counts.values())
+
+
+def forget_sender(
+    sender_id: str,
+    data_dir: Path,
+    *,
+    feast_dir: Path | None = None,
+    review_db: Path | None = None,
+) -> Erased:
+    """Erase everything stored about `sender_id`; returns the counts per store.
+
+    `feast_dir` (the Feast data folder) and `review_db` (the review queue's file) are skipped
+    when None.
+    """
+    erased = Erased(sender_id)
+    for kind, count in MessageLog(data_dir).erase_sender(sender_id).items():
+        erased.counts[f"message_log.{kind}"] = count
+    erased.counts["deadletters"] = DeadLetterStore(data_dir).erase_sender(sender_id)
+    if feast_dir is not None:
+        for view, count in erase_sender_offline(sender_id, feast_dir).items():
+            erased.counts[f"feast.offline.{view}"] = count
+        online = erase_sender_online(sender_id, feast_dir)
+        if online is None:
+            erased.notes.append(
+                f"no SQLite online store at {feast_dir / ONLINE_DB} (Redis: not erased here)"
+            )
+        else:
+            erased.counts["feast.online"] = online
+    if review_db is not None:
+        erased.counts["review_queue"] = erase_review_items(review_db, sender_id)
+    erased.notes.append(
+        "a running ingestion keeps the sender's recent message ids in memory (to check reports) "
+        "until evicted: restart it to drop them now"
+    )
+    return erased

@@ -1,0 +1,127 @@
+"""Each store's own erasure of one sender (`stack.privacy.forget_sender` composes them; the
+integration test tests/integration/test_forget.py runs them against real stores)."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features import store as featurestore
+from services.ingestion.producer import RecentIds
+from services.serving import review_queue
+from services.serving.review_queue import ReviewQueue, review_db_path
+from stack.privacy import forget_sender
+
+T0 = datetime(2002, 7, 1, tzinfo=UTC)
+
+
+def _enqueue(queue: ReviewQueue, message_id: str, sender_id: str) -> None:
+    queue.add(
+        message_id=message_id,
+        sender_id=sender_id,
+        subject=f"subject of {sender_id}",
+        body="body",
+        sent_at=T0,
+        score=0.5,
+        model_version="1",
+        variant="champion",
+    )
+
+
+def test_review_queue_erases_one_senders_items_and_their_bytes(tmp_path: Path) -> None:
+    path = review_db_path(tmp_path)
+    queue = ReviewQueue(path)
+    _enqueue(queue, "m1", "gone@x")
+    _enqueue(queue, "m2", "kept@x")
+    _enqueue(queue, "m3", "gone@x")
+    assert queue.erase_sender("gone@x") == 2
+    assert queue.erase_sender("gone@x") == 0
+    assert queue.get("m1") is None and queue.get("m2") is not None
+    queue.close()
+    assert b"gone@x" not in path.read_bytes()
+
+
+def test_review_queue_file_erasure_creates_no_file(tmp_path: Path) -> None:
+    path = review_db_path(tmp_path)
+    assert review_queue.erase_sender(path, "gone@x") == 0
+    assert not path.exists()
+    queue = ReviewQueue(path)
+    _enqueue(queue, "m1", "gone@x")
+    queue.close()
+    assert review_queue.erase_sender(path, "gone@x") == 1
+
+
+def test_ingestion_id_cache_drops_one_senders_ids() -> None:
+    cache = RecentIds(10)
+    cache.add_all(["m1", "m2", "m3"], ["gone@x", "kept@x", "gone@x"])
+    assert cache.erase_sender("gone@x") == 2
+    assert "m1" not in cache and cache.get("m2") == "kept@x" and len(cache) == 1
+    assert cache.erase_sender("gone@x") == 0
+
+
+def _offline_file(folder: Path, view: str, senders: list[str | None]) -> Path:
+    path = folder / "offline" / f"{view}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.table(
+        {
+            "sender_id": pa.array(senders, pa.string()),
+            "event_timestamp": pa.array([T0] * len(senders), pa.timestamp("us", tz="UTC")),
+            "value": pa.array([1.0] * len(senders)),
+        }
+    )
+    pq.write_table(table, path)
+    return path
+
+
+def test_feast_offline_files_are_rewritten_without_the_sender(tmp_path: Path) -> None:
+    activity = _offline_file(tmp_path, "sender_activity", ["gone@x", "kept@x", None, "gone@x"])
+    _offline_file(tmp_path, "sender_reputation", ["kept@x"])
+    erased = featurestore.erase_sender_offline("gone@x", tmp_path)
+    assert erased == {"sender_activity": 2, "sender_reputation": 0}
+    assert pq.read_table(activity)["sender_id"].to_pylist() == ["kept@x", None]
+    assert not list((tmp_path / "offline").glob("*.tmp"))
+
+
+def test_feast_online_erasure_without_a_sqlite_store_says_so(tmp_path: Path) -> None:
+    assert featurestore.erase_sender_online("gone@x", tmp_path) is None
+    assert not (tmp_path / featurestore.ONLINE_DB).exists()
+
+
+def test_feast_online_sqlite_rows_of_the_project_are_deleted(tmp_path: Path) -> None:
+    key = featurestore.sender_entity_key("gone@x")
+    other = featurestore.sender_entity_key("kept@x")
+    path = tmp_path / featurestore.ONLINE_DB
+    with sqlite3.connect(path) as db:
+        for table in ("moderation_sender_activity", "other_project_view"):
+            db.execute(f"CREATE TABLE {table} (entity_key BLOB, value TEXT)")
+            db.executemany(f"INSERT INTO {table} VALUES (?, 'v')", [(key,), (other,)])
+    db.close()
+    assert featurestore.erase_sender_online("gone@x", tmp_path) == 1
+    with sqlite3.connect(path) as db:
+        left = db.execute("SELECT COUNT(*) FROM moderation_sender_activity").fetchone()[0]
+        untouched = db.execute("SELECT COUNT(*) FROM other_project_view").fetchone()[0]
+    db.close()
+    assert (left, untouched) == (1, 2)
+
+
+def test_forget_sender_composes_the_stores_and_skips_what_it_is_not_given(
+    tmp_path: Path,
+) -> None:
+    queue = ReviewQueue(review_db_path(tmp_path))
+    _enqueue(queue, "m1", "gone@x")
+    queue.close()
+    erased = forget_sender("gone@x", tmp_path, review_db=review_db_path(tmp_path))
+    assert erased.counts == {
+        "message_log.messages": 0,
+        "message_log.labels": 0,
+        "deadletters": 0,
+        "review_queue": 1,
+    }
+    assert erased.total == 1
+    erased = forget_sender("gone@x", tmp_path, feast_dir=tmp_path / "feast")
+    assert "review_queue" not in erased.counts
+    assert any("no SQLite online store" in note for note in erased.notes)
