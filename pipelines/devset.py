@@ -14,6 +14,7 @@ tests/model/behaviour is the held-out test of the one chosen.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,7 +27,7 @@ from rich.table import Table
 from modstack.registry.contract import Thresholds
 from pipelines.behaviour import Message
 from pipelines.gate import new_sender_scorer
-from pipelines.model import ModelConfig
+from pipelines.model_config import ModelConfig
 
 DEVSET_PATH = Path(__file__).parent / "devsets" / "short_messages.yaml"
 
@@ -68,6 +69,14 @@ def score_devset(
     return DevsetResult(shares, top_ham)
 
 
+# `--set` values by the field's annotation (a string: model_config uses postponed annotations)
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "int": int,
+    "float": float,
+    "bool": lambda v: v.lower() == "true",
+}
+
+
 def _config(overrides: list[str]) -> ModelConfig:
     types = {f.name: f.type for f in fields(ModelConfig) if f.name != "extra"}
     values: dict[str, Any] = {}
@@ -77,10 +86,7 @@ def _config(overrides: list[str]) -> ModelConfig:
             raise typer.BadParameter(
                 f"--set {item!r}: expected name=value, name one of {sorted(types)}"
             )
-        kind = str(types[name])
-        values[name] = {"int": int, "float": float, "bool": lambda v: v.lower() == "true"}.get(
-            kind, str
-        )(raw)
+        values[name] = _PARSERS.get(str(types[name]), str)(raw)
     return replace(ModelConfig(), **values)
 
 

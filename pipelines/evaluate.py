@@ -1,4 +1,5 @@
-"""Evaluate: score a model on a labelled slice, write the report and its plots.
+"""Evaluate: score a model on a labelled slice (with sender history and as cold senders),
+write the report, print the comparison. The plots are in `pipelines.report_plots`.
 
 `python -m pipelines.evaluate [--model champion] [--start ISO] [--end ISO]` scores a registered
 version on corpus mails sent in [start, end) (default: the future period), with sender history
@@ -10,24 +11,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import numpy as np
+import numpy.typing as npt
 import typer
 from rich.console import Console
 from rich.table import Table
-from sklearn.metrics import precision_recall_curve
 
 from modstack.registry.contract import Thresholds
-from pipelines.metrics import EvaluationReport, evaluate_scores
-from pipelines.model import cold_start, model_input
+from pipelines.metrics import EvaluationReport, bootstrap_pr_auc_difference, evaluate_scores
+from pipelines.model import model_input
+from pipelines.model_frames import cold_start
 from pipelines.training_data import LabelledSet
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
 
 SUMMARY_METRICS = (
     "pr_auc",
@@ -45,110 +44,89 @@ SUMMARY_METRICS = (
 )
 
 
-def spam_scores(model: Any, labelled: LabelledSet, feature_columns: Sequence[str]) -> np.ndarray:
+def spam_scores(
+    model: Any, labelled: LabelledSet, feature_columns: Sequence[str]
+) -> npt.NDArray[np.float64]:
     """P(spam) for every row, through the model-contract input."""
-    return model.predict_proba(model_input(labelled.frame, feature_columns))[:, 1]
+    scores: npt.NDArray[np.float64] = model.predict_proba(
+        model_input(labelled.frame, feature_columns)
+    )[:, 1]
+    return scores
 
 
 def evaluate_model(
     model: Any, thresholds: Thresholds, labelled: LabelledSet, feature_columns: Sequence[str]
-) -> tuple[EvaluationReport, np.ndarray]:
+) -> tuple[EvaluationReport, npt.NDArray[np.float64]]:
     """Score `labelled` and measure; returns the report and the scores."""
     scores = spam_scores(model, labelled, feature_columns)
     report = evaluate_scores(labelled.y, scores, thresholds, labelled.frame["group"].to_numpy())
     return report, scores
 
 
-# ---- plots (each returns the written file) ----------------------------------------------------
+@dataclass
+class WarmCold:
+    """One model on one slice, scored with the senders' history (warm) and as unknown senders
+    (cold: every sender column blank)."""
+
+    warm: EvaluationReport
+    warm_scores: npt.NDArray[np.float64]
+    cold: EvaluationReport
+    cold_scores: npt.NDArray[np.float64]
 
 
-def _pyplot() -> Any:
-    """matplotlib's pyplot on the headless Agg backend, chosen here rather than at import so
-    importing this module never changes the backend of the process that imports it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_pr_curves(
-    y_true: np.ndarray, scores_by_model: Mapping[str, np.ndarray], path: Path
-) -> Path:
-    """Precision-recall curves of several models on the same rows, the 0.99 line marked."""
-    fig, ax = _pyplot().subplots(figsize=(6, 5))
-    for name, scores in scores_by_model.items():
-        precision, recall, _ = precision_recall_curve(y_true, scores)
-        ax.plot(recall, precision, label=name)
-    ax.axhline(0.99, color="grey", linestyle=":", label="precision 0.99")
-    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall on the holdout")
-    ax.set_ylim(0.5, 1.01)
-    ax.legend(loc="lower left")
-    return _save(fig, path)
+def evaluate_warm_and_cold(
+    model: Any, thresholds: Thresholds, labelled: LabelledSet, feature_columns: Sequence[str]
+) -> WarmCold:
+    """`evaluate_model` on `labelled` as it is and as cold senders get it."""
+    warm, warm_scores = evaluate_model(model, thresholds, labelled, feature_columns)
+    cold_set = replace(labelled, frame=cold_start(labelled.frame))
+    cold, cold_scores = evaluate_model(model, thresholds, cold_set, feature_columns)
+    return WarmCold(warm, warm_scores, cold, cold_scores)
 
 
-def plot_action_matrix(
-    y_true: np.ndarray, scores: np.ndarray, thresholds: Thresholds, path: Path
-) -> Path:
-    """Confusion matrix of true label x action (allow / review / block) at the cut-offs."""
-    actions = ("allow", "review", "block")
-    predicted = [thresholds.action_for(float(s)) for s in scores]
-    counts = np.zeros((2, 3), dtype=int)
-    for label, action in zip(y_true, predicted, strict=True):
-        counts[int(label), actions.index(action)] += 1
-    fig, ax = _pyplot().subplots(figsize=(5, 3.5))
-    ax.imshow(counts, cmap="Blues")
-    for (row, col), value in np.ndenumerate(counts):
-        ax.text(col, row, str(value), ha="center", va="center")
-    ax.set_xticks(range(3), actions)
-    ax.set_yticks(range(2), ["ham", "spam"])
-    ax.set(
-        xlabel="action",
-        ylabel="true label",
-        title=f"Actions (block >= {thresholds.block:.3f}, review >= {thresholds.review:.3f})",
-    )
-    return _save(fig, path)
+def add_pr_auc_difference(
+    ours: WarmCold, theirs: WarmCold, y_true: npt.ArrayLike, seed: int
+) -> None:
+    """Add PR-AUC(ours) - PR-AUC(theirs) and its paired bootstrap SE to `ours`' warm and cold
+    metrics (`pr_auc_minus_baseline`, `pr_auc_minus_baseline_se`)."""
+    for report, own, other in (
+        (ours.warm, ours.warm_scores, theirs.warm_scores),
+        (ours.cold, ours.cold_scores, theirs.cold_scores),
+    ):
+        diff, se = bootstrap_pr_auc_difference(y_true, own, other, seed=seed)
+        report.metrics.update({"pr_auc_minus_baseline": diff, "pr_auc_minus_baseline_se": se})
 
 
-def plot_reliability(reports: Mapping[str, EvaluationReport], path: Path) -> Path:
-    """Reliability diagram: mean predicted score vs observed spam share per score bin."""
-    fig, ax = _pyplot().subplots(figsize=(5, 5))
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfectly calibrated")
-    for name, report in reports.items():
-        if report.reliability:
-            ax.plot(
-                report.reliability["mean_predicted"],
-                report.reliability["observed"],
-                marker="o",
-                label=f"{name} (ECE {report.metrics['ece']:.3f})",
-            )
-    ax.set(xlabel="mean predicted P(spam)", ylabel="observed spam share", title="Reliability")
-    ax.legend(loc="upper left")
-    return _save(fig, path)
+@dataclass
+class HoldoutEvaluation:
+    """The candidate and the baseline on the same holdout, warm and cold."""
+
+    candidate: WarmCold
+    baseline: WarmCold
+
+    def reports(self) -> dict[str, EvaluationReport]:
+        """The four reports by display name (the comparison table's and result's columns)."""
+        return {
+            "candidate": self.candidate.warm,
+            "candidate cold": self.candidate.cold,
+            "baseline": self.baseline.warm,
+            "baseline cold": self.baseline.cold,
+        }
 
 
-def plot_top_weights(weights: Mapping[str, Sequence[tuple[str, float]]], path: Path) -> Path:
-    """One horizontal bar chart per part of the model (`top_weights()`): what carries the score."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(weights), figsize=(5 * len(weights), 7), squeeze=False)
-    for ax, (name, pairs) in zip(axes[0], weights.items(), strict=True):
-        labels = [label for label, _ in pairs]
-        values = [value for _, value in pairs]
-        colors = ["tab:red" if value > 0 else "tab:blue" for value in values]
-        ax.barh(range(len(pairs)), values, color=colors)
-        ax.set_yticks(range(len(pairs)), labels, fontsize=7)
-        ax.set_title(name)
-    fig.suptitle("What carries the score (red: towards spam)")
-    return _save(fig, path)
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
-    return path
+def compare_on_holdout(
+    candidate: tuple[Any, Thresholds],
+    baseline: tuple[Any, Thresholds],
+    holdout: LabelledSet,
+    feature_columns: Sequence[str],
+    seed: int,
+) -> HoldoutEvaluation:
+    """Both models (model, thresholds) warm and cold on `holdout`; the candidate's metrics get
+    its PR-AUC difference from the baseline with the bootstrap SE (`add_pr_auc_difference`)."""
+    theirs = evaluate_warm_and_cold(*baseline, holdout, feature_columns)
+    ours = evaluate_warm_and_cold(*candidate, holdout, feature_columns)
+    add_pr_auc_difference(ours, theirs, holdout.y, seed)
+    return HoldoutEvaluation(candidate=ours, baseline=theirs)
 
 
 def write_report(reports: Mapping[str, EvaluationReport], path: Path) -> Path:
@@ -207,13 +185,11 @@ def main(
     else:
         labelled = with_features(rows, service, "text")
     thresholds = Thresholds.from_metadata(metadata)
-    warm, _ = evaluate_model(loaded, thresholds, labelled, columns)
-    cold_set = replace(labelled, frame=cold_start(labelled.frame))
-    cold, _ = evaluate_model(loaded, thresholds, cold_set, columns)
+    scored = evaluate_warm_and_cold(loaded, thresholds, labelled, columns)
     name = f"{model} (v{metadata['model_version']})"
     Console().print(
         comparison_table(
-            {name: warm.metrics, f"{name} cold": cold.metrics},
+            {name: scored.warm.metrics, f"{name} cold": scored.cold.metrics},
             f"{len(rows)} mails from {first.isoformat()} (cold: sender columns blank)",
         )
     )

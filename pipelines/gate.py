@@ -32,7 +32,7 @@ from pipelines.behaviour import (
     run_suite,
 )
 from pipelines.metrics import GROUPS
-from pipelines.model import new_sender_frame
+from pipelines.model_frames import new_sender_frame
 
 # The harm the gate guards per group: ham wrongly blocked, spam missed even for review.
 GROUP_ERROR = {

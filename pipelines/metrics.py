@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
     average_precision_score,
@@ -32,7 +33,7 @@ def coarse_group(group: str) -> str:
 
 
 def recall_at_precision(
-    y_true: Sequence[int], scores: Sequence[float], min_precision: float = BLOCK_MIN_PRECISION
+    y_true: npt.ArrayLike, scores: npt.ArrayLike, min_precision: float = BLOCK_MIN_PRECISION
 ) -> float:
     """Highest recall over all cut-offs whose precision is >= min_precision (0 when none is)."""
     precision, recall, _ = precision_recall_curve(y_true, scores)
@@ -42,8 +43,11 @@ def recall_at_precision(
 
 
 def precision_at_share(
-    precision: np.ndarray, recall: np.ndarray, share: float, spam_share: float
-) -> np.ndarray:
+    precision: npt.NDArray[np.float64],
+    recall: npt.NDArray[np.float64],
+    share: float,
+    spam_share: float,
+) -> npt.NDArray[np.float64]:
     """Precision of each cut-off had the rows been `spam_share` spam instead of `share`.
 
     Bayes on the same TPR/FPR: precision' = pi' TPR / (pi' TPR + (1 - pi') FPR), where
@@ -56,8 +60,8 @@ def precision_at_share(
 
 
 def select_thresholds(
-    y_true: Sequence[int],
-    scores: Sequence[float],
+    y_true: npt.ArrayLike,
+    scores: npt.ArrayLike,
     block_precision: float = BLOCK_MIN_PRECISION,
     review_recall: float = REVIEW_MIN_RECALL,
     spam_share: float | None = None,
@@ -89,8 +93,8 @@ def select_thresholds(
 
 
 def budget_review_cutoff(
-    y_true: Sequence[int],
-    scores: Sequence[float],
+    y_true: npt.ArrayLike,
+    scores: npt.ArrayLike,
     block: float,
     review_budget: float,
     traffic_spam_share: float,
@@ -117,13 +121,13 @@ def budget_review_cutoff(
 
 
 def action_thresholds(
-    y_true: Sequence[int],
-    warm_scores: Sequence[float],
-    cold_scores: Sequence[float] | None,
+    y_true: npt.ArrayLike,
+    warm_scores: npt.ArrayLike,
+    cold_scores: npt.ArrayLike | None,
     review_budget: float,
     traffic_spam_share: float,
     block_precision: float = BLOCK_MIN_PRECISION,
-    short: tuple[Sequence[int], Sequence[float]] | None = None,
+    short: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
 ) -> Thresholds:
     """Deployment cut-offs from validation: block at precision >= `block_precision` at the
     traffic's spam share (`traffic_spam_share`, the deployment prior, not the validation mix)
@@ -158,7 +162,7 @@ def action_thresholds(
 
 
 def expected_calibration_error(
-    y_true: Sequence[int], scores: Sequence[float], bins: int = 10
+    y_true: npt.ArrayLike, scores: npt.ArrayLike, bins: int = 10
 ) -> float:
     """ECE over `bins` equal-width score bins: sum over bins of share x |mean score - spam share|.
 
@@ -177,9 +181,9 @@ def expected_calibration_error(
 
 
 def bootstrap_pr_auc_difference(
-    y_true: Sequence[int],
-    scores: Sequence[float],
-    reference_scores: Sequence[float],
+    y_true: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    reference_scores: npt.ArrayLike,
     resamples: int = 200,
     seed: int = 0,
 ) -> tuple[float, float]:
@@ -211,7 +215,10 @@ class EvaluationReport:
 
 
 def _group_metrics(
-    y_true: np.ndarray, scores: np.ndarray, groups: np.ndarray, thresholds: Thresholds
+    y_true: npt.NDArray[np.int_],
+    scores: npt.NDArray[np.float64],
+    groups: npt.NDArray[np.str_],
+    thresholds: Thresholds,
 ) -> dict[str, float]:
     """Error rate per coarse group at each action cut-off: for ham the share flagged (false
     positives), for spam the share let through (misses)."""
@@ -231,8 +238,8 @@ def _group_metrics(
 
 
 def evaluate_scores(
-    y_true: Sequence[int],
-    scores: Sequence[float],
+    y_true: npt.ArrayLike,
+    scores: npt.ArrayLike,
     thresholds: Thresholds,
     groups: Sequence[str] | None = None,
 ) -> EvaluationReport:

@@ -2,19 +2,19 @@
 regression, abstention cap, additive sender-history LightGBM) and the baseline (TF-IDF
 1-2-grams -> logistic regression). See docs/training.md for why.
 
-Both `predict_proba` take the model-contract DataFrame (subject, body, feature columns; NaN
-where a feature is missing) and return [P(ham), P(spam)].
+Both `predict_proba` take the model-contract DataFrame (`model_input`: subject, body, feature
+columns; NaN where a feature is missing) and return [P(ham), P(spam)]. Text preparation is in
+`pipelines.text_cleaning`, the hyper-parameters in `pipelines.model_config`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import lightgbm
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
@@ -24,30 +24,8 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from modstack.registry.contract import TEXT_COLUMNS
-
-_WHITESPACE = re.compile(r"\s+")
-
-
-class JoinText(TransformerMixin, BaseEstimator):
-    """subject + body as one whitespace-normalised string per row, the body cut at `max_chars`.
-
-    The cut bounds TF-IDF cost (a few corpus bodies are >100 kB) for training and serving alike.
-    """
-
-    def __init__(self, max_chars: int = 20_000) -> None:
-        self.max_chars = max_chars
-
-    def fit(self, X: pd.DataFrame, y: Any = None) -> JoinText:
-        return self
-
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
-        subject = X["subject"].fillna("").astype(str)
-        body = X["body"].fillna("").astype(str).str.slice(0, self.max_chars)
-        joined = (subject + " \n " + body).map(lambda text: _WHITESPACE.sub(" ", text).strip())
-        return joined.to_numpy(dtype=object)
-
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        return np.array(["text"], dtype=object)
+from pipelines.model_config import MONOTONE_SENDER, SENDER_PREFIX, ModelConfig
+from pipelines.text_cleaning import CleanText, HeadLower, JoinText, crop_windows
 
 
 class AsFloat(TransformerMixin, BaseEstimator):
@@ -58,207 +36,11 @@ class AsFloat(TransformerMixin, BaseEstimator):
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         return self
 
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
+    def transform(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         return X.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
 
-    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+    def get_feature_names_out(self, input_features: Any = None) -> npt.NDArray[np.object_]:
         return self.feature_names_in_
-
-
-# ---- text cleaning ------------------------------------------------------------------------------
-# What the corpus uses as a class shortcut and messaging traffic does not have: quoted replies,
-# attributions, forwarded blocks, signatures, mailing-list footers, "[list]"/"Re:" subject tags.
-# Its ham is long list mail carrying all of them; without this, "short and plain" reads as spam.
-
-_QUOTED = re.compile(r"^[ \t]*(?:>|\|>).*$", re.M)
-_WROTE = re.compile(r"^.{0,200}\b(?:wrote|writes|said|schrieb)\s*:\s*$", re.M | re.I)
-# everything from a forwarded/original-message header on is someone else's text
-_ORIGINAL = re.compile(
-    r"^[ \t]*(?:-{2,}\s*(?:original message|forwarded message)\s*-{2,}|begin forwarded message:)"
-    r".*\Z",
-    re.M | re.I | re.S,
-)
-_SIGNATURE = re.compile(r"^-- ?$.*\Z", re.M | re.S)
-# a rule line followed (within ~15 lines) by list furniture, to the end of the mail
-_FOOTER = re.compile(
-    r"^[ \t]*[_=\-]{5,}[ \t]*\n(?=(?:[^\n]*\n){0,15}?[^\n]*(?:mailing list|listinfo|lists?\."
-    r"|mailman|sourceforge|unsubscribe|list-request))",
-    re.M | re.I,
-)
-_LIST_LINE = re.compile(
-    r"^.*(?:https?://lists?\.|/mailman/listinfo|mailing list\b.*@|list-(?:request|admin)@).*$",
-    re.M | re.I,
-)
-_SUBJECT_TAG = re.compile(
-    r"^\s*(?:(?:re|fw|fwd|aw)\s*(?:\[\d+\])?\s*:\s*|\[[^\]]{1,40}\]\s*)+", re.I
-)
-
-
-def clean_body(body: str, max_chars: int, strip_replies: bool = True) -> str:
-    """Body without forwarded blocks and signature; with `strip_replies` also without quoted
-    lines, attributions and list footers."""
-    body = _ORIGINAL.sub("", body[:max_chars])
-    if not strip_replies:
-        return _SIGNATURE.sub("", body)
-    # the footer before the signature: a list footer often starts with a "-- " line
-    footer = _FOOTER.search(body)
-    if footer is not None:
-        body = body[: footer.start()]
-    body = _SIGNATURE.sub("", body)
-    body = _QUOTED.sub("", body)
-    body = _WROTE.sub("", body)
-    return _LIST_LINE.sub("", body)
-
-
-# Links are taken out of the text the n-grams see. In the 2002 corpus "http://" and "www" are
-# mostly mailing-list ham (archives, list pages), so their n-grams read as ham evidence and an
-# appended link *lowered* a score (15 of 50 directional cases); shorteners (bit.ly) did not
-# exist then. As one token a link still lowered some scores (TF-IDF's L2 norm dilutes the
-# other words) and cost validation recall@P>=0.99 (0.872 -> 0.850); removed, validation is
-# unchanged (PR-AUC 0.9949, recall 0.872) and a link can no longer make a message look safer.
-_URL = re.compile(
-    r"(?:https?://|www\.)\S+|\b(?:bit\.ly|tinyurl\.com|goo\.gl|t\.co|ow\.ly|is\.gd)/\S+", re.I
-)
-URL_TOKEN = " "
-
-
-def clean_text(subject: Any, body: Any, max_chars: int = 10_000, strip_replies: bool = True) -> str:
-    """Cleaned subject + body as one whitespace-normalised string (training and serving)."""
-    subject = _SUBJECT_TAG.sub("", subject if isinstance(subject, str) else "")
-    body = clean_body(body if isinstance(body, str) else "", max_chars, strip_replies)
-    text = _URL.sub(URL_TOKEN, f"{subject} \n {body}")
-    return _WHITESPACE.sub(" ", text).strip()
-
-
-class CleanText(TransformerMixin, BaseEstimator):
-    """DataFrame (subject, body) -> array of cleaned strings (`clean_text` per row)."""
-
-    def __init__(self, max_chars: int = 10_000, strip_replies: bool = True) -> None:
-        self.max_chars = max_chars
-        self.strip_replies = strip_replies
-
-    def fit(self, X: pd.DataFrame, y: Any = None) -> CleanText:
-        return self
-
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
-        pairs = zip(X["subject"].tolist(), X["body"].tolist(), strict=True)
-        cut, strip = self.max_chars, self.strip_replies
-        return np.array([clean_text(s, b, cut, strip) for s, b in pairs], dtype=object)
-
-
-class HeadLower:
-    """The char analyzer's preprocessor: the first `max_chars` characters, lower-cased.
-
-    A class rather than a lambda so the fitted vectorizer pickles by reference to this module.
-    char_wb extraction is the costly part of scoring (pure Python): the head suffices.
-    """
-
-    def __init__(self, max_chars: int) -> None:
-        self.max_chars = max_chars
-
-    def __call__(self, text: str) -> str:
-        return text[: self.max_chars].lower()
-
-
-def crop_windows(
-    texts: Sequence[str],
-    labels: np.ndarray,
-    per_text: int,
-    min_words: int,
-    max_words: int,
-    seed: int,
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """`per_text` random word windows (min_words..max_words words) of each text, same label.
-
-    Returns (crops, their labels, index of the source text). Ham and spam alike, so length and
-    plainness carry no label information.
-    """
-    rng = np.random.default_rng(seed)
-    crops: list[str] = []
-    crop_y: list[int] = []
-    source: list[int] = []
-    for i, text in enumerate(texts):
-        words = text.split()
-        if len(words) < 2:
-            continue
-        for _ in range(per_text):
-            n = min(int(rng.integers(min_words, max_words + 1)), len(words))
-            start = int(rng.integers(0, len(words) - n + 1))
-            crops.append(" ".join(words[start : start + n]))
-            crop_y.append(int(labels[i]))
-            source.append(i)
-    return crops, np.asarray(crop_y, dtype=int), np.asarray(source, dtype=int)
-
-
-# ---- config -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Hyper-parameters of the candidate and the baseline (logged as run params).
-
-    Defaults are design "P" of docs/training.md, chosen on the history time-split validation and
-    the dev set of short texts (pipelines/devsets; never the behaviour cases). The future holdout
-    was printed beside them while exploring; docs/training.md says where.
-    """
-
-    seed: int = 42
-    max_body_chars: int = 10_000
-    # also strip quoted lines, attributions and list footers: a quoted reply or a signature
-    # must not flip the action (the issue's invariance rule), and in the corpus they are a
-    # ham shortcut. False keeps them as evidence (design "a" in docs/training.md)
-    strip_replies: bool = True
-    # char_wb n-grams: the costly part at serving time, the first chars suffice
-    char_max_chars: int = 2_000
-    word_min_df: int = 2
-    word_max_features: int = 100_000
-    char_ngram_min: int = 2
-    char_ngram_max: int = 5
-    char_min_df: int = 3
-    char_max_features: int = 100_000
-    lr_c: float = 10.0
-    folds: int = 5
-    # the short-text model: trained on the mails plus crops of them (per training mail, their
-    # length range in words and sample weight), so "short and plain" is not evidence of either
-    # class; it scores short texts, the long-text model (the mails alone) scores long ones
-    crops_per_text: int = 2
-    crop_min_words: int = 2
-    crop_max_words: int = 30
-    crop_weight: float = 0.5
-    # known word n-grams from which the long-text model takes over (fully at blend_max_known);
-    # blend_max_known 0: one model trained with the crops scores every text
-    blend_min_known: int = 20
-    blend_max_known: int = 40
-    # abstention: below abstain_min_known known word n-grams the text log-odds are capped just
-    # below `block` once the thresholds are known (`TextPlusSenderClassifier.abstain_below`),
-    # the cap fading out up to abstain_max_known; abstain_min_known 0 switches it off
-    abstain_min_known: int = 30
-    abstain_max_known: int = 80
-    # the additive sender-history correction (LightGBM from the text log-odds); False: text only
-    sender_model: bool = True
-    lgbm_n_estimators: int = 150
-    lgbm_learning_rate: float = 0.05
-    lgbm_num_leaves: int = 4
-    lgbm_min_child_samples: int = 20
-    baseline_c: float = 10.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_params(self) -> dict[str, Any]:
-        """Flat dict for `mlflow.log_params`."""
-        params = asdict(self)
-        params.update(params.pop("extra"))
-        return params
-
-
-SENDER_PREFIX = "sender_"
-
-# Sender columns whose effect on P(spam) has a known direction (LightGBM monotone constraints):
-# keeps the trees from learning bumps that hold only in the training period.
-MONOTONE_SENDER: dict[str, int] = {
-    "sender_spam_labels_30d": 1,
-    "sender_label_spam_ratio_30d": 1,
-    "sender_ham_labels_30d": -1,
-}
 
 
 # log-odds between the abstention cap and `block`: a capped score lands in the review band
@@ -269,12 +51,19 @@ def _logit(p: float) -> float:
     return float(np.log(p / (1.0 - p)))
 
 
-def _ramp(known: np.ndarray, low: int, high: int) -> np.ndarray:
+def _ramp(known: npt.NDArray[np.int_], low: int, high: int) -> npt.NDArray[np.float64]:
     """0 below `low` known word n-grams, 1 from `high`, linear in between (blend and cap)."""
     return np.clip((known - low) / max(high - low, 1), 0.0, 1.0)
 
 
-def _mean_model(fits: Sequence[LogisticRegression]) -> tuple[np.ndarray, float]:
+def _regression(
+    cfg: ModelConfig, x: sp.csr_matrix, y: npt.NDArray[np.int_], w: npt.NDArray[np.float64]
+) -> LogisticRegression:
+    lr = LogisticRegression(C=cfg.lr_c, max_iter=3_000, solver="liblinear", random_state=cfg.seed)
+    return lr.fit(x, y, sample_weight=w)
+
+
+def _mean_model(fits: Sequence[LogisticRegression]) -> tuple[npt.NDArray[np.float64], float]:
     """One linear model from cross-fitted ones: the mean of their coefficients and intercepts."""
     coef = np.mean([lr.coef_.ravel() for lr in fits], axis=0)
     return coef, float(np.mean([float(lr.intercept_[0]) for lr in fits]))
@@ -343,7 +132,7 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: pd.DataFrame, y: Any) -> TextPlusSenderClassifier:
         """Fit on the model-contract frame `X` and 0/1 labels `y`."""
         cfg = self.config or ModelConfig()
-        labels = np.asarray(y, dtype=int)
+        labels: npt.NDArray[np.int_] = np.asarray(y, dtype=int)
         self.classes_ = np.array([0, 1])
         self.cleaner_ = CleanText(cfg.max_body_chars, cfg.strip_replies)
         texts = list(self.cleaner_.transform(X))
@@ -352,22 +141,25 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
         self.word_.fit(texts)
         self.char_.fit(texts)
         self.n_word_ = len(self.word_.vocabulary_)
+        self.blend_known_ = (cfg.blend_min_known, cfg.blend_max_known)
+        self.abstain_known_ = (cfg.abstain_min_known, cfg.abstain_max_known)
+        self.abstain_logit_ = np.inf  # no cap until the thresholds are known
+        oof = self._fit_text_models(cfg, texts, labels)
+        self.sender_columns_ = [c for c in self.feature_columns if c.startswith(SENDER_PREFIX)]
+        self.booster_ = self._fit_sender_booster(cfg, X, labels, oof)
+        return self
+
+    def _fit_text_models(
+        self, cfg: ModelConfig, texts: list[str], labels: npt.NDArray[np.int_]
+    ) -> npt.NDArray[np.float64]:
+        """Cross-fit the short- and long-text regressions (`folds` pairs); keep the mean model
+        of each and return the out-of-fold mixed text log-odds."""
         x_orig = self._matrix(texts)
         known = np.diff(x_orig[:, : self.n_word_].indptr)
         crops, crop_y, crop_src = crop_windows(
             texts, labels, cfg.crops_per_text, cfg.crop_min_words, cfg.crop_max_words, cfg.seed
         )
         x_crop = self._matrix(crops) if crops else sp.csr_matrix((0, x_orig.shape[1]))
-        self.blend_known_ = (cfg.blend_min_known, cfg.blend_max_known)
-        self.abstain_known_ = (cfg.abstain_min_known, cfg.abstain_max_known)
-        self.abstain_logit_ = np.inf  # no cap until the thresholds are known
-
-        def regression(x: sp.csr_matrix, y: np.ndarray, w: np.ndarray) -> LogisticRegression:
-            lr = LogisticRegression(
-                C=cfg.lr_c, max_iter=3_000, solver="liblinear", random_state=cfg.seed
-            )
-            return lr.fit(x, y, sample_weight=w)
-
         oof = np.zeros(len(labels))
         short_fits: list[LogisticRegression] = []
         long_fits: list[LogisticRegression] = []
@@ -377,40 +169,50 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
             xf = sp.vstack([x_orig[fit_rows], x_crop[in_fold]], format="csr")
             yf = np.concatenate([labels[fit_rows], crop_y[in_fold]])
             wf = np.concatenate([np.ones(len(fit_rows)), np.full(in_fold.sum(), cfg.crop_weight)])
-            short_fits.append(regression(xf, yf, wf))
+            short_fits.append(_regression(cfg, xf, yf, wf))
             if cfg.blend_max_known > 0:
                 ones = np.ones(len(fit_rows))
-                long_fits.append(regression(x_orig[fit_rows], labels[fit_rows], ones))
+                long_fits.append(_regression(cfg, x_orig[fit_rows], labels[fit_rows], ones))
             held_short = short_fits[-1].decision_function(x_orig[held])
             held_long = long_fits[-1].decision_function(x_orig[held]) if long_fits else None
             oof[held] = self._mixed(held_short, held_long, known[held])
         self.coef_, self.intercept_ = _mean_model(short_fits)
-        self.coef_long_, self.intercept_long_ = _mean_model(long_fits) if long_fits else (None, 0.0)
-        self.train_spam_share_ = float(labels.mean())
-        self.sender_columns_ = [c for c in self.feature_columns if c.startswith(SENDER_PREFIX)]
-        self.booster_: Any = None
-        if cfg.sender_model and self.sender_columns_:
-            senders = self._sender_values(X)
-            warm = ~np.isnan(senders).all(axis=1)
-            if warm.sum() >= 50 and len(np.unique(labels[warm])) == 2:
-                params = {
-                    "objective": "binary",
-                    "learning_rate": cfg.lgbm_learning_rate,
-                    "num_leaves": cfg.lgbm_num_leaves,
-                    "min_data_in_leaf": cfg.lgbm_min_child_samples,
-                    "seed": cfg.seed,
-                    "deterministic": True,
-                    "force_col_wise": True,
-                    # one thread: OpenMP threads spin-wait on a shared 2-core machine
-                    "num_threads": 1,
-                    "verbose": -1,
-                    "monotone_constraints": [
-                        MONOTONE_SENDER.get(c, 0) for c in self.sender_columns_
-                    ],
-                }
-                data = lightgbm.Dataset(senders[warm], labels[warm], init_score=oof[warm])
-                self.booster_ = lightgbm.train(params, data, num_boost_round=cfg.lgbm_n_estimators)
-        return self
+        self.coef_long_: npt.NDArray[np.float64] | None = None
+        self.intercept_long_ = 0.0
+        if long_fits:
+            self.coef_long_, self.intercept_long_ = _mean_model(long_fits)
+        return oof
+
+    def _fit_sender_booster(
+        self,
+        cfg: ModelConfig,
+        X: pd.DataFrame,
+        labels: npt.NDArray[np.int_],
+        oof: npt.NDArray[np.float64],
+    ) -> lightgbm.Booster | None:
+        """LightGBM boosted from the out-of-fold text log-odds on rows whose sender has
+        history; None without sender columns or too few such rows of both classes."""
+        if not (cfg.sender_model and self.sender_columns_):
+            return None
+        senders = self._sender_values(X)
+        warm = ~np.isnan(senders).all(axis=1)
+        if warm.sum() < 50 or len(np.unique(labels[warm])) != 2:
+            return None
+        params = {
+            "objective": "binary",
+            "learning_rate": cfg.lgbm_learning_rate,
+            "num_leaves": cfg.lgbm_num_leaves,
+            "min_data_in_leaf": cfg.lgbm_min_child_samples,
+            "seed": cfg.seed,
+            "deterministic": True,
+            "force_col_wise": True,
+            # one thread: OpenMP threads spin-wait on a shared 2-core machine
+            "num_threads": 1,
+            "verbose": -1,
+            "monotone_constraints": [MONOTONE_SENDER.get(c, 0) for c in self.sender_columns_],
+        }
+        data = lightgbm.Dataset(senders[warm], labels[warm], init_score=oof[warm])
+        return lightgbm.train(params, data, num_boost_round=cfg.lgbm_n_estimators)
 
     def abstain_below(self, block: float) -> None:
         """Cap low-evidence texts just below the `block` cut-off (ABSTAIN_MARGIN in log-odds)."""
@@ -441,7 +243,7 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
             )
         return out
 
-    def _sender_values(self, X: pd.DataFrame) -> np.ndarray:
+    def _sender_values(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         # column by column: selecting a sub-frame costs ~0.8 ms per call, more than the booster
         columns = []
         for name in self.sender_columns_:
@@ -451,13 +253,20 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
             columns.append(values.astype(np.float64, copy=False))
         return np.column_stack(columns) if columns else np.empty((len(X), 0))
 
-    def _mixed(self, short: np.ndarray, long: np.ndarray | None, known: np.ndarray) -> np.ndarray:
+    def _mixed(
+        self,
+        short: npt.NDArray[np.float64],
+        long: npt.NDArray[np.float64] | None,
+        known: npt.NDArray[np.int_],
+    ) -> npt.NDArray[np.float64]:
         if long is None:
             return short
         share = _ramp(known, *self.blend_known_)
         return np.asarray((1.0 - share) * short + share * long, dtype=np.float64)
 
-    def _capped(self, logit: np.ndarray, known: np.ndarray) -> np.ndarray:
+    def _capped(
+        self, logit: npt.NDArray[np.float64], known: npt.NDArray[np.int_]
+    ) -> npt.NDArray[np.float64]:
         # a cap, not a flattening: scores below it keep their order; above it the evidence
         # fades in between the two counts of known n-grams, so two words cannot reach `block`
         if self.abstain_known_[0] <= 0 or not np.isfinite(self.abstain_logit_):
@@ -466,7 +275,7 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
         cap = self.abstain_logit_
         return np.where(logit > cap, cap + factor * (logit - cap), logit)
 
-    def text_logit(self, texts: Sequence[str]) -> np.ndarray:
+    def text_logit(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
         """Mixed and capped text log-odds of already cleaned texts."""
         w = self.word_.transform(texts)
         c = self.char_.transform(texts)
@@ -478,7 +287,7 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
         known = np.diff(w.indptr)
         return self._capped(self._mixed(short, long, known), known)
 
-    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+    def decision_function(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         """Log-odds of spam per row (text + sender correction for senders with history)."""
         logit = self.text_logit(list(self.cleaner_.transform(X)))
         if self.booster_ is not None:
@@ -490,12 +299,12 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
                 logit[warm] += self.booster_.predict(senders[warm], raw_score=True, num_threads=1)
         return logit
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, X: pd.DataFrame) -> npt.NDArray[np.float64]:
         """[P(ham), P(spam)] per row of the model-contract frame."""
         spam = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
         return np.column_stack([1.0 - spam, spam])
 
-    def predict(self, X: pd.DataFrame) -> np.ndarray:
+    def predict(self, X: pd.DataFrame) -> npt.NDArray[np.int_]:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
 
@@ -504,50 +313,6 @@ def build_candidate(
 ) -> TextPlusSenderClassifier:
     """The candidate (unfitted); `fit(model_input(frame, columns), y)` then `predict_proba`."""
     return TextPlusSenderClassifier(list(feature_columns), config)
-
-
-def cold_start(frame: pd.DataFrame) -> pd.DataFrame:
-    """The same rows as an unknown sender gets them: every sender_* column NaN (what the
-    online store returns for a sender it never saw); the on-demand text features stay."""
-    out = frame.copy()
-    for column in out.columns:
-        if str(column).startswith(SENDER_PREFIX):
-            out[column] = np.nan
-    return out
-
-
-def new_sender_frame(
-    subjects: Sequence[str], bodies: Sequence[str], feature_columns: Sequence[str]
-) -> pd.DataFrame:
-    """Messages as a sender the online store never saw gets them: every sender_* column NaN,
-    the on-demand text features computed by the same function Feast's view calls."""
-    from features.text import text_features
-
-    columns = list(feature_columns)
-    rows = []
-    for subject, body in zip(subjects, bodies, strict=True):
-        computed = text_features(subject, body)
-        rows.append(
-            {"subject": subject, "body": body, **{c: computed.get(c, np.nan) for c in columns}}
-        )
-    frame = pd.DataFrame(rows, columns=[*TEXT_COLUMNS, *columns])
-    frame[columns] = frame[columns].astype(np.float64)
-    return frame
-
-
-def short_windows(
-    subjects: Sequence[str],
-    bodies: Sequence[str],
-    labels: np.ndarray,
-    feature_columns: Sequence[str],
-    seed: int,
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Short messages cut from labelled mail, as new senders would send them: 3 random windows
-    of 5-40 words of each cleaned text (the body, no subject), with the mail's label; for the
-    block cut-off's check on short text (`pipelines.metrics.action_thresholds`)."""
-    texts = [clean_text(s, b) for s, b in zip(subjects, bodies, strict=True)]
-    crops, crop_y, _ = crop_windows(texts, np.asarray(labels), 3, 5, 40, seed)
-    return new_sender_frame([""] * len(crops), crops, feature_columns), crop_y
 
 
 def build_baseline_pipeline(config: ModelConfig) -> Pipeline:

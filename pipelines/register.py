@@ -21,6 +21,7 @@ from typing import Annotated, NamedTuple
 import mlflow
 import pandas as pd
 import typer
+from mlflow import MlflowClient
 
 from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
 from modstack.registry import aliases as registry
@@ -33,8 +34,9 @@ from modstack.registry.expectation import (
 from pipelines.behaviour import SuiteResult
 from pipelines.evaluate import evaluate_model
 from pipelines.gate import GateResult, GateTolerance, check_gate, run_behaviour
-from pipelines.model import cold_start
+from pipelines.model_frames import cold_start
 from pipelines.training_data import (
+    FeatureSource,
     LabelledSet,
     content_hash,
     with_features,
@@ -75,7 +77,7 @@ def champion_metrics(
         holdout.frame.columns
     ):
         # the champion reads another FeatureService: give it its own features for these rows
-        source = "text" if set(columns) <= set(holdout.feature_columns) else "feast"
+        source: FeatureSource = "text" if set(columns) <= set(holdout.feature_columns) else "feast"
         rows = holdout.frame.drop(columns=holdout.feature_columns)
         holdout = with_features(rows, metadata[META_FEATURE_SERVICE], source, data_dir)
     thresholds = Thresholds.from_metadata(metadata)
@@ -106,18 +108,9 @@ def register_candidate(
     and refuses a candidate whose behavioural suite (`behaviour`) fails a minimum-functionality
     rule. `expectation` (the candidate's offline expectation) is logged to the run before the
     alias moves, with the champion's block rate on the same holdout when there is one."""
-    reference = champion_metrics(holdout, data_dir)
-    if reference is None:
-        compared_with = "baseline"
-        reference_metrics = dict(baseline_metrics)
-        reference_cold = dict(baseline_cold_metrics) if baseline_cold_metrics else None
-    else:
-        compared_with = f"champion v{reference.version}"
-        reference_metrics, reference_cold = reference.metrics, reference.cold_metrics
-        if expectation is not None and "block_rate" in reference.metrics:
-            expectation = expectation.with_champion(
-                reference.version, reference.metrics["block_rate"]
-            )
+    compared_with, reference_metrics, reference_cold, expectation = _gate_reference(
+        holdout, data_dir, baseline_metrics, baseline_cold_metrics, expectation
+    )
     client = registry.get_client()
     if expectation is not None:
         client.log_dict(run_id, expectation.to_json(), EXPECTATION_ARTIFACT)
@@ -135,26 +128,60 @@ def register_candidate(
     mlflow.set_tracking_uri(registry.tracking_uri())
     version = str(mlflow.register_model(model_uri, REGISTERED_MODEL).version)
     tags = gate.as_tags() | {"gate.skipped": str(skip_gate and not gate.passed).lower()}
-    for key, value in tags.items():
-        client.set_model_version_tag(REGISTERED_MODEL, version, key, value)
-        client.set_tag(run_id, key, value)
+    for key, tag in tags.items():
+        client.set_model_version_tag(REGISTERED_MODEL, version, key, tag)
+        client.set_tag(run_id, key, tag)
+    _log_reference_metrics(client, run_id, reference_metrics, reference_cold)
+    client.set_tag(run_id, "registered_version", version)
+    return Registration(
+        version=version, gate=gate, challenger_set=_move_challenger(version, gate, skip_gate)
+    )
+
+
+def _gate_reference(
+    holdout: LabelledSet,
+    data_dir: Path | None,
+    baseline_metrics: Mapping[str, float],
+    baseline_cold_metrics: Mapping[str, float] | None,
+    expectation: OfflineExpectation | None,
+) -> tuple[str, dict[str, float], dict[str, float] | None, OfflineExpectation | None]:
+    """What the gate compares with: the champion on `holdout` (the expectation then gets its
+    block rate), or the run's baseline when there is none. Returns (name, warm metrics, cold
+    metrics, expectation)."""
+    reference = champion_metrics(holdout, data_dir)
+    if reference is None:
+        cold = dict(baseline_cold_metrics) if baseline_cold_metrics else None
+        return "baseline", dict(baseline_metrics), cold, expectation
+    if expectation is not None and "block_rate" in reference.metrics:
+        expectation = expectation.with_champion(reference.version, reference.metrics["block_rate"])
+    compared_with = f"champion v{reference.version}"
+    return compared_with, reference.metrics, reference.cold_metrics, expectation
+
+
+def _log_reference_metrics(
+    client: MlflowClient,
+    run_id: str,
+    reference_metrics: Mapping[str, float],
+    reference_cold: Mapping[str, float] | None,
+) -> None:
+    """The reference's gated metrics on the candidate's run (`gate_reference[_cold].*`)."""
     for key, value in reference_metrics.items():
         if key in ("pr_auc", "recall_at_p99") or ".error_at_" in key:
             client.log_metric(run_id, f"gate_reference.{key}", float(value))
     for key, value in (reference_cold or {}).items():
         if key in ("pr_auc", "recall_at_p99"):
             client.log_metric(run_id, f"gate_reference_cold.{key}", float(value))
-    client.set_tag(run_id, "registered_version", version)
 
-    challenger_set = False
+
+def _move_challenger(version: str, gate: GateResult, skip_gate: bool) -> bool:
+    """Set `challenger` on a pass (or when `skip_gate` forces it); True when it moved."""
     if gate.passed or skip_gate:
         if skip_gate and not gate.passed:
             log.warning("gate refused version %s; setting challenger anyway (--skip-gate)", version)
         registry.set_challenger(version)
-        challenger_set = True
-    else:
-        log.warning("version %s registered without alias: the gate refused it", version)
-    return Registration(version=version, gate=gate, challenger_set=challenger_set)
+        return True
+    log.warning("version %s registered without alias: the gate refused it", version)
+    return False
 
 
 def _metrics_with_prefix(metrics: Mapping[str, float], prefix: str) -> dict[str, float]:

@@ -22,14 +22,17 @@ from typing import Annotated, Any, Literal
 
 import cloudpickle
 import mlflow
-import mlflow.data
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import typer
+from mlflow.data.pandas_dataset import from_pandas
 from mlflow.models import infer_signature
 from rich.console import Console
 
-import pipelines.model as model_module
+import pipelines.model
+import pipelines.model_config
+import pipelines.text_cleaning
 from modstack.corpus import FUTURE_START
 from modstack.log import configure_logging
 from modstack.names import ALIAS_CHAMPION, FEATURE_SERVICE_V1, MLFLOW_EXPERIMENT
@@ -41,33 +44,24 @@ from modstack.registry.contract import (
     REFERENCE_ARTIFACT,
     Thresholds,
 )
-from modstack.registry.expectation import expectation_from_scores, log_expectation
-from modstack.results import Result, ResultTable, write_result
+from modstack.registry.expectation import (
+    OfflineExpectation,
+    expectation_from_scores,
+    log_expectation,
+)
 from pipelines.behaviour import SuiteResult
-from pipelines.evaluate import (
-    comparison_table,
-    evaluate_model,
-    plot_action_matrix,
-    plot_pr_curves,
-    plot_reliability,
-    plot_top_weights,
-    write_report,
+from pipelines.evaluate import HoldoutEvaluation, compare_on_holdout, comparison_table, write_report
+from pipelines.fitting import (
+    REVIEW_BUDGET,
+    TRAFFIC_SPAM_SHARE,
+    FittedModel,
+    fit_baseline,
+    fit_candidate,
 )
 from pipelines.gate import GateResult, GateTolerance, run_behaviour, tolerance_params
-from pipelines.metrics import (
-    EvaluationReport,
-    action_thresholds,
-    bootstrap_pr_auc_difference,
-    evaluate_scores,
-)
-from pipelines.model import (
-    ModelConfig,
-    build_baseline_pipeline,
-    build_candidate,
-    cold_start,
-    model_input,
-    short_windows,
-)
+from pipelines.model import model_input
+from pipelines.model_config import ModelConfig
+from pipelines.report_plots import training_plots
 from pipelines.training_data import (
     LABEL_COLUMN,
     FeatureSource,
@@ -82,6 +76,7 @@ from pipelines.training_data import (
     time_validation_split,
     with_features,
 )
+from pipelines.training_result import write_training_result
 
 log = logging.getLogger("pipelines.train")
 
@@ -110,23 +105,10 @@ class TrainConfig:
     # the review band: at most this share of traffic lands in [review, block), counted on
     # validation reweighted to `traffic_spam_share` spam (the deployment prior, see
     # docs/training.md); the block cut-off does not depend on either
-    review_budget: float = 0.05
-    traffic_spam_share: float = 0.05
+    review_budget: float = REVIEW_BUDGET
+    traffic_spam_share: float = TRAFFIC_SPAM_SHARE
     # write var/run/results/train-<kind>.json (the CLI does; tests keep the run dir clean)
     write_results: bool = False
-
-
-@dataclass
-class FittedModel:
-    """A model fitted on the earlier part of the training rows, with what was learned on the
-    validation tail (no refit: the thresholds are statements about this model's scores)."""
-
-    name: str
-    pipeline: Any
-    thresholds: Thresholds
-    validation: EvaluationReport
-    validation_scores: np.ndarray
-    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -146,107 +128,12 @@ class TrainResult:
     promoted: bool = False
 
 
-# ---- fitting -----------------------------------------------------------------------------------
-
-# fixed windows: two fits on the same data place the same block cut-off
-SHORT_WINDOW_SEED = 7
-
-
-def _fit_and_threshold(
-    name: str,
-    model: Any,
-    train: LabelledSet,
-    validation_fraction: float,
-    review_budget: float,
-    traffic_spam_share: float,
-    short_text_check: bool,
-) -> FittedModel:
-    columns = train.feature_columns
-    fit_part, val_part = time_validation_split(train.frame, validation_fraction)
-    model.fit(model_input(fit_part, columns), fit_part[LABEL_COLUMN].to_numpy())
-    x_val = model_input(val_part, columns)
-    y_val = val_part[LABEL_COLUMN].to_numpy()
-    val_scores = model.predict_proba(x_val)[:, 1]
-    cold_scores = model.predict_proba(cold_start(x_val))[:, 1]
-    budget = (review_budget, traffic_spam_share)
-    thresholds = action_thresholds(y_val, val_scores, cold_scores, *budget)
-    if hasattr(model, "abstain_below"):
-        # low-evidence texts are capped just below the long-mail `block` (so they go to review
-        # at most); the short-window check below can only raise `block` above that cap
-        model.abstain_below(thresholds.block)
-        val_scores = model.predict_proba(x_val)[:, 1]
-        cold_scores = model.predict_proba(cold_start(x_val))[:, 1]
-    if short_text_check:
-        short_x, short_y = short_windows(
-            list(val_part["subject"].fillna("")),
-            list(val_part["body"].fillna("")),
-            y_val,
-            columns,
-            seed=SHORT_WINDOW_SEED,
-        )
-        short = (short_y, model.predict_proba(short_x)[:, 1])
-        thresholds = action_thresholds(y_val, val_scores, cold_scores, *budget, short=short)
-    validation = evaluate_scores(y_val, val_scores, thresholds, val_part["group"])
-    cold = evaluate_scores(y_val, cold_scores, thresholds, val_part["group"])
-    return FittedModel(
-        name, model, thresholds, validation, val_scores, {"validation_cold": cold.metrics}
-    )
-
-
-def fit_candidate(
-    train: LabelledSet,
-    config: ModelConfig,
-    validation_fraction: float,
-    review_budget: float = TrainConfig.review_budget,
-    traffic_spam_share: float = TrainConfig.traffic_spam_share,
-) -> FittedModel:
-    """The candidate fitted on the earlier part of `train` and thresholded on the time-ordered
-    validation tail (`pipelines.metrics.action_thresholds`).
-
-    No refit on all rows afterwards: the block cut-off is a statement about the scores of
-    one model (precision >= 0.99 on its validation scores), and a refit would serve another.
-    """
-    model = build_candidate(train.feature_columns, config)
-    return _fit_and_threshold(
-        "candidate",
-        model,
-        train,
-        validation_fraction,
-        review_budget,
-        traffic_spam_share,
-        short_text_check=True,
-    )
-
-
-def fit_baseline(
-    train: LabelledSet,
-    config: ModelConfig,
-    validation_fraction: float,
-    review_budget: float = TrainConfig.review_budget,
-    traffic_spam_share: float = TrainConfig.traffic_spam_share,
-) -> FittedModel:
-    """TF-IDF + logistic regression under the same protocol as the candidate."""
-    model = build_baseline_pipeline(config)
-    # the plain baseline keeps the plain protocol: on short windows its block cut-off goes to
-    # 0.98 (recall at block 0.16), and a reference that blocks nothing makes every
-    # ham-error comparison of the gate meaningless
-    return _fit_and_threshold(
-        "baseline",
-        model,
-        train,
-        validation_fraction,
-        review_budget,
-        traffic_spam_share,
-        short_text_check=False,
-    )
-
-
 def reference_sample(
     train: LabelledSet,
     candidate: FittedModel,
     config: TrainConfig,
     holdout: LabelledSet,
-    holdout_scores: np.ndarray,
+    holdout_scores: npt.NDArray[np.float64],
 ) -> pd.DataFrame:
     """Drift reference: feature values, label and score of rows the served model did not train
     on (so monitoring does not mistake in-sample over-confidence for prediction drift): the
@@ -262,6 +149,11 @@ def reference_sample(
     if len(sample) > config.reference_rows:
         sample = sample.sample(config.reference_rows, random_state=config.model.seed)
     return sample.sort_values("sent_at").reset_index(drop=True)
+
+
+# The modules whose classes a fitted model holds (estimators, their config, text transformers):
+# pickled by value with the model.
+MODEL_MODULES = (pipelines.model, pipelines.model_config, pipelines.text_cleaning)
 
 
 # ---- MLflow logging ------------------------------------------------------------------------------
@@ -289,7 +181,7 @@ def _log_dataset(labelled: LabelledSet, name: str, context: str) -> dict[str, st
     digest = content_hash(labelled.frame, labelled.feature_columns)
     first, last = time_range(labelled.frame)
     light = labelled.frame[["message_id", "sent_at", "label", "group", *labelled.feature_columns]]
-    dataset = mlflow.data.from_pandas(light, name=name, targets="label", digest=digest[:16])
+    dataset = from_pandas(light, name=name, targets="label", digest=digest[:16])
     mlflow.log_input(dataset, context=context)
     return {
         f"{context}_sha256": digest,
@@ -311,8 +203,9 @@ def _log_sklearn_model(
     example = model_input(labelled.frame.head(3), columns)
     signature = infer_signature(example, pipeline.predict_proba(example))
     # our transformers travel inside the pickle, so a model loads without this repo's version
-    # of pipelines.model (serving images, older versions after a refactor)
-    cloudpickle.register_pickle_by_value(model_module)
+    # of the model modules (serving images, older versions after a refactor)
+    for module in MODEL_MODULES:
+        cloudpickle.register_pickle_by_value(module)
     try:
         info = mlflow.sklearn.log_model(
             pipeline,
@@ -328,7 +221,8 @@ def _log_sklearn_model(
             },
         )
     finally:
-        cloudpickle.unregister_pickle_by_value(model_module)
+        for module in MODEL_MODULES:
+            cloudpickle.unregister_pickle_by_value(module)
     return info.model_uri
 
 
@@ -345,92 +239,6 @@ def log_behaviour(candidate: FittedModel, columns: Sequence[str], out: Path) -> 
 
 # ---- the run ------------------------------------------------------------------------------------
 
-RESULT_METRICS = (
-    "pr_auc",
-    "pr_auc_minus_baseline",
-    "pr_auc_minus_baseline_se",
-    "recall_at_p99",
-    "precision_at_block",
-    "recall_at_block",
-    "ece",
-    "brier",
-)
-
-
-def write_training_result(
-    kind: str,
-    reports: dict[str, EvaluationReport],
-    candidate: FittedModel,
-    baseline: FittedModel,
-    behaviour: SuiteResult,
-    config: TrainConfig,
-    holdout: LabelledSet,
-) -> Path:
-    """var/run/results/train-<kind>.json: holdout warm/cold vs baseline, validation, thresholds
-    and the behavioural suite of this run (what docs/training.md quotes)."""
-
-    def cell(metrics: dict[str, float], key: str) -> Any:
-        value = metrics.get(key, float("nan"))
-        return round(float(value), 4) if np.isfinite(value) else "-"
-
-    holdout_rows = [
-        [key, *(cell(r.metrics, key) for r in reports.values())] for key in RESULT_METRICS
-    ]
-    validation = {
-        "candidate": candidate.validation.metrics,
-        "candidate cold": candidate.params["validation_cold"],
-        "baseline": baseline.validation.metrics,
-    }
-    validation_rows = [
-        [key, *(cell(m, key) for m in validation.values())]
-        for key in ("pr_auc", "recall_at_p99", "ece")
-    ]
-    t, tb = candidate.thresholds, baseline.thresholds
-    behaviour_rows = [
-        [test, r.total, r.failure_count, round(r.review_share, 3)]
-        for test, r in behaviour.results.items()
-    ]
-    spam_share = f"{holdout.y.mean():.3f}"
-    return write_result(
-        Result(
-            name=f"train-{kind}",
-            title="Training run: candidate vs baseline, future holdout warm and cold",
-            command="make train",
-            tables=[
-                ResultTable(
-                    f"Holdout ({len(holdout.frame)} mails, spam share {spam_share}); cold = "
-                    "sender columns blank; SE = paired bootstrap (200 resamples)",
-                    ["metric", *reports],
-                    holdout_rows,
-                ),
-                ResultTable(
-                    "Validation (time-split tail of the training data)",
-                    ["metric", *validation],
-                    validation_rows,
-                ),
-                ResultTable(
-                    f"Thresholds (review budget {config.review_budget:g} of traffic at "
-                    f"{config.traffic_spam_share:g} spam)",
-                    ["model", "block", "review"],
-                    [
-                        ["candidate", round(t.block, 4), round(t.review, 4)],
-                        ["baseline", round(tb.block, 4), round(tb.review, 4)],
-                    ],
-                ),
-                ResultTable(
-                    "Behavioural suite on the candidate as new senders",
-                    ["test", "cases", "failures", "review share"],
-                    behaviour_rows,
-                ),
-            ],
-            data={
-                "holdout": {name: r.metrics for name, r in reports.items()},
-                "validation": validation,
-                "behaviour_failures": behaviour.failures_table(),
-            },
-        )
-    )
-
 
 def run_training(
     train: LabelledSet,
@@ -441,190 +249,241 @@ def run_training(
 ) -> TrainResult:
     """Fit both models on `train`, evaluate on `holdout`, log to MLflow; then (if
     `config.register`) gate and register. Seeds are fixed: same data + config -> same metrics."""
-    from pipelines.register import register_candidate
-
     started = time.perf_counter()
     if config.shuffle_labels:
         train = replace(train, frame=shuffled_labels(train.frame, config.model.seed))
     columns = train.feature_columns
     mlflow.set_tracking_uri(registry.tracking_uri())
     mlflow.set_experiment(MLFLOW_EXPERIMENT)
-    console = Console()
     with mlflow.start_run(run_name=run_name) as run:
         commit = git_commit()
-        mlflow.set_tags(
-            {
-                "git_commit": commit,
-                "mlflow.source.git.commit": commit.removesuffix("-dirty"),
-                "feature_service": train.feature_service,
-                "feature_source": config.features,
-                "shuffled_labels": str(config.shuffle_labels).lower(),
-                "model_kind": "candidate",
-                **(extra_tags or {}),
-            }
-        )
-        params: dict[str, Any] = {
-            **config.model.as_params(),
-            **THRESHOLD_PARAMS,
-            "review_budget": config.review_budget,
-            "traffic_spam_share": config.traffic_spam_share,
-            **tolerance_params(config.tolerance),
-            "feature_service": train.feature_service,
-            "feature_source": config.features,
-            "feature_count": len(columns),
-            "validation_fraction": config.validation_fraction,
-            "shuffle_labels": config.shuffle_labels,
-        }
-        params |= _log_dataset(train, "training", "training")
-        params |= _log_dataset(holdout, "holdout", "holdout")
-
-        budget = (config.review_budget, config.traffic_spam_share)
-        log.info("fitting baseline on %d mails", len(train.frame))
-        baseline = fit_baseline(train, config.model, config.validation_fraction, *budget)
-        log.info(
-            "fitting the candidate on %d mails, %d feature columns", len(train.frame), len(columns)
-        )
-        candidate = fit_candidate(train, config.model, config.validation_fraction, *budget)
+        _set_run_tags(commit, train, config, extra_tags)
+        params = _run_params(train, holdout, config)
+        baseline, candidate = _fit_both(train, config)
         mlflow.log_params(params)
-
-        # the future twice: with the senders' real history, and as unknown senders get it
-        cold_holdout = replace(holdout, frame=cold_start(holdout.frame))
-        base_report, base_scores = evaluate_model(
-            baseline.pipeline, baseline.thresholds, holdout, columns
+        evaluation = compare_on_holdout(
+            (candidate.pipeline, candidate.thresholds),
+            (baseline.pipeline, baseline.thresholds),
+            holdout,
+            columns,
+            seed=config.model.seed,
         )
-        base_cold, base_cold_scores = evaluate_model(
-            baseline.pipeline, baseline.thresholds, cold_holdout, columns
+        baseline_run_id = _log_baseline_run(
+            baseline, evaluation, holdout, columns, commit, params, config
         )
-        cand_report, cand_scores = evaluate_model(
-            candidate.pipeline, candidate.thresholds, holdout, columns
-        )
-        cand_cold, cand_cold_scores = evaluate_model(
-            candidate.pipeline, candidate.thresholds, cold_holdout, columns
-        )
-        for setting, (ours, theirs) in {
-            "warm": (cand_scores, base_scores),
-            "cold": (cand_cold_scores, base_cold_scores),
-        }.items():
-            diff, se = bootstrap_pr_auc_difference(holdout.y, ours, theirs, seed=config.model.seed)
-            extra = {"pr_auc_minus_baseline": diff, "pr_auc_minus_baseline_se": se}
-            (cand_report if setting == "warm" else cand_cold).metrics.update(extra)
-
-        with mlflow.start_run(run_name="baseline", nested=True) as baseline_run:
-            mlflow.set_tags({"model_kind": "baseline", "git_commit": commit})
-            mlflow.log_params(
-                {
-                    "baseline_c": config.model.baseline_c,
-                    "training_sha256": params["training_sha256"],
-                    "holdout_sha256": params["holdout_sha256"],
-                }
-            )
-            mlflow.log_metrics(_prefixed("holdout", base_report.metrics))
-            mlflow.log_metrics(_prefixed("holdout_warm", base_report.metrics))
-            mlflow.log_metrics(_prefixed("holdout_cold", base_cold.metrics))
-            mlflow.log_metrics(_prefixed("validation", baseline.validation.metrics))
-            _log_sklearn_model(baseline.pipeline, holdout, baseline.thresholds, columns)
-
-        # `holdout.*` (= warm) is what `pipelines.register` and the gate read back
-        mlflow.log_metrics(_prefixed("holdout", cand_report.metrics))
-        mlflow.log_metrics(_prefixed("holdout_warm", cand_report.metrics))
-        mlflow.log_metrics(_prefixed("holdout_cold", cand_cold.metrics))
-        mlflow.log_metrics(_prefixed("validation", candidate.validation.metrics))
-        mlflow.log_metrics(_prefixed("validation_cold", candidate.params["validation_cold"]))
-        mlflow.log_metrics(_prefixed("baseline_holdout", base_report.metrics))
-        mlflow.log_metrics(_prefixed("baseline_holdout_cold", base_cold.metrics))
-        reports = {
-            "candidate": cand_report,
-            "candidate cold": cand_cold,
-            "baseline": base_report,
-            "baseline cold": base_cold,
-        }
-
+        _log_candidate_metrics(candidate, evaluation)
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
-            y = holdout.y
-            for path in (
-                plot_pr_curves(
-                    y,
-                    {
-                        "candidate": cand_scores,
-                        "candidate cold": cand_cold_scores,
-                        "baseline": base_scores,
-                    },
-                    out / "pr_curve.png",
-                ),
-                plot_action_matrix(
-                    y, cand_scores, candidate.thresholds, out / "confusion_matrix.png"
-                ),
-                plot_action_matrix(
-                    y, cand_cold_scores, candidate.thresholds, out / "confusion_matrix_cold.png"
-                ),
-                plot_reliability(reports, out / "reliability.png"),
-            ):
-                mlflow.log_artifact(str(path), artifact_path="plots")
-            weights = plot_top_weights(
-                candidate.pipeline.top_weights(), out / "feature_importance.png"
-            )
-            mlflow.log_artifact(str(weights), artifact_path="plots")
-            report_path = write_report(reports, out / "holdout_report.json")
-            mlflow.log_artifact(str(report_path), artifact_path="evaluation")
+            _log_plots_and_report(out, holdout, candidate, evaluation)
             behaviour = log_behaviour(candidate, columns, out)
-            # What the canary compares the live challenger with (its own holdout behaviour).
-            t = candidate.thresholds
-            expectation = expectation_from_scores(cand_scores, t.block, t.review)
-            log_expectation(expectation)  # registration adds the champion it was gated against
-            reference = reference_sample(train, candidate, config, holdout, cand_scores)
-            reference_file = out / Path(REFERENCE_ARTIFACT).name
-            reference.to_parquet(reference_file, index=False)
-            mlflow.log_artifact(
-                str(reference_file), artifact_path=str(Path(REFERENCE_ARTIFACT).parent)
-            )
-
+            expectation = _log_expectation(candidate, evaluation)
+            _log_reference(out, train, candidate, config, holdout, evaluation)
         model_uri = _log_sklearn_model(candidate.pipeline, holdout, candidate.thresholds, columns)
         mlflow.set_tag("model_uri", model_uri)
         seconds = time.perf_counter() - started
         mlflow.log_metric("training_seconds", seconds)
-
-        console.print(
-            comparison_table(
-                {name: report.metrics for name, report in reports.items()},
-                f"holdout: {len(holdout.frame)} mails, spam share {holdout.y.mean():.3f} "
-                "(cold: sender columns blank)",
-            )
-        )
+        _print_comparison(evaluation, holdout)
         if config.write_results:
-            path = write_training_result(
-                run_name.split("-")[0], reports, candidate, baseline, behaviour, config, holdout
-            )
-            log.info("wrote %s", path)
+            _write_result(run_name, evaluation, candidate, baseline, behaviour, config, holdout)
         result = TrainResult(
             run_id=run.info.run_id,
-            baseline_run_id=baseline_run.info.run_id,
+            baseline_run_id=baseline_run_id,
             model_uri=model_uri,
-            candidate_metrics=cand_report.metrics,
-            baseline_metrics=base_report.metrics,
+            candidate_metrics=evaluation.candidate.warm.metrics,
+            baseline_metrics=evaluation.baseline.warm.metrics,
             thresholds=candidate.thresholds,
             seconds=seconds,
         )
         if config.register:
-            registration = register_candidate(
-                run_id=run.info.run_id,
-                model_uri=model_uri,
-                candidate_metrics=cand_report.metrics,
-                baseline_metrics=base_report.metrics,
-                holdout=holdout,
-                candidate_cold_metrics=cand_cold.metrics,
-                baseline_cold_metrics=base_cold.metrics,
-                behaviour=behaviour,
-                expectation=expectation,
-                tolerance=config.tolerance,
-                skip_gate=config.skip_gate,
-                data_dir=config.data_dir,
-            )
-            result.version = registration.version
-            result.gate = registration.gate
-            result.challenger_set = registration.challenger_set
+            _register(result, holdout, evaluation, behaviour, expectation, config)
     log.info("training run %s done in %.1f s", result.run_id, result.seconds)
     return result
+
+
+# ---- the run's steps ----------------------------------------------------------------------------
+
+
+def _set_run_tags(
+    commit: str, train: LabelledSet, config: TrainConfig, extra_tags: dict[str, str] | None
+) -> None:
+    mlflow.set_tags(
+        {
+            "git_commit": commit,
+            "mlflow.source.git.commit": commit.removesuffix("-dirty"),
+            "feature_service": train.feature_service,
+            "feature_source": config.features,
+            "shuffled_labels": str(config.shuffle_labels).lower(),
+            "model_kind": "candidate",
+            **(extra_tags or {}),
+        }
+    )
+
+
+def _run_params(train: LabelledSet, holdout: LabelledSet, config: TrainConfig) -> dict[str, Any]:
+    """The run's params (logged after the fits); logs both datasets as inputs on the way."""
+    params: dict[str, Any] = {
+        **config.model.as_params(),
+        **THRESHOLD_PARAMS,
+        "review_budget": config.review_budget,
+        "traffic_spam_share": config.traffic_spam_share,
+        **tolerance_params(config.tolerance),
+        "feature_service": train.feature_service,
+        "feature_source": config.features,
+        "feature_count": len(train.feature_columns),
+        "validation_fraction": config.validation_fraction,
+        "shuffle_labels": config.shuffle_labels,
+    }
+    params |= _log_dataset(train, "training", "training")
+    params |= _log_dataset(holdout, "holdout", "holdout")
+    return params
+
+
+def _fit_both(train: LabelledSet, config: TrainConfig) -> tuple[FittedModel, FittedModel]:
+    """(baseline, candidate), fitted and thresholded under the same protocol."""
+    budget = (config.review_budget, config.traffic_spam_share)
+    log.info("fitting baseline on %d mails", len(train.frame))
+    baseline = fit_baseline(train, config.model, config.validation_fraction, *budget)
+    log.info(
+        "fitting the candidate on %d mails, %d feature columns",
+        len(train.frame),
+        len(train.feature_columns),
+    )
+    candidate = fit_candidate(train, config.model, config.validation_fraction, *budget)
+    return baseline, candidate
+
+
+def _log_baseline_run(
+    baseline: FittedModel,
+    evaluation: HoldoutEvaluation,
+    holdout: LabelledSet,
+    columns: Sequence[str],
+    commit: str,
+    params: dict[str, Any],
+    config: TrainConfig,
+) -> str:
+    """The baseline as a nested run (its metrics and model); returns the run's id."""
+    with mlflow.start_run(run_name="baseline", nested=True) as baseline_run:
+        mlflow.set_tags({"model_kind": "baseline", "git_commit": commit})
+        mlflow.log_params(
+            {
+                "baseline_c": config.model.baseline_c,
+                "training_sha256": params["training_sha256"],
+                "holdout_sha256": params["holdout_sha256"],
+            }
+        )
+        mlflow.log_metrics(_prefixed("holdout", evaluation.baseline.warm.metrics))
+        mlflow.log_metrics(_prefixed("holdout_warm", evaluation.baseline.warm.metrics))
+        mlflow.log_metrics(_prefixed("holdout_cold", evaluation.baseline.cold.metrics))
+        mlflow.log_metrics(_prefixed("validation", baseline.validation.metrics))
+        _log_sklearn_model(baseline.pipeline, holdout, baseline.thresholds, columns)
+    return str(baseline_run.info.run_id)
+
+
+def _log_candidate_metrics(candidate: FittedModel, evaluation: HoldoutEvaluation) -> None:
+    """The candidate's metrics on the parent run, with the baseline's holdout beside them.
+    `holdout.*` (= warm) is what `pipelines.register` and the gate read back."""
+    ours, theirs = evaluation.candidate, evaluation.baseline
+    mlflow.log_metrics(_prefixed("holdout", ours.warm.metrics))
+    mlflow.log_metrics(_prefixed("holdout_warm", ours.warm.metrics))
+    mlflow.log_metrics(_prefixed("holdout_cold", ours.cold.metrics))
+    mlflow.log_metrics(_prefixed("validation", candidate.validation.metrics))
+    mlflow.log_metrics(_prefixed("validation_cold", candidate.params["validation_cold"]))
+    mlflow.log_metrics(_prefixed("baseline_holdout", theirs.warm.metrics))
+    mlflow.log_metrics(_prefixed("baseline_holdout_cold", theirs.cold.metrics))
+
+
+def _log_plots_and_report(
+    out: Path, holdout: LabelledSet, candidate: FittedModel, evaluation: HoldoutEvaluation
+) -> None:
+    """The holdout plots (plots/) and all metrics as JSON (evaluation/holdout_report.json)."""
+    weights = candidate.pipeline.top_weights()
+    for path in training_plots(out, holdout.y, evaluation, candidate.thresholds, weights):
+        mlflow.log_artifact(str(path), artifact_path="plots")
+    report_path = write_report(evaluation.reports(), out / "holdout_report.json")
+    mlflow.log_artifact(str(report_path), artifact_path="evaluation")
+
+
+def _log_expectation(candidate: FittedModel, evaluation: HoldoutEvaluation) -> OfflineExpectation:
+    """What the canary compares the live challenger with (its own holdout behaviour);
+    registration adds the champion it was gated against."""
+    t = candidate.thresholds
+    expectation = expectation_from_scores(
+        evaluation.candidate.warm_scores.tolist(), t.block, t.review
+    )
+    log_expectation(expectation)
+    return expectation
+
+
+def _log_reference(
+    out: Path,
+    train: LabelledSet,
+    candidate: FittedModel,
+    config: TrainConfig,
+    holdout: LabelledSet,
+    evaluation: HoldoutEvaluation,
+) -> None:
+    """The drift reference sample (`reference_sample`) as the REFERENCE_ARTIFACT parquet."""
+    scores = evaluation.candidate.warm_scores
+    reference = reference_sample(train, candidate, config, holdout, scores)
+    reference_file = out / Path(REFERENCE_ARTIFACT).name
+    reference.to_parquet(reference_file, index=False)
+    mlflow.log_artifact(str(reference_file), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+
+
+def _print_comparison(evaluation: HoldoutEvaluation, holdout: LabelledSet) -> None:
+    Console().print(
+        comparison_table(
+            {name: report.metrics for name, report in evaluation.reports().items()},
+            f"holdout: {len(holdout.frame)} mails, spam share {holdout.y.mean():.3f} "
+            "(cold: sender columns blank)",
+        )
+    )
+
+
+def _write_result(
+    run_name: str,
+    evaluation: HoldoutEvaluation,
+    candidate: FittedModel,
+    baseline: FittedModel,
+    behaviour: SuiteResult,
+    config: TrainConfig,
+    holdout: LabelledSet,
+) -> None:
+    kind = run_name.split("-")[0]
+    budget = (config.review_budget, config.traffic_spam_share)
+    reports = evaluation.reports()
+    path = write_training_result(kind, reports, candidate, baseline, behaviour, budget, holdout)
+    log.info("wrote %s", path)
+
+
+def _register(
+    result: TrainResult,
+    holdout: LabelledSet,
+    evaluation: HoldoutEvaluation,
+    behaviour: SuiteResult,
+    expectation: OfflineExpectation,
+    config: TrainConfig,
+) -> None:
+    """Gate and register the run's model; the verdict and version go into `result`."""
+    from pipelines.register import register_candidate
+
+    registration = register_candidate(
+        run_id=result.run_id,
+        model_uri=result.model_uri,
+        candidate_metrics=evaluation.candidate.warm.metrics,
+        baseline_metrics=evaluation.baseline.warm.metrics,
+        holdout=holdout,
+        candidate_cold_metrics=evaluation.candidate.cold.metrics,
+        baseline_cold_metrics=evaluation.baseline.cold.metrics,
+        behaviour=behaviour,
+        expectation=expectation,
+        tolerance=config.tolerance,
+        skip_gate=config.skip_gate,
+        data_dir=config.data_dir,
+    )
+    result.version = registration.version
+    result.gate = registration.gate
+    result.challenger_set = registration.challenger_set
 
 
 # ---- entry points ------------------------------------------------------------------------------

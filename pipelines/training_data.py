@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from rich.console import Console
 
@@ -39,7 +40,7 @@ class LabelledSet:
     feature_service: str
 
     @property
-    def y(self) -> np.ndarray:
+    def y(self) -> npt.NDArray[np.int_]:
         return self.frame[LABEL_COLUMN].to_numpy(dtype=int)
 
 

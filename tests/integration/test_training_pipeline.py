@@ -158,9 +158,10 @@ def test_gate_refuses_a_candidate_failing_the_behaviour_mft_and_logs_the_cases(
     future_set: LabelledSet,  # noqa: F811
     tmp_path: Path,
 ) -> None:
+    from pipelines.fitting import FittedModel
     from pipelines.metrics import evaluate_scores
     from pipelines.register import register_candidate
-    from pipelines.train import FittedModel, log_behaviour
+    from pipelines.train import log_behaviour
 
     client = registry.get_client()
     baseline = client.get_run(first_run.run_id).data.metrics

@@ -12,9 +12,9 @@ import pytest
 from modstack.corpus import FUTURE_START
 from modstack.names import FEATURE_SERVICE_V1
 from pipelines.behaviour import SuiteResult
+from pipelines.fitting import FittedModel, fit_candidate
 from pipelines.gate import behaviour_failures, run_behaviour
-from pipelines.model import ModelConfig
-from pipelines.train import FittedModel, fit_candidate
+from pipelines.model_config import ModelConfig
 from pipelines.training_data import corpus_rows, with_features
 
 

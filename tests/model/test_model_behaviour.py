@@ -12,8 +12,9 @@ import pytest
 
 from features.text import text_features
 from modstack.registry.contract import TEXT_COLUMNS
-from pipelines.model import ModelConfig, model_input
-from pipelines.train import FittedModel, fit_baseline, fit_candidate
+from pipelines.fitting import FittedModel, fit_baseline, fit_candidate
+from pipelines.model import model_input
+from pipelines.model_config import ModelConfig
 from pipelines.training_data import LabelledSet
 from tests.training_fixtures import fixture_data_dir, future_set, history_set  # noqa: F401
 

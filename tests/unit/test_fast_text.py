@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 
-from pipelines.model import HeadLower
+from pipelines.text_cleaning import HeadLower
 from services.serving.fast_text import cached_vectorizer, supports
 
 TRAIN = [
