@@ -28,8 +28,9 @@ import typer
 
 from modstack.corpus import FUTURE_START
 from modstack.names import FEATURE_SERVICE_V1
-from pipelines.model import ModelConfig, model_input
-from pipelines.train import fit_candidate
+from pipelines.fitting import fit_candidate
+from pipelines.model import model_input
+from pipelines.model_config import ModelConfig
 from pipelines.training_data import LabelledSet, corpus_rows, with_features
 from services.monitoring.drift.evidently_report import SCORE_COLUMN, DriftReference
 

@@ -126,8 +126,8 @@ def fitted_models(requests: int, console: Console) -> tuple[list[tuple[str, Any]
     """Candidate and baseline fitted as `pipelines.train` fits them; future mails to score."""
     from modstack.corpus import FUTURE_START
     from modstack.names import FEATURE_SERVICE_V1
-    from pipelines.model import ModelConfig
-    from pipelines.train import fit_baseline, fit_candidate
+    from pipelines.fitting import fit_baseline, fit_candidate
+    from pipelines.model_config import ModelConfig
     from pipelines.training_data import corpus_rows, replayed_feature_sets
     from services.serving.hot_path import prepare_for_serving
     from services.serving.model_store import LoadedModel

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from modstack.registry.contract import TEXT_COLUMNS
-from pipelines.model import ModelConfig, model_input
-from pipelines.train import fit_baseline, fit_candidate
+from pipelines.fitting import fit_baseline, fit_candidate
+from pipelines.model import model_input
+from pipelines.model_config import ModelConfig
 from pipelines.training_data import LabelledSet
 from services.serving.hot_path import prepare_for_serving, selectors_replaced, vectorizers_cached
 from services.serving.model_store import LoadedModel

@@ -82,7 +82,8 @@ def small_pipeline(feature_columns: list[str], seed: int) -> Pipeline:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from pipelines.model import AsFloat, JoinText
+    from pipelines.model import AsFloat
+    from pipelines.text_cleaning import JoinText
 
     text = Pipeline([("join", JoinText(3_000)), ("tfidf", TfidfVectorizer(max_features=3_000))])
     numbers = Pipeline(
