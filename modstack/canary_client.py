@@ -10,10 +10,22 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from modstack.names import CHECK_NAMES
+from modstack.names import (
+    CHECK_BLOCK_PRECISION,
+    CHECK_BLOCK_RATE,
+    CHECK_ERROR_RATE,
+    CHECK_EXPECTED_BLOCK_RATE,
+    CHECK_EXPECTED_SCORE_PSI,
+    CHECK_LABEL_MCNEMAR,
+    CHECK_LATENCY_P99,
+    CHECK_NAMES,
+    CHECK_SCORE_COLLAPSE,
+    CHECK_SCORE_PSI,
+    CheckName,
+)
 from modstack.settings import get_settings
 
-# The analysis's check names (from their own light module: the CLI must not import scipy).
+# Check names come from modstack.names, not from the analysis: the CLI must not import scipy.
 
 
 class ControllerClient:
@@ -84,16 +96,17 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-SHORT_NAMES = {
-    "error_rate": "errors",
-    "latency_p99": "p99",
-    "label_mcnemar": "mcnemar p",
-    "expected_block_rate": "exp.blocks",
-    "expected_score_psi": "exp.psi",
-    "score_collapse": "collapse",
-    "score_psi": "psi*",
-    "block_rate": "blocks*",
-    "block_precision": "prec*",
+# Column headers of the timeline table, one per check (* marks the reported ones).
+SHORT_NAMES: dict[CheckName, str] = {
+    CHECK_ERROR_RATE: "errors",
+    CHECK_LATENCY_P99: "p99",
+    CHECK_LABEL_MCNEMAR: "mcnemar p",
+    CHECK_EXPECTED_BLOCK_RATE: "exp.blocks",
+    CHECK_EXPECTED_SCORE_PSI: "exp.psi",
+    CHECK_SCORE_COLLAPSE: "collapse",
+    CHECK_SCORE_PSI: "psi*",
+    CHECK_BLOCK_RATE: "blocks*",
+    CHECK_BLOCK_PRECISION: "prec*",
 }
 VERDICT_STYLE = {
     "pass": "[green]pass[/]",

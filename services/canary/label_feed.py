@@ -1,7 +1,8 @@
 """Feeds `LabelJoin` from predictions.v1 and labels.v1 (labelled pairs, block precision).
 
-Events are parsed with the wire schemas of `modstack.events` (`model_validate_json`), so a
-field the producers renamed shows up as a counted unreadable event, not a silent zero.
+Events are parsed with the wire schemas of `modstack.events` (`model_validate_json`), so an
+event with a field the producers renamed is skipped (logged at debug level), not read as a
+silent zero.
 
 A plain assigned consumer, no consumer group: the join lives in memory, so after a restart the
 controller re-reads what the broker still holds instead of resuming from committed offsets.
@@ -31,7 +32,6 @@ class LabelFollower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error = ""
-        self.unreadable = 0  # events that did not match their schema
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="canary-labels", daemon=True)
@@ -100,5 +100,4 @@ class LabelFollower:
                 label = LabelEvent.model_validate_json(raw)
                 self.join.add_label(label.message_id, label.label)
         except ValidationError as exc:
-            self.unreadable += 1
             log.debug("skipping an unreadable %s event: %s", topic, exc)

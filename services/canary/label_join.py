@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from modstack.names import VARIANT_CHALLENGER, VARIANT_CHAMPION
-from services.canary.analysis import PairedLabels
+from services.canary.evidence import PairedLabels
 
 _VARIANTS = (VARIANT_CHAMPION, VARIANT_CHALLENGER)
 

@@ -2,8 +2,8 @@
 
 Every `CANARY_TICK_S` it re-reads the state from the registry (the single source of truth, so
 a restart resumes where it stopped), keeps a metrics window per step, and when the step's
-interval is over hands the window to `canary_analysis.analyze` and the decision to
-`canary_controller.judge`. Registry side effects (clear or promote the challenger alias) come
+interval is over hands the window to `analysis.analyze` and the decision to
+`state_machine.judge`. Registry side effects (clear or promote the challenger alias) come
 before saving the new state, and `reconcile` repairs a crash between the two.
 """
 
@@ -21,17 +21,13 @@ from modstack.registry import aliases as registry
 from modstack.registry.expectation import OfflineExpectation, load_expectation
 from modstack.registry.rollout import RolloutMode, RolloutState, RolloutStore
 from services.canary import state_machine as cc
-from services.canary.analysis import (
-    Analysis,
-    AnalysisThresholds,
-    PairedLabels,
-    VariantWindow,
-    analyze,
-    windows_from_samples,
-)
+from services.canary.analysis import analyze, windows_from_samples
+from services.canary.checks import AnalysisThresholds
+from services.canary.evidence import PairedLabels, VariantWindow
 from services.canary.label_feed import LabelFollower
 from services.canary.metrics import CanaryMetrics
 from services.canary.sources import MetricsSource, PrometheusSource
+from services.canary.verdict import Analysis
 
 log = logging.getLogger("canary")
 

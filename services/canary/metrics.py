@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from modstack.names import CHECK_NAMES
 from modstack.registry.rollout import RolloutState
-from services.canary.analysis import Analysis
+from services.canary.verdict import Analysis
 
 STATUSES = ("idle", "progressing", "paused", "promoted", "rolled_back")
 VERDICTS = ("pass", "fail", "inconclusive", "skipped", "ok", "over", "n/a")

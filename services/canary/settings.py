@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from modstack.settings import CommonSettings
-from services.canary.analysis import AnalysisThresholds
+from services.canary.checks import AnalysisThresholds
 from services.canary.state_machine import RolloutPolicy
 
 
@@ -26,7 +26,7 @@ class CanarySettings(CommonSettings):
     # How often the controller wakes up: re-reads the state, scrapes, judges due windows.
     canary_tick_s: float = Field(default=2.0, gt=0.0, le=60.0)
 
-    # Analysis thresholds (see services/canary/analysis.py for what each compares).
+    # Analysis thresholds (see services/canary/checks.py for what each compares).
     canary_min_requests: int = Field(default=1000, ge=1)  # observations per variant and window
     canary_max_error_rate_increase: float = Field(default=0.01, ge=0.0)
     canary_max_latency_p99_ratio: float = Field(default=1.5, ge=1.0)

@@ -1,7 +1,8 @@
 """Where the canary's numbers come from: Prometheus (PromQL) or the serving replicas' /metrics.
 
 Both sources answer the same question — how much did each serving series grow since the step's
-window began — as flat `Samples` that `canary_analysis.windows_from_samples` groups by variant.
+window began — as flat `Samples` (`promql.py`) that `analysis.windows_from_samples` groups by
+variant.
 
 - `PrometheusSource`: `increase(...[window])` per series, when PROMETHEUS_URL is set.
 - `ScrapeSource`: scrapes every replica's /metrics at each interval and adds up the growth
@@ -19,19 +20,9 @@ from typing import Protocol
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.canary.analysis import (
-    ACTIONS,
-    LATENCY_BUCKET,
-    REQUESTS,
-    SCORE_BUCKET,
-    Samples,
-    series_key,
-)
+from services.canary.promql import COMPARED_SAMPLES, INCREASE_QUERIES, Samples, series_key
 
 log = logging.getLogger(__name__)
-
-# The sample names the analysis reads; anything else on /metrics is ignored.
-COMPARED_SAMPLES: frozenset[str] = frozenset({REQUESTS, LATENCY_BUCKET, SCORE_BUCKET, ACTIONS})
 
 
 class MetricsUnavailable(RuntimeError):
@@ -128,16 +119,6 @@ class ScrapeSource:
         self._http.close()
 
 
-# One PromQL query per compared metric: the window's increase, summed over replicas,
-# split by the labels the analysis needs.
-_PROMQL: dict[str, str] = {
-    REQUESTS: "sum by (variant, outcome) (increase(serving_requests_total[{w}]))",
-    LATENCY_BUCKET: "sum by (variant, le) (increase(serving_request_duration_seconds_bucket[{w}]))",
-    SCORE_BUCKET: "sum by (variant, le) (increase(serving_score_bucket[{w}]))",
-    ACTIONS: "sum by (variant, action) (increase(serving_actions_total[{w}]))",
-}
-
-
 class PrometheusSource:
     """Asks Prometheus (HTTP API, instant queries) for each series' increase over the window.
 
@@ -178,7 +159,7 @@ class PrometheusSource:
         window_s = max(now - self._start, self.min_window_s)
         rng = f"{round(window_s)}s"
         samples: Samples = {}
-        for name, template in _PROMQL.items():
+        for name, template in INCREASE_QUERIES.items():
             for item in self.query(template.format(w=rng), at=now):
                 value = float(item["value"][1])
                 if value != value:  # NaN: a series without two samples in range

@@ -23,7 +23,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from modstack.registry.rollout import RolloutMode, RolloutState, RolloutStatus, utc_now
-from services.canary.analysis import Analysis
+from services.canary.verdict import Analysis
 
 CONTROLLER = "controller"
 
@@ -33,7 +33,6 @@ class RolloutConflict(ValueError):
 
 
 class Decision(StrEnum):
-    WAIT = "wait"  # the interval is not over
     EXTEND = "extend"  # inconclusive evidence: the same window grows by one interval
     HOLD = "hold"  # still inconclusive at the bound: paused for a human decision
     RETRY = "retry"  # analysis failed, below the failure limit: same step, fresh window
@@ -174,51 +173,80 @@ def judge(
         raise RolloutConflict(f"cannot judge a window while the rollout is {state.status}")
     now = now or utc_now()
     new = state.model_copy(deep=True)
-    checks, metrics = _checks_of(analysis), analysis.metrics()
-    final = state.step >= len(state.steps) - 1
     if analysis.enough_data and analysis.failed:
-        failure = _failure_reason(analysis)
-    elif analysis.passed:
-        new.extensions = 0
-        if final:
-            new.status = "promoted"
-            new.weight_percent = 0.0
-            new.reason = f"all {len(state.steps)} steps passed"
-            new.record(CONTROLLER, "promote", new.reason, checks=checks, metrics=metrics)
-            return new, Decision.PROMOTE
-        new.step += 1
-        new.weight_percent = state.steps[new.step]
-        new.step_started_at = now
-        new.reason = f"step {state.step + 1} passed at {state.weight_percent:g}%"
-        new.record(CONTROLLER, "advance", new.reason, checks=checks, metrics=metrics)
-        return new, Decision.ADVANCE
-    else:
-        why = _inconclusive_reason(analysis)
-        if state.extensions < policy.max_extensions:
-            new.extensions += 1
-            new.reason = (
-                f"inconclusive, step extended ({new.extensions}/{policy.max_extensions}): {why}"
-            )
-            new.record(CONTROLLER, "extend", new.reason, checks=checks, metrics=metrics)
-            return new, Decision.EXTEND
-        new.status = "paused"
+        return _on_failure(state, new, analysis, policy, now)
+    if analysis.passed:
+        return _on_pass(state, new, analysis, now)
+    return _on_inconclusive(state, new, analysis, policy)
+
+
+def _record(new: RolloutState, action: str, analysis: Analysis) -> None:
+    """Record the controller's `action` with the window's checks and metrics."""
+    new.record(
+        CONTROLLER, action, new.reason, checks=_checks_of(analysis), metrics=analysis.metrics()
+    )
+
+
+def _on_pass(
+    state: RolloutState, new: RolloutState, analysis: Analysis, now: datetime
+) -> tuple[RolloutState, Decision]:
+    """Every decisive check passed: the next step, or the promotion after the last one."""
+    new.extensions = 0
+    if state.step >= len(state.steps) - 1:
+        new.status = "promoted"
+        new.weight_percent = 0.0
+        new.reason = f"all {len(state.steps)} steps passed"
+        _record(new, "promote", analysis)
+        return new, Decision.PROMOTE
+    new.step += 1
+    new.weight_percent = state.steps[new.step]
+    new.step_started_at = now
+    new.reason = f"step {state.step + 1} passed at {state.weight_percent:g}%"
+    _record(new, "advance", analysis)
+    return new, Decision.ADVANCE
+
+
+def _on_inconclusive(
+    state: RolloutState, new: RolloutState, analysis: Analysis, policy: RolloutPolicy
+) -> tuple[RolloutState, Decision]:
+    """Not decided yet: extend the step, or hold it for a human at the bound."""
+    why = _inconclusive_reason(analysis)
+    if state.extensions < policy.max_extensions:
+        new.extensions += 1
         new.reason = (
-            f"held: still inconclusive after {policy.max_extensions} extensions ({why}); "
-            "`modstack rollout promote` or `modstack rollout abort` decides"
+            f"inconclusive, step extended ({new.extensions}/{policy.max_extensions}): {why}"
         )
-        new.record(CONTROLLER, "hold", new.reason, checks=checks, metrics=metrics)
-        return new, Decision.HOLD
+        _record(new, "extend", analysis)
+        return new, Decision.EXTEND
+    new.status = "paused"
+    new.reason = (
+        f"held: still inconclusive after {policy.max_extensions} extensions ({why}); "
+        "`modstack rollout promote` or `modstack rollout abort` decides"
+    )
+    _record(new, "hold", analysis)
+    return new, Decision.HOLD
+
+
+def _on_failure(
+    state: RolloutState,
+    new: RolloutState,
+    analysis: Analysis,
+    policy: RolloutPolicy,
+    now: datetime,
+) -> tuple[RolloutState, Decision]:
+    """A decisive check failed: retry the step with a fresh window, or roll back at the limit."""
+    failure = _failure_reason(analysis)
     new.failures += 1
     if new.failures >= policy.failure_limit:
         new.status = "rolled_back"
         new.weight_percent = 0.0
         new.reason = f"failure limit {policy.failure_limit} reached: {failure}"
-        new.record(CONTROLLER, "rollback", new.reason, checks=checks, metrics=metrics)
+        _record(new, "rollback", analysis)
         return new, Decision.ROLLBACK
     new.step_started_at = now
     new.extensions = 0
     new.reason = f"analysis failed ({new.failures}/{policy.failure_limit}): {failure}"
-    new.record(CONTROLLER, "analysis_failed", new.reason, checks=checks, metrics=metrics)
+    _record(new, "analysis_failed", analysis)
     return new, Decision.RETRY
 
 

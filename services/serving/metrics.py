@@ -1,5 +1,6 @@
 """Serving metrics. The names and labels are a contract with the canary controller, monitoring
-and the Prometheus rules (deploy/prometheus/rules/): change them everywhere at once or not at all.
+and the Prometheus rules (deploy/prometheus/rules/): change them everywhere at once or not at all
+(the ones the canary compares are named in `modstack.names`).
 
 With several uvicorn workers, PROMETHEUS_MULTIPROC_DIR must be set before this module is
 imported; `/metrics` then aggregates every worker's files (`render_latest`).
@@ -20,6 +21,13 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 
+from modstack.names import (
+    SERVING_ACTIONS_TOTAL,
+    SERVING_REQUEST_DURATION_SECONDS,
+    SERVING_REQUESTS_TOTAL,
+    SERVING_SCORE,
+)
+
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
 # Latency buckets from 1 ms to 10 s: the model alone is ~3 ms, the SLO is a few hundred ms.
@@ -31,24 +39,24 @@ LATENCY_BUCKETS = (
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 
 REQUESTS = Counter(
-    "serving_requests_total",
+    SERVING_REQUESTS_TOTAL,
     "Moderation requests by the variant that answered (or shadow-scored) and outcome (ok, error)",
     ["variant", "outcome"],
 )
 REQUEST_DURATION = Histogram(
-    "serving_request_duration_seconds",
+    SERVING_REQUEST_DURATION_SECONDS,
     "Time to answer a moderation request (features + model + routing), by variant",
     ["variant"],
     buckets=LATENCY_BUCKETS,
 )
 SCORE = Histogram(
-    "serving_score",
+    SERVING_SCORE,
     "Spam scores by variant (shadow scores included, with variant=challenger)",
     ["variant"],
     buckets=SCORE_BUCKETS,
 )
 ACTIONS = Counter(
-    "serving_actions_total", "Moderation actions taken by variant", ["variant", "action"]
+    SERVING_ACTIONS_TOTAL, "Moderation actions taken by variant", ["variant", "action"]
 )
 SHADOW_COMPARISONS = Counter(
     "serving_shadow_comparisons_total", "Requests scored by both variants in shadow mode"

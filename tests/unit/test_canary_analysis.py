@@ -6,22 +6,20 @@ import math
 
 import pytest
 
-from services.canary.analysis import (
+from modstack.names import CHECK_NAMES
+from services.canary.analysis import analyze, windows_from_samples
+from services.canary.checks import AnalysisThresholds
+from services.canary.evidence import VariantWindow
+from services.canary.promql import (
     ACTIONS,
     LATENCY_BUCKET,
     REQUESTS,
     SCORE_BUCKET,
-    AnalysisThresholds,
-    VariantWindow,
-    analyze,
     bucket_counts,
-    coarsen_bins,
     histogram_quantile,
-    psi,
     series_key,
-    two_proportion_z,
-    windows_from_samples,
 )
+from services.canary.stats import coarsen_bins, psi, two_proportion_z
 
 INF = math.inf
 
@@ -122,6 +120,11 @@ def test_a_challenger_like_the_champion_passes_every_check():
     assert checks["score_psi"].value == pytest.approx(0.0, abs=1e-3)  # smoothing only
     assert checks["block_rate"].value == pytest.approx(0.01)
     assert checks["block_precision"].passed is None  # no labels yet: skipped, not failed
+
+
+def test_the_checks_come_in_the_order_every_reader_shows_them():
+    result = analyze({"champion": _window(1000), "challenger": _window(100)}, AnalysisThresholds())
+    assert tuple(c.name for c in result.checks) == CHECK_NAMES
 
 
 def test_error_rate_fails_when_the_challenger_errs_more_than_allowed():

@@ -8,7 +8,7 @@ import pytest
 
 from modstack.registry.rollout import RolloutState
 from services.canary import state_machine as cc
-from services.canary.analysis import Analysis, CheckResult
+from services.canary.verdict import Analysis, CheckResult
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 POLICY = cc.RolloutPolicy(steps=(5, 25, 50, 100), interval_s=10, failure_limit=2, max_extensions=2)

@@ -9,17 +9,11 @@ from datetime import UTC, datetime
 import pytest
 
 from modstack.registry.expectation import SCORE_EDGES, OfflineExpectation, expectation_from_scores
-from services.canary.analysis import (
-    AnalysisThresholds,
-    PairedLabels,
-    VariantWindow,
-    analyze,
-    densest_band_share,
-    label_quality_check,
-    live_score_counts,
-    mcnemar_exact,
-)
+from services.canary.analysis import analyze
+from services.canary.checks import AnalysisThresholds, label_quality_check, live_score_counts
+from services.canary.evidence import PairedLabels, VariantWindow
 from services.canary.label_join import LabelJoin
+from services.canary.stats import densest_band_share, mcnemar_exact
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 THRESHOLDS = AnalysisThresholds(min_requests=100, alpha=0.01, min_discordant=20)
@@ -306,8 +300,6 @@ def test_moving_spam_between_review_and_block_is_no_harm_either_way():
 
 
 def test_the_last_step_passes_when_many_labelled_pairs_show_no_extra_harm():
-    from services.canary.analysis import PairedLabels, label_quality_check
-
     # the two models rarely disagree: no discordant pair among 4,500 labelled ones
     agree = PairedLabels(challenger_right=0, champion_right=0, concordant=4_500, paired=9_000)
     assert label_quality_check(agree, THRESHOLDS, final_step=True).passed is True

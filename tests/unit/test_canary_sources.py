@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.canary.analysis import REQUESTS, SCORE_BUCKET, series_key
 from services.canary.label_join import LabelJoin
+from services.canary.promql import REQUESTS, SCORE_BUCKET, series_key
 from services.canary.sources import growth, parse_samples
 
 EXPOSITION = """\
