@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from mlflow.exceptions import MlflowException
 
 from modstack.http import service_app
+from modstack.http_errors import Conflict, HTTPError, NotFound, Translation, Unavailable
 from modstack.registry.aliases import RegistryError, get_client
 from services.canary.label_feed import LabelFollower
 from services.canary.loop import CanaryRunner
 from services.canary.metrics import CanaryMetrics
-from services.canary.routes import admin_router, probe_router
+from services.canary.routes import admin_router, probe_routes
 from services.canary.settings import CanarySettings
 from services.canary.sources import MetricsSource, PrometheusSource, ScrapeSource
 from services.canary.state_machine import RolloutConflict
@@ -33,19 +33,20 @@ def make_source(settings: CanarySettings) -> MetricsSource:
     return ScrapeSource(settings.metrics_urls())
 
 
-def _status(code: int):
-    async def handler(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(status_code=code, content={"detail": str(exc)})
-
-    return handler
-
-
-async def _registry_error(_: Request, exc: Exception) -> JSONResponse:
+def _registry_error(exc: Exception) -> HTTPError:
     """A version the registry does not have is a 404; any other registry failure a 503."""
-    code = getattr(exc, "error_code", "")
-    if code == "RESOURCE_DOES_NOT_EXIST":
-        return JSONResponse(status_code=404, content={"detail": f"not in the registry: {exc}"})
-    return JSONResponse(status_code=503, content={"detail": f"MLflow registry: {exc}"})
+    if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+        return NotFound(f"not in the registry: {exc}")
+    return Unavailable(f"MLflow registry: {exc}")
+
+
+# The controller's domain exceptions and their answers; anything else (a bare ValueError
+# included) is a 500.
+DOMAIN_ERRORS: dict[type[Exception], Translation] = {
+    RolloutConflict: Conflict,  # the action does not apply to the rollout's status
+    RegistryError: Conflict,  # e.g. promoting the version that is already the champion
+    MlflowException: _registry_error,
+}
 
 
 def create_app(settings: CanarySettings | None = None, *, run_loop: bool = True) -> FastAPI:
@@ -65,16 +66,12 @@ def create_app(settings: CanarySettings | None = None, *, run_loop: bool = True)
     app = service_app(
         "ModStack canary controller",
         "Steps a challenger's traffic, analyses each step, promotes or rolls back.",
+        settings=settings,
         start=runner.start if run_loop else lambda: None,
         stop=runner.stop,
+        domain_errors=DOMAIN_ERRORS,
     )
     app.state.runner = runner
-    app.state.settings = settings
-    app.add_exception_handler(RolloutConflict, _status(409))
-    # RolloutPolicy refusing the overrides (decreasing steps, weights outside (0, 100])
-    app.add_exception_handler(ValueError, _status(422))
-    app.add_exception_handler(RegistryError, _status(409))
-    app.add_exception_handler(MlflowException, _registry_error)
     app.include_router(admin_router)
-    app.include_router(probe_router)
+    app.include_router(probe_routes)
     return app

@@ -5,27 +5,31 @@
     POST /v1/rollout/{promote|abort|pause|resume}   {"reason"?, "actor"?}
     GET  /healthz /readyz /metrics
 
-Every /v1/rollout endpoint needs `Authorization: Bearer <ADMIN_TOKEN>` (401 without). The
-runner (`loop.CanaryRunner`) and settings live on `app.state`.
+Every /v1/rollout endpoint needs `Authorization: Bearer <ADMIN_TOKEN>` (401 without, 403 with
+a wrong token). The runner (`loop.CanaryRunner`) and settings live on `app.state`; errors
+answer through `modstack.http_errors` (the app adds the controller's domain exceptions).
 """
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
+from modstack.http import ADMIN_RESPONSES, Check, Readiness, probe_router, require_admin
+from modstack.http_errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    Unavailable,
+    Unprocessable,
+    error_response,
+)
 from services.canary.loop import CanaryRunner
 from services.canary.settings import CanarySettings
 from services.canary.state_machine import policy_of
-
-_bearer = HTTPBearer(auto_error=False)
 
 
 class StartRequest(BaseModel):
@@ -33,9 +37,11 @@ class StartRequest(BaseModel):
 
     challenger_version: str | None = Field(default=None, pattern=r"^\d+$")
     mode: Literal["canary", "shadow"] | None = None
-    # traffic weights in percent, each in (0, 100]; increasing (422 otherwise)
     steps: list[Annotated[float, Field(gt=0, le=100)]] | None = Field(
-        default=None, min_length=1, max_length=20
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="traffic weights in percent, each in (0, 100], in increasing order",
     )
     interval_s: float | None = Field(default=None, gt=0, le=86_400)
     failure_limit: int | None = Field(default=None, ge=1, le=100)
@@ -43,6 +49,14 @@ class StartRequest(BaseModel):
     paired_percent: float | None = Field(default=None, ge=0, le=100)
     max_extensions: int | None = Field(default=None, ge=0, le=100)
     actor: str = Field(default="admin:http", min_length=1, max_length=128)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_increase(cls, steps: list[float] | None) -> list[float] | None:
+        # the rule RolloutPolicy enforces, checked before the rollout touches the registry
+        if steps is not None and steps != sorted(steps):
+            raise ValueError(f"steps must increase, got {steps}")
+        return steps
 
 
 class ActionRequest(BaseModel):
@@ -61,21 +75,6 @@ def settings_of(request: Request) -> CanarySettings:
 
 
 RunnerDep = Annotated[CanaryRunner, Depends(runner_of)]
-
-
-def require_admin(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> None:
-    """401 unless the request carries the admin token."""
-    expected = settings_of(request).admin_token.get_secret_value().encode()
-    given = (credentials.credentials if credentials else "").encode()
-    if not credentials or not hmac.compare_digest(given, expected):
-        raise HTTPException(
-            status_code=401,
-            detail="admin endpoint: send Authorization: Bearer <ADMIN_TOKEN>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
 
 
 def rollout_view(runner: CanaryRunner) -> dict[str, Any]:
@@ -98,29 +97,18 @@ def rollout_view(runner: CanaryRunner) -> dict[str, Any]:
     return body
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "model": ErrorBody}
-
-
-class ErrorBody(BaseModel):
-    """What every error answer carries: what was wrong."""
-
-    detail: Any
-
-
-BAD_BODY: dict[int | str, dict[str, Any]] = {400: _error("the body could not be parsed as JSON")}
-CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: _error("not possible in the rollout's current state, or the registry refused")
-}
+BAD_BODY = error_response(BadRequest, "the body could not be parsed as JSON")
+CONFLICT = error_response(
+    Conflict, "not possible in the rollout's current state, or the registry refused"
+)
 admin_router = APIRouter(
     prefix="/v1/rollout",
     dependencies=[Depends(require_admin)],
     responses={
-        401: _error("missing or wrong `Authorization: Bearer <ADMIN_TOKEN>`"),
-        503: _error("the MLflow registry does not answer"),
+        **ADMIN_RESPONSES,
+        **error_response(Unavailable, "the MLflow registry does not answer"),
     },
 )
-probe_router = APIRouter()
 
 
 @admin_router.get("")
@@ -133,10 +121,8 @@ async def rollout_status(runner: RunnerDep) -> dict[str, Any]:
     responses={
         **BAD_BODY,
         **CONFLICT,
-        404: _error("the challenger version is not in the registry"),
-        422: _error(
-            "invalid body, or overrides the rollout policy refuses (e.g. steps not increasing)"
-        ),
+        **error_response(NotFound, "the challenger version is not in the registry"),
+        **error_response(Unprocessable, "invalid body (e.g. steps not increasing)"),
     },
 )
 async def rollout_start(body: StartRequest, request: Request, runner: RunnerDep) -> dict[str, Any]:
@@ -160,7 +146,7 @@ async def rollout_start(body: StartRequest, request: Request, runner: RunnerDep)
     responses={
         **BAD_BODY,
         **CONFLICT,
-        404: _error("unknown action: promote, abort, pause or resume"),
+        **error_response(NotFound, "unknown action: promote, abort, pause or resume"),
     },
 )
 async def rollout_action(
@@ -174,40 +160,27 @@ async def rollout_action(
         "resume": lambda: runner.resume(body.actor),
     }
     if action not in actions:
-        raise HTTPException(
-            status_code=404,
-            detail=f"unknown action {action!r}: use promote, abort, pause or resume",
-        )
+        raise NotFound(f"unknown action {action!r}: use promote, abort, pause or resume")
     state = await run_in_threadpool(actions[action])
     return state.model_dump(mode="json")
 
 
-@probe_router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@probe_router.get(
-    "/readyz", responses={503: {"description": "the MLflow registry does not answer"}}
-)
-async def readyz(runner: RunnerDep) -> JSONResponse:
+async def readiness(request: Request) -> Readiness:
+    """Ready when the MLflow registry (the controller's only hard dependency) answers."""
+    runner = runner_of(request)
     try:
         state = await run_in_threadpool(runner.store.load, False)
-    except Exception as exc:  # the registry is the controller's only hard dependency
-        return JSONResponse(
-            status_code=503,
-            content={"status": "unavailable", "reason": f"MLflow registry: {exc}"},
-        )
-    return JSONResponse(
-        {"status": "ready", "rollout": state.status, "controller_error": runner.last_error}
-    )
+    except Exception as exc:  # any failure to read the state is the registry's
+        registry = Check(False, f"MLflow registry: {exc}")
+    else:
+        registry = Check(True, f"MLflow registry answers; rollout {state.status}")
+    error = runner.last_error
+    controller = Check(not error, error or "ticking", required=False)
+    return Readiness({"registry": registry, "controller": controller})
 
 
-@probe_router.get(
-    "/metrics",
-    responses={200: {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+probe_routes = probe_router(
+    ready=readiness,
+    metrics=lambda request: runner_of(request).metrics.registry,
+    ready_means="The MLflow registry answers.",
 )
-async def prometheus_metrics(runner: RunnerDep) -> PlainTextResponse:
-    return PlainTextResponse(
-        generate_latest(runner.metrics.registry), media_type=CONTENT_TYPE_LATEST
-    )

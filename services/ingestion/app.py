@@ -36,7 +36,7 @@ from starlette.exceptions import HTTPException
 from modstack.http import service_app
 from services.ingestion.routes import add_body_schemas, build_router
 from services.ingestion.settings import IngestionSettings
-from services.ingestion.state import Refused, Services, get_services
+from services.ingestion.state import Services, get_services
 
 
 def create_app(settings: IngestionSettings | None = None) -> FastAPI:
@@ -47,6 +47,7 @@ def create_app(settings: IngestionSettings | None = None) -> FastAPI:
     app = service_app(
         "ModStack ingestion",
         "Messages and user reports in over HTTP, out to Kafka.",
+        settings=settings,
         start=services.start,
         stop=services.close,
         # Starlette's limit checks Content-Length before reading and counts the streamed bytes
@@ -54,10 +55,8 @@ def create_app(settings: IngestionSettings | None = None) -> FastAPI:
         max_body_size=settings.ingestion_max_request_bytes,
     )
     app.state.services = services
-    app.state.settings = settings
     app.state.metrics = services.metrics
     app.exception_handler(HTTPException)(_explain_too_large)
-    app.exception_handler(Refused)(_refused)
     app.include_router(build_router(settings))
     add_body_schemas(app)
     return app
@@ -74,7 +73,3 @@ async def _explain_too_large(request: Request, exc: HTTPException) -> Any:
         "bytes (INGESTION_MAX_REQUEST_BYTES); send smaller batches"
     )
     return JSONResponse({"detail": detail}, status_code=exc.status_code)
-
-
-async def _refused(_: Request, exc: Refused) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)

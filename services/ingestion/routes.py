@@ -1,7 +1,9 @@
-"""The ingestion API's routes: messages and reports in, health, readiness and metrics.
+"""The ingestion API's routes: messages and reports in; health, readiness and metrics through
+`modstack.http.probe_router`.
 
 The routes are module-level functions; `build_router` registers them with the responses they
-document, which name settings (the body limit, whether messages need a key)."""
+document, which name settings (the body limit, whether messages need a key). Errors are raised
+as `modstack.http_errors` exceptions; the app answers them."""
 
 from __future__ import annotations
 
@@ -13,12 +15,23 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from modstack.events import MAX_BATCH, MessageIn, utcnow
+from modstack.http import Check, Readiness, probe_router
+from modstack.http_errors import (
+    RETRY_AFTER,
+    ContentTooLarge,
+    NotFound,
+    Responses,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+    Unprocessable,
+    error_response,
+)
 from modstack.kafka import BrokerUnavailable, broker_reachable
 from modstack.names import TOPIC_LABELS, TOPIC_MESSAGES
 from services.ingestion.payloads import (
@@ -36,7 +49,13 @@ from services.ingestion.payloads import (
 )
 from services.ingestion.producer import EventTooLarge, Outgoing, RecentIds
 from services.ingestion.settings import IngestionSettings
-from services.ingestion.state import MessageClient, ReportClient, Services, ServicesDep
+from services.ingestion.state import (
+    MessageClient,
+    ReportClient,
+    Services,
+    ServicesDep,
+    get_services,
+)
 
 
 class Problem(BaseModel):
@@ -59,20 +78,19 @@ def _store_events(
     recent: RecentIds,
     check: Callable[[Sequence[Any], bool], list[dict[str, Any]]] | None = None,
 ) -> JSONResponse:
-    """Parse, check, drop repeats, produce and wait for the acks; the answer for each case."""
+    """Parse, check, drop repeats, produce and wait for the acks: the 202 answer, or raises
+    the error (422, 404, 503, 413)."""
     metrics = services.metrics
     try:
         items, batch = parse(raw)
     except InvalidBody as exc:
         services.count_rejection(endpoint, "invalid")
-        return JSONResponse(
-            {"detail": exc.errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
-        )
+        raise Unprocessable(exc.errors) from None
     if check is not None:
         errors = check(items, batch)
         if errors:
             services.count_rejection(endpoint, "message_not_seen")
-            return JSONResponse({"detail": errors}, status_code=status.HTTP_404_NOT_FOUND)
+            raise NotFound(errors)
     received_at = utcnow()
     outgoing: list[Outgoing] = []
     duplicates: list[str] = []
@@ -91,17 +109,10 @@ def _store_events(
     except BrokerUnavailable as exc:
         services.reconnect_soon()
         services.count_rejection(endpoint, "broker_unavailable", outcome="unavailable")
-        return JSONResponse(
-            {"detail": str(exc)},
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": services.unavailable_after},
-        )
+        raise Unavailable(str(exc), {"Retry-After": services.unavailable_after}) from None
     except EventTooLarge as exc:
         services.count_rejection(endpoint, "too_large")
-        return JSONResponse(
-            {"detail": f"an event is larger than the broker accepts: {exc}"},
-            status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-        )
+        raise ContentTooLarge(f"an event is larger than the broker accepts: {exc}") from None
     if outgoing:
         metrics.produce_duration.observe(time.perf_counter() - started)
     recent.add_all([o.event_id for o in outgoing], [o.key for o in outgoing])
@@ -172,73 +183,57 @@ async def post_labels(
     )
 
 
-# -- health, readiness, metrics ----------------------------------------------------------------
+# -- readiness ---------------------------------------------------------------------------------
 
 
-async def healthz() -> dict[str, str]:
-    """Liveness: the process serves requests."""
-    return {"status": "ok"}
-
-
-async def readyz(services: ServicesDep) -> JSONResponse:
-    """Readiness: the broker answers a metadata request."""
-    bootstrap = services.settings.kafka_bootstrap_servers
+async def readiness(request: Request) -> Readiness:
+    """Ready when the broker answers a metadata request."""
+    bootstrap = get_services(request).settings.kafka_bootstrap_servers
     if await run_in_threadpool(broker_reachable, bootstrap, 2.0):
-        return JSONResponse({"status": "ready", "broker": bootstrap})
-    return JSONResponse(
-        {"status": "unavailable", "detail": str(BrokerUnavailable(bootstrap))},
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-    )
-
-
-async def metrics_endpoint(services: ServicesDep) -> PlainTextResponse:
-    registry = services.metrics.registry
-    return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        broker = Check(True, f"{bootstrap} answers")
+    else:
+        broker = Check(False, str(BrokerUnavailable(bootstrap)))
+    return Readiness({"broker": broker})
 
 
 # -- the router and its OpenAPI document -------------------------------------------------------
 
-_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
-_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "No or an unknown client key."}
-}
-_NOT_SEEN: dict[int | str, dict[str, Any]] = {
-    404: {
-        "model": Problem,
-        "description": "A report names a message not received from that sender; "
-        "`detail[].loc` names the item; nothing is stored.",
-    },
-}
-_READY_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The broker answers."},
-    503: {"model": Problem, "description": "The broker is unreachable."},
-}
+_UNAUTHORIZED = error_response(Unauthorized, "No or an unknown client key.", Problem)
+_NOT_SEEN = error_response(
+    NotFound,
+    "A report names a message not received from that sender; "
+    "`detail[].loc` names the item; nothing is stored.",
+    Problem,
+)
 
 
-def _store_responses(settings: IngestionSettings) -> dict[int | str, dict[str, Any]]:
+def _store_responses(settings: IngestionSettings) -> Responses:
     """What both POST endpoints answer (the 413 names this deployment's body limit)."""
     return {
         202: {"model": Accepted, "description": "Every accepted id is stored in the broker."},
-        413: {
-            "model": Problem,
-            "description": f"Body over INGESTION_MAX_REQUEST_BYTES "
+        **error_response(
+            ContentTooLarge,
+            f"Body over INGESTION_MAX_REQUEST_BYTES "
             f"({settings.ingestion_max_request_bytes} bytes here).",
-        },
-        422: {
-            "model": Problem,
-            "description": f"Invalid body (at most {MAX_BATCH} items a batch); "
-            "`detail[].loc` names the field.",
-        },
-        429: {
-            "model": Problem,
-            "description": "This client is over its rate limit (INGESTION_RATE_PER_S).",
-            "headers": _RETRY_AFTER,
-        },
-        503: {
-            "model": Problem,
-            "description": "The broker is unreachable; the detail names its address.",
-            "headers": _RETRY_AFTER,
-        },
+            Problem,
+        ),
+        **error_response(
+            Unprocessable,
+            f"Invalid body (at most {MAX_BATCH} items a batch); `detail[].loc` names the field.",
+            Problem,
+        ),
+        **error_response(
+            TooManyRequests,
+            "This client is over its rate limit (INGESTION_RATE_PER_S).",
+            Problem,
+            headers=RETRY_AFTER,
+        ),
+        **error_response(
+            Unavailable,
+            "The broker is unreachable; the detail names its address.",
+            Problem,
+            headers=RETRY_AFTER,
+        ),
     }
 
 
@@ -266,14 +261,13 @@ def build_router(settings: IngestionSettings) -> APIRouter:
         responses={**common, **_UNAUTHORIZED, **_NOT_SEEN},
         openapi_extra=_body_schema("LabelsBody"),
     )
-    router.add_api_route(
-        "/healthz",
-        healthz,
-        methods=["GET"],
-        responses={200: {"description": "The process serves requests."}},
+    router.include_router(
+        probe_router(
+            ready=readiness,
+            metrics=lambda request: get_services(request).metrics.registry,
+            ready_means="The broker answers.",
+        )
     )
-    router.add_api_route("/readyz", readyz, methods=["GET"], responses=_READY_RESPONSES)
-    router.add_api_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     return router
 
 

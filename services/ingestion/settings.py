@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, model_validator
 
+from modstack.http import DEV_CLIENT, DEV_CLIENT_KEY
 from modstack.settings import CommonSettings
-
-# The local stack's one client app (the demo's replay and traffic). Refused in production.
-DEV_CLIENT = "demo"
-DEV_CLIENT_KEY = "dev-client-key"
 
 
 class IngestionSettings(CommonSettings):

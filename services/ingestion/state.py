@@ -4,15 +4,16 @@ the routes: the services, and the client a request comes from (key checked, rate
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 import threading
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import Depends, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials
 
+from modstack.http import BearerCredentials, token_matches
+from modstack.http_errors import TooManyRequests, Unauthorized
 from modstack.kafka import BrokerUnavailable, ensure_topics
 from modstack.message_log import MessageLog
 from services.ingestion.limits import RateLimiter, retry_after_header
@@ -21,18 +22,6 @@ from services.ingestion.producer import EventSender, RecentIds
 from services.ingestion.settings import IngestionSettings
 
 log = logging.getLogger("ingestion")
-
-
-class Refused(Exception):
-    """A request refused before anything is stored (status, detail, headers)."""
-
-    def __init__(
-        self, status_code: int, detail: Any, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(str(detail))
-        self.status_code = status_code
-        self.detail = detail
-        self.headers = headers or {}
 
 
 class Services:
@@ -108,8 +97,6 @@ def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-_BEARER = HTTPBearer(auto_error=False, description="a client app's key (INGESTION_CLIENT_KEYS)")
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
 
 
 def _client_of(
@@ -118,35 +105,31 @@ def _client_of(
     credentials: HTTPAuthorizationCredentials | None,
     required: bool,
 ) -> str:
-    """The client app a request comes from; raises `Refused` (401) without a valid key."""
+    """The client app a request comes from; raises `Unauthorized` (401) without a valid key:
+    a key not in INGESTION_CLIENT_KEYS names no client, so it is no identity (not a 403)."""
     if credentials is not None:
-        given = credentials.credentials.encode()
+        given = credentials.credentials
         # compare against every key (constant time each): which one matched must not leak
-        matched = [
-            name for name, key in services.client_keys.items() if hmac.compare_digest(given, key)
-        ]
+        matched = [name for name, key in services.client_keys.items() if token_matches(given, key)]
         if matched:
             return matched[0]
     if required or credentials is not None:
         services.count_rejection(request.url.path, "unauthenticated")
-        raise Refused(
-            status.HTTP_401_UNAUTHORIZED,
+        raise Unauthorized(
             "a valid client key is required: send `Authorization: Bearer <key>` with a key "
-            "from INGESTION_CLIENT_KEYS",
-            {"WWW-Authenticate": "Bearer"},
+            "from INGESTION_CLIENT_KEYS"
         )
     host = request.client.host if request.client else "unknown"
     return f"anonymous@{host}"
 
 
 def _admit(request: Request, services: Services, client: str) -> str:
-    """`client`, unless it is over its rate: then raises `Refused` (429, Retry-After)."""
+    """`client`, unless it is over its rate: then raises `TooManyRequests` (Retry-After)."""
     wait = services.limiter.acquire(client)
     if wait > 0:
         settings = services.settings
         services.count_rejection(request.url.path, "rate_limited")
-        raise Refused(
-            status.HTTP_429_TOO_MANY_REQUESTS,
+        raise TooManyRequests(
             f"client {client!r} is over {settings.ingestion_rate_per_s:g} requests/s "
             f"(burst {settings.ingestion_rate_burst:g}, INGESTION_RATE_PER_S); retry later",
             {"Retry-After": retry_after_header(wait)},
@@ -155,13 +138,17 @@ def _admit(request: Request, services: Services, client: str) -> str:
 
 
 # async: they run on the event loop, before the route reads the body (no thread-pool hop)
-async def message_client(request: Request, services: ServicesDep, credentials: Credentials) -> str:
+async def message_client(
+    request: Request, services: ServicesDep, credentials: BearerCredentials
+) -> str:
     """The sender of messages: a key only if INGESTION_MESSAGES_NEED_KEY; rate limited."""
     required = services.settings.ingestion_messages_need_key
     return _admit(request, services, _client_of(request, services, credentials, required))
 
 
-async def report_client(request: Request, services: ServicesDep, credentials: Credentials) -> str:
+async def report_client(
+    request: Request, services: ServicesDep, credentials: BearerCredentials
+) -> str:
     """The client app sending reports: a valid key always; rate limited."""
     return _admit(request, services, _client_of(request, services, credentials, True))
 

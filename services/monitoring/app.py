@@ -21,6 +21,7 @@ def create_app(
         "ModStack monitoring",
         "Drift of served traffic against the champion's reference, as Prometheus gauges "
         "and Evidently reports.",
+        settings=monitor.settings,
         start=monitor.start,
         stop=monitor.stop,
     )

@@ -6,17 +6,19 @@ GET /v1/reports?limit=50       saved window reports, newest first
 GET /v1/reports/{name}         one report (Evidently HTML)
 
 The handlers reach the app's `Monitor` through `request.app.state.monitor` (set by the
-app factory), so the router holds no state of its own.
+app factory), so the router holds no state of its own. Health, readiness and metrics come from
+`modstack.http.probe_router`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse
 
+from modstack.http import Check, Readiness, probe_router
+from modstack.http_errors import NotFound, error_response
 from services.monitoring.monitor import Monitor
 
 router = APIRouter()
@@ -31,38 +33,27 @@ def get_monitor(request: Request) -> Monitor:
 MonitorDep = Annotated[Monitor, Depends(get_monitor)]
 
 
-@router.get("/healthz", responses={200: {"description": "The process serves requests."}})
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@router.get(
-    "/readyz",
-    responses={
-        200: {"description": "Consuming predictions and labels."},
-        503: {"description": "Not consuming yet; `reason` says why."},
-    },
-)
-def readyz(monitor: MonitorDep) -> JSONResponse:
+async def readiness(request: Request) -> Readiness:
+    """Ready once the consumer reads predictions and labels."""
+    monitor = get_monitor(request)
     if monitor.consuming:
-        return JSONResponse({"status": "ready"})
-    return JSONResponse(
-        {
-            "status": "not ready",
-            "reason": "not consuming yet: broker unreachable or joining "
+        consumer = Check(True, "consuming predictions and labels")
+    else:
+        consumer = Check(
+            False,
+            "not consuming yet: broker unreachable or joining "
             f"the group ({monitor.settings.kafka_bootstrap_servers})",
-        },
-        status_code=503,
+        )
+    return Readiness({"consumer": consumer})
+
+
+router.include_router(
+    probe_router(
+        ready=readiness,
+        metrics=lambda request: get_monitor(request).metrics.registry,
+        ready_means="Consuming predictions and labels.",
     )
-
-
-@router.get(
-    "/metrics",
-    response_class=PlainTextResponse,
-    responses={200: {"description": "Prometheus text format.", "content": {"text/plain": {}}}},
 )
-def metrics(monitor: MonitorDep) -> Response:
-    return Response(generate_latest(monitor.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/v1/status")
@@ -86,13 +77,13 @@ def list_reports(
     response_class=HTMLResponse,
     responses={
         200: {"description": "The Evidently report.", "content": {"text/html": {}}},
-        404: {"description": "No report of that name; GET /v1/reports lists them."},
+        **error_response(
+            NotFound, "No report of that name; GET /v1/reports lists them.", inline_json=True
+        ),
     },
 )
 def get_report(name: str, monitor: MonitorDep) -> FileResponse:
     path = monitor.reports.path(name)
     if path is None:
-        raise HTTPException(
-            status_code=404, detail=f"no report named {name!r}; GET /v1/reports lists them"
-        )
+        raise NotFound(f"no report named {name!r}; GET /v1/reports lists them")
     return FileResponse(path, media_type="text/html")

@@ -10,12 +10,11 @@ per-worker state in state.py, micro-batching in batcher.py + scoring.py.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.serving.routes import router
+from modstack.http import service_app
+from services.serving.routes import probe_routes, router
 from services.serving.schemas import (  # noqa: F401 - the API models, re-exported
     FaultSettings,
     ModerateRequest,
@@ -35,8 +34,10 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
     settings = settings or get_serving_settings()
     configure_logging("serving", settings.log_level)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    app: FastAPI
+
+    def start() -> None:
+        """Per worker, on its running loop: the models, the poller and the batcher."""
         services = Services(settings)
         services.start()
         snapshot = services.deployment.snapshot
@@ -50,14 +51,17 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
             "; FAULTS INJECTED into the challenger path" if services.faults.enabled else "",
         )
         app.state.services = services
-        yield
-        await services.stop()
 
-    app = FastAPI(
-        title="ModStack serving",
-        version="1",
-        lifespan=lifespan,
-        description="Spam moderation with champion/challenger canary routing.",
+    async def stop() -> None:
+        await app.state.services.stop()
+
+    app = service_app(
+        "ModStack serving",
+        "Spam moderation with champion/challenger canary routing.",
+        settings=settings,
+        start=start,
+        stop=stop,
     )
     app.include_router(router)
+    app.include_router(probe_routes)
     return app

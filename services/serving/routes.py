@@ -1,5 +1,5 @@
 """The serving API's routes: moderation (through the micro-batcher), the review queue, the
-admin fault switch, health, readiness and metrics."""
+admin fault switch; health, readiness and metrics through `modstack.http.probe_router`."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ import time
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, BackgroundTasks, Header, HTTPException, Query
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from modstack.events import LabelEvent, PredictionEvent, Variant, utcnow
+from modstack.http import ADMIN_RESPONSES, AdminAuth, Check, Readiness, probe_router
+from modstack.http_errors import Conflict, Failed, NotFound, Unavailable
 from modstack.names import TOPIC_LABELS, VARIANT_CHALLENGER, VARIANT_CHAMPION
 from services.serving import metrics
 from services.serving.batcher import Overloaded
@@ -24,18 +27,15 @@ from services.serving.routing import NoChallengerLoaded, Route, route_request
 from services.serving.schemas import (
     ADMIN_BODY_RESPONSES,
     LABEL_RESPONSES,
-    METRICS_RESPONSES,
     MODERATE_RESPONSES,
-    READY_RESPONSES,
     REVIEW_LIMIT_MAX,
-    UNAUTHORIZED,
     FaultSettings,
     ModerateRequest,
     ModerateResponse,
     ReviewLabelRequest,
 )
 from services.serving.scoring import Decision, ScoreItem
-from services.serving.state import AdminDep, Services, ServicesDep
+from services.serving.state import Services, ServicesDep, get_services
 
 log = logging.getLogger("serving")
 
@@ -183,27 +183,23 @@ async def moderate(
     started = time.perf_counter()
     snapshot = services.deployment.snapshot
     if snapshot.champion is None:
-        raise HTTPException(503, detail="no champion model loaded yet (registry and cache)")
+        raise Unavailable("no champion model loaded yet (registry and cache)")
     challenger = snapshot.challenger.version if snapshot.challenger else None
     try:
         route = route_request(message.sender_id, snapshot.rollout, challenger, x_force_variant)
     except NoChallengerLoaded as exc:
-        raise HTTPException(409, detail=f"X-Force-Variant: challenger: {exc}") from exc
+        raise Conflict(f"X-Force-Variant: challenger: {exc}") from exc
     model = snapshot.model_for(route.answer)
     assert model is not None  # route_request only picks a loaded challenger
     try:
         decision = await services.batcher.submit(ScoreItem(message, model, route.answer, started))
     except Overloaded as exc:
         metrics.SHED.inc()
-        raise HTTPException(
-            503, detail=str(exc), headers={"Retry-After": str(exc.retry_after_s)}
-        ) from None
+        raise Unavailable(str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
     except Exception as exc:
         metrics.REQUESTS.labels(route.answer, "error").inc()
         log.warning("scoring failed (%s v%s): %s", route.answer, model.version, exc)
-        raise HTTPException(
-            500, detail=f"scoring failed ({route.answer} v{model.version}): {exc}"
-        ) from exc
+        raise Failed(f"scoring failed ({route.answer} v{model.version}): {exc}") from exc
     if route.answer == VARIANT_CHALLENGER and services.faults.extra_latency_ms > 0:
         # injected latency delays this answer only, not the batch it was scored in
         await asyncio.sleep(services.faults.extra_latency_ms / 1000)
@@ -231,8 +227,9 @@ async def moderate(
 # -- the review queue --------------------------------------------------------------------------
 
 
-@router.get("/v1/review", dependencies=[AdminDep], responses=UNAUTHORIZED)
+@router.get("/v1/review", responses=ADMIN_RESPONSES)
 def list_review(
+    _admin: AdminAuth,
     services: ServicesDep,
     limit: Annotated[int | None, Query(ge=1, le=REVIEW_LIMIT_MAX)] = None,
 ) -> dict[str, Any]:
@@ -242,19 +239,17 @@ def list_review(
     return {"pending": services.reviews.pending_count(), "items": [i.to_dict() for i in items]}
 
 
-@router.post("/v1/review/{message_id}", dependencies=[AdminDep], responses=LABEL_RESPONSES)
+@router.post("/v1/review/{message_id}", responses={**LABEL_RESPONSES, **ADMIN_RESPONSES})
 def label_review(
-    message_id: str, body: ReviewLabelRequest, services: ServicesDep
+    _admin: AdminAuth, message_id: str, body: ReviewLabelRequest, services: ServicesDep
 ) -> dict[str, Any]:
     """Label a queued message; the label goes to labels.v1 with source `moderator`."""
     try:
         item = services.reviews.mark_labeled(message_id, body.label, body.moderator)
     except KeyError:
-        raise HTTPException(
-            404, detail=f"message {message_id} is not in the review queue"
-        ) from None
+        raise NotFound(f"message {message_id} is not in the review queue") from None
     except AlreadyLabeled as exc:
-        raise HTTPException(409, detail=str(exc)) from exc
+        raise Conflict(str(exc)) from exc
     now = utcnow()
     event = LabelEvent(
         message_id=item.message_id,
@@ -271,15 +266,15 @@ def label_review(
         ).get(timeout=LABEL_SEND_TIMEOUT_S)
     except Exception as exc:  # BrokerUnavailable, KafkaTimeoutError, ...
         services.reviews.unmark(message_id)
-        raise HTTPException(503, detail=f"label not published to {TOPIC_LABELS}: {exc}") from exc
+        raise Unavailable(f"label not published to {TOPIC_LABELS}: {exc}") from exc
     return {"message_id": message_id, "label": body.label, "topic": TOPIC_LABELS}
 
 
 # -- admin, health, metrics --------------------------------------------------------------------
 
 
-@router.put("/v1/admin/faults", dependencies=[AdminDep], responses=ADMIN_BODY_RESPONSES)
-def set_faults(body: FaultSettings, services: ServicesDep) -> dict[str, Any]:
+@router.put("/v1/admin/faults", responses={**ADMIN_BODY_RESPONSES, **ADMIN_RESPONSES})
+def set_faults(_admin: AdminAuth, body: FaultSettings, services: ServicesDep) -> dict[str, Any]:
     """Inject errors or latency into this worker's challenger path (rollback demo)."""
     services.faults.error_rate = body.error_rate
     services.faults.extra_latency_ms = body.extra_latency_ms
@@ -287,13 +282,12 @@ def set_faults(body: FaultSettings, services: ServicesDep) -> dict[str, Any]:
     return {"challenger_faults": vars(services.faults)}
 
 
-@router.get("/healthz")
-def healthz(services: ServicesDep) -> dict[str, Any]:
-    """Liveness, plus what is served and whether faults are injected."""
+def health_fields(request: Request) -> dict[str, Any]:
+    """What is served, from where, and whether faults are injected (on top of liveness)."""
+    services = get_services(request)
     snapshot = services.deployment.snapshot
     rollout = snapshot.rollout
     body: dict[str, Any] = {
-        "status": "ok",
         "champion": snapshot.champion.version if snapshot.champion else None,
         "challenger": snapshot.challenger.version if snapshot.challenger else None,
         "models_from": snapshot.source,
@@ -319,21 +313,24 @@ def healthz(services: ServicesDep) -> dict[str, Any]:
     return body
 
 
-@router.get("/readyz", responses=READY_RESPONSES)
-def readyz(services: ServicesDep) -> JSONResponse:
-    """Ready when a champion is loaded; `degraded` names what serving answers without.
+def _readiness(services: Services) -> Readiness:
+    """Ready when a champion is loaded; the other checks only degrade serving.
 
     A registry, online store or broker outage is shared by every replica: failing readiness
     for it would take them all out of rotation at once, while /v1/moderate still answers
     (cached models; features flagged missing; prediction events counted as undelivered).
+    `ready`, `champion` and `degraded` are kept for the callers that read them.
     """
-    champion = services.deployment.snapshot.champion
+    snapshot = services.deployment.snapshot
+    champion = snapshot.champion
     if champion is None:
-        return JSONResponse({"ready": False, "reason": "no champion model loaded"}, 503)
+        checks = {"champion": Check(False, "no champion model loaded")}
+        return Readiness(checks, {"ready": False, "champion": None, "degraded": {}})
+    checks = {"champion": Check(True, f"v{champion.version} (from {snapshot.source})")}
     degraded: dict[str, str] = {}
     if services.deployment.last_poll_error:
         degraded["registry"] = (
-            f"serving the versions it holds (loaded from {services.deployment.snapshot.source}): "
+            f"serving the versions it holds (loaded from {snapshot.source}): "
             f"{services.deployment.last_poll_error}"
         )
     ok, why = services.feature_store_ready(champion.feature_service)
@@ -341,11 +338,21 @@ def readyz(services: ServicesDep) -> JSONResponse:
         degraded["feature_store"] = f"features answered as missing: {why}"
     if services.publisher.last_error:
         degraded["predictions"] = f"events not delivered: {services.publisher.last_error}"
-    return JSONResponse({"ready": True, "champion": champion.version, "degraded": degraded})
+    for name in ("registry", "feature_store", "predictions"):
+        checks[name] = Check(name not in degraded, degraded.get(name, "ok"), required=False)
+    fields = {"ready": True, "champion": champion.version, "degraded": degraded}
+    return Readiness(checks, fields)
 
 
-@router.get("/metrics", responses=METRICS_RESPONSES)
-def prometheus_metrics() -> Response:
-    """Prometheus exposition (all workers aggregated in multiprocess mode)."""
-    data, content_type = metrics.render_latest()
-    return Response(data, media_type=content_type)
+async def readiness(request: Request) -> Readiness:
+    # the online store check may touch the store (cached for SERVING_READY_CACHE_S)
+    return await run_in_threadpool(_readiness, get_services(request))
+
+
+probe_routes = probe_router(
+    ready=readiness,
+    # all workers aggregated in multiprocess mode
+    metrics=lambda _: metrics.render_latest(),
+    health=health_fields,
+    ready_means="A champion is loaded; `degraded` names what serving answers without.",
+)

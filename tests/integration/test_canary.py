@@ -334,7 +334,7 @@ def canary(stack: Stack, tmp_path: Path) -> Iterator[str]:
         yield process.url
 
 
-def test_rollout_endpoints_answer_401_without_the_token(canary):
+def test_rollout_endpoints_answer_401_without_the_token_and_403_with_a_wrong_one(canary):
     for method, path in [
         ("GET", "/v1/rollout"),
         ("POST", "/v1/rollout/start"),
@@ -346,7 +346,7 @@ def test_rollout_endpoints_answer_401_without_the_token(canary):
             method, f"{canary}{path}", timeout=10, headers={"Authorization": "Bearer nope"}
         )
         assert anonymous.status_code == 401, (method, path)
-        assert wrong.status_code == 401, (method, path)
+        assert wrong.status_code == 403, (method, path)
     assert httpx.get(f"{canary}/healthz", timeout=10).status_code == 200
     assert "canary_weight_percent" in httpx.get(f"{canary}/metrics", timeout=10).text
 

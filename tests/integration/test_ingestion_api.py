@@ -267,7 +267,8 @@ def test_an_oversized_body_gets_413_before_parsing(client: TestClient) -> None:
 def test_health_readiness_and_metrics(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    assert ready.status_code == 200 and ready.json()["status"] == "ok"
+    assert ready.json()["checks"]["broker"]["ok"] is True
     client.post("/v1/messages", json=a_message())
     metrics = client.get("/metrics").text
     for name in (
@@ -305,7 +306,9 @@ def test_a_broker_that_goes_down_gets_503_naming_its_address(tmp_path: Path) -> 
             assert bootstrap in response.json()["detail"]
             assert int(response.headers["retry-after"]) >= 1
             readiness = client.get("/readyz")
-            assert readiness.status_code == 503 and bootstrap in readiness.json()["detail"]
+            assert readiness.status_code == 503
+            assert readiness.json()["status"] == "unavailable"
+            assert bootstrap in readiness.json()["checks"]["broker"]["detail"]
             assert (
                 'ingestion_rejected_total{reason="broker_unavailable"} 1.0'
                 in client.get("/metrics").text

@@ -340,10 +340,12 @@ def test_every_decision_lands_on_predictions_topic_with_the_features_seen(
     assert serving.metric("serving_prediction_events_total", outcome="sent") >= len(answers)
 
 
-def test_admin_endpoints_answer_401_without_the_token(serving: Serving) -> None:
+def test_admin_endpoints_answer_401_without_the_token_and_403_with_a_wrong_one(
+    serving: Serving,
+) -> None:
     assert serving.http.get("/v1/review").status_code == 401
     wrong = {"Authorization": "Bearer not-the-token"}
-    assert serving.http.get("/v1/review", headers=wrong).status_code == 401
+    assert serving.http.get("/v1/review", headers=wrong).status_code == 403
     assert serving.http.post("/v1/review/x", json={"label": "spam"}).status_code == 401
     faults = {"error_rate": 1.0, "extra_latency_ms": 0.0}
     assert serving.http.put("/v1/admin/faults", json=faults).status_code == 401
@@ -445,11 +447,11 @@ def test_the_spec_documents_every_status_code_serving_returns(serving: Serving) 
         for method, op in ops.items()
     }
     assert {"200", "409", "422", "500", "503"} <= documented[("/v1/moderate", "post")]
-    assert {"200", "401", "422"} <= documented[("/v1/review", "get")]
-    assert {"200", "401", "404", "409", "422", "503"} <= documented[
+    assert {"200", "401", "403", "422"} <= documented[("/v1/review", "get")]
+    assert {"200", "401", "403", "404", "409", "422", "503"} <= documented[
         ("/v1/review/{message_id}", "post")
     ]
-    assert {"200", "401", "422"} <= documented[("/v1/admin/faults", "put")]
+    assert {"200", "401", "403", "422"} <= documented[("/v1/admin/faults", "put")]
     assert {"200", "503"} <= documented[("/readyz", "get")]
 
 

@@ -33,10 +33,11 @@ def client() -> TestClient:
     ],
 )
 def test_rollout_endpoints_refuse_a_missing_or_wrong_token(client, method, path):
-    assert client.request(method, path).status_code == 401
+    missing = client.request(method, path)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
     wrong = client.request(method, path, headers={"Authorization": "Bearer nope"})
-    assert wrong.status_code == 401
-    assert wrong.headers["www-authenticate"] == "Bearer"
+    assert wrong.status_code == 403
 
 
 def test_unknown_action_is_a_404_that_lists_the_actions(client):
@@ -52,6 +53,17 @@ def test_start_rejects_a_version_that_is_not_a_number(client):
         json={"challenger_version": "x"},
     )
     assert response.status_code == 422
+
+
+def test_start_rejects_steps_that_do_not_increase_before_touching_the_registry(client):
+    # the registry (port 9) is never reached: the body is refused first
+    response = client.post(
+        "/v1/rollout/start",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        json={"challenger_version": "3", "steps": [50, 25]},
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "steps"]
 
 
 def test_metrics_expose_the_canary_contract_names(client):
