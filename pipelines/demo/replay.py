@@ -43,6 +43,7 @@ from tenacity import (
 )
 
 from modstack.events import MAX_BATCH
+from modstack.http import DEV_CLIENT_KEY
 from modstack.log import configure_logging
 from modstack.message_log import Kind, MessageLog
 from modstack.names import FEAST_JOIN_KEY, VIEW_SENDER_ACTIVITY, VIEW_SENDER_REPUTATION
@@ -132,7 +133,6 @@ def chunks(events: pd.DataFrame, batch_size: int) -> Iterator[pd.DataFrame]:
 
 
 DEMO_CLIENT = "demo"
-DEV_CLIENT_KEY = "dev-client-key"  # ingestion's development key (refused in production)
 
 
 def demo_client_key() -> str:

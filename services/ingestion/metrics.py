@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-ENDPOINTS = ("messages", "labels")
-
 
 class IngestionMetrics:
     """`ingestion_*` metrics (names are a contract with the Prometheus rules)."""

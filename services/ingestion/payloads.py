@@ -127,13 +127,9 @@ def parse_messages(raw: bytes) -> list[MessageIn]:
     return _parse(raw, MessageIn, MessageBatch, "messages")
 
 
-def parse_labels(raw: bytes) -> list[ReportIn]:
-    """One `ReportIn` or a `LabelBatch` from JSON bytes; raises `InvalidBody`."""
-    return _parse(raw, ReportIn, LabelBatch, "labels")
-
-
 def parse_reports(raw: bytes) -> tuple[list[ReportIn], bool]:
-    """Like `parse_labels`, and whether the body was a batch (for error locations)."""
+    """One `ReportIn` or a `LabelBatch` from JSON bytes (raises `InvalidBody`), and whether
+    the body was a batch (for error locations)."""
     return _parse_any(raw, ReportIn, LabelBatch, "labels")
 
 
@@ -153,11 +149,6 @@ def label_event(item: ReportIn, received_at: datetime, client: str) -> LabelEven
 def reporter_of(client: str, reporter_id: str) -> str:
     """The reporter id on the event: `<client app>/<reporter>`."""
     return f"{client}/{reporter_id}"
-
-
-def message_key(item: MessageIn | MessageEvent) -> str:
-    """Identity of a message (what dedupe is by)."""
-    return item.message_id
 
 
 def label_key(item: LabelEvent) -> str:

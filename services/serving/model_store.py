@@ -57,10 +57,6 @@ class LoadedModel:
     source: str  # "registry" (downloaded now) or "cache" (loaded from disk)
     serving_model: Any = field(default=None, repr=False)
 
-    def input_frame(self, subject: str, body: str, features: Mapping[str, float | None]) -> Any:
-        """The one-row DataFrame the model contract asks for; missing features become NaN."""
-        return model_frame([subject], [body], [features], TEXT_COLUMNS, self.feature_columns)
-
     def score(self, subject: str, body: str, features: Mapping[str, float | None]) -> float:
         """P(spam) for one message."""
         return self.score_batch([subject], [body], [features])[0]

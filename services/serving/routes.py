@@ -25,7 +25,7 @@ from services.serving.model_store import LoadedModel
 from services.serving.review_queue import AlreadyLabeled
 from services.serving.routing import NoChallengerLoaded, Route, route_request
 from services.serving.schemas import (
-    ADMIN_BODY_RESPONSES,
+    BAD_BODY,
     LABEL_RESPONSES,
     MODERATE_RESPONSES,
     REVIEW_LIMIT_MAX,
@@ -273,7 +273,7 @@ def label_review(
 # -- admin, health, metrics --------------------------------------------------------------------
 
 
-@router.put("/v1/admin/faults", responses={**ADMIN_BODY_RESPONSES, **ADMIN_RESPONSES})
+@router.put("/v1/admin/faults", responses={**BAD_BODY, **ADMIN_RESPONSES})
 def set_faults(_admin: AdminAuth, body: FaultSettings, services: ServicesDep) -> dict[str, Any]:
     """Inject errors or latency into this worker's challenger path (rollback demo)."""
     services.faults.error_rate = body.error_rate

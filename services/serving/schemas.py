@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, Field
 
 from modstack.events import Action, Label, MessageIn, Variant
+from modstack.http_errors import (
+    RETRY_AFTER,
+    BadRequest,
+    Conflict,
+    Failed,
+    NotFound,
+    Responses,
+    Unavailable,
+    error_response,
+)
 
 # The review list's hard ceiling; ServingSettings.serving_review_list_limit may lower it.
 REVIEW_LIMIT_MAX = 1_000
@@ -46,42 +54,24 @@ class FaultSettings(BaseModel):
     extra_latency_ms: float = Field(ge=0.0, le=60_000.0, strict=True)
 
 
-class ErrorBody(BaseModel):
-    """What every error answer carries: what was wrong."""
-
-    detail: Any
-
-
-def _error(description: str, **extra: Any) -> dict[str, Any]:
-    return {"model": ErrorBody, "description": description, **extra}
-
-
-RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
 # FastAPI's own answer to a body that is not decodable JSON at all (before validation)
-BAD_BODY: dict[int | str, dict[str, Any]] = {400: _error("the body could not be parsed as JSON")}
-UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
-    401: _error("missing or wrong `Authorization: Bearer <ADMIN_TOKEN>`")
-}
-ADMIN_BODY_RESPONSES: dict[int | str, dict[str, Any]] = {**BAD_BODY, **UNAUTHORIZED}
-MODERATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+BAD_BODY = error_response(BadRequest, "the body could not be parsed as JSON")
+MODERATE_RESPONSES: Responses = {
     **BAD_BODY,
-    409: _error("X-Force-Variant: challenger, and no challenger is loaded"),
-    500: _error("the model failed on this message (it fails alone, not its batch)"),
-    503: _error(
+    **error_response(Conflict, "X-Force-Variant: challenger, and no challenger is loaded"),
+    **error_response(Failed, "the model failed on this message (it fails alone, not its batch)"),
+    **error_response(
+        Unavailable,
         "no champion loaded yet, or overloaded: the queue is beyond the latency budget "
         "(load shedding; retry after Retry-After seconds)",
         headers=RETRY_AFTER,
     ),
 }
-LABEL_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **ADMIN_BODY_RESPONSES,
-    404: _error("the message is not in the review queue"),
-    409: _error("the message is already labelled"),
-    503: _error("the label could not be published to labels.v1 (broker unreachable)"),
-}
-METRICS_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "Prometheus text format", "content": {"text/plain": {}}}
-}
-READY_RESPONSES: dict[int | str, dict[str, Any]] = {
-    503: {"description": "not ready: no champion loaded (from the registry or the cache)"}
+LABEL_RESPONSES: Responses = {
+    **BAD_BODY,
+    **error_response(NotFound, "the message is not in the review queue"),
+    **error_response(Conflict, "the message is already labelled"),
+    **error_response(
+        Unavailable, "the label could not be published to labels.v1 (broker unreachable)"
+    ),
 }

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from modstack.names import REGISTERED_MODEL
 from modstack.settings import CommonSettings
+from services.serving.review_queue import review_db_path
 
 
 class ServingSettings(CommonSettings):
@@ -56,14 +57,7 @@ class ServingSettings(CommonSettings):
     @property
     def review_db_path(self) -> Path:
         """SQLite file of the moderator review queue."""
-        return self.data_dir / "review_queue" / "review.sqlite3"
-
-    @property
-    def faults_enabled(self) -> bool:
-        """True when the challenger's path has injected errors or latency."""
-        return (
-            self.serving_challenger_error_rate > 0 or self.serving_challenger_extra_latency_ms > 0
-        )
+        return review_db_path(self.data_dir)
 
 
 @lru_cache

@@ -10,10 +10,10 @@ import pytest
 from modstack.events import MAX_BATCH, MAX_SUBJECT_CHARS
 from services.ingestion.payloads import (
     InvalidBody,
+    ReportIn,
     label_event,
     label_key,
     message_event,
-    parse_labels,
     parse_messages,
     parse_reports,
     unseen_reports,
@@ -34,6 +34,11 @@ LABEL = {
     "reporter_id": "user-7",
     "labeled_at": "2002-08-01T11:00:00Z",
 }
+
+
+def reports_in(raw: bytes) -> list[ReportIn]:
+    """The reports of a body, single or batch (what the labels route parses)."""
+    return parse_reports(raw)[0]
 
 
 def body(document: object) -> bytes:
@@ -112,9 +117,9 @@ def test_errors_do_not_echo_the_input() -> None:
 
 
 def test_labels_accept_only_known_labels_and_sources() -> None:
-    assert parse_labels(body(LABEL))[0].label == "spam"
+    assert reports_in(body(LABEL))[0].label == "spam"
     with pytest.raises(InvalidBody) as caught:
-        parse_labels(body({"labels": [{**LABEL, "label": "maybe", "source": "rumour"}]}))
+        reports_in(body({"labels": [{**LABEL, "label": "maybe", "source": "rumour"}]}))
     assert set(locations(caught.value)) == {
         ("body", "labels", 0, "label"),
         ("body", "labels", 0, "source"),
@@ -124,16 +129,16 @@ def test_labels_accept_only_known_labels_and_sources() -> None:
 @pytest.mark.parametrize("source", ["moderator", "corpus"])
 def test_the_public_endpoint_refuses_moderator_and_corpus_labels(source: str) -> None:
     with pytest.raises(InvalidBody) as caught:
-        parse_labels(body({**LABEL, "source": source}))
+        reports_in(body({**LABEL, "source": source}))
     assert locations(caught.value) == [("body", "source")]
 
 
 def test_a_report_must_name_its_reporter() -> None:
     without = {k: v for k, v in LABEL.items() if k != "reporter_id"}
     with pytest.raises(InvalidBody) as caught:
-        parse_labels(body(without))
+        reports_in(body(without))
     assert locations(caught.value) == [("body", "reporter_id")]
-    assert parse_labels(body({k: v for k, v in LABEL.items() if k != "source"}))[0].source == (
+    assert reports_in(body({k: v for k, v in LABEL.items() if k != "source"}))[0].source == (
         "user_report"
     )
 
@@ -160,7 +165,7 @@ def test_events_carry_the_received_at_stamp_and_naive_times_are_utc() -> None:
     event = message_event(item, received)
     assert event.received_at == received
     assert event.sent_at == datetime(2002, 8, 1, 10, tzinfo=UTC)
-    [label] = parse_labels(body(LABEL))
+    [label] = reports_in(body(LABEL))
     event = label_event(label, received, "app")
     assert event.received_at == received
     assert event.reporter_id == "app/user-7"
@@ -168,9 +173,9 @@ def test_events_carry_the_received_at_stamp_and_naive_times_are_utc() -> None:
 
 def test_a_label_is_identified_by_message_source_and_reporter() -> None:
     received = datetime(2026, 1, 1, tzinfo=UTC)
-    [report] = parse_labels(body(LABEL))
-    [other] = parse_labels(body({**LABEL, "reporter_id": "user-8"}))
-    [repeat] = parse_labels(body({**LABEL, "labeled_at": "2002-08-02T00:00:00Z"}))
+    [report] = reports_in(body(LABEL))
+    [other] = reports_in(body({**LABEL, "reporter_id": "user-8"}))
+    [repeat] = reports_in(body({**LABEL, "labeled_at": "2002-08-02T00:00:00Z"}))
     key = label_key(label_event(report, received, "app"))
     assert key != label_key(label_event(other, received, "app"))
     assert key != label_key(label_event(report, received, "other-app"))

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from modstack.registry.contract import Thresholds
+from modstack.registry.contract import TEXT_COLUMNS, Thresholds
 from modstack.registry.rollout import RolloutState
 from services.serving.app import ModerateRequest, ReviewLabelRequest
+from services.serving.hot_path import model_frame
 from services.serving.model_store import LoadedModel, ModelContractError, contract_from_metadata
 from services.serving.review_queue import AlreadyLabeled, ReviewQueue
 from services.serving.routing import NoChallengerLoaded, route_request
@@ -129,7 +130,9 @@ def test_model_input_has_text_then_feature_columns_with_nan_for_missing() -> Non
         }
     )
     model = LoadedModel("3", object(), thresholds, service, columns, "cache")
-    frame = model.input_frame("hi", "there", {"body_chars": 5, "unused": 1.0})
+    frame = model_frame(
+        ["hi"], ["there"], [{"body_chars": 5, "unused": 1.0}], TEXT_COLUMNS, model.feature_columns
+    )
     assert list(frame.columns) == ["subject", "body", "sender_messages_7d", "body_chars"]
     assert np.isnan(frame.loc[0, "sender_messages_7d"])
     assert frame.loc[0, "body_chars"] == 5.0
