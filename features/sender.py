@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -283,16 +282,6 @@ class SenderFeatureComputer:
 def label_identity(source: str, reporter_id: str | None) -> str:
     """What makes a label one: its source, and for a user report also who reported it."""
     return f"{source}\x1f{reporter_id or ''}" if source == USER_REPORT else source
-
-
-def fold_events(
-    computer: SenderFeatureComputer, events: Iterable[MessageEvent | LabelEvent]
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Apply events in the given order; yield (view name, row) for every row to push."""
-    for event in events:
-        view, row = computer.apply(event)
-        if row is not None:
-            yield view, row
 
 
 def events_from_frames(

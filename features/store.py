@@ -331,7 +331,7 @@ def online_features(
     """The FeatureService's values for one message: sender views online, text on demand.
 
     Keys are `feature_columns(...)` in order; a feature the online store has no value for (a
-    new sender, a sender never labelled) is None — `missing_features` lists them.
+    new sender, a sender never labelled) is None.
     """
     service, columns = _service(store, feature_service_name)
     response = store.get_online_features(
@@ -344,11 +344,6 @@ def online_features(
         value = response[column][0]
         values[column] = None if value is None else float(value)
     return values
-
-
-def missing_features(values: Mapping[str, float | None]) -> list[str]:
-    """Names of the features an online read had no value for."""
-    return [name for name, value in values.items() if value is None]
 
 
 # -- erase -------------------------------------------------------------------------------------

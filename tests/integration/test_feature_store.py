@@ -25,6 +25,11 @@ T0 = datetime(2002, 6, 1, 8, 0, tzinfo=UTC)
 SUBJECT, BODY = "URGENT: free money!!", "Claim $1,000 now at http://win.example <b>today</b>"
 
 
+def missing(values: dict[str, float | None]) -> list[str]:
+    """Names of the features an online read had no value for."""
+    return [name for name, value in values.items() if value is None]
+
+
 def _events() -> list[MessageEvent | LabelEvent]:
     events: list[MessageEvent | LabelEvent] = []
     for i in range(6):
@@ -142,7 +147,7 @@ def test_unknown_sender_reads_missing_sender_features_but_has_text_features(push
     values = featurestore.online_features(
         pushed_store, names.FEATURE_SERVICE_V1, "nobody@new.example", SUBJECT, BODY
     )
-    assert featurestore.missing_features(values) == [*ACTIVITY_FEATURES, *REPUTATION_FEATURES]
+    assert missing(values) == [*ACTIVITY_FEATURES, *REPUTATION_FEATURES]
     assert values["url_count"] == 1.0
 
 
@@ -150,7 +155,7 @@ def test_a_sender_without_labels_misses_only_reputation(pushed_store):
     values = featurestore.online_features(
         pushed_store, names.FEATURE_SERVICE_V1, "friend@y.example", "", ""
     )
-    assert featurestore.missing_features(values) == list(REPUTATION_FEATURES)
+    assert missing(values) == list(REPUTATION_FEATURES)
 
 
 def test_offline_push_appends_every_row_and_online_only_push_skips_it(data_dir: Path, pushed_store):
@@ -239,7 +244,7 @@ def test_training_row_after_the_last_event_equals_the_online_read(pushed_store):
             c: v for c, v in online.items() if v is not None
         }
         missing_offline = [c for c, v in offline.items() if pd.isna(v)]
-        assert missing_offline == featurestore.missing_features(online)
+        assert missing_offline == missing(online)
 
 
 def test_training_set_from_an_empty_offline_store_has_no_sender_state(tmp_path: Path):

@@ -1,6 +1,8 @@
 """Per-sender event-time features on hand-made event sequences (no Feast, no Kafka)."""
 
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -11,13 +13,22 @@ from features.sender import (
     ROW_TICK,
     SenderFeatureComputer,
     events_from_frames,
-    fold_events,
     normalize_subject,
 )
 from modstack.events import LabelEvent, MessageEvent
 
 T0 = datetime(2002, 3, 1, 12, 0, tzinfo=UTC)
 SENDER = "alice@example.com"
+
+
+def fold_events(
+    computer: SenderFeatureComputer, events: Iterable[MessageEvent | LabelEvent]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Apply events in the given order; yield (view name, row) for every row to push."""
+    for event in events:
+        view, row = computer.apply(event)
+        if row is not None:
+            yield view, row
 
 
 def message(
