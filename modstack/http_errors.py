@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-log = logging.getLogger("modstack.http")
+log = logging.getLogger(__name__)
 
 
 class HTTPError(Exception):

@@ -28,7 +28,7 @@ from features.sender import SenderFeatureComputer, events_from_frames
 from modstack import names
 from modstack.log import configure_logging
 
-log = logging.getLogger("pipelines.backfill")
+log = logging.getLogger(__name__)
 
 Period = Literal["history", "future", "all"]
 # Corpus labels are moderator decisions: they arrive a while after the message. 6 h keeps

@@ -21,7 +21,7 @@ from modstack.corpus.report import plot_timeline, render_report
 from modstack.log import configure_logging
 from modstack.settings import get_settings
 
-log = logging.getLogger("pipelines.data")
+log = logging.getLogger(__name__)
 
 
 def run(
@@ -86,7 +86,7 @@ def main(
     ] = False,
 ) -> None:
     """Fetch the SpamAssassin corpus, verify, parse to parquet, print the data report."""
-    configure_logging("pipelines.data", get_settings().log_level)
+    configure_logging("data", get_settings().log_level)
     run(source, data_dir, force=force, refetch=refetch)
 
 

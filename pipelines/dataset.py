@@ -27,7 +27,7 @@ from modstack.log import configure_logging
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-log = logging.getLogger("pipelines.dataset")
+log = logging.getLogger(__name__)
 
 ROW_COLUMNS = ("message_id", "sender_id", "sent_at", "label", "subject", "body")
 REQUEST_COLUMNS = ("subject", "body")
@@ -185,7 +185,7 @@ def main(
     out: Annotated[Path | None, typer.Option(help="write the set as parquet here")] = None,
 ) -> pd.DataFrame:
     """Build the point-in-time training set of a period; print its shape, balance and hash."""
-    configure_logging("build_dataset")
+    configure_logging("dataset")
     console = Console()
     rows = corpus_rows(period, data_dir)
     store = featurestore.get_store(data_dir=data_dir)

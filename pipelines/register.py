@@ -43,7 +43,7 @@ from pipelines.training_data import (
     with_replayed_features,
 )
 
-log = logging.getLogger("pipelines.register")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ from pipelines.training_data import (
 )
 from pipelines.training_result import write_training_result
 
-log = logging.getLogger("pipelines.train")
+log = logging.getLogger(__name__)
 
 # The thresholds' and gate's definitions, logged as params so a run says what it was held to.
 THRESHOLD_PARAMS = {"block_min_precision": 0.99, "block_cutoff_from": "max(warm, cold validation)"}

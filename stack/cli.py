@@ -202,15 +202,24 @@ def replay(
 def forget(
     sender: Annotated[str, typer.Option("--sender", help="The sender_id to erase.")],
 ) -> None:
-    """Erase a sender's data: message log, dead letters, Feast features, review items."""
+    """Erase a sender's data: message log, dead letters, Feast features, review items, and a
+    running ingestion's recent ids."""
     from features.store import feast_data_dir
     from modstack.settings import get_settings
     from services.serving.review_queue import review_db_path
-    from stack.privacy import forget_sender
+    from stack.privacy import erase_from_ingestion, forget_sender
 
-    data_dir = get_settings().data_dir
+    settings = get_settings()
+    data_dir = settings.data_dir
+    ingestion = erase_from_ingestion(
+        settings.ingestion_addr, settings.admin_token.get_secret_value()
+    )
     erased = forget_sender(
-        sender, data_dir, feast_dir=feast_data_dir(), review_db=review_db_path(data_dir)
+        sender,
+        data_dir,
+        feast_dir=feast_data_dir(),
+        review_db=review_db_path(data_dir),
+        ingestion=ingestion,
     )
     for store, count in erased.counts.items():
         typer.echo(f"{store}: {count} rows erased")

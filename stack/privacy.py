@@ -8,19 +8,23 @@ Composition only: each store owns its erasure, and this module calls each in tur
   `DeadLetterStore.erase_sender`;
 - the Feast offline parquet files and the SQLite online store (the sender's feature rows):
   `features.store.erase_sender_offline` / `erase_sender_online`;
-- serving's review queue: `services.serving.review_queue.erase_sender`.
+- serving's review queue: `services.serving.review_queue.erase_sender`;
+- a running ingestion's recent message ids (kept with their sender to check reports):
+  `DELETE /v1/admin/senders/{sender_id}` on ingestion (`erase_from_ingestion`).
 
-What is in flight or in a process's memory is not here: the broker's topics keep events until
-their retention (Tansu: until it restarts); a running processor keeps the sender's counts in
-memory until it restarts and rebuilds from the erased log, so run `forget` with the processor
-stopped or restart it after; a running ingestion keeps recent message ids with their sender
-(`RecentIds.erase_sender`, callable only inside that process) until evicted or restarted.
+What is in flight or in another process's memory is not here: the broker's topics keep events
+until their retention (Tansu: until it restarts); a running processor keeps the sender's counts
+in memory until it restarts and rebuilds from the erased log, so run `forget` with the
+processor stopped or restart it after.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from features.store import ONLINE_DB, erase_sender_offline, erase_sender_online
 from modstack.deadletter_store import DeadLetterStore
@@ -48,11 +52,13 @@ def forget_sender(
     *,
     feast_dir: Path | None = None,
     review_db: Path | None = None,
+    ingestion: Callable[[str], int] | None = None,
 ) -> Erased:
     """Erase everything stored about `sender_id`; returns the counts per store.
 
-    `feast_dir` (the Feast data folder) and `review_db` (the review queue's file) are skipped
-    when None.
+    `feast_dir` (the Feast data folder), `review_db` (the review queue's file) and
+    `ingestion` (erases a running ingestion's memory, e.g. `erase_from_ingestion`) are
+    skipped when None.
     """
     erased = Erased(sender_id)
     for kind, count in MessageLog(data_dir).erase_sender(sender_id).items():
@@ -70,8 +76,27 @@ def forget_sender(
             erased.counts["feast.online"] = online
     if review_db is not None:
         erased.counts["review_queue"] = erase_review_items(review_db, sender_id)
-    erased.notes.append(
-        "a running ingestion keeps the sender's recent message ids in memory (to check reports) "
-        "until evicted: restart it to drop them now"
-    )
+    if ingestion is not None:
+        try:
+            erased.counts["ingestion.recent_message_ids"] = ingestion(sender_id)
+        except httpx.HTTPError as exc:
+            erased.notes.append(
+                f"ingestion not reached ({exc}): if it runs, restart it to drop the sender's "
+                "recent message ids from its memory"
+            )
     return erased
+
+
+def erase_from_ingestion(addr: str, admin_token: str) -> Callable[[str], int]:
+    """A function that asks the ingestion at `addr` to drop a sender's recent message ids."""
+
+    def erase(sender_id: str) -> int:
+        response = httpx.delete(
+            f"{addr.rstrip('/')}/v1/admin/senders/{sender_id}",
+            headers={"Authorization": f"Bearer {admin_token}"},
+            timeout=10.0,
+        )
+        response.raise_for_status()
+        return int(response.json()["recent_message_ids"])
+
+    return erase

@@ -16,7 +16,7 @@ import httpx
 
 # the demo's users who report messages (a user report names its reporter)
 REPORTERS = 500
-log = logging.getLogger("pipelines.demo.labels")
+log = logging.getLogger(__name__)
 _REPEAT_SUFFIX = re.compile(r"-r\d+$")
 
 Payload = dict[str, Any]

@@ -52,7 +52,7 @@ from modstack.waits import wait_until
 from pipelines.backfill import DEFAULT_LABEL_DELAY, CorpusLabelPublisher, Period, corpus_events
 from pipelines.demo.cli import demo_cli
 
-log = logging.getLogger("pipelines.demo.replay")
+log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 100
 # Stay well under ingestion's 8 MiB request limit however large the mails in a batch are.

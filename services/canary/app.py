@@ -21,7 +21,7 @@ from services.canary.settings import CanarySettings
 from services.canary.sources import MetricsSource, PrometheusSource, ScrapeSource
 from services.canary.state_machine import RolloutConflict
 
-log = logging.getLogger("canary")
+log = logging.getLogger(__name__)
 
 
 def make_source(settings: CanarySettings) -> MetricsSource:

@@ -19,7 +19,7 @@ from modstack.events import LabelEvent, PredictionEvent
 from modstack.names import TOPIC_LABELS, TOPIC_PREDICTIONS
 from services.canary.label_join import LabelJoin
 
-log = logging.getLogger("canary.labels")
+log = logging.getLogger(__name__)
 
 
 class LabelFollower:

@@ -29,7 +29,7 @@ from services.canary.metrics import CanaryMetrics
 from services.canary.sources import MetricsSource, PrometheusSource
 from services.canary.verdict import Analysis
 
-log = logging.getLogger("canary")
+log = logging.getLogger(__name__)
 
 
 class CanaryRunner:

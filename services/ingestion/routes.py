@@ -20,7 +20,7 @@ from pydantic import BaseModel, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from modstack.events import MAX_BATCH, MessageIn, utcnow
-from modstack.http import Check, Readiness, probe_router
+from modstack.http import ADMIN_RESPONSES, AdminAuth, Check, Readiness, probe_router
 from modstack.http_errors import (
     RETRY_AFTER,
     ContentTooLarge,
@@ -186,6 +186,21 @@ async def post_labels(
 # -- readiness ---------------------------------------------------------------------------------
 
 
+class SenderErased(BaseModel):
+    """What ingestion held about one sender in memory, now dropped."""
+
+    sender_id: str
+    recent_message_ids: int
+
+
+def erase_sender(sender_id: str, services: ServicesDep, _admin: AdminAuth) -> SenderErased:
+    """Drop the sender's recent message ids (kept to check reports against), for erasure
+    (`modstack forget`); the durable stores are erased by their owners."""
+    return SenderErased(
+        sender_id=sender_id, recent_message_ids=services.recent_messages.erase_sender(sender_id)
+    )
+
+
 async def readiness(request: Request) -> Readiness:
     """Ready when the broker answers a metadata request."""
     bootstrap = get_services(request).settings.kafka_bootstrap_servers
@@ -260,6 +275,12 @@ def build_router(settings: IngestionSettings) -> APIRouter:
         status_code=status.HTTP_202_ACCEPTED,
         responses={**common, **_UNAUTHORIZED, **_NOT_SEEN},
         openapi_extra=_body_schema("LabelsBody"),
+    )
+    router.add_api_route(
+        "/v1/admin/senders/{sender_id}",
+        erase_sender,
+        methods=["DELETE"],
+        responses=ADMIN_RESPONSES,
     )
     router.include_router(
         probe_router(

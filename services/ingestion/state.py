@@ -21,7 +21,7 @@ from services.ingestion.metrics import IngestionMetrics
 from services.ingestion.producer import EventSender, RecentIds
 from services.ingestion.settings import IngestionSettings
 
-log = logging.getLogger("ingestion")
+log = logging.getLogger(__name__)
 
 
 class Services:

@@ -50,7 +50,7 @@ from services.monitoring.reports import ReportStore
 from services.monitoring.retrain import Retrainer
 from services.monitoring.settings import MonitoringSettings
 
-log = logging.getLogger("monitoring")
+log = logging.getLogger(__name__)
 
 _RECONNECT_DELAY_S = 2.0
 

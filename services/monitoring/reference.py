@@ -16,7 +16,7 @@ from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
 from modstack.registry.aliases import get_alias_version
 from modstack.registry.contract import META_FEATURE_COLUMNS, REFERENCE_ARTIFACT
 
-log = logging.getLogger("monitoring")
+log = logging.getLogger(__name__)
 
 
 class ReferenceUnavailable(RuntimeError):

@@ -27,7 +27,7 @@ import httpx
 from services.monitoring.metrics import MonitoringMetrics
 from services.monitoring.settings import MonitoringSettings
 
-log = logging.getLogger("monitoring")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

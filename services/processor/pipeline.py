@@ -37,7 +37,7 @@ from modstack.message_log import MessageLog, next_seqs
 from modstack.names import TOPIC_LABELS, TOPIC_MESSAGES
 from services.processor.metrics import ProcessorMetrics
 
-log = logging.getLogger("processor")
+log = logging.getLogger(__name__)
 
 PushRows = Callable[[str, list[dict[str, Any]]], None]
 """Push rows of one feature view (name, rows) to the feature store; raises on failure."""

@@ -29,7 +29,7 @@ from services.processor.metrics import ProcessorMetrics
 from services.processor.pipeline import FeaturePipeline, PushRows, SendDeadLetters
 from services.processor.settings import ProcessorSettings
 
-log = logging.getLogger("processor")
+log = logging.getLogger(__name__)
 
 
 class RepoNotApplied(RuntimeError):

@@ -24,7 +24,7 @@ from services.serving.schemas import (  # noqa: F401 - the API models, re-export
 from services.serving.settings import ServingSettings, get_serving_settings
 from services.serving.state import Services
 
-log = logging.getLogger("serving")
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: ServingSettings | None = None) -> FastAPI:

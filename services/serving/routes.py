@@ -37,7 +37,7 @@ from services.serving.schemas import (
 from services.serving.scoring import Decision, ScoreItem
 from services.serving.state import Services, ServicesDep, get_services
 
-log = logging.getLogger("serving")
+log = logging.getLogger(__name__)
 
 LABEL_SEND_TIMEOUT_S = 10.0
 

@@ -22,7 +22,7 @@ from services.serving.review_queue import ReviewQueue
 from services.serving.scoring import BatchScorer, Decision, ScoreItem
 from services.serving.settings import ServingSettings
 
-log = logging.getLogger("serving")
+log = logging.getLogger(__name__)
 
 
 @dataclass

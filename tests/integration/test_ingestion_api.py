@@ -21,6 +21,7 @@ from modstack.events import MAX_BATCH, LabelEvent, MessageEvent
 from modstack.kafka import ensure_topics
 from modstack.names import TOPIC_LABELS, TOPIC_MESSAGES
 from modstack.processes import BackgroundProcess, kafka_ready, tansu_argv
+from modstack.settings import DEV_ADMIN_TOKEN
 from modstack.waits import free_port, wait_until
 from services.ingestion.app import create_app
 from services.ingestion.settings import IngestionSettings
@@ -134,6 +135,21 @@ def test_reports_are_accepted_one_per_message_and_reporter(
     events = [LabelEvent.model_validate_json(r.value) for r in records]
     assert sorted(e.reporter_id or "" for e in events) == ["app/user-1", "app/user-2"]
     assert {e.source for e in events} == {"user_report"}
+
+
+def test_erasure_drops_the_senders_recent_ids_and_needs_the_admin_token(
+    client: TestClient,
+) -> None:
+    message = a_message(sender_id="erase-me@example.com")
+    assert client.post("/v1/messages", json=message).status_code == 202
+    path = "/v1/admin/senders/erase-me@example.com"
+    assert client.delete(path).status_code == 401
+    assert client.delete(path, headers={"Authorization": "Bearer wrong"}).status_code == 403
+    admin = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
+    response = client.delete(path, headers=admin)
+    assert response.status_code == 200
+    assert response.json() == {"sender_id": "erase-me@example.com", "recent_message_ids": 1}
+    assert client.delete(path, headers=admin).json()["recent_message_ids"] == 0
 
 
 def test_a_report_without_a_valid_client_key_gets_401(client: TestClient) -> None:

@@ -7,6 +7,7 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -125,3 +126,22 @@ def test_forget_sender_composes_the_stores_and_skips_what_it_is_not_given(
     erased = forget_sender("gone@x", tmp_path, feast_dir=tmp_path / "feast")
     assert "review_queue" not in erased.counts
     assert any("no SQLite online store" in note for note in erased.notes)
+
+
+def test_forget_sender_asks_ingestion_and_notes_when_it_cannot_reach_it(tmp_path: Path) -> None:
+    asked: list[str] = []
+
+    def ingestion(sender_id: str) -> int:
+        asked.append(sender_id)
+        return 3
+
+    erased = forget_sender("gone@x", tmp_path, ingestion=ingestion)
+    assert asked == ["gone@x"]
+    assert erased.counts["ingestion.recent_message_ids"] == 3
+
+    def unreachable(sender_id: str) -> int:
+        raise httpx.ConnectError("connection refused")
+
+    erased = forget_sender("gone@x", tmp_path, ingestion=unreachable)
+    assert "ingestion.recent_message_ids" not in erased.counts
+    assert any("ingestion not reached" in note for note in erased.notes)
