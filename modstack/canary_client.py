@@ -11,16 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from modstack.names import (
-    CHECK_BLOCK_PRECISION,
-    CHECK_BLOCK_RATE,
-    CHECK_ERROR_RATE,
-    CHECK_EXPECTED_BLOCK_RATE,
-    CHECK_EXPECTED_SCORE_PSI,
-    CHECK_LABEL_MCNEMAR,
-    CHECK_LATENCY_P99,
     CHECK_NAMES,
-    CHECK_SCORE_COLLAPSE,
-    CHECK_SCORE_PSI,
     CheckName,
 )
 from modstack.settings import get_settings
@@ -98,15 +89,15 @@ def _fmt(value: Any) -> str:
 
 # Column headers of the timeline table, one per check (* marks the reported ones).
 SHORT_NAMES: dict[CheckName, str] = {
-    CHECK_ERROR_RATE: "errors",
-    CHECK_LATENCY_P99: "p99",
-    CHECK_LABEL_MCNEMAR: "mcnemar p",
-    CHECK_EXPECTED_BLOCK_RATE: "exp.blocks",
-    CHECK_EXPECTED_SCORE_PSI: "exp.psi",
-    CHECK_SCORE_COLLAPSE: "collapse",
-    CHECK_SCORE_PSI: "psi*",
-    CHECK_BLOCK_RATE: "blocks*",
-    CHECK_BLOCK_PRECISION: "prec*",
+    "error_rate": "errors",
+    "latency_p99": "p99",
+    "label_mcnemar": "mcnemar p",
+    "expected_block_rate": "exp.blocks",
+    "expected_score_psi": "exp.psi",
+    "score_collapse": "collapse",
+    "score_psi": "psi*",
+    "block_rate": "blocks*",
+    "block_precision": "prec*",
 }
 VERDICT_STYLE = {
     "pass": "[green]pass[/]",

@@ -156,23 +156,6 @@ def run_plan(
     return results
 
 
-def try_rollout_run(
-    settings: ServingSettings,
-    version: str,
-    serving: Target,
-    users: int,
-    setup: LocustSetup,
-    console: Console,
-) -> tuple[RunResult | None, str]:
-    """The rollout run, or its error: the champion-only numbers are still worth writing."""
-    try:
-        return rollout_run(settings, version, serving, users, setup, console), ""
-    except Exception as exc:
-        error = f"rollout run failed: {type(exc).__name__}: {exc}"
-        console.print(f"[red]{error}[/red]")
-        return None, error
-
-
 def print_table(console: Console, title: str, rows: list[list[object]]) -> None:
     from rich.table import Table
 
@@ -232,10 +215,12 @@ def main(
         results = run_plan(plan, servers, setup, settings.monitoring_addr, console)
     rollout_error = ""
     if rollout:
-        rollout_result, rollout_error = try_rollout_run(
-            settings, version, serving, users, setup, console
-        )
-        results += [rollout_result] if rollout_result else []
+        # the champion-only numbers are still worth writing when the rollout run fails
+        try:
+            results.append(rollout_run(settings, version, serving, users, setup, console))
+        except Exception as exc:
+            rollout_error = f"rollout run failed: {type(exc).__name__}: {exc}"
+            console.print(f"[red]{rollout_error}[/red]")
 
     title = f"serving vs mlflow models serve, champion v{version}, {duration} s runs"
     rows = table_rows(results)

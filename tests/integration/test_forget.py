@@ -26,6 +26,7 @@ from services.processor.metrics import ProcessorMetrics
 from services.processor.pipeline import FeaturePipeline
 from services.serving.review_queue import ReviewQueue, review_db_path
 from stack.cli import app
+from tests.support.review import enqueue
 
 pytestmark = pytest.mark.integration
 
@@ -98,16 +99,7 @@ def test_forget_erases_every_store_of_one_sender(
     pipeline.handle(events(GONE, 5) + events(KEPT, 3))
     queue = ReviewQueue(review_db_path(data_dir))
     for sender in (GONE, KEPT):
-        queue.add(
-            message_id=f"{sender}-0",
-            sender_id=sender,
-            subject=SECRET if sender == GONE else "hello",
-            body="body",
-            sent_at=T0,
-            score=0.5,
-            model_version="1",
-            variant="champion",
-        )
+        enqueue(queue, f"{sender}-0", sender, SECRET if sender == GONE else "hello")
 
     def online(sender: str) -> Any:
         refs = [f"sender_activity:{f}" for f in ACTIVITY_FEATURES]

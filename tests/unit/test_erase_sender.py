@@ -16,29 +16,17 @@ from services.ingestion.producer import RecentIds
 from services.serving import review_queue
 from services.serving.review_queue import ReviewQueue, review_db_path
 from stack.privacy import forget_sender
+from tests.support.review import enqueue
 
 T0 = datetime(2002, 7, 1, tzinfo=UTC)
-
-
-def _enqueue(queue: ReviewQueue, message_id: str, sender_id: str) -> None:
-    queue.add(
-        message_id=message_id,
-        sender_id=sender_id,
-        subject=f"subject of {sender_id}",
-        body="body",
-        sent_at=T0,
-        score=0.5,
-        model_version="1",
-        variant="champion",
-    )
 
 
 def test_review_queue_erases_one_senders_items_and_their_bytes(tmp_path: Path) -> None:
     path = review_db_path(tmp_path)
     queue = ReviewQueue(path)
-    _enqueue(queue, "m1", "gone@x")
-    _enqueue(queue, "m2", "kept@x")
-    _enqueue(queue, "m3", "gone@x")
+    enqueue(queue, "m1", "gone@x")
+    enqueue(queue, "m2", "kept@x")
+    enqueue(queue, "m3", "gone@x")
     assert queue.erase_sender("gone@x") == 2
     assert queue.erase_sender("gone@x") == 0
     assert queue.get("m1") is None and queue.get("m2") is not None
@@ -51,7 +39,7 @@ def test_review_queue_file_erasure_creates_no_file(tmp_path: Path) -> None:
     assert review_queue.erase_sender(path, "gone@x") == 0
     assert not path.exists()
     queue = ReviewQueue(path)
-    _enqueue(queue, "m1", "gone@x")
+    enqueue(queue, "m1", "gone@x")
     queue.close()
     assert review_queue.erase_sender(path, "gone@x") == 1
 
@@ -113,7 +101,7 @@ def test_forget_sender_composes_the_stores_and_skips_what_it_is_not_given(
     tmp_path: Path,
 ) -> None:
     queue = ReviewQueue(review_db_path(tmp_path))
-    _enqueue(queue, "m1", "gone@x")
+    enqueue(queue, "m1", "gone@x")
     queue.close()
     erased = forget_sender("gone@x", tmp_path, review_db=review_db_path(tmp_path))
     assert erased.counts == {
