@@ -50,7 +50,7 @@ def _kustomize(overlay: str) -> list[dict[str, Any]]:
 
 def _settings_keys() -> set[str]:
     """Every env var a settings class of the project reads (upper-case field names)."""
-    import features.store as featurestore
+    import features.config as featurestore
     from modstack.settings import CommonSettings
     from services.canary.settings import CanarySettings
     from services.ingestion.settings import IngestionSettings

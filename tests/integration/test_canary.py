@@ -209,6 +209,7 @@ class Traffic:
         # answers by variant: [not blocked, blocked]
         self.actions: dict[str, list[int]] = {"champion": [0, 0], "challenger": [0, 0]}
         self.failures = 0
+        self.failure_reasons: list[str] = []
         self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in (0, 1)]
 
     def _run(self, seed: int) -> None:
@@ -231,11 +232,15 @@ class Traffic:
                             "sent_at": now.isoformat(),
                         },
                     )
-                except httpx.HTTPError:
+                except httpx.HTTPError as exc:
                     self.failures += 1
+                    self.failure_reasons.append(f"{type(exc).__name__}: {exc}")
                     continue
                 if response.status_code != 200:
                     self.failures += 1
+                    self.failure_reasons.append(
+                        f"HTTP {response.status_code}: {response.text[:200]}"
+                    )
                 else:
                     answer = response.json()
                     self.answered[answer["variant"]] += 1
@@ -371,7 +376,8 @@ def test_a_good_challenger_is_promoted_step_by_step(stack, canary):
     assert checks["block_rate"]["challenger"] - checks["block_rate"]["champion"] > 0.15
     assert checks["label_mcnemar"]["challenger"] > checks["label_mcnemar"]["champion"]
     assert checks["label_mcnemar"]["challenger"] >= 10
-    assert traffic.answered["challenger"] > 0 and traffic.failures == 0
+    assert traffic.answered["challenger"] > 0
+    assert traffic.failures == 0, traffic.failure_reasons
     print(f"checks at promotion: { {n: c['value'] for n, c in checks.items()} }")
     assert get_alias_version(ALIAS_CHAMPION, client) == stack.versions["good"]
     assert get_alias_version(ALIAS_CHALLENGER, client) is None

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 def _modstack(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "modstack", *args],
+        [sys.executable, "-m", "stack", *args],
         env=env,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
