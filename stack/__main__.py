@@ -1,4 +1,4 @@
-"""`python -m modstack ...`: the same CLI as the `modstack` command."""
+"""`python -m stack ...`: the same CLI as the `modstack` command."""
 
 from stack.cli import app
 

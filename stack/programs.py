@@ -191,7 +191,7 @@ def stack_programs(settings: CommonSettings) -> list[Program]:
     programs.append(
         Program(
             name="feast-apply",
-            argv=(sys.executable, "-m", "modstack", "feast-apply"),
+            argv=(sys.executable, "-m", "stack", "feast-apply"),
             stage="setup",
             oneshot=True,
             start_timeout_s=120,

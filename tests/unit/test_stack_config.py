@@ -64,6 +64,21 @@ def test_programs_are_in_start_order_infrastructure_first(tmp_path: Path) -> Non
     assert names.index("feast-apply") < names.index("processor") < names.index("serving")
 
 
+def test_every_python_program_runs_a_module_that_exists(tmp_path: Path) -> None:
+    # `python -m NAME` of a module that moved fails only when the stack starts it
+    import importlib.util
+
+    for program in stack_programs(_settings(tmp_path)):
+        argv = list(program.argv)
+        if "-m" not in argv:
+            continue
+        module = argv[argv.index("-m") + 1]
+        spec = importlib.util.find_spec(module)
+        assert spec is not None, f"{program.name}: no module {module}"
+        if spec.submodule_search_locations:  # a package runs its __main__
+            assert importlib.util.find_spec(f"{module}.__main__"), f"{program.name}: {module}"
+
+
 def test_a_remote_broker_or_tracking_server_is_not_started_locally(tmp_path: Path) -> None:
     settings = _settings(
         tmp_path,
