@@ -4,6 +4,7 @@ statements about this model's scores)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
@@ -12,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from modstack.registry.contract import Thresholds
+from pipelines.cutoffs import CutoffUncertainty, bootstrap_thresholds, judge_cutoffs
 from pipelines.metrics import EvaluationReport, action_thresholds, evaluate_scores
 from pipelines.model import build_baseline_pipeline, build_candidate, model_input
 from pipelines.model_config import ModelConfig
@@ -35,6 +37,8 @@ class FittedModel:
     validation: EvaluationReport
     validation_scores: npt.NDArray[np.float64]
     params: dict[str, Any] = field(default_factory=dict)
+    # the cut-offs' bootstrap intervals and whether each does its job at its interval's end
+    cutoffs: CutoffUncertainty | None = None
 
 
 # fixed windows: two fits on the same data place the same block cut-off
@@ -65,21 +69,46 @@ def _fit_and_threshold(
         model.abstain_below(thresholds.block)
         val_scores = model.predict_proba(x_val)[:, 1]
         cold_scores = model.predict_proba(cold_start(x_val))[:, 1]
-    if short_text_check:
-        short_x, short_y = short_windows(
-            list(val_part["subject"].fillna("")),
-            list(val_part["body"].fillna("")),
-            y_val,
-            columns,
-            seed=SHORT_WINDOW_SEED,
+    short = _short_window_scores(model, val_part, y_val, columns) if short_text_check else None
+
+    def choose(rows: npt.NDArray[np.int_], short_rows: npt.NDArray[np.int_] | None) -> Thresholds:
+        resampled_short = None
+        if short is not None and short_rows is not None:
+            resampled_short = (short[0][short_rows], short[1][short_rows])
+        return action_thresholds(
+            y_val[rows], val_scores[rows], cold_scores[rows], *budget, short=resampled_short
         )
-        short = (short_y, model.predict_proba(short_x)[:, 1])
-        thresholds = action_thresholds(y_val, val_scores, cold_scores, *budget, short=short)
+
+    short_rows = len(short[0]) if short is not None else None
+    thresholds = choose(np.arange(len(y_val)), np.arange(short_rows) if short_rows else None)
+    samples = bootstrap_thresholds(choose, len(y_val), short_rows)
+    cutoffs = judge_cutoffs(y_val, val_scores, thresholds, samples, *budget)
     validation = evaluate_scores(y_val, val_scores, thresholds, val_part["group"])
     cold = evaluate_scores(y_val, cold_scores, thresholds, val_part["group"])
     return FittedModel(
-        name, model, thresholds, validation, val_scores, {"validation_cold": cold.metrics}
+        name,
+        model,
+        thresholds,
+        validation,
+        val_scores,
+        {"validation_cold": cold.metrics},
+        cutoffs=cutoffs,
     )
+
+
+def _short_window_scores(
+    model: Any, val_part: Any, y_val: npt.NDArray[np.int_], columns: Sequence[str]
+) -> tuple[npt.NDArray[np.int_], npt.NDArray[np.float64]]:
+    """Labels and scores of short windows cut from the validation mail, as new senders send
+    them (the block cut-off must hold for short text too)."""
+    short_x, short_y = short_windows(
+        list(val_part["subject"].fillna("")),
+        list(val_part["body"].fillna("")),
+        y_val,
+        columns,
+        seed=SHORT_WINDOW_SEED,
+    )
+    return np.asarray(short_y, dtype=int), model.predict_proba(short_x)[:, 1]
 
 
 def fit(

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from modstack.evidence import EvidenceNeed, describe_shortfall, noise_allowance
 from modstack.registry.contract import Thresholds
 from pipelines.behaviour import (
     MFT_ALLOWED,
@@ -49,30 +50,37 @@ REPORTED_GROUPS = frozenset({"spam"})
 
 @dataclass(frozen=True)
 class GateTolerance:
-    """How much worse than the reference a candidate may be and still pass (absolute)."""
+    """How much worse than the reference a candidate may be and still pass (absolute), and
+    how much evidence a holdout must hold before the gate decides at all.
+
+    Each comparison allows the larger of its fixed tolerance and `noise_z` standard errors of
+    the difference of two rates over the rows it is measured on (`noise_allowance`: spam for
+    PR-AUC and recall, ham for the shares of ham blocked or sent to review, a group's mails
+    for a group's rate; for PR-AUC the binomial interval of Boyd et al., 2013). Two standard
+    errors, not one: the gate makes about ten decisive comparisons, and at one standard error
+    each an equally good model fails one of them more often than not. The rows are the same
+    for both models, so the unpaired error bounds the paired spread from above, and on a small
+    holdout that allowance grows without limit (0.37 on 12 spam): below `evidence` rows per
+    class the gate refuses to decide instead.
+    """
 
     pr_auc: float = 0.005
     recall_at_p99: float = 0.02
     group_error: float = 0.02
-    # Each check also allows this many standard errors of the difference (binomial, at the two
-    # models' mean value) over the rows it is measured on: spam for PR-AUC and recall, the
-    # group's mails for a group error; for PR-AUC the binomial interval of Boyd et al., 2013.
-    # A retrain's holdout holds ~15-60 spam and ~10 hard ham: there one hard-ham mail moves
-    # its error by 0.09-0.14, and 2 of 11 against 0 of 11 is no evidence of a worse model
-    # (one-sided Fisher p = 0.24). On the first champion's holdout (496 spam) the fixed
-    # tolerances are about the same size. Two standard errors, not one: the gate makes six
-    # decisive comparisons (warm and cold PR-AUC and recall, two ham groups), and at one
-    # standard error each an equally good model fails at least one of them more often than
-    # not (1 - 0.84^6 = 0.65); at two, ~13 %.
+    # the share of ham sent to review may rise by this much against the reference (warm,
+    # cold, and the behaviour suite's everyday messages): the canary counts it as harm too
+    review_share: float = 0.02
     noise_z: float = 2.0
+    # the review budget the thresholds were sized for (share of traffic in [review, block) at
+    # `traffic_spam_share` spam): a candidate's holdout ham may not exceed it beyond noise
+    review_budget: float = 0.05
+    traffic_spam_share: float = 0.05
+    evidence: EvidenceNeed = field(default_factory=EvidenceNeed)
 
-
-def binomial_standard_error(value: float, rows: float) -> float:
-    """sqrt(p (1 - p) / n), with p kept at least half a row away from 0 and 1 (0 when n < 1)."""
-    if rows < 1 or not 0.0 <= value <= 1.0:  # NaN included
-        return 0.0
-    p = min(max(value, 0.5 / rows), 1.0 - 0.5 / rows)
-    return math.sqrt(p * (1.0 - p) / rows)
+    @property
+    def ham_review_limit(self) -> float:
+        """The review budget as a share of ham (the band's ham part at the traffic's mix)."""
+        return self.review_budget / (1.0 - self.traffic_spam_share)
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,156 @@ def behaviour_failures(result: SuiteResult) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class _Comparison:
+    """One metric compared between candidate and reference over `rows` of `what`."""
+
+    name: str
+    fixed: float
+    rows: float
+    what: str
+    higher_is_better: bool
+    label: str = ""
+    decisive: bool = True
+
+
+class _Checks:
+    """The checks made so far, the decisive ones that failed, and how to compare."""
+
+    def __init__(self, tolerance: GateTolerance) -> None:
+        self.tol = tolerance
+        self.lines: list[str] = []
+        self.failures: list[str] = []
+
+    def note(self, line: str, ok: bool, decisive: bool = True) -> None:
+        if not decisive:
+            line = f"{line} [reported{'' if ok else ', worse'}]"
+        self.lines.append(line)
+        if decisive and not ok:
+            self.failures.append(line)
+
+    def allowed(self, fixed: float, value: float, rows: float, what: str) -> tuple[float, str]:
+        noise = noise_allowance(self.tol.noise_z, value, rows) if math.isfinite(value) else 0.0
+        if noise <= fixed:
+            return fixed, f"{fixed:g}"
+        return noise, (
+            f"{noise:.3g}: {self.tol.noise_z:g} standard errors of the difference over "
+            f"{rows:.0f} {what}"
+        )
+
+    def compare(self, comparison: _Comparison, new: float, old: float) -> None:
+        # the allowance at the pooled rate: a reference at 0 (or 1) has no spread of its
+        # own, and a holdout of a few dozen rows cannot tell 0 from 2 of them
+        c = comparison
+        limit, why = self.allowed(c.fixed, (new + old) / 2, c.rows, c.what)
+        verb = "drop" if c.higher_is_better else "rise"
+        line = f"{c.label}{c.name}: {new:.4f} vs {old:.4f} (may {verb} by {why})"
+        # NaN (e.g. a one-class holdout) never passes: there is nothing to show it is as good
+        ok = new >= old - limit if c.higher_is_better else new <= old + limit
+        self.note(line, ok, c.decisive)
+
+
+def holdout_shortfall(reference: Mapping[str, float], need: EvidenceNeed) -> str:
+    """Why the holdout is too small to decide ('' when it is not)."""
+    rows = round(reference.get("rows", 0.0))
+    spam = round(rows * reference.get("spam_share", 0.0))
+    missing = need.shortfall({"spam": spam, "ham": rows - spam})
+    if not any(missing.values()):
+        return ""
+    return (
+        f"holdout too small to decide: {spam} spam and {rows - spam} ham, the gate needs "
+        f"{need.spam} and {need.ham} ({describe_shortfall(missing)} short)"
+    )
+
+
+Pair = tuple[Mapping[str, float], Mapping[str, float]]
+
+
+def _ranking_checks(checks: _Checks, pair: Pair, label: str) -> None:
+    tol = checks.tol
+    spam = pair[1].get("rows", 0.0) * pair[1].get("spam_share", 0.0)
+    for name, fixed in (("pr_auc", tol.pr_auc), ("recall_at_p99", tol.recall_at_p99)):
+        comparison = _Comparison(name, fixed, spam, "spam", True, label)
+        checks.compare(comparison, pair[0][name], pair[1][name])
+
+
+def _ham_checks(checks: _Checks, pair: Pair, label: str) -> None:
+    """All ham: the shares blocked and sent to review may not rise beyond tolerance, and
+    the review share stays within the budget beyond noise."""
+    candidate, reference = pair
+    if "ham.review_share" not in candidate or "ham.review_share" not in reference:
+        return
+    tol = checks.tol
+    rows = reference.get("ham.count", 0.0)
+    for name, fixed in (
+        ("ham.error_at_block", tol.group_error),
+        ("ham.review_share", tol.review_share),
+    ):
+        checks.compare(_Comparison(name, fixed, rows, "ham", False, label), *_values(pair, name))
+    share, budget = candidate["ham.review_share"], tol.ham_review_limit
+    # one rate against a fixed limit: one rate's standard error, not the difference's
+    limit = budget + noise_allowance(tol.noise_z, budget, rows) / math.sqrt(2.0)
+    checks.note(
+        f"{label}ham.review_share within the review budget: {share:.4f} <= {limit:.4f} "
+        f"(budget {tol.review_budget:g} of traffic, {tol.noise_z:g} standard errors over "
+        f"{rows:.0f} ham)",
+        share <= limit,
+    )
+
+
+def _values(pair: Pair, name: str) -> tuple[float, float]:
+    return pair[0][name], pair[1][name]
+
+
+def _group_checks(checks: _Checks, pair: Pair) -> None:
+    """Per coarse group; a group with fewer rows than the evidence needs is reported, not
+    decisive (all ham together is decisive in `_ham_checks`)."""
+    need = checks.tol.evidence.ham
+    for group in GROUPS:
+        key = f"group.{group}.{GROUP_ERROR[group]}"
+        if key not in pair[0] or key not in pair[1]:
+            continue
+        rows = pair[1].get(f"group.{group}.count", 0.0)
+        what = group.replace("_", " ")
+        if rows < need and group not in REPORTED_GROUPS:
+            what += f"; fewer than {need}, too few to decide"
+        decisive = group not in REPORTED_GROUPS and rows >= need
+        comparison = _Comparison(key, checks.tol.group_error, rows, what, False, decisive=decisive)
+        checks.compare(comparison, *_values(pair, key))
+
+
+def _behaviour_checks(
+    checks: _Checks, behaviour: SuiteResult, reference: SuiteResult | None
+) -> None:
+    """The suite's minimum-functionality rules, and the share of its everyday messages sent
+    to review: no higher than the reference's beyond tolerance (decisive), and against the
+    review budget (reported: the spam model has seen no everyday chat, docs/training.md)."""
+    tally = ", ".join(f"{t} {r.failure_count}/{r.total}" for t, r in behaviour.results.items())
+    checks.lines.append(f"behaviour suite as new senders, failed: {tally}")
+    for line in behaviour_failures(behaviour):
+        checks.note(line, ok=False)
+    everyday = behaviour.results.get(MFT_ALLOWED)
+    if everyday is None or not everyday.total:
+        return
+    share = everyday.review_share
+    if reference is not None and MFT_ALLOWED in reference.results:
+        comparison = _Comparison(
+            "review_share",
+            checks.tol.review_share,
+            everyday.total,
+            "everyday messages",
+            False,
+            label="behaviour everyday ",
+        )
+        checks.compare(comparison, share, reference.results[MFT_ALLOWED].review_share)
+    limit = checks.tol.ham_review_limit
+    checks.note(
+        f"behaviour everyday review_share within the review budget: {share:.3f} <= {limit:.3f}",
+        share <= limit,
+        decisive=False,
+    )
+
+
 def check_gate(
     candidate: Mapping[str, float],
     reference: Mapping[str, float],
@@ -138,87 +296,42 @@ def check_gate(
     candidate_cold: Mapping[str, float] | None = None,
     reference_cold: Mapping[str, float] | None = None,
     behaviour: SuiteResult | None = None,
+    reference_behaviour: SuiteResult | None = None,
+    cutoff_failures: Sequence[str] = (),
 ) -> GateResult:
     """Compare flat holdout metrics (`pipelines.metrics.evaluate_scores(...).metrics`), with
-    sender history and (when given) as cold senders, and apply the behavioural suite's
-    minimum-functionality rules (when given)."""
-    tol = tolerance or GateTolerance()
-    checks: list[str] = []
-    failures: list[str] = []
-
-    spam = reference.get("rows", 0.0) * reference.get("spam_share", 0.0)
-
-    def allowed(fixed: float, value: float, rows: float, what: str) -> tuple[float, str]:
-        # the standard error of a difference of two rates, each over `rows`: sqrt(2) times
-        # one rate's. The rows are the same mails, so this bounds the paired spread from above
-        # and the gate leans towards passing on small holdouts; the canary's paired McNemar
-        # test on live labels is the stricter check that follows it
-        noise = tol.noise_z * math.sqrt(2.0) * binomial_standard_error(value, rows)
-        if noise <= fixed:
-            return fixed, f"{fixed:g}"
-        return (
-            noise,
-            f"{noise:.3g}: {tol.noise_z:g} standard errors of the difference over "
-            f"{rows:.0f} {what}",
-        )
-
-    def compare(
-        name: str,
-        fixed: float,
-        rows: float,
-        what: str,
-        higher_is_better: bool,
-        pair: tuple[Mapping[str, float], Mapping[str, float]] = (candidate, reference),
-        label: str = "",
-        decisive: bool = True,
-    ) -> None:
-        new, old = pair[0][name], pair[1][name]
-        # the standard error at the pooled rate: a reference at 0 (or 1) has no spread of its
-        # own, and a holdout of a few dozen rows cannot tell 0 from 2 of them
-        limit, why = allowed(fixed, (new + old) / 2, rows, what)
-        verb = "drop" if higher_is_better else "rise"
-        line = f"{label}{name}: {new:.4f} vs {old:.4f} (may {verb} by {why})"
-        # NaN (e.g. a one-class holdout) never passes: there is nothing to show it is as good
-        ok = new >= old - limit if higher_is_better else new <= old + limit
-        if not decisive:
-            line = f"{line} [reported{'' if ok else ', worse'}]"
-        checks.append(line)
-        if not ok and decisive:
-            failures.append(line)
-
-    compare("pr_auc", tol.pr_auc, spam, "spam", higher_is_better=True)
-    compare("recall_at_p99", tol.recall_at_p99, spam, "spam", higher_is_better=True)
-    for group in GROUPS:
-        key = f"group.{group}.{GROUP_ERROR[group]}"
-        if key not in candidate or key not in reference:
-            continue
-        rows = reference.get(f"group.{group}.count", 0.0)
-        compare(
-            key,
-            tol.group_error,
-            rows,
-            group.replace("_", " "),
-            higher_is_better=False,
-            decisive=group not in REPORTED_GROUPS,
-        )
+    sender history and (when given) as cold senders; apply the behavioural suite's rules and
+    its everyday review share (when given); refuse cut-offs too uncertain for their purpose
+    (`cutoff_failures`, from `pipelines.cutoffs`). A holdout with fewer rows per class than
+    the tolerance's `evidence` needs is refused as undecidable."""
+    checks = _Checks(tolerance or GateTolerance())
+    shortfall = holdout_shortfall(reference, checks.tol.evidence)
+    if shortfall:
+        checks.note(shortfall, ok=False)
+    _ranking_checks(checks, (candidate, reference), "")
+    _ham_checks(checks, (candidate, reference), "")
+    _group_checks(checks, (candidate, reference))
     if candidate_cold is not None and reference_cold is not None:
-        cold = (candidate_cold, reference_cold)
-        for name, fixed in (("pr_auc", tol.pr_auc), ("recall_at_p99", tol.recall_at_p99)):
-            compare(name, fixed, spam, "spam", True, pair=cold, label="cold-start ")
+        _ranking_checks(checks, (candidate_cold, reference_cold), "cold-start ")
+        _ham_checks(checks, (candidate_cold, reference_cold), "cold-start ")
     if behaviour is not None:
-        tally = ", ".join(f"{t} {r.failure_count}/{r.total}" for t, r in behaviour.results.items())
-        checks.append(f"behaviour suite as new senders, failed: {tally}")
-        for line in behaviour_failures(behaviour):
-            checks.append(line)
-            failures.append(line)
+        _behaviour_checks(checks, behaviour, reference_behaviour)
+    for line in cutoff_failures:
+        checks.note(line, ok=False)
     return GateResult(
-        passed=not failures,
+        passed=not checks.failures,
         compared_with=compared_with,
-        checks=tuple(checks),
-        failures=tuple(failures),
+        checks=tuple(checks.lines),
+        failures=tuple(checks.failures),
     )
 
 
 def tolerance_params(tolerance: GateTolerance) -> dict[str, float]:
-    """The tolerance as run params (`gate_tolerance_*`)."""
-    return {f"gate_tolerance_{key}": value for key, value in asdict(tolerance).items()}
+    """The tolerance as run params (`gate_tolerance_*`), the evidence it needs included."""
+    params = {
+        f"gate_tolerance_{key}": value
+        for key, value in asdict(tolerance).items()
+        if isinstance(value, float)
+    }
+    params |= {f"gate_evidence_{c}": float(n) for c, n in tolerance.evidence.per_class().items()}
+    return params

@@ -237,6 +237,22 @@ def _group_metrics(
     return out
 
 
+def _ham_metrics(
+    y_true: npt.NDArray[np.int_], scores: npt.NDArray[np.float64], thresholds: Thresholds
+) -> dict[str, float]:
+    """What the gate and the canary count as harm to ham, over all ham rows: the share
+    blocked and the share sent to review ([review, block): a moderator reads it)."""
+    ham = scores[y_true == 0]
+    if not len(ham):
+        return {"ham.count": 0.0}
+    blocked = ham >= thresholds.block
+    return {
+        "ham.count": float(len(ham)),
+        "ham.error_at_block": float(blocked.mean()),
+        "ham.review_share": float(((ham >= thresholds.review) & ~blocked).mean()),
+    }
+
+
 def evaluate_scores(
     y_true: npt.ArrayLike,
     scores: npt.ArrayLike,
@@ -267,6 +283,7 @@ def evaluate_scores(
         metrics[f"recall_at_{name}"] = float(recall_score(y, predicted, zero_division=0.0))
     # what the canary expects live: the share of all rows each cut-off acts on
     metrics["block_rate"] = float((s >= thresholds.block).mean()) if len(s) else 0.0
+    metrics.update(_ham_metrics(y, s, thresholds))
     if groups is not None:
         coarse = np.array([coarse_group(str(g)) for g in groups])
         metrics.update(_group_metrics(y, s, coarse, thresholds))
