@@ -18,6 +18,9 @@ from typing import Literal
 
 LabelClass = Literal["spam", "ham"]
 CLASSES: tuple[LabelClass, ...] = ("spam", "ham")
+# A retrain holds out the newest 30 % of the labelled messages that arrived since the
+# champion's data ended; monitoring counts labels against what that holdout needs.
+RETRAIN_HOLDOUT_FRACTION = 0.3
 
 
 def noise_allowance(z: float, rate: float, rows: float) -> float:

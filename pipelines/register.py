@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, NamedTuple
@@ -61,6 +61,7 @@ class ChampionReference(NamedTuple):
     version: str
     metrics: dict[str, float]
     cold_metrics: dict[str, float]
+    behaviour: SuiteResult
 
 
 def champion_metrics(
@@ -84,7 +85,8 @@ def champion_metrics(
     report, _ = evaluate_model(model, thresholds, holdout, columns)
     cold = replace(holdout, frame=cold_start(holdout.frame))
     cold_report, _ = evaluate_model(model, thresholds, cold, columns)
-    return ChampionReference(str(version), report.metrics, cold_report.metrics)
+    behaviour = run_behaviour(model, thresholds, columns)
+    return ChampionReference(str(version), report.metrics, cold_report.metrics, behaviour)
 
 
 def register_candidate(
@@ -100,6 +102,8 @@ def register_candidate(
     baseline_cold_metrics: Mapping[str, float] | None = None,
     behaviour: SuiteResult | None = None,
     expectation: OfflineExpectation | None = None,
+    baseline_behaviour: SuiteResult | None = None,
+    cutoff_failures: Sequence[str] = (),
 ) -> Registration:
     """Gate, register as a new version, tag the verdict, and set `challenger` on a pass (or
     when `skip_gate` forces it for the rollback demo: the refusal stays in the tags).
@@ -108,8 +112,15 @@ def register_candidate(
     and refuses a candidate whose behavioural suite (`behaviour`) fails a minimum-functionality
     rule. `expectation` (the candidate's offline expectation) is logged to the run before the
     alias moves, with the champion's block rate on the same holdout when there is one."""
-    compared_with, reference_metrics, reference_cold, expectation = _gate_reference(
+    reference = _gate_reference(
         holdout, data_dir, baseline_metrics, baseline_cold_metrics, expectation
+    )
+    compared_with, reference_metrics, reference_cold, expectation, reference_behaviour = (
+        reference.name,
+        reference.metrics,
+        reference.cold,
+        reference.expectation,
+        reference.behaviour or baseline_behaviour,
     )
     client = registry.get_client()
     if expectation is not None:
@@ -122,6 +133,8 @@ def register_candidate(
         candidate_cold=candidate_cold_metrics,
         reference_cold=reference_cold if candidate_cold_metrics else None,
         behaviour=behaviour,
+        reference_behaviour=reference_behaviour,
+        cutoff_failures=cutoff_failures,
     )
     log.info("%s", gate.summary())
 
@@ -138,24 +151,39 @@ def register_candidate(
     )
 
 
+class GateReference(NamedTuple):
+    """What the gate compares with: its name, warm and cold metrics, the expectation (with
+    the champion's block rate), and the reference's behaviour suite (None: the baseline's)."""
+
+    name: str
+    metrics: dict[str, float]
+    cold: dict[str, float] | None
+    expectation: OfflineExpectation | None
+    behaviour: SuiteResult | None
+
+
 def _gate_reference(
     holdout: LabelledSet,
     data_dir: Path | None,
     baseline_metrics: Mapping[str, float],
     baseline_cold_metrics: Mapping[str, float] | None,
     expectation: OfflineExpectation | None,
-) -> tuple[str, dict[str, float], dict[str, float] | None, OfflineExpectation | None]:
-    """What the gate compares with: the champion on `holdout` (the expectation then gets its
-    block rate), or the run's baseline when there is none. Returns (name, warm metrics, cold
-    metrics, expectation)."""
+) -> GateReference:
+    """The champion on `holdout` (the expectation then gets its block rate), or the run's
+    baseline when there is none."""
     reference = champion_metrics(holdout, data_dir)
     if reference is None:
         cold = dict(baseline_cold_metrics) if baseline_cold_metrics else None
-        return "baseline", dict(baseline_metrics), cold, expectation
+        return GateReference("baseline", dict(baseline_metrics), cold, expectation, None)
     if expectation is not None and "block_rate" in reference.metrics:
         expectation = expectation.with_champion(reference.version, reference.metrics["block_rate"])
-    compared_with = f"champion v{reference.version}"
-    return compared_with, reference.metrics, reference.cold_metrics, expectation
+    return GateReference(
+        f"champion v{reference.version}",
+        reference.metrics,
+        reference.cold_metrics,
+        expectation,
+        reference.behaviour,
+    )
 
 
 def _log_reference_metrics(

@@ -34,6 +34,12 @@ import pipelines.model
 import pipelines.model_config
 import pipelines.text_cleaning
 from modstack.corpus import FUTURE_START
+from modstack.evidence import (
+    RETRAIN_HOLDOUT_FRACTION,
+    EvidenceNeed,
+    LabelClass,
+    describe_shortfall,
+)
 from modstack.log import configure_logging
 from modstack.names import ALIAS_CHAMPION, FEATURE_SERVICE_V1, MLFLOW_EXPERIMENT
 from modstack.registry import aliases as registry
@@ -276,6 +282,8 @@ def run_training(
             out = Path(tmp)
             _log_plots_and_report(out, holdout, candidate, evaluation)
             behaviour = log_behaviour(candidate, columns, out)
+            # what the gate compares the everyday review share with when there is no champion
+            baseline_behaviour = run_behaviour(baseline.pipeline, baseline.thresholds, columns)
             expectation = _log_expectation(candidate, evaluation)
             _log_reference(out, train, candidate, config, holdout, evaluation)
         model_uri = _log_sklearn_model(candidate.pipeline, holdout, candidate.thresholds, columns)
@@ -295,7 +303,8 @@ def run_training(
             seconds=seconds,
         )
         if config.register:
-            _register(result, holdout, evaluation, behaviour, expectation, config)
+            judged = _Judged(candidate, behaviour, baseline_behaviour, expectation)
+            _register(result, holdout, evaluation, judged, config)
     log.info("training run %s done in %.1f s", result.run_id, result.seconds)
     return result
 
@@ -390,6 +399,9 @@ def _log_candidate_metrics(candidate: FittedModel, evaluation: HoldoutEvaluation
     mlflow.log_metrics(_prefixed("validation_cold", candidate.params["validation_cold"]))
     mlflow.log_metrics(_prefixed("baseline_holdout", theirs.warm.metrics))
     mlflow.log_metrics(_prefixed("baseline_holdout_cold", theirs.cold.metrics))
+    if candidate.cutoffs is not None:
+        # the cut-offs' bootstrap intervals (pipelines.cutoffs): how sure each one is
+        mlflow.log_metrics(candidate.cutoffs.as_metrics())
 
 
 def _log_plots_and_report(
@@ -456,16 +468,33 @@ def _write_result(
     log.info("wrote %s", path)
 
 
+@dataclass(frozen=True)
+class _Judged:
+    """What the gate reads of a run besides its holdout metrics."""
+
+    candidate: FittedModel
+    behaviour: SuiteResult
+    baseline_behaviour: SuiteResult
+    expectation: OfflineExpectation
+
+
 def _register(
     result: TrainResult,
     holdout: LabelledSet,
     evaluation: HoldoutEvaluation,
-    behaviour: SuiteResult,
-    expectation: OfflineExpectation,
+    judged: _Judged,
     config: TrainConfig,
 ) -> None:
     """Gate and register the run's model; the verdict and version go into `result`."""
     from pipelines.register import register_candidate
+
+    cutoffs = judged.candidate.cutoffs
+    # the gate holds the review share to the budget the thresholds were sized for
+    tolerance = replace(
+        config.tolerance,
+        review_budget=config.review_budget,
+        traffic_spam_share=config.traffic_spam_share,
+    )
 
     registration = register_candidate(
         run_id=result.run_id,
@@ -475,9 +504,11 @@ def _register(
         holdout=holdout,
         candidate_cold_metrics=evaluation.candidate.cold.metrics,
         baseline_cold_metrics=evaluation.baseline.cold.metrics,
-        behaviour=behaviour,
-        expectation=expectation,
-        tolerance=config.tolerance,
+        behaviour=judged.behaviour,
+        baseline_behaviour=judged.baseline_behaviour,
+        cutoff_failures=cutoffs.failures if cutoffs is not None else (),
+        expectation=judged.expectation,
+        tolerance=tolerance,
         skip_gate=config.skip_gate,
         data_dir=config.data_dir,
     )
@@ -519,20 +550,44 @@ def _fresh_and_holdout(
     )
 
 
+class InsufficientEvidence(RuntimeError):
+    """The retrain's holdout holds fewer labelled rows per class than the gate needs to decide
+    (`modstack.evidence.EvidenceNeed`): nothing is trained or registered."""
+
+    def __init__(self, counts: dict[LabelClass, int], need: EvidenceNeed) -> None:
+        self.counts = counts
+        self.missing = need.shortfall(counts)
+        super().__init__(
+            f"holdout too small to decide: {counts['spam']} spam and {counts['ham']} ham, the "
+            f"gate needs {need.spam} and {need.ham}; waiting for "
+            f"{describe_shortfall(self.missing)} in the holdout"
+        )
+
+
+def holdout_counts(holdout: LabelledSet) -> dict[LabelClass, int]:
+    """Labelled rows per class."""
+    spam = int(holdout.frame[LABEL_COLUMN].sum())
+    return {"spam": spam, "ham": len(holdout.frame) - spam}
+
+
 def train_challenger(
     start: datetime | None = None,
     end: datetime | None = None,
     *,
-    holdout_fraction: float = 0.3,
+    holdout_fraction: float = RETRAIN_HOLDOUT_FRACTION,
     config: TrainConfig | None = None,
 ) -> TrainResult:
     """Retrain on everything labelled by `end`: corpus history before `start` (default: the
     future period's start) plus the messages and labels that arrived through the stream in
     [start, end). The newest `holdout_fraction` of those fresh messages is held out; the gate
-    compares the new model with the champion there, and a pass sets `challenger`."""
+    compares the new model with the champion there, and a pass sets `challenger`. Raises
+    `InsufficientEvidence` (before fitting anything) when that holdout cannot decide."""
     config = replace(config or TrainConfig(), reference_from="holdout")
     history_end = start or FUTURE_START
     train, holdout = _fresh_and_holdout(history_end, end, holdout_fraction, config)
+    counts = holdout_counts(holdout)
+    if any(config.tolerance.evidence.shortfall(counts).values()):
+        raise InsufficientEvidence(counts, config.tolerance.evidence)
     return run_training(
         train,
         holdout,
@@ -582,6 +637,16 @@ def outcome(result: TrainResult) -> dict[str, Any]:
         "passed_gate": result.challenger_set,
         "version": result.version,
         "detail": f"{detail} (run {result.run_id})",
+    }
+
+
+def waiting_outcome(waiting: InsufficientEvidence) -> dict[str, Any]:
+    """The outcome of a retrain that did not start for want of labels (nothing registered)."""
+    return {
+        "passed_gate": False,
+        "version": None,
+        "detail": str(waiting),
+        "missing": dict(waiting.missing),
     }
 
 
@@ -637,7 +702,13 @@ def main(
         write_results=True,
     )
     if retrain:
-        result = train_challenger(start, end, config=config)
+        try:
+            result = train_challenger(start, end, config=config)
+        except InsufficientEvidence as waiting:
+            Console().print(f"[yellow]{waiting}[/]")
+            if outcome_json is not None:
+                outcome_json.write_text(json.dumps(waiting_outcome(waiting)))
+            raise typer.Exit(0) from None
     else:
         result = train_first_champion(config)
     console = Console()

@@ -109,9 +109,20 @@ class MonitoringMetrics:
         )
         self.retrain_runs = Counter(
             "monitoring_retrain_runs",
-            "Finished retraining runs by outcome (challenger, gate_failed, error, "
+            "Finished retraining runs by outcome (challenger, gate_failed, waiting, error, "
             "rollout_started, rollout_failed).",
             ["outcome"],
+            registry=r,
+        )
+        self.retrain_due = Gauge(
+            "monitoring_retrain_due",
+            "1 while persistent drift has made a retrain due and it has not settled.",
+            registry=r,
+        )
+        self.retrain_labels_missing = Gauge(
+            "monitoring_retrain_labels_missing",
+            "Labels per class still to arrive before a due retrain can start.",
+            ["label_class"],
             registry=r,
         )
 

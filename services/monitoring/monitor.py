@@ -134,16 +134,17 @@ class Monitor:
             self.metrics.events.labels(TOPIC_PREDICTIONS, "duplicate").inc()
             return
         self.metrics.events.labels(TOPIC_PREDICTIONS, "used").inc()
-        closed = self.windows.add(
-            WindowRow(
-                message_id=event.message_id,
-                score=event.score,
-                action=event.action,
-                model_version=event.model_version,
-                variant=event.variant,
-                features=dict(event.features),
-            )
+        row = WindowRow(
+            message_id=event.message_id,
+            score=event.score,
+            action=event.action,
+            model_version=event.model_version,
+            variant=event.variant,
+            features=dict(event.features),
         )
+        closed = self.windows.add(row)
+        if row.label is not None:  # its label had arrived first (parked)
+            self.retrainer.count_label(row.message_id, row.label == "spam")
         if closed is not None:
             self._submit(closed)
 
@@ -156,6 +157,10 @@ class Monitor:
             return
         matched = self.windows.add_label(event.message_id, event.label)
         self.metrics.events.labels(TOPIC_LABELS, "matched" if matched else "parked").inc()
+        if matched:
+            # evidence for a retrain: labels of messages serving scored (a corpus backfill's
+            # labels are not traffic the next model is judged on)
+            self.retrainer.count_label(event.message_id, event.label == "spam")
 
     def _submit(self, closed: ClosedWindow) -> None:
         # realized quality is read here, on the thread that owns the rows' labels
@@ -278,7 +283,7 @@ class Monitor:
             name,
         )
         if self.trigger.observe(result.drift_detected):
-            self.retrainer.trigger(
+            self.retrainer.mark_due(
                 f"dataset drift in {self.trigger.consecutive} consecutive windows "
                 f"(last: share {result.drift_share:.2f}, report {name})"
             )
@@ -343,6 +348,7 @@ class Monitor:
                 "streak": self.trigger.streak,
                 "in_cooldown": self.trigger.in_cooldown(),
                 "running": self.retrainer.running,
+                **self.retrainer.due.status(),
                 "history": self.retrainer.history[-20:],
             },
         }

@@ -24,7 +24,9 @@ from typing import Any
 
 import httpx
 
+from modstack.evidence import CLASSES
 from services.monitoring.metrics import MonitoringMetrics
+from services.monitoring.retrain_due import DueRetrain
 from services.monitoring.settings import MonitoringSettings
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,8 @@ class TrainingOutcome:
     passed_gate: bool
     version: str | None
     detail: str
+    # holdout rows per class the retrain still lacked (it trained nothing): still due
+    missing: dict[str, int] | None = None
 
 
 class TrainingJob:
@@ -123,11 +127,47 @@ class Retrainer:
         self._closing = threading.Event()
         self._follower: threading.Thread | None = None
         self.history: list[dict[str, Any]] = []
+        self.due = DueRetrain(min_wait_s=settings.retrain_min_wait_seconds)
+        self._export_due()
 
     @property
     def running(self) -> bool:
         """True while a training run is in flight."""
         return self._running is not None and not self._running.done()
+
+    def mark_due(self, reason: str) -> None:
+        """Persistent drift: a retrain is due; it starts when its evidence is there."""
+        with self._lock:
+            if not self.due.mark_due(reason):
+                return
+            waiting = self.due.waiting_for() or "evidence there"
+            self.history.append(
+                {"event": "due", "detail": f"{reason}; {waiting}: {self.due.evidence_line()}"}
+            )
+            log.warning("retraining due: %s; %s", reason, waiting)
+            self._export_due()
+        self.start_when_ready()
+
+    def count_label(self, message_id: str, is_spam: bool) -> None:
+        """A label on a served message arrived (evidence for the next retrain)."""
+        with self._lock:
+            self.due.count_label(message_id, is_spam)
+            self._export_due()
+        self.start_when_ready()
+
+    def start_when_ready(self) -> bool:
+        """Start the due retrain once its evidence is there; True when it started."""
+        with self._lock:
+            if not self.due.ready() or self.running:
+                return False
+            reason = f"{self.due.reason}; evidence: {self.due.evidence_line()}"
+        return self.trigger(reason)
+
+    def _export_due(self) -> None:
+        self.metrics.retrain_due.set(1.0 if self.due.due else 0.0)
+        missing = self.due.evidence.missing() if self.due.due else {}
+        for label_class in CLASSES:
+            self.metrics.retrain_labels_missing.labels(label_class).set(missing.get(label_class, 0))
 
     def trigger(self, reason: str) -> bool:
         """Start a training run unless one is running; returns whether it started."""
@@ -150,21 +190,27 @@ class Retrainer:
         try:
             outcome = future.result(timeout=self.settings.retrain_timeout_seconds)
         except FutureTimeout:
-            self._record("error", f"training ran past {self.settings.retrain_timeout_seconds} s")
+            self._settle("error", f"training ran past {self.settings.retrain_timeout_seconds} s")
             return
         except Exception as exc:  # the training process failed
             if self._closing.is_set():  # close() ended the run: not a training failure
                 log.info("retraining abandoned at shutdown (%s)", reason)
                 return
-            self._record("error", f"training failed: {type(exc).__name__}: {exc}")
+            self._settle("error", f"training failed: {type(exc).__name__}: {exc}")
             return
         if self._closing.is_set():
             log.info("retraining abandoned at shutdown (%s)", reason)
             return
-        if not outcome.passed_gate or outcome.version is None:
-            self._record("gate_failed", f"challenger not registered: {outcome.detail}")
+        if outcome.missing:
+            with self._lock:
+                self.due.holdout_short({c: outcome.missing.get(c, 0) for c in CLASSES})
+                self._export_due()
+            self._record("waiting", f"{outcome.detail}; still due: {self.due.waiting_for()}")
             return
-        self._record("challenger", f"v{outcome.version} passed the gate: {outcome.detail}")
+        if not outcome.passed_gate or outcome.version is None:
+            self._settle("gate_failed", f"challenger not registered: {outcome.detail}")
+            return
+        self._settle("challenger", f"v{outcome.version} passed the gate: {outcome.detail}")
         if not self.settings.retrain_start_rollout:
             return
         try:
@@ -173,6 +219,14 @@ class Retrainer:
             self._record("rollout_failed", str(exc))
             return
         self._record("rollout_started", f"canary rollout of v{outcome.version} started")
+
+    def _settle(self, outcome: str, detail: str) -> None:
+        """A run ended with a verdict or failed: no longer due; the next one needs fresh
+        drift and fresh labels (a failing run is not retried in a loop)."""
+        with self._lock:
+            self.due.settled()
+            self._export_due()
+        self._record(outcome, detail)
 
     def _record(self, outcome: str, detail: str) -> None:
         self.metrics.retrain_runs.labels(outcome).inc()

@@ -40,6 +40,9 @@ class MonitoringSettings(CommonSettings):
     retrain_enabled: bool = True
     retrain_consecutive_windows: int = Field(default=3, ge=1)
     retrain_cooldown_seconds: float = Field(default=3_600.0, ge=0)
+    # a due retrain starts when the labels its gate needs have arrived, and no sooner than
+    # this after it became due (whichever is later)
+    retrain_min_wait_seconds: float = Field(default=0.0, ge=0)
     # Bound on one training run; a run past it is reported as failed.
     retrain_timeout_seconds: float = Field(default=1_800.0, gt=0)
     # Roll a challenger that passed the gate out through the canary controller.

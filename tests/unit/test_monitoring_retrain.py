@@ -100,3 +100,55 @@ def test_no_second_run_starts_while_one_is_running() -> None:
     # the run close() abandoned is not a failed training run
     assert runs(metrics, "error") == 0
     assert [e["event"] for e in retrainer.history] == ["triggered"]
+
+
+def test_a_due_retrain_waits_for_the_labels_its_gate_needs_then_starts() -> None:
+    rollouts = Rollouts()
+    retrainer, metrics = make(train_passes, rollouts)
+    needed = retrainer.due.evidence.needed
+    retrainer.mark_due("dataset drift in 3 consecutive windows")
+    assert not retrainer.running and not rollouts.calls
+    assert retrainer.history[-1]["event"] == "due"
+    assert (
+        f"waiting for {needed['spam']} more spam and {needed['ham']} more ham labels"
+        in (retrainer.history[-1]["detail"])
+    )
+    missing = metrics.registry.get_sample_value(
+        "monitoring_retrain_labels_missing", {"label_class": "spam"}
+    )
+    assert missing == needed["spam"]
+    for i in range(needed["ham"]):
+        retrainer.count_label(f"ham-{i}", is_spam=False)
+    for i in range(needed["spam"] - 1):
+        retrainer.count_label(f"spam-{i}", is_spam=True)
+    retrainer.count_label("spam-0", is_spam=True)  # a second report on one message: one row
+    assert not retrainer.running and not rollouts.calls
+    retrainer.count_label("spam-last", is_spam=True)
+    assert rollouts.done.wait(10), retrainer.history
+    assert [e["event"] for e in retrainer.history][-3:] == [
+        "triggered",
+        "challenger",
+        "rollout_started",
+    ]
+    assert not retrainer.due.due  # settled: the next retrain needs fresh drift and labels
+    retrainer.close()
+
+
+def waits_for_labels() -> TrainingOutcome:
+    return TrainingOutcome(
+        passed_gate=False, version=None, detail="holdout too small", missing={"spam": 6}
+    )
+
+
+def test_a_retrain_whose_holdout_came_up_short_stays_due_for_more_labels() -> None:
+    retrainer, metrics = make(waits_for_labels)
+    retrainer.due.evidence.needed.update({"spam": 1, "ham": 1})
+    retrainer.mark_due("drift")
+    retrainer.count_label("h", is_spam=False)
+    retrainer.count_label("s", is_spam=True)
+    wait_until(lambda: runs(metrics, "waiting") == 1, 10, "the waiting outcome")
+    assert retrainer.due.due
+    # 6 holdout rows short at a 30 % holdout: 20 more spam labels
+    assert retrainer.due.evidence.missing() == {"spam": 20, "ham": 0}
+    assert not retrainer.start_when_ready()
+    retrainer.close()

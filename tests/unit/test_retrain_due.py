@@ -1,0 +1,43 @@
+"""A due retrain starts when the labels its gate needs are there and the minimum wait is over."""
+
+from __future__ import annotations
+
+from modstack.evidence import EvidenceNeed
+from services.monitoring.retrain_due import DueRetrain
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_due_then_ready_when_the_labels_and_the_minimum_wait_are_there() -> None:
+    clock = Clock()
+    due = DueRetrain(need=EvidenceNeed(), min_wait_s=60, clock=clock)
+    assert not due.ready() and due.waiting_for() == ""
+    assert due.mark_due("drift") and not due.mark_due("drift again")
+    needed = due.evidence.needed
+    assert due.waiting_for() == (
+        f"waiting for {needed['spam']} more spam and {needed['ham']} more ham labels"
+    )
+    for i in range(needed["spam"]):
+        due.count_label(f"s{i}", True)
+    for i in range(needed["ham"]):
+        due.count_label(f"h{i}", False)
+    assert not due.ready()  # evidence there, 60 s not yet over
+    assert "waiting 60 s more" in due.waiting_for()
+    clock.now += 60
+    assert due.ready()
+
+
+def test_settled_needs_fresh_drift_and_fresh_labels() -> None:
+    due = DueRetrain()
+    due.mark_due("drift")
+    due.count_label("m1", True)
+    due.settled()
+    assert not due.due and due.evidence.counts == {"spam": 0, "ham": 0}
+    due.count_label("m1", True)  # the id set was cleared with the counts
+    assert due.evidence.counts["spam"] == 1
