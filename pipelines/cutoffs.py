@@ -137,8 +137,10 @@ def judge_cutoffs(
     samples: list[Resample],
     review_budget: float,
     traffic_spam_share: float,
+    cold_scores: npt.ArrayLike | None = None,
 ) -> CutoffUncertainty:
-    """The intervals of both cut-offs over `samples`, judged on the validation `scores`.
+    """The intervals of both cut-offs over `samples`, judged on the validation `scores` (and
+    `cold_scores`, the same rows as new senders: the review band must hold for them too).
 
     block: the precision of the chosen cut-off on each resample (at the deployment's spam
     share); its 5th percentile must reach `BLOCK_PRECISION_FLOOR`. review: the band from the
@@ -163,6 +165,9 @@ def judge_cutoffs(
         )
     widest = Thresholds(block=thresholds.block, review=min(review.low, thresholds.block))
     band = traffic_share_in_band(y, s, widest, traffic_spam_share)
+    if cold_scores is not None:
+        cold = np.asarray(cold_scores, dtype=float)
+        band = max(band, traffic_share_in_band(y, cold, widest, traffic_spam_share))
     if band > REVIEW_BUDGET_FACTOR * review_budget:
         failures.append(
             f"review cut-off too uncertain: {review}; at its low end the review band holds "

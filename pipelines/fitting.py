@@ -82,7 +82,7 @@ def _fit_and_threshold(
     short_rows = len(short[0]) if short is not None else None
     thresholds = choose(np.arange(len(y_val)), np.arange(short_rows) if short_rows else None)
     samples = bootstrap_thresholds(choose, len(y_val), short_rows)
-    cutoffs = judge_cutoffs(y_val, val_scores, thresholds, samples, *budget)
+    cutoffs = judge_cutoffs(y_val, val_scores, thresholds, samples, *budget, cold_scores)
     validation = evaluate_scores(y_val, val_scores, thresholds, val_part["group"])
     cold = evaluate_scores(y_val, cold_scores, thresholds, val_part["group"])
     return FittedModel(

@@ -717,7 +717,8 @@ def main(
     console = Console()
     console.print(f"run {result.run_id} ({result.seconds:.1f} s), model {result.model_uri}")
     if result.gate is not None:
-        console.print(result.gate.summary())
+        # the summary holds "[reported]": not rich markup
+        console.print(result.gate.summary(), markup=False, highlight=False)
     if result.version is not None:
         state = "challenger" if result.challenger_set else "no alias"
         console.print(f"registered version {result.version}: {state}")

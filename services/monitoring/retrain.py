@@ -142,7 +142,7 @@ class Retrainer:
                 return
             waiting = self.due.waiting_for() or "evidence there"
             self.history.append(
-                {"event": "due", "detail": f"{reason}; {waiting}: {self.due.evidence_line()}"}
+                {"event": "due", "detail": f"{waiting}: {self.due.evidence_line()}; {reason}"}
             )
             log.warning("retraining due: %s; %s", reason, waiting)
             self._export_due()
@@ -160,7 +160,7 @@ class Retrainer:
         with self._lock:
             if not self.due.ready() or self.running:
                 return False
-            reason = f"{self.due.reason}; evidence: {self.due.evidence_line()}"
+            reason = f"evidence there: {self.due.evidence_line()}; {self.due.reason}"
         return self.trigger(reason)
 
     def _export_due(self) -> None:

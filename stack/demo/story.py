@@ -22,6 +22,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from modstack.canary_client import ControllerClient
@@ -220,7 +221,7 @@ class _LiveFollower:
         for event in history[self._seen_retrain :]:
             self.story.retrains.append(event)
             detail = event.get("detail") or event.get("reason", "")
-            console.print(f"  [magenta]retraining[/] {event['event']}: {detail[:110]}")
+            console.print(f"  [magenta]retraining[/] {event['event']}: {escape(detail[:400])}")
         self._seen_retrain = len(history)
 
     def _rollout(self) -> dict[str, Any]:
