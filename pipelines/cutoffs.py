@@ -116,18 +116,15 @@ def precision_at_prior(
 
 
 def traffic_share_in_band(
-    y_true: npt.NDArray[np.int_],
-    scores: npt.NDArray[np.float64],
-    thresholds: Thresholds,
-    traffic_spam_share: float,
+    y_true: npt.NDArray[np.int_], scores: npt.NDArray[np.float64], band: Thresholds, spam: float
 ) -> float:
-    """Share of traffic (validation reweighted to `traffic_spam_share` spam) in
-    [review, block): what moderators would read."""
-    band = (scores >= thresholds.review) & (scores < thresholds.block)
-    spam, ham = y_true == 1, y_true == 0
-    spam_part = band[spam].mean() if spam.any() else 0.0
-    ham_part = band[ham].mean() if ham.any() else 0.0
-    return float(traffic_spam_share * spam_part + (1 - traffic_spam_share) * ham_part)
+    """Share of traffic (validation reweighted to `spam` spam) in [review, block) of `band`:
+    what moderators would read."""
+    in_band = (scores >= band.review) & (scores < band.block)
+    is_spam, is_ham = y_true == 1, y_true == 0
+    spam_part = in_band[is_spam].mean() if is_spam.any() else 0.0
+    ham_part = in_band[is_ham].mean() if is_ham.any() else 0.0
+    return float(spam * spam_part + (1 - spam) * ham_part)
 
 
 def judge_cutoffs(

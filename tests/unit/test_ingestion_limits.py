@@ -5,18 +5,11 @@ from __future__ import annotations
 import pytest
 
 from services.ingestion.limits import RateLimiter, retry_after_header
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import ManualClock
 
 
 def test_a_burst_then_the_rate_with_the_exact_wait() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     limiter = RateLimiter(rate=2.0, burst=3, clock=clock)
     assert [limiter.acquire("a") for _ in range(3)] == [0.0, 0.0, 0.0]
     assert limiter.acquire("a") == pytest.approx(0.5)

@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from modstack.evidence import EvidenceNeed
 from services.monitoring.retrain_due import DueRetrain
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import ManualClock
 
 
 def test_due_then_ready_when_the_labels_and_the_minimum_wait_are_there() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     due = DueRetrain(need=EvidenceNeed(), min_wait_s=60, clock=clock)
     assert not due.ready() and due.waiting_for() == ""
     assert due.mark_due("drift") and not due.mark_due("drift again")
