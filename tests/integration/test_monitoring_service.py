@@ -320,7 +320,7 @@ def test_history_traffic_shows_no_drift_and_future_traffic_raises_the_gauges_and
     assert {"ModelDataDrift", "ModelPredictionDrift", "MonitoringStalled"} <= alerts
 
 
-def test_retraining_is_due_once_per_cooldown_and_waits_for_labels(
+def test_retraining_is_due_once_per_cooldown_and_starts_when_its_labels_are_there(
     private_kafka: str, periods: PeriodRows, champion_version: str, monitoring_url: str
 ) -> None:
     before = len(_reports(monitoring_url))
@@ -335,11 +335,13 @@ def test_retraining_is_due_once_per_cooldown_and_waits_for_labels(
     assert [r["closed_by"] for r in _reports(monitoring_url)[:2]] == ["age", "rows"]
     status = httpx.get(f"{monitoring_url}/v1/status", timeout=5).json()["retrain"]
     assert status["in_cooldown"] is True
-    # drift made a retrain due once; it waits for the labels its gate needs (these windows
-    # carry far fewer than 190 labelled spam), so no run started
-    assert [e["event"] for e in status["history"]].count("due") == 1
-    assert status["due"] is True and "more spam" in status["waiting_for"]
-    assert _sample(monitoring_url, "monitoring_retrain_triggers_total") == 0.0
+    # drift made a retrain due once; the labelled windows before had brought the labels its
+    # gate needs (190 spam, 507 ham of scored messages), so it started at once, and only once
+    events = [e["event"] for e in status["history"]]
+    assert events.count("due") == 1 and events.count("triggered") == 1, status["history"]
+    due = next(e for e in status["history"] if e["event"] == "due")
+    assert due["detail"].startswith("evidence there: ")
+    assert _sample(monitoring_url, "monitoring_retrain_triggers_total") == 1.0
 
 
 def test_shadow_and_duplicate_predictions_are_not_counted_twice(
