@@ -1,4 +1,5 @@
-"""The retraining loop: persistent drift -> train a challenger on the freshest labelled data
+"""The retraining loop: persistent drift makes a retrain due -> it starts once the labels its
+gate needs have arrived (`retrain_due`) -> train a challenger on the freshest labelled data
 -> if it passed the gate, ask the canary controller to roll it out.
 
 Training runs as its own process, `python -m pipelines.train --retrain`, as a Kubernetes Job
