@@ -58,8 +58,10 @@ class DueRetrain:
         return True
 
     def count_label(self, message_id: str, is_spam: bool) -> None:
-        """One label arrived on labels.v1."""
-        if message_id in self._labelled:
+        """One label arrived on labels.v1. Counted only while some class still lacks labels:
+        the ids kept to count each message once then stop growing (a busy platform labels
+        millions of messages between two retrains)."""
+        if self.evidence.enough() or message_id in self._labelled:
             return
         self._labelled.add(message_id)
         self.evidence.add(is_spam)

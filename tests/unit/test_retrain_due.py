@@ -34,3 +34,20 @@ def test_settled_needs_fresh_drift_and_fresh_labels() -> None:
     assert not due.due and due.evidence.counts == {"spam": 0, "ham": 0}
     due.count_label("m1", True)  # the id set was cleared with the counts
     assert due.evidence.counts["spam"] == 1
+
+
+def test_counting_stops_once_every_class_has_enough_and_resumes_when_more_are_needed() -> None:
+    due = DueRetrain(need=EvidenceNeed(spam_noise=0.5, ham_noise=0.5))
+    needed = dict(due.evidence.needed)
+    for i in range(needed["spam"] + 5):
+        due.count_label(f"s{i}", True)
+    for i in range(needed["ham"]):
+        due.count_label(f"h{i}", False)
+    assert due.evidence.enough()
+    kept = len(due._labelled)
+    due.count_label("late", True)
+    assert len(due._labelled) == kept  # no id kept once enough have arrived
+    due.holdout_short({"spam": 3, "ham": 0})  # the retrain found its holdout 3 spam short
+    before = due.evidence.counts["spam"]
+    due.count_label("late", True)
+    assert due.evidence.counts["spam"] == before + 1
