@@ -5,10 +5,26 @@ Bounds here are the ingestion contract: a request outside them gets a 422 naming
 
 from __future__ import annotations
 
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from modstack.policy import (
+    DEFAULT_POLICY,
+    LabelName,
+    PolicyName,
+    label_matches_policy,
+    policy_of_label,
+)
 
 SCHEMA_VERSION: Literal[1] = 1
 MAX_SUBJECT_CHARS = 1_000
@@ -17,7 +33,7 @@ MAX_BATCH = 500
 EARLIEST_SANE_TIME = datetime(1990, 1, 1, tzinfo=UTC)
 MAX_CLOCK_SKEW = timedelta(days=1)
 
-Label = Literal["spam", "ham"]
+Label = LabelName  # one of a policy's two labels ("spam"/"ham", "abuse"/"ok", ...)
 LabelSource = Literal["user_report", "moderator", "corpus"]
 Action = Literal["allow", "review", "block"]
 Variant = Literal["champion", "challenger"]
@@ -83,8 +99,11 @@ class MessageEvent(_Event):
 class LabelEvent(_Event):
     """`labels.v1`, keyed by sender_id.
 
+    `policy` is the harm the label is about; `label` is one of that policy's two labels.
     `reporter_id` names who reported a `user_report` ("<client app>/<reporter>", set by
-    ingestion from the authenticated client); None for moderator and corpus labels.
+    ingestion from the authenticated client); `moderator_id` the signed-in moderator who
+    decided a `moderator` label (set by the review service from the session); both None for
+    corpus labels.
     """
 
     message_id: Id
@@ -94,12 +113,29 @@ class LabelEvent(_Event):
     labeled_at: UtcTime
     received_at: UtcTime
     reporter_id: Id | None = None
+    moderator_id: Id | None = None
+    policy: PolicyName = DEFAULT_POLICY
+
+    @model_validator(mode="before")
+    @classmethod
+    def _policy_from_label(cls, data: Any) -> Any:
+        """A label without a policy is about the one policy that has that label."""
+        if isinstance(data, dict) and data.get("policy") is None and "label" in data:
+            with suppress(ValueError):  # an unknown label is reported by the field itself
+                data = {**data, "policy": policy_of_label(data["label"])}
+        return data
+
+    @model_validator(mode="after")
+    def _label_of_its_policy(self) -> LabelEvent:
+        label_matches_policy(self.label, self.policy)
+        return self
 
 
 class PredictionEvent(_Event):
-    """`predictions.v1`, keyed by message_id: one moderation decision and what the model saw."""
+    """`predictions.v1`, keyed by message_id: one policy's decision and what its model saw."""
 
     message_id: Id
+    policy: PolicyName = DEFAULT_POLICY
     sender_id: Id
     sent_at: datetime
     scored_at: datetime
@@ -111,6 +147,25 @@ class PredictionEvent(_Event):
     features: dict[str, float | None] = Field(default_factory=dict)
     missing_features: list[str] = Field(default_factory=list)
     latency_ms: float = 0.0
+
+
+class ReviewRequest(_Event):
+    """`reviews.v1`, keyed by message_id: a message one policy's model was unsure of.
+
+    Serving publishes one per (message, policy) whose action is `review`; the review service
+    queues it with what a moderator needs to decide: the text, who sent it, and the model's view.
+    """
+
+    message_id: Id
+    sender_id: Id
+    policy: PolicyName
+    subject: str = Field(default="", max_length=MAX_SUBJECT_CHARS)
+    body: str = Field(default="", max_length=MAX_BODY_CHARS)
+    sent_at: datetime
+    score: float = Field(ge=0.0, le=1.0)
+    model_version: str
+    variant: Variant
+    requested_at: datetime = Field(default_factory=utcnow)
 
 
 class DeadLetter(_Event):

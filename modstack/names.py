@@ -8,11 +8,19 @@ TOPIC_MESSAGES: Final = "messages.v1"
 TOPIC_LABELS: Final = "labels.v1"
 TOPIC_PREDICTIONS: Final = "predictions.v1"
 TOPIC_DEADLETTER: Final = "deadletter.v1"
-ALL_TOPICS: Final = (TOPIC_MESSAGES, TOPIC_LABELS, TOPIC_PREDICTIONS, TOPIC_DEADLETTER)
+TOPIC_REVIEWS: Final = "reviews.v1"  # serving -> review service: messages a model was unsure of
+ALL_TOPICS: Final = (
+    TOPIC_MESSAGES,
+    TOPIC_LABELS,
+    TOPIC_PREDICTIONS,
+    TOPIC_DEADLETTER,
+    TOPIC_REVIEWS,
+)
 
 # Kafka consumer groups, one per consuming service
 GROUP_PROCESSOR: Final = "processor"
 GROUP_MONITORING: Final = "monitoring"
+GROUP_REVIEW: Final = "review"
 
 # Feast
 FEAST_ENTITY: Final = "sender"
@@ -25,14 +33,9 @@ PUSH_SENDER_REPUTATION: Final = "sender_reputation_push"
 FEATURE_SERVICE_PREFIX: Final = "spam_model_"
 FEATURE_SERVICE_V1: Final = f"{FEATURE_SERVICE_PREFIX}v1"
 
-# Moderation policies: one classifier each. Only spam is live; "abuse" is named so that code
-# written per policy type-checks against a second one before it exists.
-Policy = Literal["spam", "abuse"]
-POLICIES: Final[tuple[Policy, ...]] = ("spam",)
 
-
-def registered_model(policy: Policy) -> str:
-    """The MLflow registered model that holds `policy`'s classifier versions."""
+def registered_model(policy: str) -> str:
+    """The MLflow registered model that holds `policy`'s classifier versions (modstack/policy)."""
     return f"{policy}-classifier"
 
 
