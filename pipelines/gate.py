@@ -40,7 +40,11 @@ GROUP_ERROR = {
     "easy_ham": "error_at_block",
     "hard_ham": "error_at_block",
     "spam": "error_at_review",
+    "comments": "error_at_block",
 }
+# Ham groups that look like the traffic the review band will meet (short everyday messages
+# from new senders): their share sent to review must stay within the review budget.
+TRAFFIC_LIKE_GROUPS = ("comments",)
 # Reported, not decisive: spam missed even for review depends on where the review budget puts
 # each model's review cut-off on its own validation set (a retrain's validation is fresher
 # traffic), so it compares two budgets as much as two models. Spam is judged threshold-free
@@ -225,11 +229,11 @@ def _ham_checks(checks: _Checks, pair: Pair, label: str) -> None:
     ):
         checks.compare(_Comparison(name, fixed, rows, "ham", False, label), *_values(pair, name))
     share, budget = candidate["ham.review_share"], tol.ham_review_limit
-    # Reported, not decisive: the budget is met on validation by construction, and later
-    # traffic may exceed it when the traffic has moved (the demo's retrains: 8.1-8.8 % of new
-    # senders' ham on their holdouts, 4.0-4.2 % on their validation). The decisive question
-    # is the canary's: no more ham to review than the champion sends on the same rows.
-    slack = max(tol.review_share, noise_allowance(tol.noise_z, budget, rows) / math.sqrt(2.0))
+    # All ham together is reported, not decisive: it mixes hard e-mail ham (newsletters,
+    # commercial mail a moderator should read) with chat; the decisive budget check is on the
+    # traffic-like groups (`_traffic_budget_checks`). Retrains' holdouts sent 8.1-8.8 % of new
+    # senders' e-mail ham to review (4.0-4.2 % on their validation) before comments joined.
+    slack = _budget_slack(tol, rows)
     checks.note(
         f"{label}ham.review_share within the review budget: {share:.4f} <= {budget + slack:.4f} "
         f"(budget {tol.review_budget:g} of traffic = {budget:.4f} of ham, + {slack:.3g})",
@@ -257,6 +261,33 @@ def _group_checks(checks: _Checks, pair: Pair) -> None:
         decisive = group not in REPORTED_GROUPS and rows >= need
         comparison = _Comparison(key, checks.tol.group_error, rows, what, False, decisive=decisive)
         checks.compare(comparison, *_values(pair, key))
+
+
+def _budget_slack(tol: GateTolerance, rows: float) -> float:
+    """How far above the budget a share measured on `rows` ham may sit before it is a
+    finding rather than noise (the fixed review tolerance, or the noise over those rows)."""
+    budget = tol.ham_review_limit
+    return max(tol.review_share, noise_allowance(tol.noise_z, budget, rows) / math.sqrt(2.0))
+
+
+def _traffic_budget_checks(checks: _Checks, candidate: Mapping[str, float]) -> None:
+    """The review share of traffic-like ham groups within the review budget: decisive once
+    the group holds the rows the evidence rule needs (the canary counts each as harm)."""
+    tol = checks.tol
+    for group in TRAFFIC_LIKE_GROUPS:
+        key = f"group.{group}.review_share"
+        if key not in candidate:
+            continue
+        rows = candidate.get(f"group.{group}.count", 0.0)
+        share, budget = candidate[key], tol.ham_review_limit
+        slack = _budget_slack(tol, rows)
+        decisive = rows >= tol.evidence.ham
+        checks.note(
+            f"{key} within the review budget: {share:.4f} <= {budget + slack:.4f} "
+            f"(budget {budget:.4f} of ham + {slack:.3g}, {rows:.0f} rows)",
+            share <= budget + slack,
+            decisive=decisive,
+        )
 
 
 def _behaviour_checks(
@@ -314,6 +345,7 @@ def check_gate(
     _ranking_checks(checks, (candidate, reference), "")
     _ham_checks(checks, (candidate, reference), "")
     _group_checks(checks, (candidate, reference))
+    _traffic_budget_checks(checks, candidate)
     if candidate_cold is not None and reference_cold is not None:
         _ranking_checks(checks, (candidate_cold, reference_cold), "cold-start ")
         _ham_checks(checks, (candidate_cold, reference_cold), "cold-start ")

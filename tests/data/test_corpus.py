@@ -21,6 +21,7 @@ from modstack.corpus import (
     load_rejected,
 )
 from modstack.corpus.build import MAX_CHECKSUM_MISMATCHES, CorpusIntegrityError
+from modstack.corpus.comments import COMMENT_GROUP_PREFIX
 from pipelines.data import main as data_main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -198,7 +199,7 @@ def test_a_damaged_package_fails_loudly_instead_of_rejecting_mails(tmp_path: Pat
 def test_data_command_writes_the_parquet_a_json_report_and_a_plot(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data_main(source=FIXTURE, data_dir=tmp_path)
+    data_main(source=FIXTURE, data_dir=tmp_path, comments=False)
     report = json.loads((tmp_path / "corpus" / "report.json").read_text())
     assert report["input_mails"] == len(fixture_mails())
     assert report["parsed"] + report["rejected"] == report["input_mails"]
@@ -211,7 +212,8 @@ def test_data_command_writes_the_parquet_a_json_report_and_a_plot(
     reason="full corpus not built: run `python -m pipelines.data` to check the full totals",
 )
 def test_full_corpus_accounts_for_all_6046_mails() -> None:
-    messages, rejected = load_corpus(FULL_DATA_DIR), load_rejected(FULL_DATA_DIR)
+    built, rejected = load_corpus(FULL_DATA_DIR), load_rejected(FULL_DATA_DIR)
+    messages = built[~built["group"].str.startswith(COMMENT_GROUP_PREFIX)]
     assert len(messages) + len(rejected) == 6046
     assert (messages["label"] == "spam").sum() + (rejected["label"] == "spam").sum() == 1896
     assert pd.concat([messages["message_id"], rejected["message_id"]]).is_unique
@@ -223,3 +225,27 @@ def test_full_corpus_accounts_for_all_6046_mails() -> None:
     assert 2700 < counts["history"] < 3200 and 2800 < counts["future"] < 3200
     assert 0.40 < share["history"] < 0.50 and 0.13 < share["future"] < 0.20
     assert messages["sender_id"].value_counts().iloc[0] == 623
+
+
+@pytest.mark.skipif(
+    not (FULL_DATA_DIR / "corpus" / "messages.parquet").exists(),
+    reason="full corpus not built: run `python -m pipelines.data` to check the full totals",
+)
+def test_the_comments_sit_in_their_periods_as_ham_with_their_abuse_labels() -> None:
+    built = load_corpus(FULL_DATA_DIR)
+    comments = built[built["group"].str.startswith(COMMENT_GROUP_PREFIX)]
+    if comments.empty:
+        pytest.skip("the corpus was built with --no-comments")
+    by_group = comments.groupby("group")
+    assert by_group.size().to_dict() == {"comments-test": 2647, "comments-train": 3947}
+    assert (comments["label"] == "ham").all()
+    assert by_group["label_abuse"].apply(lambda s: s.eq("abuse").sum()).to_dict() == {
+        "comments-test": 693,
+        "comments-train": 1049,
+    }
+    assert (by_group["period"].unique().to_dict()) == {
+        "comments-test": ["future"],
+        "comments-train": ["history"],
+    }
+    assert comments["sender_id"].is_unique
+    assert (built.loc[~built.index.isin(comments.index), "label_abuse"] == "").all()

@@ -30,6 +30,20 @@ def test_coarse_group_drops_the_part_number() -> None:
     assert coarse_group("hard-ham-1") == "hard_ham"
     assert coarse_group("spam-1") == "spam"
     assert coarse_group("spam") == "spam"
+    assert coarse_group("comments-train") == coarse_group("comments-test") == "comments"
+
+
+def test_comments_get_a_review_share_and_the_emails_their_own_ranking() -> None:
+    groups = ["spam-1"] * 6 + ["comments-test"] * 2 + ["easy-ham-1"] * 2
+    y = np.array([1] * 6 + [0] * 4)
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.95, 0.3, 0.2, 0.1])
+    metrics = evaluate_scores(y, scores, Thresholds(block=0.9, review=0.25), groups).metrics
+    # one comment blocked (0.95), one in the band (0.3): the band holds half of them
+    assert metrics["group.comments.review_share"] == pytest.approx(0.5)
+    assert metrics["group.comments.error_at_block"] == pytest.approx(0.5)
+    # without the comments every spam outranks the e-mail ham
+    assert metrics["email.pr_auc"] == pytest.approx(1.0)
+    assert metrics["pr_auc"] < 1.0
 
 
 def test_recall_at_precision_is_the_best_recall_among_precise_cutoffs() -> None:
@@ -206,6 +220,19 @@ def test_gate_refuses_a_candidate_that_sends_the_everyday_messages_to_review() -
         REFERENCE, REFERENCE, "champion v1", behaviour=champion, reference_behaviour=champion
     )
     assert same.passed, same.summary()
+
+
+def test_everyday_comments_sent_to_review_beyond_the_budget_refuse_the_candidate() -> None:
+    need = GateTolerance().evidence.ham
+    within = {**REFERENCE, "group.comments.count": 2647.0, "group.comments.review_share": 0.017}
+    assert check_gate(within, REFERENCE, "baseline").passed
+    flooded = {**within, "group.comments.review_share": 0.12}
+    result = check_gate(flooded, REFERENCE, "baseline")
+    assert not result.passed
+    assert result.failures[0].startswith("group.comments.review_share within the review budget")
+    # too few comments to decide: reported, not decisive
+    few = {**flooded, "group.comments.count": float(need - 1)}
+    assert check_gate(few, REFERENCE, "baseline").passed
 
 
 def test_cut_offs_too_uncertain_for_their_purpose_refuse_the_candidate() -> None:
