@@ -24,17 +24,17 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from modstack.events import Id, UtcTime
 from modstack.http import ADMIN_RESPONSES, AdminAuth, BearerCredentials, token_matches
 from modstack.http_errors import (
+    BadRequest,
     Conflict,
     Forbidden,
     NotFound,
     Responses,
     Unauthorized,
-    Unprocessable,
     error_response,
 )
 from modstack.policy import PolicyName, catalogue
@@ -53,6 +53,11 @@ AUTH_RESPONSES: Responses = {
 ITEM_RESPONSES: Responses = {
     **AUTH_RESPONSES,
     **error_response(NotFound, "No item with this id."),
+}
+NOT_JSON = error_response(BadRequest, "The body is not JSON.")
+CSV_AUTH: Responses = {
+    **error_response(Unauthorized, "No session, or an unknown personal token.", inline_json=True),
+    **error_response(Forbidden, "Not an admin.", inline_json=True),
 }
 CONFLICT = error_response(
     Conflict, "Claimed by another moderator (named), decided already, or your claim expired."
@@ -121,7 +126,11 @@ class DecisionIn(BaseModel):
         "negative label (overturn and release, for an appeal); escalate: to the admins; "
         "skip: give the item back"
     )
-    wave: bool = Field(default=False, description="decide the item's wave the same way")
+    wave: StrictBool = Field(
+        default=False,
+        description="decide the item's wave the same way (harm and ok; "
+        "ignored for escalate and skip)",
+    )
 
 
 class DecisionOut(BaseModel):
@@ -335,16 +344,15 @@ def release_item(item_id: ItemId, actor: ApiActor, services: ServicesDep) -> Ite
     return item_out(services.queue.release(item_id, actor), services.queue.clock())
 
 
-@router.post("/v1/items/{item_id}/decision", responses={**ITEM_RESPONSES, **CONFLICT})
+@router.post("/v1/items/{item_id}/decision", responses={**ITEM_RESPONSES, **CONFLICT, **NOT_JSON})
 def decide_item(
     item_id: ItemId, body: DecisionIn, actor: ApiActor, services: ServicesDep
 ) -> DecisionOut:
     """Decide an item you hold a live claim on; harm and ok publish a moderator label to
     labels.v1 (each item of a wave its own, each audited)."""
-    if body.wave and body.decision not in ("harm", "ok"):
-        raise Unprocessable("only harm and ok decide a wave")
     policy = services.queue.get(item_id)["policy"]
-    decided = services.queue.decide(item_id, actor, body.decision, wave=body.wave)
+    wave = body.wave and body.decision in ("harm", "ok")
+    decided = services.queue.decide(item_id, actor, body.decision, wave=wave)
     count_decision(services, actor, decided)
     if decided.label is not None:
         services.worker.publish_soon()
@@ -381,7 +389,7 @@ def audit(
     response_class=PlainTextResponse,
     responses={
         200: {"description": "The audit log as CSV.", "content": {"text/csv": {}}},
-        **AUTH_RESPONSES,
+        **CSV_AUTH,
     },
 )
 def audit_csv(_admin: ApiAdmin, services: ServicesDep) -> Response:
@@ -437,7 +445,11 @@ APPEAL_AUTH = error_response(Unauthorized, "No or an unknown client key.")
 @router.post(
     "/v1/appeals",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={**APPEAL_AUTH, 200: {"model": AppealOut, "description": "Filed before."}},
+    responses={
+        **APPEAL_AUTH,
+        **NOT_JSON,
+        200: {"model": AppealOut, "description": "Filed before."},
+    },
 )
 def file_appeal(
     body: AppealIn, client: AppealClient, services: ServicesDep, response: Response
