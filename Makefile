@@ -84,7 +84,7 @@ format: $(STAMP) ## Fix what ruff can and format the code
 test: lint ## Lint, then every test (unit, data, model, integration with real Tansu/MLflow)
 	@# the full-corpus data and drift tests read the parsed corpus (cached after the first run)
 	@$(PY) -m pipelines.data < /dev/null
-	@$(PYTEST) tests/unit tests/data tests/model tests/deploy tests/integration tests/faults < /dev/null
+	@$(PYTEST) tests/unit tests/data tests/model tests/deploy tests/integration tests/browser tests/faults < /dev/null
 
 test-unit: $(STAMP) ## Unit tests only (no network, seconds)
 	@$(PYTEST) tests/unit < /dev/null
