@@ -130,7 +130,8 @@ class ReviewQueue:
             "model_version": request.model_version,
             "variant": request.variant,
             "priority": priority_of(request.score, self.cutoff(request.policy), None),
-            "enqueued_at": now,
+            # its age counts from serving's request (a consumer that lagged hides nothing)
+            "enqueued_at": min(now, request.requested_at.timestamp()),
             "status": "pending",
             "escalated": False,
         }

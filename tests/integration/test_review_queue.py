@@ -119,6 +119,12 @@ def test_the_age_floor_puts_old_items_first_whatever_their_priority(
     clock.now += FLOOR_S + 1
     queue.add_request(request_for("new-and-unsure", score=0.5))
     assert [r["message_id"] for r in queue.pending(ALICE)] == ["old-but-clear", "new-and-unsure"]
+    # the age counts from serving's request: consumed late, it is still the oldest
+    late = request_for("requested-long-ago", score=0.99).model_copy(
+        update={"requested_at": datetime.fromtimestamp(clock.now - 2 * FLOOR_S, UTC)}
+    )
+    queue.add_request(late)
+    assert queue.pending(ALICE)[0]["message_id"] == "requested-long-ago"
 
 
 def test_a_claim_holds_the_item_until_its_lease_expires(
