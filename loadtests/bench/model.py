@@ -176,6 +176,7 @@ def main(
         what = "candidate and baseline fitted in process (pipelines.train's fit_*)"
     else:
         from modstack.corpus import load_corpus
+        from modstack.policy import DEFAULT_POLICY
         from modstack.registry.aliases import get_client, resolve_version
         from services.serving.model_store import ModelCache
         from services.serving.online_features import OnlineFeatures
@@ -184,9 +185,8 @@ def main(
         settings = ServingSettings()
         client = get_client(settings.mlflow_tracking_uri)
         version = resolve_version(alias, client)
-        loaded = ModelCache(settings.model_cache_dir, client, settings.serving_model_name).load(
-            version
-        )
+        cache_dir = settings.policy_cache_dir(DEFAULT_POLICY)
+        loaded = ModelCache(cache_dir, client, settings.serving_model_name).load(version)
         online = OnlineFeatures(settings.feast_repo_path)
         corpus = load_corpus(settings.data_dir)
         future = corpus[corpus["period"] == "future"]

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import httpx
 import typer
 
+from modstack.policy import DEFAULT_POLICY
+
 if TYPE_CHECKING:
     from services.serving.settings import ServingSettings
 
@@ -66,10 +68,12 @@ def check_serving(settings: ServingSettings, serving: str, version: str) -> list
         body = ready.json()
     except (httpx.HTTPError, ValueError) as exc:
         fail(f"serving at {serving} does not answer ({exc}): start the stack with `make up`")
-    if ready.status_code != 200 or str(body.get("champion")) != version:
+    champions = body.get("champions") or {}
+    if ready.status_code != 200 or str(champions.get(DEFAULT_POLICY)) != version:
         fail(f"serving at {serving} is not ready with champion v{version}: {body}")
     health = httpx.get(f"{serving}/healthz", timeout=5.0).json()
-    if (health.get("rollout") or {}).get("status") in ("progressing", "paused"):
+    rollouts = [(p.get("rollout") or {}).get("status") for p in health["policies"].values()]
+    if any(status in ("progressing", "paused") for status in rollouts):
         fail("a rollout is in flight: the benchmark measures champion-only serving first")
     marker = retrain_marker(settings.monitoring_addr)
     if marker and marker[0]:
@@ -95,7 +99,8 @@ def prepare_messages(settings: ServingSettings, version: str, limit: int) -> Pat
         fail("the corpus has no future-period mail: run `python -m pipelines.data`")
     future = future.sample(n=min(limit, len(future)), random_state=7)
     client = get_client(settings.mlflow_tracking_uri)
-    model = ModelCache(settings.model_cache_dir, client, settings.serving_model_name).load(version)
+    cache_dir = settings.policy_cache_dir(DEFAULT_POLICY)
+    model = ModelCache(cache_dir, client, settings.serving_model_name).load(version)
     features = OnlineFeatures(settings.feast_repo_path)
     rows = [(str(r.sender_id), str(r.subject)[:1_000], str(r.body)) for r in future.itertuples()]
     lookups = []

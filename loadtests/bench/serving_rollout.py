@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from loadtests.bench.serving_runs import LocustSetup, PlannedRun, RunResult, Target, measure
+from modstack.policy import DEFAULT_POLICY
 from modstack.waits import wait_until
 
 if TYPE_CHECKING:
@@ -79,7 +80,8 @@ def clear_rollout(settings: ServingSettings, store: RolloutStore, version: str) 
 
 def _serves_challenger(serving: str, version: str) -> bool:
     health: dict[str, Any] = httpx.get(f"{serving}/healthz", timeout=5.0).json()
-    return str(health.get("challenger")) == version and bool(health.get("rollout"))
+    spam = health["policies"][DEFAULT_POLICY]
+    return str(spam.get("challenger")) == version and bool(spam.get("rollout"))
 
 
 def rollout_run(

@@ -9,6 +9,7 @@ import httpx
 from rich.console import Console
 
 from modstack.canary_client import ControllerClient
+from modstack.policy import DEFAULT_POLICY
 from modstack.settings import get_settings
 
 
@@ -28,7 +29,7 @@ def preflight(need_ingestion: bool = True) -> dict[str, Any]:
         response = _healthz(name, addr)
         if name == "serving":
             health = response.json()
-    if not health.get("champion"):
+    if not (health.get("policies", {}).get(DEFAULT_POLICY) or {}).get("champion"):
         raise StackNotReady(
             "serving has no champion model yet: train one first (`make backfill train`)"
         )

@@ -28,7 +28,7 @@ class TrafficStats:
     moderated: int = 0
     failed: int = 0  # not answered 200, after the one retry a shed request gets
     shed_retries: int = 0  # 503 + Retry-After (serving's load shedding), retried once
-    by_variant: Counter[str] = field(default_factory=Counter)
+    by_variant: Counter[str] = field(default_factory=Counter)  # "<policy> <variant>" answers
     by_action: Counter[str] = field(default_factory=Counter)
     messages_ingested: int = 0
     user_reports: int = 0  # labels sent as user reports (delayed, for a share of messages)
@@ -210,7 +210,8 @@ class TrafficReplayer:
             if response.status_code == 200:
                 answer = response.json()
                 self.stats.moderated += 1
-                self.stats.by_variant[answer["variant"]] += 1
+                for policy, decision in answer["policies"].items():
+                    self.stats.by_variant[f"{policy} {decision['variant']}"] += 1
                 self.stats.by_action[answer["action"]] += 1
             else:
                 self.stats.failed += 1

@@ -12,6 +12,7 @@ from mlflow.exceptions import MlflowException
 
 from modstack.http import service_app
 from modstack.http_errors import Conflict, HTTPError, NotFound, Translation, Unavailable
+from modstack.names import registered_model
 from modstack.registry.aliases import RegistryError, get_client
 from services.canary.label_feed import LabelFollower
 from services.canary.loop import CanaryRunner
@@ -28,9 +29,11 @@ def make_source(settings: CanarySettings) -> MetricsSource:
     """Prometheus when PROMETHEUS_URL is set, else scraping the serving replicas."""
     if settings.prometheus_url:
         return PrometheusSource(
-            settings.prometheus_url, min_window_s=settings.canary_prometheus_min_window_s
+            settings.prometheus_url,
+            min_window_s=settings.canary_prometheus_min_window_s,
+            policy=settings.canary_policy,
         )
-    return ScrapeSource(settings.metrics_urls())
+    return ScrapeSource(settings.metrics_urls(), policy=settings.canary_policy)
 
 
 def _registry_error(exc: Exception) -> HTTPError:
@@ -52,7 +55,11 @@ DOMAIN_ERRORS: dict[type[Exception], Translation] = {
 def create_app(settings: CanarySettings | None = None, *, run_loop: bool = True) -> FastAPI:
     """Build the app; `run_loop=False` leaves the stepping to explicit `runner.tick()` calls."""
     settings = settings or CanarySettings()
-    labels = LabelFollower(settings.kafka_bootstrap_servers) if settings.canary_label_join else None
+    labels = (
+        LabelFollower(settings.kafka_bootstrap_servers, settings.canary_policy)
+        if settings.canary_label_join
+        else None
+    )
     runner = CanaryRunner(
         get_client(settings.mlflow_tracking_uri),
         make_source(settings),
@@ -61,6 +68,7 @@ def create_app(settings: CanarySettings | None = None, *, run_loop: bool = True)
         CanaryMetrics(),
         labels,
         tick_s=settings.canary_tick_s,
+        model_name=registered_model(settings.canary_policy),
     )
 
     app = service_app(

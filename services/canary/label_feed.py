@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from modstack.events import LabelEvent, PredictionEvent
 from modstack.names import TOPIC_LABELS, TOPIC_PREDICTIONS
+from modstack.policy import DEFAULT_POLICY, catalogue
 from services.canary.label_join import LabelJoin
 
 log = logging.getLogger(__name__)
@@ -25,9 +26,10 @@ log = logging.getLogger(__name__)
 class LabelFollower:
     """Background thread: decisions and labels into a `LabelJoin`, guarded by a lock."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, bootstrap_servers: str, policy: str = DEFAULT_POLICY) -> None:
         self.bootstrap_servers = bootstrap_servers
-        self.join = LabelJoin()
+        self.policy = policy
+        self.join = LabelJoin(positive_label=catalogue().get(policy).positive_label)
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -90,6 +92,8 @@ class LabelFollower:
         try:
             if topic == TOPIC_PREDICTIONS:
                 prediction = PredictionEvent.model_validate_json(raw)
+                if prediction.policy != self.policy:
+                    return
                 self.join.add_decision(
                     prediction.message_id,
                     prediction.variant,
@@ -98,6 +102,7 @@ class LabelFollower:
                 )
             else:
                 label = LabelEvent.model_validate_json(raw)
-                self.join.add_label(label.message_id, label.label)
+                if label.policy == self.policy:
+                    self.join.add_label(label.message_id, label.label)
         except ValidationError as exc:
             log.debug("skipping an unreadable %s event: %s", topic, exc)

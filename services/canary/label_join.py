@@ -55,8 +55,9 @@ class LabelJoin:
         max_pending: messages (and early labels) remembered; the oldest are forgotten first.
     """
 
-    def __init__(self, max_pending: int = 200_000) -> None:
+    def __init__(self, max_pending: int = 200_000, positive_label: str = "spam") -> None:
         self.max_pending = max_pending
+        self.positive_label = positive_label  # the policy's harm ("spam", "abuse", ...)
         self.since: datetime | None = None
         self.reset(None)
 
@@ -88,7 +89,8 @@ class LabelJoin:
         self._settle(message_id)
 
     def add_label(self, message_id: str, label: str) -> None:
-        """A label from labels.v1 ('spam' or 'ham'); the first label of a message counts."""
+        """A label from labels.v1 (the policy's positive or negative label); the first label
+        of a message counts."""
         if message_id in self._labels:
             return
         self._labels[message_id] = label
@@ -100,7 +102,7 @@ class LabelJoin:
         decisions = self._decisions.get(message_id)
         if label is None or not decisions:
             return
-        spam = label == "spam"
+        spam = label == self.positive_label  # "spam" below: the policy's harm
         for variant, action in decisions.items():
             key = f"{variant}:{message_id}"
             if key in self._counted:

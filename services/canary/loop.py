@@ -51,9 +51,11 @@ class CanaryRunner:
         metrics: CanaryMetrics,
         labels: LabelFollower | None = None,
         tick_s: float = 2.0,
+        model_name: str = REGISTERED_MODEL,
     ) -> None:
         self.client = client
-        self.store = RolloutStore(client)
+        self.model_name = model_name  # the policy's registered model: its rollout, its versions
+        self.store = RolloutStore(client, model_name)
         self.source = source
         self.policy = policy
         self.thresholds = thresholds
@@ -134,7 +136,7 @@ class CanaryRunner:
         """The challenger's offline expectation (cached per version; None when not logged)."""
         if self._expectation is None or self._expectation[0] != version:
             try:
-                found = load_expectation(self.client, REGISTERED_MODEL, version)
+                found = load_expectation(self.client, self.model_name, version)
             except Exception as exc:  # a run without the artifact, or MLflow briefly down
                 log.warning("no offline expectation for v%s: %s", version, exc)
                 found = None
@@ -178,7 +180,7 @@ class CanaryRunner:
         # Registry first, then the state: whoever reads `promoted` / `rolled_back` finds the
         # aliases already moved (a crash in between is repaired by `_reconcile`).
         if decision is cc.Decision.PROMOTE:
-            registry.promote_challenger(new.reason, self.client)
+            registry.promote_challenger(new.reason, self.client, model=self.model_name)
         elif decision is cc.Decision.ROLLBACK:
             self._clear_challenger(new)
         self.store.save(new)
@@ -203,8 +205,11 @@ class CanaryRunner:
         self.metrics.show_state(state)
 
     def _clear_challenger(self, state: RolloutState) -> None:
-        if registry.get_alias_version(ALIAS_CHALLENGER, self.client) == state.challenger_version:
-            registry.clear_challenger(self.client)
+        if (
+            registry.get_alias_version(ALIAS_CHALLENGER, self.client, model=self.model_name)
+            == state.challenger_version
+        ):
+            registry.clear_challenger(self.client, model=self.model_name)
 
     def _reconcile(self, state: RolloutState) -> RolloutState:
         """Repair the registry after a crash between a side effect and the state save."""
@@ -217,10 +222,13 @@ class CanaryRunner:
             self._reconciled = state.rollout_id  # once per rollout, not every tick
         if not state.active:
             return state
-        if registry.get_alias_version(ALIAS_CHALLENGER, self.client) == state.challenger_version:
+        if (
+            registry.get_alias_version(ALIAS_CHALLENGER, self.client, model=self.model_name)
+            == state.challenger_version
+        ):
             return state
         full = self.store.load()
-        champion = registry.get_alias_version(ALIAS_CHAMPION, self.client)
+        champion = registry.get_alias_version(ALIAS_CHAMPION, self.client, model=self.model_name)
         if champion == state.challenger_version:
             new = cc.promote_now(full, cc.CONTROLLER, "promotion completed (alias already moved)")
             self.metrics.promotions.inc()
@@ -253,14 +261,16 @@ class CanaryRunner:
         optional policy values override the controller's settings for this rollout."""
         with self.lock:
             version = challenger_version or registry.get_alias_version(
-                ALIAS_CHALLENGER, self.client
+                ALIAS_CHALLENGER, self.client, model=self.model_name
             )
             if version is None:
                 raise cc.RolloutConflict(
                     "no challenger: train one (`make train`) or name a version to roll out"
                 )
-            if registry.get_alias_version(ALIAS_CHALLENGER, self.client) != str(version):
-                registry.set_challenger(str(version), self.client)
+            if registry.get_alias_version(
+                ALIAS_CHALLENGER, self.client, model=self.model_name
+            ) != str(version):
+                registry.set_challenger(str(version), self.client, model=self.model_name)
             # RolloutPolicy validates the overrides (increasing steps, positive interval)
             policy = replace(
                 self.policy,
@@ -274,7 +284,9 @@ class CanaryRunner:
                     self.policy.max_extensions if max_extensions is None else max_extensions
                 ),
             )
-            champion = registry.get_alias_version(ALIAS_CHAMPION, self.client)
+            champion = registry.get_alias_version(
+                ALIAS_CHAMPION, self.client, model=self.model_name
+            )
             state = cc.start(
                 self.store.load(),
                 str(version),
@@ -311,7 +323,7 @@ class CanaryRunner:
     def promote(self, actor: str, reason: str = "") -> RolloutState:
         with self.lock:
             new = cc.promote_now(self.store.load(), actor, reason)
-            registry.promote_challenger(new.reason, self.client)
+            registry.promote_challenger(new.reason, self.client, model=self.model_name)
             saved = self.store.save(new)
             self.metrics.promotions.inc()
             self.metrics.show_state(saved)

@@ -26,14 +26,19 @@ SCORE_BUCKET = f"{SERVING_SCORE}_bucket"
 ACTIONS = SERVING_ACTIONS_TOTAL
 COMPARED_SAMPLES: frozenset[str] = frozenset({REQUESTS, LATENCY_BUCKET, SCORE_BUCKET, ACTIONS})
 
-# One PromQL query per compared sample: the window's increase (`{w}`: the range, e.g. 60s),
-# summed over replicas, split by the labels the analysis needs.
-INCREASE_QUERIES: dict[str, str] = {
-    REQUESTS: f"sum by (variant, outcome) (increase({REQUESTS}[{{w}}]))",
-    LATENCY_BUCKET: f"sum by (variant, le) (increase({LATENCY_BUCKET}[{{w}}]))",
-    SCORE_BUCKET: f"sum by (variant, le) (increase({SCORE_BUCKET}[{{w}}]))",
-    ACTIONS: f"sum by (variant, action) (increase({ACTIONS}[{{w}}]))",
-}
+# What each compared sample is split by, besides the variant.
+_SPLIT_BY = {REQUESTS: "outcome", LATENCY_BUCKET: "le", SCORE_BUCKET: "le", ACTIONS: "action"}
+WINDOW = "$window"  # replaced by the range (e.g. 60s) when a query is run
+
+
+def increase_queries(policy: str) -> dict[str, str]:
+    """One PromQL query per compared sample of one policy: the window's increase (`WINDOW`
+    stands for the range), summed over replicas, split by the labels the analysis needs."""
+    return {
+        name: f'sum by (variant, {split}) (increase({name}{{policy="{policy}"}}[{WINDOW}]))'
+        for name, split in _SPLIT_BY.items()
+    }
+
 
 # A flattened series: (sample name, sorted label pairs) -> value.
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]

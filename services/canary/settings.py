@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
+from modstack.policy import DEFAULT_POLICY, PolicyName
 from modstack.settings import CommonSettings
 from services.canary.checks import AnalysisThresholds
 from services.canary.state_machine import RolloutPolicy
@@ -23,6 +24,9 @@ class CanarySettings(CommonSettings):
     # locally; in production a share that the serving capacity affords.
     canary_paired_percent: float = Field(default=100.0, ge=0.0, le=100.0)
     canary_mode: str = Field(default="canary", pattern="^(canary|shadow)$")
+    # The policy this controller rolls out (one controller per policy: its registered model,
+    # its rollout state, its serving series and labels); env CANARY_POLICY.
+    canary_policy: PolicyName = DEFAULT_POLICY
     # How often the controller wakes up: re-reads the state, scrapes, judges due windows.
     canary_tick_s: float = Field(default=2.0, gt=0.0, le=60.0)
 

@@ -20,7 +20,14 @@ from typing import Protocol
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.canary.promql import COMPARED_SAMPLES, INCREASE_QUERIES, Samples, series_key
+from modstack.policy import DEFAULT_POLICY
+from services.canary.promql import (
+    COMPARED_SAMPLES,
+    WINDOW,
+    Samples,
+    increase_queries,
+    series_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +46,18 @@ class MetricsSource(Protocol):
         """Growth of every compared series since `begin_window`."""
 
 
-def parse_samples(text: str, names: Iterable[str] = COMPARED_SAMPLES) -> Samples:
-    """Flatten Prometheus text exposition into {series key: value} for the given sample names."""
+def parse_samples(
+    text: str, policy: str = DEFAULT_POLICY, names: Iterable[str] = COMPARED_SAMPLES
+) -> Samples:
+    """Flatten Prometheus text exposition into {series key: value} for the given sample names
+    of one policy (the `policy` label is dropped from the keys: one controller, one policy)."""
     wanted = frozenset(names)
     samples: Samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name in wanted:
-                samples[series_key(sample.name, sample.labels)] = float(sample.value)
+            if sample.name in wanted and sample.labels.get("policy") == policy:
+                labels = {k: v for k, v in sample.labels.items() if k != "policy"}
+                samples[series_key(sample.name, labels)] = float(sample.value)
     return samples
 
 
@@ -71,10 +82,13 @@ class ScrapeSource:
         timeout_s: per-scrape HTTP timeout.
     """
 
-    def __init__(self, urls: Sequence[str], timeout_s: float = 3.0) -> None:
+    def __init__(
+        self, urls: Sequence[str], timeout_s: float = 3.0, policy: str = DEFAULT_POLICY
+    ) -> None:
         if not urls:
             raise ValueError("ScrapeSource needs at least one /metrics URL")
         self.urls = list(urls)
+        self.policy = policy
         self._http = httpx.Client(timeout=timeout_s)
         self._last: dict[str, Samples] = {}
         self._window: Samples = {}
@@ -86,7 +100,7 @@ class ScrapeSource:
         except httpx.HTTPError as exc:
             log.warning("scrape of %s failed: %s", url, exc)
             return None
-        return parse_samples(response.text)
+        return parse_samples(response.text, self.policy)
 
     def begin_window(self) -> None:
         self._window = {}
@@ -128,8 +142,15 @@ class PrometheusSource:
             so this should be at least twice the scrape interval.
     """
 
-    def __init__(self, url: str, min_window_s: float = 10.0, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        min_window_s: float = 10.0,
+        timeout_s: float = 5.0,
+        policy: str = DEFAULT_POLICY,
+    ) -> None:
         self.url = url.rstrip("/")
+        self.queries = increase_queries(policy)
         self.min_window_s = min_window_s
         self._http = httpx.Client(timeout=timeout_s)
         self._start = time.time()
@@ -159,8 +180,8 @@ class PrometheusSource:
         window_s = max(now - self._start, self.min_window_s)
         rng = f"{round(window_s)}s"
         samples: Samples = {}
-        for name, template in INCREASE_QUERIES.items():
-            for item in self.query(template.format(w=rng), at=now):
+        for name, template in self.queries.items():
+            for item in self.query(template.replace(WINDOW, rng), at=now):
                 value = float(item["value"][1])
                 if value != value:  # NaN: a series without two samples in range
                     continue

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from modstack.events import LabelEvent, PredictionEvent
 from modstack.kafka import BatchConsumerLoop, BrokerUnavailable, make_consumer
 from modstack.names import GROUP_MONITORING, TOPIC_LABELS, TOPIC_PREDICTIONS
+from modstack.policy import catalogue
 from modstack.registry.aliases import get_client
 from services.monitoring.drift.evidently_report import DriftConfig, DriftReference, DriftResult
 from services.monitoring.drift.quality import RealizedQuality, realized_quality
@@ -66,6 +67,7 @@ class Monitor:
         client: MlflowClient | None = None,
     ) -> None:
         self.settings = settings
+        self.positive_label = catalogue().get(settings.monitoring_policy).positive_label
         self.metrics = metrics or MonitoringMetrics()
         self.client = client or get_client(settings.mlflow_tracking_uri)
         self.windows = PredictionWindows(
@@ -127,6 +129,9 @@ class Monitor:
             self.metrics.events.labels(TOPIC_PREDICTIONS, "invalid").inc()
             log.warning("invalid prediction event skipped: %s", exc.errors()[:1])
             return
+        if event.policy != self.settings.monitoring_policy:
+            self.metrics.events.labels(TOPIC_PREDICTIONS, "other_policy").inc()
+            return
         if not event.served:
             self.metrics.events.labels(TOPIC_PREDICTIONS, "shadow").inc()
             return
@@ -144,7 +149,7 @@ class Monitor:
         )
         closed = self.windows.add(row)
         if row.label is not None:  # its label had arrived first (parked)
-            self.retrainer.count_label(row.message_id, row.label == "spam")
+            self.retrainer.count_label(row.message_id, row.label == self.positive_label)
         if closed is not None:
             self._submit(closed)
 
@@ -155,16 +160,19 @@ class Monitor:
             self.metrics.events.labels(TOPIC_LABELS, "invalid").inc()
             log.warning("invalid label event skipped: %s", exc.errors()[:1])
             return
+        if event.policy != self.settings.monitoring_policy:
+            self.metrics.events.labels(TOPIC_LABELS, "other_policy").inc()
+            return
         matched = self.windows.add_label(event.message_id, event.label)
         self.metrics.events.labels(TOPIC_LABELS, "matched" if matched else "parked").inc()
         if matched:
             # evidence for a retrain: labels of messages serving scored (a corpus backfill's
             # labels are not traffic the next model is judged on)
-            self.retrainer.count_label(event.message_id, event.label == "spam")
+            self.retrainer.count_label(event.message_id, event.label == self.positive_label)
 
     def _submit(self, closed: ClosedWindow) -> None:
         # realized quality is read here, on the thread that owns the rows' labels
-        quality = realized_quality(self.windows.labelled_rows())
+        quality = realized_quality(self.windows.labelled_rows(), self.positive_label)
         with self._pending_lock:
             if len(self._pending) >= self.settings.monitoring_max_pending_windows:
                 skipped, _ = self._pending.popleft()

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from modstack.policy import DEFAULT_POLICY, PolicyName
 from modstack.settings import CommonSettings
 from services.monitoring.drift.windows import WindowPolicy
 
 
 class MonitoringSettings(CommonSettings):
     """`MONITORING_*` and `RETRAIN_*` env vars; the listen address is `MONITORING_ADDR`."""
+
+    # The policy whose predictions and labels this monitor follows (its drift, its realized
+    # quality, its retraining); the other policies' events are skipped (counted as "other").
+    monitoring_policy: PolicyName = DEFAULT_POLICY
 
     # A window closes at this many served predictions...
     monitoring_window_max_rows: int = Field(default=1_000, ge=1)

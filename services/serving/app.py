@@ -40,12 +40,14 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         """Per worker, on its running loop: the models, the poller and the batcher."""
         services = Services(settings)
         services.start()
-        snapshot = services.deployment.snapshot
+        models = ", ".join(
+            f"{policy} champion={snap.champion.version if snap.champion else None} "
+            f"challenger={snap.challenger.version if snap.challenger else None} ({snap.source})"
+            for policy, snap in ((p, d.snapshot) for p, d in services.deployments.items())
+        )
         log.info(
-            "serving champion=%s challenger=%s (from %s), batches of <= %d rows, <= %.1f ms wait%s",
-            snapshot.champion.version if snapshot.champion else None,
-            snapshot.challenger.version if snapshot.challenger else None,
-            snapshot.source,
+            "serving %s; batches of <= %d rows, <= %.1f ms wait%s",
+            models,
             settings.serving_batch_max_rows,
             settings.serving_batch_max_wait_ms,
             "; FAULTS INJECTED into the challenger path" if services.faults.enabled else "",
@@ -57,7 +59,8 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
 
     app = service_app(
         "ModStack serving",
-        "Spam moderation with champion/challenger canary routing.",
+        "Moderation of every message by every policy (spam, abuse, ...), each with its own "
+        "champion/challenger canary routing.",
         settings=settings,
         start=start,
         stop=stop,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modstack.names import ALIAS_CHALLENGER, ALIAS_CHAMPION, REGISTERED_MODEL
+from modstack.policy import DEFAULT_POLICY
 from modstack.registry.aliases import TAG_PREVIOUS_CHAMPION
 from modstack.registry.rollout import STATE_TAG, RolloutState
 from services.serving.metrics import MODEL_SWAPS, REGISTRY_POLL_FAILURES, set_model_info
@@ -71,12 +72,14 @@ class _PollState:
 
 
 class Deployment:
-    """Follows `spam-classifier@champion`, `@challenger` and the rollout state.
+    """Follows one policy's `<policy>-classifier@champion`, `@challenger` and rollout state.
 
     Args:
         client: an `mlflow.MlflowClient` pointed at the registry.
         cache: the local model cache (downloads land there; start-up falls back to it).
         poll_interval_s: seconds between polls of the registry.
+        model_name: the registered model followed.
+        policy: the policy it serves (the `policy` label of the metrics).
     """
 
     def __init__(
@@ -85,8 +88,10 @@ class Deployment:
         cache: ModelCache,
         poll_interval_s: float,
         model_name: str = REGISTERED_MODEL,
+        policy: str = DEFAULT_POLICY,
     ) -> None:
         self.client = client
+        self.policy = policy
         self.cache = cache
         self.model_name = model_name
         self.poll_interval_s = poll_interval_s
@@ -183,10 +188,17 @@ class Deployment:
             before_v = before.version if before else None
             after_v = after.version if after else None
             if before_v != after_v:
-                set_model_info(variant, before_v, after_v)
+                set_model_info(self.policy, variant, before_v, after_v)
                 if after is not None:
-                    MODEL_SWAPS.labels(variant).inc()
-                log.info("%s: version %s -> %s (%s)", variant, before_v, after_v, new.source)
+                    MODEL_SWAPS.labels(self.policy, variant).inc()
+                log.info(
+                    "%s %s: version %s -> %s (%s)",
+                    self.policy,
+                    variant,
+                    before_v,
+                    after_v,
+                    new.source,
+                )
 
     # -- start-up and the poller ------------------------------------------------------------
 

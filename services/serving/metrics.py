@@ -40,43 +40,49 @@ SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 
 REQUESTS = Counter(
     SERVING_REQUESTS_TOTAL,
-    "Moderation requests by the variant that answered (or shadow-scored) and outcome (ok, error)",
-    ["variant", "outcome"],
+    "Moderation decisions by policy, the variant that answered (or shadow-scored) and outcome "
+    "(ok, error)",
+    ["policy", "variant", "outcome"],
 )
 REQUEST_DURATION = Histogram(
     SERVING_REQUEST_DURATION_SECONDS,
-    "Time to answer a moderation request (features + model + routing), by variant",
-    ["variant"],
+    "Time to a policy's decision (routing, queueing, features, model), by policy and variant",
+    ["policy", "variant"],
     buckets=LATENCY_BUCKETS,
 )
 SCORE = Histogram(
     SERVING_SCORE,
-    "Spam scores by variant (shadow scores included, with variant=challenger)",
-    ["variant"],
+    "Scores by policy and variant (shadow scores included, with their variant)",
+    ["policy", "variant"],
     buckets=SCORE_BUCKETS,
 )
 ACTIONS = Counter(
-    SERVING_ACTIONS_TOTAL, "Moderation actions taken by variant", ["variant", "action"]
+    SERVING_ACTIONS_TOTAL,
+    "Moderation actions by policy and variant",
+    ["policy", "variant", "action"],
 )
 SHADOW_COMPARISONS = Counter(
-    "serving_shadow_comparisons_total", "Requests scored by both variants in shadow mode"
+    "serving_shadow_comparisons_total",
+    "Requests scored by both variants of a policy in the shadow",
+    ["policy"],
 )
 SHADOW_DISAGREEMENTS = Counter(
     "serving_shadow_disagreements_total",
     "Shadow comparisons where the challenger's action differs from the champion's",
+    ["policy"],
 )
 MODEL_INFO = Gauge(
     "serving_model_info",
-    "1 for the model version each variant serves",
-    ["variant", "model_version"],
+    "1 for the model version each policy's variant serves",
+    ["policy", "variant", "model_version"],
     multiprocess_mode="livemax",
 )
 
 # Serving-internal health, not compared by the canary.
 PREDICTION_EVENTS = Counter(
     "serving_prediction_events_total",
-    "Prediction events for predictions.v1 by outcome (sent, failed, dropped)",
-    ["outcome"],
+    "Events for predictions.v1 and reviews.v1 by outcome (sent, failed, dropped) and topic",
+    ["outcome", "topic"],
 )
 PRODUCER_REPLACEMENTS = Counter(
     "serving_prediction_producer_replacements_total",
@@ -88,7 +94,9 @@ MISSING_FEATURES = Counter(
     ["feature"],
 )
 MODEL_SWAPS = Counter(
-    "serving_model_swaps_total", "Model versions loaded and swapped in, by variant", ["variant"]
+    "serving_model_swaps_total",
+    "Model versions loaded and swapped in, by policy and variant",
+    ["policy", "variant"],
 )
 REGISTRY_POLL_FAILURES = Counter(
     "serving_registry_poll_failures_total",
@@ -117,16 +125,18 @@ SHADOW_SKIPPED = Counter(
 )
 
 
-def set_model_info(variant: str, old_version: str | None, new_version: str | None) -> None:
-    """Point `serving_model_info{variant}` at the new version (None = variant not loaded)."""
+def set_model_info(
+    policy: str, variant: str, old_version: str | None, new_version: str | None
+) -> None:
+    """Point `serving_model_info{policy, variant}` at the new version (None: not loaded)."""
     if old_version is not None and old_version != new_version:
         if MULTIPROCESS:
             # multiprocess gauges cannot drop a series; 0 marks the version as no longer served
-            MODEL_INFO.labels(variant, old_version).set(0)
+            MODEL_INFO.labels(policy, variant, old_version).set(0)
         else:
-            MODEL_INFO.remove(variant, old_version)
+            MODEL_INFO.remove(policy, variant, old_version)
     if new_version is not None:
-        MODEL_INFO.labels(variant, new_version).set(1)
+        MODEL_INFO.labels(policy, variant, new_version).set(1)
 
 
 def render_latest() -> tuple[bytes, str]:

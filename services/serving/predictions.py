@@ -1,4 +1,5 @@
-"""Every moderation decision to `predictions.v1`, off the request path.
+"""Every moderation decision to `predictions.v1`, and every one a model was unsure of to
+`reviews.v1` (the review service's queue), off the request path.
 
 Requests put events on a bounded in-memory queue and return; one thread hands them to the Kafka
 producer, whose own sender thread batches them to the broker. A full queue (broker down for
@@ -14,9 +15,9 @@ import threading
 import time
 from typing import Any
 
-from modstack.events import PredictionEvent
+from modstack.events import PredictionEvent, ReviewRequest
 from modstack.kafka import BrokerUnavailable, make_producer
-from modstack.names import TOPIC_PREDICTIONS
+from modstack.names import TOPIC_PREDICTIONS, TOPIC_REVIEWS
 from services.serving.metrics import PREDICTION_EVENTS, PRODUCER_REPLACEMENTS
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,14 @@ class PredictionPublisher:
         self._thread.start()
         return self
 
-    def publish(self, event: PredictionEvent) -> None:
-        """Queue one event; never blocks. A full queue drops the event (counted)."""
+    def publish(self, event: PredictionEvent | ReviewRequest) -> None:
+        """Queue one event (a prediction, or a review request for `reviews.v1`); never blocks.
+        A full queue drops the event (counted by topic)."""
+        topic = TOPIC_REVIEWS if isinstance(event, ReviewRequest) else TOPIC_PREDICTIONS
         try:
-            self._queue.put_nowait(event)
+            self._queue.put_nowait((topic, event))
         except queue.Full:
-            PREDICTION_EVENTS.labels("dropped").inc()
+            PREDICTION_EVENTS.labels("dropped", topic).inc()
             self.last_error = f"queue full ({self._queue.maxsize} events): dropping"
 
     @property
@@ -88,14 +91,19 @@ class PredictionPublisher:
                 delivery_timeout_ms=self.delivery_timeout_ms,
                 request_timeout_ms=min(10_000, self.delivery_timeout_ms - PRODUCER_LINGER_MS),
             )
-            log.info("prediction events go to %s on %s", TOPIC_PREDICTIONS, self.bootstrap_servers)
+            log.info(
+                "prediction events go to %s and review requests to %s on %s",
+                TOPIC_PREDICTIONS,
+                TOPIC_REVIEWS,
+                self.bootstrap_servers,
+            )
             return True
         except BrokerUnavailable as exc:
             log.warning("%s; prediction events wait in the queue", exc)
             return False
 
-    def _on_error(self, exc: BaseException) -> None:
-        PREDICTION_EVENTS.labels("failed").inc()
+    def _on_error(self, topic: str, exc: BaseException) -> None:
+        PREDICTION_EVENTS.labels("failed", topic).inc()
         self.last_error = f"{type(exc).__name__}: {exc}"
         if self._failing_since is None:
             self._failing_since = time.monotonic()
@@ -105,8 +113,8 @@ class PredictionPublisher:
             self._replace.set()
         log.warning("prediction event not delivered: %s", exc)
 
-    def _on_sent(self, _metadata: object) -> None:
-        PREDICTION_EVENTS.labels("sent").inc()
+    def _on_sent(self, topic: str, _metadata: object) -> None:
+        PREDICTION_EVENTS.labels("sent", topic).inc()
         self.last_error = ""
         self._failing_since = None
 
@@ -134,18 +142,17 @@ class PredictionPublisher:
     def _run(self) -> None:
         self._ensure_producer()
         while True:
-            event = self._queue.get()
-            if event is _STOP:
+            item = self._queue.get()
+            if item is _STOP:
                 return
+            topic, event = item
             self._ensure_producer()
             if self._producer is None:  # stopped while reconnecting
                 return
             try:
-                future = self._producer.send(
-                    TOPIC_PREDICTIONS, key=event.message_id, value=event.to_bytes()
-                )
+                future = self._producer.send(topic, key=event.message_id, value=event.to_bytes())
             except Exception as exc:  # KafkaTimeoutError when metadata is unavailable, etc.
-                self._on_error(exc)
+                self._on_error(topic, exc)
                 continue
-            future.add_callback(self._on_sent)
-            future.add_errback(self._on_error)
+            future.add_callback(self._on_sent, topic)
+            future.add_errback(self._on_error, topic)

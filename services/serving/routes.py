@@ -14,16 +14,26 @@ from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from modstack.events import LabelEvent, PredictionEvent, Variant, utcnow
+from modstack.events import LabelEvent, utcnow
 from modstack.http import ADMIN_RESPONSES, AdminAuth, Check, Readiness, probe_router
 from modstack.http_errors import Conflict, Failed, NotFound, Unavailable
 from modstack.names import TOPIC_LABELS, VARIANT_CHALLENGER, VARIANT_CHAMPION
+from modstack.policy import DEFAULT_POLICY
 from services.serving import metrics
 from services.serving.batcher import Overloaded
 from services.serving.deployment import Snapshot
 from services.serving.model_store import LoadedModel
+from services.serving.moderation import (
+    PolicyRoute,
+    most_severe,
+    other_variant,
+    policy_body,
+    prediction_event,
+    review_request,
+    route_policies,
+)
 from services.serving.review_queue import AlreadyLabeled
-from services.serving.routing import NoChallengerLoaded, Route, route_request
+from services.serving.routing import NoChallengerLoaded
 from services.serving.schemas import (
     BAD_BODY,
     LABEL_RESPONSES,
@@ -48,29 +58,11 @@ router = APIRouter()
 
 
 def _observe(decision: Decision) -> None:
-    metrics.REQUESTS.labels(decision.variant, "ok").inc()
-    metrics.REQUEST_DURATION.labels(decision.variant).observe(decision.seconds)
-    metrics.SCORE.labels(decision.variant).observe(decision.score)
-    metrics.ACTIONS.labels(decision.variant, decision.action).inc()
-
-
-def _prediction_event(
-    message: ModerateRequest, decision: Decision, served: bool
-) -> PredictionEvent:
-    return PredictionEvent(
-        message_id=message.message_id,
-        sender_id=message.sender_id,
-        sent_at=message.sent_at,
-        scored_at=utcnow(),
-        score=decision.score,
-        action=decision.action,
-        model_version=decision.model.version,
-        variant=decision.variant,
-        served=served,
-        features=decision.lookup.values,
-        missing_features=decision.lookup.missing,
-        latency_ms=round(decision.seconds * 1000, 3),
-    )
+    policy, variant = decision.policy, decision.variant
+    metrics.REQUESTS.labels(policy, variant, "ok").inc()
+    metrics.REQUEST_DURATION.labels(policy, variant).observe(decision.seconds)
+    metrics.SCORE.labels(policy, variant).observe(decision.score)
+    metrics.ACTIONS.labels(policy, variant, decision.action).inc()
 
 
 def _enqueue_review(services: Services, message: ModerateRequest, decision: Decision) -> None:
@@ -94,10 +86,9 @@ def _start_shadow(
     """Queue the variant that did not answer in the same batcher; its result is logged by a
     callback, so nothing waits for it. A shadow row the queue cannot take is skipped (counted):
     shadow scores are a sample for the canary, the answers are what must not slow down."""
-    variant: Variant = (
-        VARIANT_CHAMPION if served.variant == VARIANT_CHALLENGER else VARIANT_CHALLENGER
-    )
-    item = ScoreItem(message, model, variant, time.perf_counter())
+    variant = other_variant(served.variant)
+    policy = served.policy
+    item = ScoreItem(message, model, variant, time.perf_counter(), policy)
     try:
         future = services.batcher.submit_nowait(item)
     except Overloaded:
@@ -109,15 +100,15 @@ def _start_shadow(
             return
         exc = fut.exception()
         if exc is not None:
-            metrics.REQUESTS.labels(variant, "error").inc()
-            log.warning("shadow scoring failed: %s", exc)
+            metrics.REQUESTS.labels(policy, variant, "error").inc()
+            log.warning("shadow scoring failed (%s): %s", policy, exc)
             return
         shadow = fut.result()
         _observe(shadow)
-        services.publisher.publish(_prediction_event(message, shadow, served=False))
-        metrics.SHADOW_COMPARISONS.inc()
+        services.publisher.publish(prediction_event(message, shadow, served=False))
+        metrics.SHADOW_COMPARISONS.labels(policy).inc()
         if shadow.action != served.action:
-            metrics.SHADOW_DISAGREEMENTS.inc()
+            metrics.SHADOW_DISAGREEMENTS.labels(policy).inc()
 
     future.add_done_callback(done)
 
@@ -126,18 +117,19 @@ def _after_answer(
     services: Services,
     message: ModerateRequest,
     decision: Decision,
-    snapshot: Snapshot,
-    route: Route,
+    routed: PolicyRoute,
     background: BackgroundTasks,
 ) -> None:
-    """Work that must not delay the answer: the prediction event (a non-blocking queue put),
-    the review queue (SQLite: on the thread pool after the response), shadow scoring."""
-    services.publisher.publish(_prediction_event(message, decision, served=True))
+    """Work that must not delay the answer, per policy: the prediction event and, in the
+    review band, the review request (non-blocking queue puts), shadow scoring. The spam
+    policy's review items also go to serving's own queue (GET /v1/review)."""
+    services.publisher.publish(prediction_event(message, decision, served=True))
     if decision.action == "review":
-        background.add_task(_enqueue_review, services, message, decision)
-    if route.shadow:
-        other = VARIANT_CHAMPION if decision.variant == VARIANT_CHALLENGER else VARIANT_CHALLENGER
-        model = snapshot.model_for(other)
+        services.publisher.publish(review_request(message, decision))
+        if decision.policy == DEFAULT_POLICY:
+            background.add_task(_enqueue_review, services, message, decision)
+    if routed.route.shadow:
+        model = routed.snapshot.model_for(other_variant(decision.variant))
         if model is not None:
             _start_shadow(services, message, decision, model)
 
@@ -160,6 +152,29 @@ class FastJSONResponse(JSONResponse):
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
 
 
+async def _decide(
+    services: Services, routes: list[PolicyRoute], message: ModerateRequest, started: float
+) -> list[Decision]:
+    """Every policy's item submitted to the batcher at once (scored in the same batches),
+    then awaited; the first failure fails the request (503 when overloaded, 500 otherwise)."""
+    items = [routed.item(message, started) for routed in routes]
+    outcomes = await asyncio.gather(
+        *(services.batcher.submit(item) for item in items), return_exceptions=True
+    )
+    for item, outcome in zip(items, outcomes, strict=True):
+        if isinstance(outcome, Overloaded):
+            metrics.SHED.inc()
+            raise Unavailable(
+                str(outcome), headers={"Retry-After": str(outcome.retry_after_s)}
+            ) from None
+        if isinstance(outcome, BaseException):
+            metrics.REQUESTS.labels(item.policy, item.variant, "error").inc()
+            where = f"{item.policy} {item.variant} v{item.model.version}"
+            log.warning("scoring failed (%s): %s", where, outcome)
+            raise Failed(f"scoring failed ({where}): {outcome}") from outcome
+    return [outcome for outcome in outcomes if isinstance(outcome, Decision)]
+
+
 @router.post(
     "/v1/moderate",
     response_model=ModerateResponse,
@@ -174,52 +189,42 @@ async def moderate(
         Literal["champion", "challenger"] | None, Header(json_schema_extra=_header_enum)
     ] = None,
 ) -> Response:
-    """Score a message and decide allow / review / block.
+    """Score a message with every policy's model and decide allow / review / block: the
+    overall `action` is the most severe, `policies` holds each policy's own decision.
 
     Concurrent requests are scored together (micro-batching, at most
     SERVING_BATCH_MAX_WAIT_MS of waiting); beyond the latency budget the answer is 503 with
     Retry-After at once.
     """
     started = time.perf_counter()
-    snapshot = services.deployment.snapshot
-    if snapshot.champion is None:
-        raise Unavailable("no champion model loaded yet (registry and cache)")
-    challenger = snapshot.challenger.version if snapshot.challenger else None
+    served = services.served()
+    if not served:
+        raise Unavailable("no champion model loaded yet for any policy (registry and cache)")
     try:
-        route = route_request(message.sender_id, snapshot.rollout, challenger, x_force_variant)
+        routes = route_policies(message.sender_id, served, x_force_variant)
     except NoChallengerLoaded as exc:
         raise Conflict(f"X-Force-Variant: challenger: {exc}") from exc
-    model = snapshot.model_for(route.answer)
-    assert model is not None  # route_request only picks a loaded challenger
-    try:
-        decision = await services.batcher.submit(ScoreItem(message, model, route.answer, started))
-    except Overloaded as exc:
-        metrics.SHED.inc()
-        raise Unavailable(str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from None
-    except Exception as exc:
-        metrics.REQUESTS.labels(route.answer, "error").inc()
-        log.warning("scoring failed (%s v%s): %s", route.answer, model.version, exc)
-        raise Failed(f"scoring failed ({route.answer} v{model.version}): {exc}") from exc
-    if route.answer == VARIANT_CHALLENGER and services.faults.extra_latency_ms > 0:
+    decisions = await _decide(services, routes, message, started)
+    if services.faults.extra_latency_ms > 0 and any(
+        d.variant == VARIANT_CHALLENGER for d in decisions
+    ):
         # injected latency delays this answer only, not the batch it was scored in
         await asyncio.sleep(services.faults.extra_latency_ms / 1000)
-        decision = dataclasses.replace(decision, seconds=time.perf_counter() - started)
-    _observe(decision)
-    _after_answer(services, message, decision, snapshot, route, background)
-    lookup = decision.lookup
+        elapsed = time.perf_counter() - started
+        decisions = [
+            dataclasses.replace(d, seconds=elapsed) if d.variant == VARIANT_CHALLENGER else d
+            for d in decisions
+        ]
+    for decision, routed in zip(decisions, routes, strict=True):
+        _observe(decision)
+        _after_answer(services, message, decision, routed, background)
     # built by hand and encoded by orjson: the fields are already validated, and FastAPI's
     # response_model pass would validate and serialize them a second time
     body = {
         "message_id": message.message_id,
-        "score": decision.score,
-        "action": decision.action,
-        "model_version": model.version,
-        "variant": route.answer,
-        "features_used": list(model.feature_columns),
-        "features": lookup.values,
-        "missing_features": lookup.missing,
-        "stale_features": lookup.stale,
-        "latency_ms": round(decision.seconds * 1000, 3),
+        "action": most_severe([d.action for d in decisions]),
+        "policies": {d.policy: policy_body(d) for d in decisions},
+        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
     }
     return FastJSONResponse(body, background=background)
 
@@ -282,12 +287,9 @@ def set_faults(_admin: AdminAuth, body: FaultSettings, services: ServicesDep) ->
     return {"challenger_faults": vars(services.faults)}
 
 
-def health_fields(request: Request) -> dict[str, Any]:
-    """What is served, from where, and whether faults are injected (on top of liveness)."""
-    services = get_services(request)
-    snapshot = services.deployment.snapshot
+def _policy_health(snapshot: Snapshot, registry_error: str) -> dict[str, Any]:
     rollout = snapshot.rollout
-    body: dict[str, Any] = {
+    return {
         "champion": snapshot.champion.version if snapshot.champion else None,
         "challenger": snapshot.challenger.version if snapshot.challenger else None,
         "models_from": snapshot.source,
@@ -301,7 +303,19 @@ def health_fields(request: Request) -> dict[str, Any]:
             if rollout
             else None
         ),
-        "registry_error": services.deployment.last_poll_error or None,
+        "registry_error": registry_error or None,
+    }
+
+
+def health_fields(request: Request) -> dict[str, Any]:
+    """Per policy what is served and from where; whether faults are injected (on top of
+    liveness)."""
+    services = get_services(request)
+    body: dict[str, Any] = {
+        "policies": {
+            policy: _policy_health(deployment.snapshot, deployment.last_poll_error)
+            for policy, deployment in services.deployments.items()
+        },
         "predictions_producer_connected": services.publisher.connected,
         "batcher": {
             "queued_rows": services.batcher.depth,
@@ -314,34 +328,48 @@ def health_fields(request: Request) -> dict[str, Any]:
 
 
 def _readiness(services: Services) -> Readiness:
-    """Ready when a champion is loaded; the other checks only degrade serving.
+    """Ready when some policy's champion is loaded; the other checks only degrade serving.
 
-    A registry, online store or broker outage is shared by every replica: failing readiness
-    for it would take them all out of rotation at once, while /v1/moderate still answers
-    (cached models; features flagged missing; prediction events counted as undelivered).
-    `ready`, `champion` and `degraded` are kept for the callers that read them.
+    A policy without a champion yet is left out of the answers (its check says so). A
+    registry, online store or broker outage is shared by every replica: failing readiness for
+    it would take them all out of rotation at once, while /v1/moderate still answers (cached
+    models; features flagged missing; prediction events counted as undelivered).
     """
-    snapshot = services.deployment.snapshot
-    champion = snapshot.champion
-    if champion is None:
-        checks = {"champion": Check(False, "no champion model loaded")}
-        return Readiness(checks, {"ready": False, "champion": None, "degraded": {}})
-    checks = {"champion": Check(True, f"v{champion.version} (from {snapshot.source})")}
-    degraded: dict[str, str] = {}
-    if services.deployment.last_poll_error:
-        degraded["registry"] = (
-            f"serving the versions it holds (loaded from {snapshot.source}): "
-            f"{services.deployment.last_poll_error}"
+    served = services.served()
+    champions = {p: snap.champion.version for p, snap in served.items() if snap.champion}
+    checks = {
+        f"champion.{policy}": Check(
+            policy in champions,
+            f"v{champions[policy]} (from {served[policy].source})"
+            if policy in champions
+            else "no champion loaded: the policy is not scored",
+            required=False,
         )
-    ok, why = services.feature_store_ready(champion.feature_service)
-    if not ok:
-        degraded["feature_store"] = f"features answered as missing: {why}"
+        for policy in services.deployments
+    }
+    checks["champion"] = Check(bool(served), f"{len(served)} of {len(checks)} policies scored")
+    if not served:
+        return Readiness(checks, {"ready": False, "champions": champions, "degraded": {}})
+    degraded: dict[str, str] = {}
+    errors = services.poll_errors()
+    if errors:
+        degraded["registry"] = "serving the versions it holds: " + "; ".join(
+            f"{p}: {e}" for p, e in errors.items()
+        )
+    services_read = {
+        snap.champion.feature_service
+        for snap in served.values()
+        if snap.champion and snap.champion.feature_columns  # text-only models read nothing
+    }
+    for service in sorted(services_read):
+        ok, why = services.feature_store_ready(service)
+        if not ok:
+            degraded["feature_store"] = f"features answered as missing: {why}"
     if services.publisher.last_error:
         degraded["predictions"] = f"events not delivered: {services.publisher.last_error}"
     for name in ("registry", "feature_store", "predictions"):
         checks[name] = Check(name not in degraded, degraded.get(name, "ok"), required=False)
-    fields = {"ready": True, "champion": champion.version, "degraded": degraded}
-    return Readiness(checks, fields)
+    return Readiness(checks, {"ready": True, "champions": champions, "degraded": degraded})
 
 
 async def readiness(request: Request) -> Readiness:
@@ -354,5 +382,7 @@ probe_routes = probe_router(
     # all workers aggregated in multiprocess mode
     metrics=lambda _: metrics.render_latest(),
     health=health_fields,
-    ready_means="A champion is loaded; `degraded` names what serving answers without.",
+    ready_means=(
+        "Some policy's champion is loaded; `degraded` names what serving answers without."
+    ),
 )

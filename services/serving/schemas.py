@@ -24,10 +24,9 @@ class ModerateRequest(MessageIn):
     """A message to moderate (the same fields and bounds as ingestion accepts)."""
 
 
-class ModerateResponse(BaseModel):
-    """One moderation decision."""
+class PolicyDecision(BaseModel):
+    """One policy's decision on the message: its model's score and the action it implies."""
 
-    message_id: str
     score: float
     action: Action
     model_version: str
@@ -36,6 +35,15 @@ class ModerateResponse(BaseModel):
     features: dict[str, float | None]
     missing_features: list[str]
     stale_features: list[str]
+
+
+class ModerateResponse(BaseModel):
+    """The decision on one message: the most severe action over every policy scored, and
+    each policy's own decision (a policy with no champion yet is absent)."""
+
+    message_id: str
+    action: Action
+    policies: dict[str, PolicyDecision]
     latency_ms: float
 
 
@@ -58,12 +66,14 @@ class FaultSettings(BaseModel):
 BAD_BODY = error_response(BadRequest, "the body could not be parsed as JSON")
 MODERATE_RESPONSES: Responses = {
     **BAD_BODY,
-    **error_response(Conflict, "X-Force-Variant: challenger, and no challenger is loaded"),
+    **error_response(
+        Conflict, "X-Force-Variant: challenger, and no policy has a challenger loaded"
+    ),
     **error_response(Failed, "the model failed on this message (it fails alone, not its batch)"),
     **error_response(
         Unavailable,
-        "no champion loaded yet, or overloaded: the queue is beyond the latency budget "
-        "(load shedding; retry after Retry-After seconds)",
+        "no champion loaded yet for any policy, or overloaded: the queue is beyond the "
+        "latency budget (load shedding; retry after Retry-After seconds)",
         headers=RETRY_AFTER,
     ),
 }

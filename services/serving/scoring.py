@@ -16,6 +16,7 @@ from typing import Protocol
 
 from modstack.events import Action, Variant
 from modstack.names import VARIANT_CHALLENGER
+from modstack.policy import DEFAULT_POLICY
 from services.serving.model_store import LoadedModel
 from services.serving.online_features import FeatureLookup
 
@@ -45,22 +46,26 @@ class InjectedFault(RuntimeError):
 
 @dataclass(frozen=True)
 class ScoreItem:
-    """One message to score with one model version."""
+    """One message to score with one policy's model version."""
 
     message: MessageLike
     model: LoadedModel
     variant: Variant
     submitted: float  # time.perf_counter() when the request was routed
+    policy: str = DEFAULT_POLICY
 
 
 @dataclass(frozen=True)
 class Decision:
+    """One policy's decision on one message, and what it took."""
+
     model: LoadedModel
     variant: Variant
     lookup: FeatureLookup
     score: float
     action: Action
     seconds: float  # from routing to the decision: queueing + features + model
+    policy: str = DEFAULT_POLICY
 
 
 class BatchScorer:
@@ -98,6 +103,9 @@ class BatchScorer:
             model = items[i].model
             by_service[(model.feature_service, model.feature_columns)].append(i)
         for (service, columns), indices in by_service.items():
+            if not columns:  # a text-only model (e.g. abuse): nothing to read from the store
+                lookups.update((i, FeatureLookup({})) for i in indices)
+                continue
             rows = [
                 (items[i].message.sender_id, items[i].message.subject, items[i].message.body)
                 for i in indices
@@ -120,6 +128,12 @@ class BatchScorer:
                 item = items[i]
                 action = model.thresholds.action_for(score)
                 results[i] = Decision(
-                    model, item.variant, lookups[i], score, action, now - item.submitted
+                    model,
+                    item.variant,
+                    lookups[i],
+                    score,
+                    action,
+                    now - item.submitted,
+                    item.policy,
                 )
         return [r if r is not None else RuntimeError("item not scored") for r in results]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from modstack.names import REGISTERED_MODEL
+from modstack.names import registered_model
+from modstack.policy import DEFAULT_POLICY, catalogue
 from modstack.settings import CommonSettings
 from services.serving.review_queue import review_db_path
 
@@ -25,8 +26,12 @@ class ServingSettings(CommonSettings):
     # at once instead of queueing; 0 switches shedding off. Twice the p99 SLO: a closed loop of
     # `make loadtest`'s 20 users never reaches it, a queue of seconds is refused.
     serving_latency_budget_ms: float = Field(default=200.0, ge=0.0, le=60_000.0)
-    # The registered model to follow; tests point replicas at their own model.
-    serving_model_name: str = REGISTERED_MODEL
+    # The policies scored on every request, comma-separated; empty: every policy under
+    # modstack/policies. A policy with no registered champion yet is skipped (see /readyz).
+    serving_policies: str = ""
+    # Prefix of the registered models followed (`<prefix><policy>-classifier`); tests give
+    # their replicas models of their own with it.
+    serving_model_prefix: str = ""
     # How often every replica re-reads the aliases and the rollout state (seconds).
     serving_poll_interval_s: float = Field(default=2.0, gt=0.0, le=300.0)
     # Bounded queue in front of the Kafka producer: a slow broker drops events (counted)
@@ -50,9 +55,33 @@ class ServingSettings(CommonSettings):
     serving_slo_max_failure_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
 
     @property
+    def policies(self) -> tuple[str, ...]:
+        """The policies to score, in the catalogue's order (ValueError names an unknown one)."""
+        known = catalogue()
+        if not self.serving_policies.strip():
+            return known.names
+        wanted = {p.strip() for p in self.serving_policies.split(",") if p.strip()}
+        for name in wanted:
+            known.get(name)
+        return tuple(p for p in known.names if p in wanted)
+
+    def model_name(self, policy: str) -> str:
+        """The registered model serving follows for `policy`."""
+        return f"{self.serving_model_prefix}{registered_model(policy)}"
+
+    @property
+    def serving_model_name(self) -> str:
+        """The default (spam) policy's registered model: what the benchmarks compare."""
+        return self.model_name(DEFAULT_POLICY)
+
+    @property
     def model_cache_dir(self) -> Path:
         """Last known good model versions, so a restart survives a registry outage."""
         return self.data_dir / "model_cache"
+
+    def policy_cache_dir(self, policy: str) -> Path:
+        """One policy's part of the model cache (its versions and its aliases.json)."""
+        return self.model_cache_dir / policy
 
     @property
     def review_db_path(self) -> Path:

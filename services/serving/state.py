@@ -14,7 +14,7 @@ from fastapi import Depends, Request
 from modstack.kafka import make_producer
 from services.serving import metrics
 from services.serving.batcher import MicroBatcher
-from services.serving.deployment import Deployment
+from services.serving.deployment import Deployment, Snapshot
 from services.serving.model_store import ModelCache
 from services.serving.online_features import OnlineFeatures
 from services.serving.predictions import PredictionPublisher
@@ -51,13 +51,18 @@ class Services:
         self.settings = settings
         client = get_client(settings.mlflow_tracking_uri)
         # every worker follows the registry itself: the same aliases and rollout state within
-        # one poll interval, and the same sticky routing (a hash, not per-process state)
-        self.deployment = Deployment(
-            client,
-            ModelCache(settings.model_cache_dir, client, settings.serving_model_name),
-            settings.serving_poll_interval_s,
-            settings.serving_model_name,
-        )
+        # one poll interval, and the same sticky routing (a hash, not per-process state); one
+        # Deployment per policy, each with its own registered model, cache and rollout
+        self.deployments: dict[str, Deployment] = {
+            policy: Deployment(
+                client,
+                ModelCache(settings.policy_cache_dir(policy), client, settings.model_name(policy)),
+                settings.serving_poll_interval_s,
+                settings.model_name(policy),
+                policy,
+            )
+            for policy in settings.policies
+        }
         self.features = OnlineFeatures(settings.feast_repo_path)
         self.publisher = PredictionPublisher(
             settings.kafka_bootstrap_servers,
@@ -84,16 +89,30 @@ class Services:
     def start(self) -> None:
         """Publisher thread, registry poller, batch collector (needs the running loop)."""
         self.publisher.start()
-        self.deployment.start()
+        for deployment in self.deployments.values():
+            deployment.start()
         self.batcher.start()
 
     async def stop(self) -> None:
         await self.batcher.stop()
-        self.deployment.stop()
+        for deployment in self.deployments.values():
+            deployment.stop()
         self.publisher.close()
         if self._label_producer is not None:
             self._label_producer.close(timeout=5)
         self.reviews.close()
+
+    def served(self) -> dict[str, Snapshot]:
+        """The snapshot of every policy with a champion loaded, in the catalogue's order."""
+        return {
+            policy: deployment.snapshot
+            for policy, deployment in self.deployments.items()
+            if deployment.snapshot.champion is not None
+        }
+
+    def poll_errors(self) -> dict[str, str]:
+        """The last registry error per policy (only policies whose last poll failed)."""
+        return {p: d.last_poll_error for p, d in self.deployments.items() if d.last_poll_error}
 
     def label_producer(self) -> Any:
         """The producer for moderator labels, created on first use (raises BrokerUnavailable)."""

@@ -27,6 +27,7 @@ from rich.table import Table
 
 from modstack.canary_client import ControllerClient
 from modstack.log import configure_logging
+from modstack.policy import DEFAULT_POLICY
 from modstack.settings import CommonSettings, get_settings
 from modstack.waits import wait_until
 from pipelines.demo.cli import demo_cli
@@ -97,7 +98,8 @@ def start_stack(settings: CommonSettings) -> None:
 
 def serving_champion(settings: CommonSettings) -> str | None:
     """The champion version serving has loaded (None until it has one)."""
-    return httpx.get(f"{settings.serving_addr}/healthz", timeout=5).json().get("champion")
+    health = httpx.get(f"{settings.serving_addr}/healthz", timeout=5).json()
+    return (health.get("policies", {}).get(DEFAULT_POLICY) or {}).get("champion")
 
 
 def _loaded_champion(settings: CommonSettings, timeout_s: float) -> str:

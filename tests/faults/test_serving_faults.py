@@ -131,7 +131,10 @@ class Traffic:
             while not self._stop.is_set():
                 try:
                     response = client.post("/v1/moderate", json=self.stack.message(i, self.sender))
-                    body = response.json() if response.status_code == 200 else None
+                    # the spam policy's decision (the only policy these replicas score)
+                    body = (
+                        response.json()["policies"]["spam"] if response.status_code == 200 else None
+                    )
                     self.answers.append((time.monotonic(), response.status_code, body))
                 except httpx.TransportError:
                     self.answers.append((time.monotonic(), 0, None))
@@ -219,6 +222,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "SERVING_ADDR": running.serving_url,
                 "RUN_DIR": str(tmp / "serving-run"),
                 "SERVING_WORKERS": "1",
+                "SERVING_POLICIES": "spam",
                 "SERVING_POLL_INTERVAL_S": "0.5",
                 "SERVING_READY_CACHE_S": "0",
                 # events the broker has not taken within 5 s are counted as undelivered
@@ -336,7 +340,10 @@ def test_mlflow_killed_serving_keeps_its_versions_and_the_canary_holds(stack: St
         assert before["status"] == "progressing"
         wait_until(
             lambda: (
-                (httpx.get(f"{stack.serving_url}/healthz").json()["rollout"] or {}).get("status")
+                (
+                    httpx.get(f"{stack.serving_url}/healthz").json()["policies"]["spam"]["rollout"]
+                    or {}
+                ).get("status")
                 == "progressing"
             ),
             15,

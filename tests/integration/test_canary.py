@@ -178,6 +178,7 @@ def stack(tmp_path_factory, kafka_bootstrap, mlflow_tracking_uri) -> Iterator[St
         "ADMIN_TOKEN": TOKEN,
         "SERVING_ADDR": f"http://127.0.0.1:{port}",
         "SERVING_POLL_INTERVAL_S": str(SERVING_POLL_INTERVAL_S),
+        "SERVING_POLICIES": "spam",
     }
     serving_url = env["SERVING_ADDR"]
     with BackgroundProcess(
@@ -242,7 +243,7 @@ class Traffic:
                         f"HTTP {response.status_code}: {response.text[:200]}"
                     )
                 else:
-                    answer = response.json()
+                    answer = response.json()["policies"]["spam"]
                     self.answered[answer["variant"]] += 1
                     self.actions[answer["variant"]][answer["action"] == "block"] += 1
                     if rng.random() < LABELLED_SHARE:
@@ -388,7 +389,7 @@ def test_a_good_challenger_is_promoted_step_by_step(stack, canary):
 
     # serving follows within a poll: then every answer comes from the new champion
     def promoted_in_serving() -> bool:
-        health = httpx.get(f"{stack.serving_url}/healthz", timeout=5).json()
+        health = httpx.get(f"{stack.serving_url}/healthz", timeout=5).json()["policies"]["spam"]
         return health["champion"] == stack.versions["good"] and health["challenger"] is None
 
     wait_until(promoted_in_serving, 10, "serving to load the new champion")
@@ -406,7 +407,7 @@ def test_a_good_challenger_is_promoted_step_by_step(stack, canary):
                 "sent_at": datetime.now(UTC).isoformat(),
             },
             timeout=10,
-        ).json()
+        ).json()["policies"]["spam"]
         for i in range(20)
     ]
     assert {(a["variant"], a["model_version"]) for a in answers} == {

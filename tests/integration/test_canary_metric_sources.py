@@ -36,11 +36,13 @@ class ServingLikeMetrics:
     ) -> None:
         """Record `n` answered requests (the first `errors` of them failed)."""
         for i in range(n):
-            self.requests.labels(variant, "error" if i < errors else "ok").inc()
-            self.latency.labels(variant).observe(latency_s)
+            self.requests.labels("spam", variant, "error" if i < errors else "ok").inc()
+            self.latency.labels("spam", variant).observe(latency_s)
             if i >= errors:
-                self.score.labels(variant).observe(score)
-                self.actions.labels(variant, action).inc()
+                self.score.labels("spam", variant).observe(score)
+                self.actions.labels("spam", variant, action).inc()
+            # another policy's series on the same replica: never counted for spam
+            self.requests.labels("abuse", variant, "ok").inc()
 
 
 @pytest.fixture(scope="module")
@@ -48,18 +50,20 @@ def serving_metrics() -> Iterator[ServingLikeMetrics]:
     registry = CollectorRegistry()
     metrics = ServingLikeMetrics(
         url="",
-        requests=Counter("serving_requests", "r", ["variant", "outcome"], registry=registry),
+        requests=Counter(
+            "serving_requests", "r", ["policy", "variant", "outcome"], registry=registry
+        ),
         latency=Histogram(
             "serving_request_duration_seconds",
             "l",
-            ["variant"],
+            ["policy", "variant"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         ),
         score=Histogram(
-            "serving_score", "s", ["variant"], buckets=SCORE_BUCKETS, registry=registry
+            "serving_score", "s", ["policy", "variant"], buckets=SCORE_BUCKETS, registry=registry
         ),
-        actions=Counter("serving_actions", "a", ["variant", "action"], registry=registry),
+        actions=Counter("serving_actions", "a", ["policy", "variant", "action"], registry=registry),
     )
     port = free_port()
     server, thread = start_http_server(port, addr="127.0.0.1", registry=registry)

@@ -80,7 +80,8 @@ def serving_env(ctx: dict[str, str]) -> dict[str, str]:
     data_dir = Path(ctx["data_dir"])
     apply_repo(REPO_ROOT / "features", data_dir)
     columns = feature_columns(get_store(REPO_ROOT / "features", data_dir), FEATURE_SERVICE_V1)
-    model_name = f"contract-serving-{uuid.uuid4().hex[:8]}"
+    prefix = f"contract-serving-{uuid.uuid4().hex[:8]}-"
+    model_name = f"{prefix}spam-classifier"
     version = register_model(
         ctx["mlflow"], model_name, training_frame(data_dir, columns), columns, seed=1
     )
@@ -91,7 +92,8 @@ def serving_env(ctx: dict[str, str]) -> dict[str, str]:
         "FEAST_REPO_PATH": str(REPO_ROOT / "features"),
         "MLFLOW_TRACKING_URI": ctx["mlflow"],
         "ADMIN_TOKEN": ADMIN_TOKEN,
-        "SERVING_MODEL_NAME": model_name,
+        "SERVING_MODEL_PREFIX": prefix,
+        "SERVING_POLICIES": "spam",
         "SERVING_WORKERS": "1",
         # the fuzzer's requests come one after another: shedding has its own test
         "SERVING_LATENCY_BUDGET_MS": "0",

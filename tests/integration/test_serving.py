@@ -20,7 +20,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from modstack.names import FEATURE_SERVICE_V1, TOPIC_LABELS, TOPIC_PREDICTIONS
+from modstack.names import FEATURE_SERVICE_V1, TOPIC_LABELS, TOPIC_PREDICTIONS, TOPIC_REVIEWS
 from modstack.processes import BackgroundProcess, log_tail
 from modstack.registry.rollout import RolloutStore
 from modstack.waits import free_port, wait_until
@@ -31,7 +31,8 @@ from tests.support.serving_stack import future_messages, log_small_model, traini
 pytestmark = pytest.mark.integration
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-MODEL_NAME = f"serving-test-{uuid.uuid4().hex[:8]}"
+MODEL_PREFIX = f"serving-test-{uuid.uuid4().hex[:8]}-"
+MODEL_NAME = f"{MODEL_PREFIX}spam-classifier"  # the spam policy's model under the prefix
 ADMIN_TOKEN = "serving-test-token"
 START_TIMEOUT_S = 90.0
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -106,7 +107,8 @@ def stack(
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "MLFLOW_TRACKING_URI": mlflow_tracking_uri,
         "ADMIN_TOKEN": ADMIN_TOKEN,
-        "SERVING_MODEL_NAME": MODEL_NAME,
+        "SERVING_MODEL_PREFIX": MODEL_PREFIX,
+        "SERVING_POLICIES": "spam",
         "SERVING_POLL_INTERVAL_S": "0.5",
         "SERVING_READY_CACHE_S": "0",
         "SERVING_REVIEW_LIST_LIMIT": "1000",
@@ -162,8 +164,21 @@ class Serving:
     def moderate(self, message: dict, **headers: str) -> httpx.Response:
         return self.http.post("/v1/moderate", json=message, headers=headers)
 
+    def decide(self, message: dict, **headers: str) -> dict:
+        """The spam policy's decision on `message` (the only policy these replicas score)."""
+        response = self.moderate(message, **headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert (
+            set(body["policies"]) == {"spam"}
+            and body["action"] == body["policies"]["spam"]["action"]
+        )
+        return {**body["policies"]["spam"], "message_id": body["message_id"]}
+
     def health(self) -> dict:
-        return self.http.get("/healthz").json()
+        """The spam policy's part of /healthz, with the process-wide fields beside it."""
+        body = self.http.get("/healthz").json()
+        return {**body, **body["policies"]["spam"]}
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of `name` whose labels include `labels`."""
@@ -206,7 +221,8 @@ def test_moderate_answers_with_score_action_version_and_features(
 ) -> None:
     response = serving.moderate(_message(stack, 0, sender=f"new-{uuid.uuid4().hex}@example.org"))
     assert response.status_code == 200, response.text
-    body = response.json()
+    assert set(response.json()) == {"message_id", "action", "policies", "latency_ms"}
+    body = response.json()["policies"]["spam"]
     assert 0.0 <= body["score"] <= 1.0
     assert body["action"] in ("allow", "review", "block")
     assert (body["variant"], body["model_version"]) == ("champion", stack.champion)
@@ -218,7 +234,7 @@ def test_moderate_answers_with_score_action_version_and_features(
 
 def test_known_sender_gets_its_online_features(stack: Stack, serving: Serving) -> None:
     known = sorted({m["sender_id"] for m in stack.messages})[0]
-    body = serving.moderate(_message(stack, 1, sender=known)).json()
+    body = serving.decide(_message(stack, 1, sender=known))
     assert body["features"]["sender_msgs_total"] == 3.0
     assert "sender_msgs_total" not in body["missing_features"]
 
@@ -243,9 +259,7 @@ def test_routing_weights_hold_within_tolerance_and_stay_sticky(
         status="progressing",
     )
     senders = [f"user{i}@routing.example" for i in range(400)]
-    first = {
-        s: serving.moderate(_message(stack, i, sender=s)).json() for i, s in enumerate(senders)
-    }
+    first = {s: serving.decide(_message(stack, i, sender=s)) for i, s in enumerate(senders)}
     share = sum(r["variant"] == "challenger" for r in first.values()) / len(senders)
     assert abs(share - 0.30) <= 5 * math.sqrt(0.3 * 0.7 / len(senders))
     # every replica computes the same pure assignment (salt = challenger version)
@@ -255,7 +269,7 @@ def test_routing_weights_hold_within_tolerance_and_stay_sticky(
         assert response["model_version"] == expected
     # sticky: the same senders, other messages, same variant
     for i, sender in enumerate(senders[:100]):
-        again = serving.moderate(_message(stack, i + 7, sender=sender)).json()
+        again = serving.decide(_message(stack, i + 7, sender=sender))
         assert again["variant"] == first[sender]["variant"]
     assert serving.metric("serving_requests_total", variant="challenger", outcome="ok") > 0
 
@@ -263,9 +277,9 @@ def test_routing_weights_hold_within_tolerance_and_stay_sticky(
 def test_force_variant_header_overrides_routing(stack: Stack, serving: Serving) -> None:
     _set_rollout(stack, serving, weight_percent=0.0, mode="canary", status="progressing")
     message = _message(stack, 3)
-    forced = serving.moderate(message, **{"X-Force-Variant": "challenger"}).json()
+    forced = serving.decide(message, **{"X-Force-Variant": "challenger"})
     assert (forced["variant"], forced["model_version"]) == ("challenger", stack.challenger)
-    normal = serving.moderate(message).json()
+    normal = serving.decide(message)
     assert (normal["variant"], normal["model_version"]) == ("champion", stack.champion)
     assert serving.moderate(message, **{"X-Force-Variant": "nobody"}).status_code == 422
 
@@ -273,10 +287,10 @@ def test_force_variant_header_overrides_routing(stack: Stack, serving: Serving) 
 def test_shadow_mode_never_changes_the_answer(stack: Stack, serving: Serving) -> None:
     _set_rollout(stack, serving, weight_percent=0.0, mode="canary", status="idle")
     messages = [_message(stack, i, sender=f"shadow{i}@example.org") for i in range(40)]
-    before = [serving.moderate(m).json() for m in messages]
+    before = [serving.decide(m) for m in messages]
     comparisons = serving.metric("serving_shadow_comparisons_total")
     _set_rollout(stack, serving, weight_percent=100.0, mode="shadow", status="progressing")
-    during = [serving.moderate(m).json() for m in messages]
+    during = [serving.decide(m) for m in messages]
     for a, b in zip(before, during, strict=True):
         assert (b["variant"], b["model_version"]) == ("champion", stack.champion)
         assert (b["score"], b["action"]) == (a["score"], a["action"])
@@ -328,7 +342,7 @@ def test_every_decision_lands_on_predictions_topic_with_the_features_seen(
     stack: Stack, serving: Serving
 ) -> None:
     messages = [_message(stack, i) for i in range(10)]
-    answers = {m["message_id"]: serving.moderate(m).json() for m in messages}
+    answers = {m["message_id"]: serving.decide(m) for m in messages}
     events = _consume(stack.kafka, TOPIC_PREDICTIONS, set(answers), keep=lambda e: e["served"])
     by_id = {e["message_id"]: e for e in events}
     assert set(by_id) == set(answers)
@@ -355,7 +369,7 @@ def test_admin_endpoints_answer_401_without_the_token_and_403_with_a_wrong_one(
 def test_review_decisions_are_queued_and_moderator_labels_go_to_labels_topic(
     stack: Stack, serving: Serving
 ) -> None:
-    answers = [serving.moderate(_message(stack, i)).json() for i in range(len(stack.messages))]
+    answers = [serving.decide(_message(stack, i)) for i in range(len(stack.messages))]
     reviewed = [a["message_id"] for a in answers if a["action"] == "review"]
     assert reviewed, "the fixture thresholds put some messages in the review band"
 
@@ -373,7 +387,15 @@ def test_review_decisions_are_queued_and_moderator_labels_go_to_labels_topic(
     missing = serving.http.post("/v1/review/nope", json={"label": "ham"}, headers=ADMIN)
     assert missing.status_code == 404
     (label,) = _consume(stack.kafka, TOPIC_LABELS, {target})
-    assert (label["label"], label["source"]) == ("spam", "moderator")
+    assert (label["label"], label["source"], label["policy"]) == ("spam", "moderator", "spam")
+    # the review service's queue is fed from reviews.v1: one request per message in the band
+    requests = _consume(stack.kafka, TOPIC_REVIEWS, set(reviewed))
+    assert {r["message_id"] for r in requests} == set(reviewed)
+    by_id = {a["message_id"]: a for a in answers}
+    for request in requests:
+        answer = by_id[request["message_id"]]
+        assert (request["policy"], request["score"]) == ("spam", answer["score"])
+        assert request["model_version"] == answer["model_version"]
 
 
 def test_injected_challenger_faults_fail_its_requests_and_show_in_healthz(
@@ -403,7 +425,7 @@ def test_alias_move_swaps_the_model_without_failed_requests(stack: Stack, servin
         while time.monotonic() < deadline:
             response = serving.moderate(_message(stack, len(versions)))
             assert response.status_code == 200, response.text
-            versions.append(response.json()["model_version"])
+            versions.append(response.json()["policies"]["spam"]["model_version"])
             if versions[-1] == stack.challenger:
                 break
         assert versions[-1] == stack.challenger
@@ -428,7 +450,7 @@ def test_restart_with_registry_down_serves_the_cached_model(
         assert health["champion"] == stack.champion
         response = restarted.moderate(_message(stack, 5))
         assert response.status_code == 200, response.text
-        assert response.json()["model_version"] == stack.champion
+        assert response.json()["policies"]["spam"]["model_version"] == stack.champion
 
 
 def test_review_limit_out_of_bounds_is_422_not_500(serving: Serving) -> None:

@@ -11,22 +11,28 @@ from services.canary.sources import growth, parse_samples
 EXPOSITION = """\
 # HELP serving_requests_total Moderation requests
 # TYPE serving_requests_total counter
-serving_requests_total{variant="champion",outcome="ok"} 120.0
-serving_requests_total{variant="challenger",outcome="error"} 3.0
+serving_requests_total{policy="spam",variant="champion",outcome="ok"} 120.0
+serving_requests_total{policy="spam",variant="challenger",outcome="error"} 3.0
+serving_requests_total{policy="abuse",variant="champion",outcome="ok"} 77.0
 # HELP serving_score Spam scores
 # TYPE serving_score histogram
-serving_score_bucket{variant="champion",le="0.5"} 100.0
-serving_score_bucket{variant="champion",le="+Inf"} 120.0
-serving_score_count{variant="champion"} 120.0
-serving_score_sum{variant="champion"} 30.0
+serving_score_bucket{policy="spam",variant="champion",le="0.5"} 100.0
+serving_score_bucket{policy="spam",variant="champion",le="+Inf"} 120.0
+serving_score_bucket{policy="abuse",variant="champion",le="+Inf"} 77.0
+serving_score_count{policy="spam",variant="champion"} 120.0
+serving_score_sum{policy="spam",variant="champion"} 30.0
 # HELP process_cpu_seconds_total CPU
 # TYPE process_cpu_seconds_total counter
 process_cpu_seconds_total 5.0
 """
 
 
-def test_parse_samples_keeps_only_the_compared_series():
-    samples = parse_samples(EXPOSITION)
+def test_parse_samples_keeps_only_the_compared_series_of_one_policy():
+    assert parse_samples(EXPOSITION, "abuse") == {
+        series_key(REQUESTS, {"variant": "champion", "outcome": "ok"}): 77.0,
+        series_key(SCORE_BUCKET, {"variant": "champion", "le": "+Inf"}): 77.0,
+    }
+    samples = parse_samples(EXPOSITION, "spam")
     assert samples == {
         series_key(REQUESTS, {"variant": "champion", "outcome": "ok"}): 120.0,
         series_key(REQUESTS, {"variant": "challenger", "outcome": "error"}): 3.0,

@@ -29,15 +29,16 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
 
-def realized_quality(rows: Iterable[WindowRow]) -> RealizedQuality:
-    """Quality of the served actions on the rows that have a label."""
+def realized_quality(rows: Iterable[WindowRow], positive_label: str = "spam") -> RealizedQuality:
+    """Quality of the served actions on the rows that have a label (`positive_label`: the
+    policy's harm; "spam" below stands for it)."""
     labelled = [r for r in rows if r.label is not None]
-    spam = [r for r in labelled if r.label == "spam"]
+    spam = [r for r in labelled if r.label == positive_label]
     flagged = [r for r in labelled if r.action in FLAGGED_ACTIONS]
     blocked = [r for r in labelled if r.action == "block"]
     return RealizedQuality(
         labelled_rows=len(labelled),
-        precision=_ratio(sum(r.label == "spam" for r in flagged), len(flagged)),
+        precision=_ratio(sum(r.label == positive_label for r in flagged), len(flagged)),
         recall=_ratio(sum(r.action in FLAGGED_ACTIONS for r in spam), len(spam)),
-        block_precision=_ratio(sum(r.label == "spam" for r in blocked), len(blocked)),
+        block_precision=_ratio(sum(r.label == positive_label for r in blocked), len(blocked)),
     )
