@@ -10,13 +10,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 POLICIES_DIR = Path(__file__).with_name("policies")
 DEFAULT_POLICY = "spam"  # what a label or prediction without a policy (schema v1 before) is about
+
+
+class TrainingDefinition(BaseModel):
+    """How the pipelines train a policy's model (read by pipelines/, not by the services)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    label_column: str  # the corpus column holding the policy's label
+    model: str  # a key of pipelines.fitting.MODEL_FACTORIES
+    features: Literal["feast", "text"]  # sender features from Feast, or the text alone
+    short_text_check: bool  # the block cut-off must also hold on short windows of validation
 
 
 class PolicyDefinition(BaseModel):
@@ -30,6 +41,8 @@ class PolicyDefinition(BaseModel):
     negative_label: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     block_precision: float = Field(gt=0.5, lt=1.0)
     review_budget: float = Field(gt=0.0, lt=1.0)
+    traffic_positive_share: float = Field(gt=0.0, lt=1.0)
+    training: TrainingDefinition
 
     @property
     def labels(self) -> tuple[str, str]:
@@ -45,6 +58,16 @@ class PolicyDefinition(BaseModel):
     def folder(self) -> Path:
         """The policy's folder of definitions (behaviour suite, data description)."""
         return POLICIES_DIR / self.name
+
+    @property
+    def behaviour_suite(self) -> Path:
+        """The policy's behavioural test suite (read by pipelines.behaviour)."""
+        return self.folder / "behaviour.yaml"
+
+    @property
+    def experiment(self) -> str:
+        """The MLflow experiment its training runs are logged to."""
+        return f"{self.name}-moderation"
 
 
 @dataclass(frozen=True)

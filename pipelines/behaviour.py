@@ -1,9 +1,9 @@
-"""Behavioural test suite of the spam classifier, in the spirit of CheckList (Ribeiro et al.,
-ACL 2020): minimum functionality (MFT), invariance (INV) and directional (DIR) tests.
+"""Behavioural test suites of the policies' classifiers, in the spirit of CheckList (Ribeiro et
+al., ACL 2020): minimum functionality (MFT), invariance (INV) and directional (DIR) tests.
 
-The cases live in pipelines/suites/behaviour.yaml. The runner is pure: it builds messages,
-calls a scorer (any callable from a batch of `Message` to a batch of `Decision`) once per test
-kind, and compares. Wiring it to a model, MLflow or the serving API is the caller's job.
+The cases live in each policy's folder (modstack/policies/<policy>/behaviour.yaml). The runner
+is pure: it builds messages, calls a scorer (any callable from a batch of `Message` to a batch
+of `Decision`) once per test kind, and compares. Wiring it to a model, MLflow or the serving API is the caller's job.
 
     suite = load_cases()
     result = run_suite(suite, scorer)
@@ -22,11 +22,13 @@ from typing import Any, Final, Literal
 
 import yaml
 
+from modstack.policy import DEFAULT_POLICY, catalogue
+
 Action = Literal["allow", "review", "block"]
 ACTIONS: Final[tuple[str, ...]] = ("allow", "review", "block")
 
 CASES_ENV: Final = "BEHAVIOUR_CASES"
-DEFAULT_CASES_PATH: Final = Path(__file__).resolve().parent / "suites" / "behaviour.yaml"
+DEFAULT_CASES_PATH: Final = catalogue().get(DEFAULT_POLICY).behaviour_suite
 
 # Test types, in report order; also the keys of `SuiteResult.results`.
 MFT_ALLOWED: Final = "mft_allowed"
@@ -175,7 +177,8 @@ class BehaviourSuite:
 
 
 def load_cases(path: Path | None = None) -> BehaviourSuite:
-    """Read the suite from `path`, else $BEHAVIOUR_CASES, else pipelines/suites/behaviour.yaml."""
+    """Read the suite from `path`, else $BEHAVIOUR_CASES, else the spam policy's suite
+    (modstack/policies/spam/behaviour.yaml)."""
     if path is None:
         env = os.environ.get(CASES_ENV)
         path = Path(env) if env else DEFAULT_CASES_PATH

@@ -10,7 +10,7 @@ model for blocking more ham.)
 Cold start is checked too: the same holdout with every sender column blank (what a new sender
 gets) must not rank worse than the reference does there (PR-AUC, recall at precision >= 0.99).
 And the candidate runs the behavioural suite (`pipelines.behaviour`, cases in
-pipelines/suites/behaviour.yaml) as new senders at its own thresholds: failing a
+modstack/policies/spam/behaviour.yaml) as new senders at its own thresholds: failing a
 minimum-functionality rule refuses it whatever its holdout metrics.
 """
 

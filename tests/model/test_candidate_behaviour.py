@@ -1,4 +1,4 @@
-"""The behavioural suite (CheckList-style, pipelines/suites/behaviour.yaml) on the real
+"""The behavioural suite (CheckList-style, modstack/policies/spam/behaviour.yaml) on the real
 candidate: trained by the training code on the full corpus history with text features (the
 corpus is parsed into DATA_DIR by `python -m pipelines.data` before `make test`), thresholded
 on its own validation tail, and scored as new senders, as the quality gate does."""
