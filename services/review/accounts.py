@@ -36,12 +36,14 @@ class Accounts:
         lockout_failures: int,
         lockout_window_s: float,
         clock: Callable[[], float] = time.time,
+        hasher: PasswordHasher | None = None,
     ) -> None:
         self.engine = engine
         self.lockout_failures = lockout_failures
         self.lockout_window_s = lockout_window_s
         self.clock = clock
-        self.hasher = PasswordHasher()
+        # argon2id with the library's (RFC 9106 low-memory) parameters; tests pass cheaper ones
+        self.hasher = hasher or PasswordHasher()
         # verified against when the account does not exist, so both cases cost the same
         self._decoy = self.hasher.hash(secrets.token_urlsafe(16))
 

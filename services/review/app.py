@@ -56,8 +56,13 @@ def metrics_of(request: Request) -> object:
 
 
 async def _to_login(request: Request, exc: Exception) -> Response:
+    """A page without a session goes to the login page; an htmx fragment request (the queue's
+    refresh) is told to send the whole page there instead of swapping the login form in."""
     assert isinstance(exc, LoginRequired)
-    return RedirectResponse(f"/login?next={exc.next_path}", status_code=303)
+    target = f"/login?next={exc.next_path}"
+    if request.headers.get("HX-Request") == "true":
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
 
 
 def create_app(settings: ReviewSettings | None = None) -> FastAPI:

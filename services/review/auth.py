@@ -166,7 +166,7 @@ def page_session(request: Request) -> Session:
     session = session_of(request)
     if session is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise LoginRequired(quote(target, safe="/?=&"))
+        raise LoginRequired(quote(target, safe="/"))
     return session
 
 

@@ -37,9 +37,9 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def review(
-    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ReviewService]:
+def review(private_kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReviewService]:
+    """The service on a broker of the module's own: its new consumer group reads reviews.v1
+    from the start, and the queue (and its screenshot) must hold only this module's items."""
     tmp: Path = tmp_path_factory.mktemp("review-browser")
-    with running_review(tmp, kafka_bootstrap, {"REVIEW_LEASE_S": str(LEASE_S)}) as service:
+    with running_review(tmp, private_kafka, {"REVIEW_LEASE_S": str(LEASE_S)}) as service:
         yield service

@@ -46,9 +46,10 @@ API = [
 
 @pytest.fixture(scope="module")
 def service(
-    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+    private_kafka: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ReviewService]:
-    with running_review(tmp_path_factory.mktemp("review-api"), kafka_bootstrap) as running:
+    """On a broker of the module's own: the test counts every event on reviews.v1."""
+    with running_review(tmp_path_factory.mktemp("review-api"), private_kafka) as running:
         yield running
 
 
@@ -61,6 +62,12 @@ def test_pages_redirect_to_login_without_a_session(service: ReviewService, path:
     assert answer.status_code == 303, answer.text
     assert answer.headers["location"].startswith("/login?next=")
     assert "Content-Security-Policy" in answer.headers
+
+
+def test_an_htmx_refresh_without_a_session_sends_the_page_to_login(service: ReviewService) -> None:
+    answer = httpx.get(service.url + "/queue/rows", headers={"HX-Request": "true"}, timeout=10)
+    assert answer.status_code == 204
+    assert answer.headers["HX-Redirect"] == "/login?next=/queue/rows"
 
 
 @pytest.mark.parametrize(("method", "path"), API)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import Engine, text
 
 from modstack.events import LabelEvent, ReviewRequest
@@ -283,7 +284,8 @@ def test_history_and_erasure_are_per_sender(queue: ReviewQueue) -> None:
 def test_accounts_hash_passwords_lock_out_and_resolve_tokens(
     engine: Engine, clock: ManualClock
 ) -> None:
-    accounts = Accounts(engine, lockout_failures=3, lockout_window_s=900, clock=clock)
+    cheap = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1)
+    accounts = Accounts(engine, lockout_failures=3, lockout_window_s=900, clock=clock, hasher=cheap)
     accounts.seed(DEV_ACCOUNTS)
     accounts.seed(DEV_ACCOUNTS)  # idempotent
     with engine.connect() as conn:
