@@ -112,6 +112,10 @@ def test_signing_in_shows_the_queue_and_the_keys_move_through_it(
 
     page.goto(f"{review.url}/queue?policy=abuse")
     expect(page.locator("#rows tr.row")).to_have_count(2)
+    page.select_option("select[name=policy]", "spam")  # htmx swaps the rows in
+    expect(page.locator("#rows tr.row")).to_have_count(3)
+    # the periodic refresh sends the chosen policy along
+    assert page.locator("#rows").get_attribute("hx-include") == "select[name='policy']"
 
 
 def test_a_second_moderator_is_refused_the_item_another_claimed(
