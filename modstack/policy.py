@@ -26,7 +26,7 @@ class TrainingDefinition(BaseModel):
 
     label_column: str  # the corpus column holding the policy's label
     model: str  # a key of pipelines.fitting.MODEL_FACTORIES
-    features: Literal["feast", "text"]  # sender features from Feast, or the text alone
+    features: Literal["feast", "text", "none"]  # Feast features, text features, or none
     short_text_check: bool  # the block cut-off must also hold on short windows of validation
 
 

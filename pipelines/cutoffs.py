@@ -6,8 +6,8 @@ gave review cut-offs of 0.035 and 0.254 in two runs. Each resample of the valida
 chooses its own cut-offs with the same rule; the 5th-95th percentiles are the interval. A
 cut-off is refused when the resamples show it may not do its job:
 
-- block must block at precision >= `BLOCK_PRECISION_FLOOR` (at the deployment's spam share)
-  on the resamples too (5th percentile of its precision over them);
+- block must block at precision >= the policy's target - `BLOCK_PRECISION_SLACK` (at the
+  deployment's share of the harm) on the resamples too (5th percentile of its precision);
 - review must keep the review band within `REVIEW_BUDGET_FACTOR` x the budget of traffic even
   at the low end of its interval.
 """
@@ -24,9 +24,10 @@ from sklearn.metrics import precision_score
 from modstack.registry.contract import Thresholds
 from pipelines.metrics import precision_at_share
 
-# what "does its job" means, stated once: block precision 0.99 is the target, 0.95 the floor
-# a plausible cut-off may not cross; the review band may not plausibly hold twice its budget
-BLOCK_PRECISION_FLOOR = 0.95
+# what "does its job" means, stated once: a plausible block cut-off may not fall more than
+# this below the policy's target precision (spam: 0.99 target, 0.95 floor); the review band
+# may not plausibly hold twice its budget
+BLOCK_PRECISION_SLACK = 0.04
 REVIEW_BUDGET_FACTOR = 2.0
 INTERVAL = (5.0, 95.0)
 RESAMPLES = 200
@@ -135,14 +136,15 @@ def judge_cutoffs(
     review_budget: float,
     traffic_spam_share: float,
     cold_scores: npt.ArrayLike | None = None,
+    block_precision: float = 0.99,
 ) -> CutoffUncertainty:
     """The intervals of both cut-offs over `samples`, judged on the validation `scores` (and
     `cold_scores`, the same rows as new senders: the review band must hold for them too).
 
     block: the precision of the chosen cut-off on each resample (at the deployment's spam
-    share); its 5th percentile must reach `BLOCK_PRECISION_FLOOR`. review: the band from the
-    low end of the review interval to block, on all validation rows, must hold at most
-    `REVIEW_BUDGET_FACTOR` x the budget of traffic.
+    share); its 5th percentile must reach `block_precision - BLOCK_PRECISION_SLACK`. review:
+    the band from the low end of the review interval to block, on all validation rows, must
+    hold at most `REVIEW_BUDGET_FACTOR` x the budget of traffic.
     """
     y = np.asarray(y_true, dtype=int)
     s = np.asarray(scores, dtype=float)
@@ -154,11 +156,12 @@ def judge_cutoffs(
         for r in samples
     ]
     low_precision = float(np.percentile(precisions, INTERVAL[0]))
-    if low_precision < BLOCK_PRECISION_FLOOR:
+    floor = block_precision - BLOCK_PRECISION_SLACK
+    if low_precision < floor:
         failures.append(
             f"block cut-off too uncertain: {block}; its precision on resamples of the "
             f"{int((y == 1).sum())} validation spam falls to {low_precision:.3f} (5th "
-            f"percentile; floor {BLOCK_PRECISION_FLOOR:g})"
+            f"percentile; floor {floor:g})"
         )
     widest = Thresholds(block=thresholds.block, review=min(review.low, thresholds.block))
     band = traffic_share_in_band(y, s, widest, traffic_spam_share)

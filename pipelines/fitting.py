@@ -4,20 +4,24 @@ statements about this model's scores)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from sklearn.pipeline import Pipeline
 
+from modstack.policy import DEFAULT_POLICY, PolicyDefinition, catalogue
 from modstack.registry.contract import Thresholds
+from pipelines.addressee import abuse_text_pipeline
 from pipelines.cutoffs import CutoffUncertainty, bootstrap_thresholds, judge_cutoffs
 from pipelines.metrics import EvaluationReport, action_thresholds, evaluate_scores
 from pipelines.model import build_baseline_pipeline, build_candidate, model_input
 from pipelines.model_config import ModelConfig
 from pipelines.model_frames import cold_start, short_windows
+from pipelines.text_cleaning import JoinText
 from pipelines.training_data import LABEL_COLUMN, LabelledSet, time_validation_split
 
 # the review band's defaults (`pipelines.train.TrainConfig`): at most this share of traffic in
@@ -45,13 +49,33 @@ class FittedModel:
 SHORT_WINDOW_SEED = 7
 
 
+def build_abuse_candidate(feature_columns: Sequence[str], config: ModelConfig) -> Pipeline:
+    """The abuse candidate: subject + body joined (the model contract's frame in), then the
+    addressee-aware text model (`pipelines.addressee`); it reads no feature columns."""
+    if feature_columns:
+        raise ValueError(f"the abuse model reads the text alone, got {list(feature_columns)}")
+    return Pipeline(
+        [
+            ("join", JoinText(config.max_body_chars)),
+            ("abuse", abuse_text_pipeline(config.seed)),
+        ]
+    )
+
+
+# A policy's `training.model` (modstack/policies/<policy>/policy.yaml) names its candidate here.
+MODEL_FACTORIES: dict[str, Callable[[Sequence[str], ModelConfig], Any]] = {
+    "text_plus_sender": build_candidate,
+    "addressee": build_abuse_candidate,
+}
+
+
 def _fit_and_threshold(
     name: str,
     model: Any,
     train: LabelledSet,
     validation_fraction: float,
-    review_budget: float,
-    traffic_spam_share: float,
+    budget: tuple[float, float],
+    policy: PolicyDefinition,
     short_text_check: bool,
 ) -> FittedModel:
     columns = train.feature_columns
@@ -61,8 +85,8 @@ def _fit_and_threshold(
     y_val = val_part[LABEL_COLUMN].to_numpy()
     val_scores = model.predict_proba(x_val)[:, 1]
     cold_scores = model.predict_proba(cold_start(x_val))[:, 1]
-    budget = (review_budget, traffic_spam_share)
-    thresholds = action_thresholds(y_val, val_scores, cold_scores, *budget)
+    precision = policy.block_precision
+    thresholds = action_thresholds(y_val, val_scores, cold_scores, *budget, precision)
     if hasattr(model, "abstain_below"):
         # low-evidence texts are capped just below the long-mail `block` (so they go to review
         # at most); the short-window check below can only raise `block` above that cap
@@ -76,13 +100,20 @@ def _fit_and_threshold(
         if short is not None and short_rows is not None:
             resampled_short = (short[0][short_rows], short[1][short_rows])
         return action_thresholds(
-            y_val[rows], val_scores[rows], cold_scores[rows], *budget, short=resampled_short
+            y_val[rows],
+            val_scores[rows],
+            cold_scores[rows],
+            *budget,
+            precision,
+            short=resampled_short,
         )
 
     short_rows = len(short[0]) if short is not None else None
     thresholds = choose(np.arange(len(y_val)), np.arange(short_rows) if short_rows else None)
     samples = bootstrap_thresholds(choose, len(y_val), short_rows)
-    cutoffs = judge_cutoffs(y_val, val_scores, thresholds, samples, *budget, cold_scores)
+    cutoffs = judge_cutoffs(
+        y_val, val_scores, thresholds, samples, *budget, cold_scores, block_precision=precision
+    )
     validation = evaluate_scores(y_val, val_scores, thresholds, val_part["group"])
     cold = evaluate_scores(y_val, cold_scores, thresholds, val_part["group"])
     return FittedModel(
@@ -118,10 +149,11 @@ def fit(
     validation_fraction: float,
     review_budget: float = REVIEW_BUDGET,
     traffic_spam_share: float = TRAFFIC_SPAM_SHARE,
+    policy: str = DEFAULT_POLICY,
 ) -> FittedModel:
-    """The candidate (or the TF-IDF + logistic regression baseline) fitted on the earlier part
-    of `train` and thresholded on the time-ordered validation tail
-    (`pipelines.metrics.action_thresholds`).
+    """The policy's candidate (or the TF-IDF + logistic regression baseline) fitted on the
+    earlier part of `train` and thresholded on the time-ordered validation tail
+    (`pipelines.metrics.action_thresholds`, block at the policy's precision).
 
     No refit on all rows afterwards: the block cut-off is a statement about the scores of
     one model (precision >= 0.99 on its validation scores), and a refit would serve another.
@@ -129,14 +161,18 @@ def fit(
     0.98 (recall at block 0.16), and a reference that blocks nothing makes every ham-error
     comparison of the gate meaningless.
     """
+    definition = catalogue().get(policy)
     candidate = kind == "candidate"
     model = (
-        build_candidate(train.feature_columns, config)
+        MODEL_FACTORIES[definition.training.model](train.feature_columns, config)
         if candidate
         else build_baseline_pipeline(config)
     )
     budget = (review_budget, traffic_spam_share)
-    return _fit_and_threshold(kind, model, train, validation_fraction, *budget, candidate)
+    short_check = candidate and definition.training.short_text_check
+    return _fit_and_threshold(
+        kind, model, train, validation_fraction, budget, definition, short_check
+    )
 
 
 fit_candidate = partial(fit, "candidate")

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from modstack.evidence import EvidenceNeed, describe_shortfall, noise_allowance
+from modstack.policy import DEFAULT_POLICY, catalogue
 from modstack.registry.contract import Thresholds
 from pipelines.behaviour import (
     MFT_ALLOWED,
@@ -127,10 +128,12 @@ def new_sender_scorer(model: Any, thresholds: Thresholds, feature_columns: Seque
 
 
 def run_behaviour(
-    model: Any, thresholds: Thresholds, feature_columns: Sequence[str]
+    model: Any, thresholds: Thresholds, feature_columns: Sequence[str], policy: str = DEFAULT_POLICY
 ) -> SuiteResult:
-    """The behavioural suite on `model` as new senders at its own thresholds."""
-    return run_suite(load_cases(), new_sender_scorer(model, thresholds, feature_columns))
+    """The policy's behavioural suite on `model` as new senders at its own thresholds (the
+    spam suite may be replaced with $BEHAVIOUR_CASES, for tests)."""
+    path = None if policy == DEFAULT_POLICY else catalogue().get(policy).behaviour_suite
+    return run_suite(load_cases(path), new_sender_scorer(model, thresholds, feature_columns))
 
 
 def behaviour_failures(result: SuiteResult) -> list[str]:

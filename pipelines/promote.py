@@ -11,22 +11,22 @@ from typing import Annotated
 
 import typer
 
-from modstack.names import ALIAS_CHALLENGER, ALIAS_CHAMPION
+from modstack.names import ALIAS_CHALLENGER, ALIAS_CHAMPION, REGISTERED_MODEL, registered_model
 from modstack.registry import aliases as registry
 
 
-def promote(reason: str) -> str:
-    """Promote the challenger; returns the new champion's version."""
-    previous = registry.get_alias_version(ALIAS_CHAMPION)
-    version = registry.promote_challenger(reason)
+def promote(reason: str, model: str = REGISTERED_MODEL) -> str:
+    """Promote the challenger of `model`; returns the new champion's version."""
+    previous = registry.get_alias_version(ALIAS_CHAMPION, model=model)
+    version = registry.promote_challenger(reason, model=model)
     print(f"champion: v{previous or '-'} -> v{version} ({reason})")
     return version
 
 
-def rollback(reason: str) -> str:
-    """Move champion back to the previous champion; returns the version now serving."""
-    current = registry.get_alias_version(ALIAS_CHAMPION)
-    version = registry.rollback_champion(reason)
+def rollback(reason: str, model: str = REGISTERED_MODEL) -> str:
+    """Move `model`'s champion back to the previous one; returns the version now serving."""
+    current = registry.get_alias_version(ALIAS_CHAMPION, model=model)
+    version = registry.rollback_champion(reason, model=model)
     print(f"champion rolled back: v{current} -> v{version} ({reason})")
     return version
 
@@ -40,15 +40,17 @@ def main(
     rollback_: Annotated[
         bool, typer.Option("--rollback", help="champion back to the previous one")
     ] = False,
+    policy: Annotated[str, typer.Option(help="whose model (a policy name)")] = "spam",
 ) -> str:
-    """Promote the challenger to champion (default) or roll the champion back."""
+    """Promote the policy's challenger to champion (default) or roll its champion back."""
+    model = registered_model(policy)
     try:
         if rollback_:
-            return rollback(reason)
-        return promote(reason)
+            return rollback(reason, model)
+        return promote(reason, model)
     except registry.RegistryError as error:
-        champion = registry.get_alias_version(ALIAS_CHAMPION)
-        challenger = registry.get_alias_version(ALIAS_CHALLENGER)
+        champion = registry.get_alias_version(ALIAS_CHAMPION, model=model)
+        challenger = registry.get_alias_version(ALIAS_CHALLENGER, model=model)
         raise SystemExit(f"{error} (champion: {champion}, challenger: {challenger})") from error
 
 

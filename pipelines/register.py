@@ -23,7 +23,8 @@ import pandas as pd
 import typer
 from mlflow import MlflowClient
 
-from modstack.names import ALIAS_CHAMPION, REGISTERED_MODEL
+from modstack.names import ALIAS_CHAMPION, registered_model
+from modstack.policy import DEFAULT_POLICY
 from modstack.registry import aliases as registry
 from modstack.registry.contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE, Thresholds
 from modstack.registry.expectation import (
@@ -65,27 +66,34 @@ class ChampionReference(NamedTuple):
 
 
 def champion_metrics(
-    holdout: LabelledSet, data_dir: Path | None = None
+    holdout: LabelledSet, data_dir: Path | None = None, policy: str = DEFAULT_POLICY
 ) -> ChampionReference | None:
-    """The current champion scored on `holdout` with its own features and thresholds, with
-    sender history and as cold senders (sender columns blank), or None."""
-    version = registry.get_alias_version(ALIAS_CHAMPION)
+    """The policy's current champion scored on `holdout` with its own features and
+    thresholds, with sender history and as cold senders (sender columns blank), or None."""
+    model_name = registered_model(policy)
+    version = registry.get_alias_version(ALIAS_CHAMPION, model=model_name)
     if version is None:
         return None
-    model, metadata = registry.load_model(version)
+    model, metadata = registry.load_model(version, model=model_name)
     columns = list(metadata[META_FEATURE_COLUMNS])
     if metadata[META_FEATURE_SERVICE] != holdout.feature_service or not set(columns) <= set(
         holdout.frame.columns
     ):
         # the champion reads another FeatureService: give it its own features for these rows
-        source: FeatureSource = "text" if set(columns) <= set(holdout.feature_columns) else "feast"
+        source: FeatureSource = (
+            "none"
+            if not columns
+            else "text"
+            if set(columns) <= set(holdout.feature_columns)
+            else "feast"
+        )
         rows = holdout.frame.drop(columns=holdout.feature_columns)
         holdout = with_features(rows, metadata[META_FEATURE_SERVICE], source, data_dir)
     thresholds = Thresholds.from_metadata(metadata)
     report, _ = evaluate_model(model, thresholds, holdout, columns)
     cold = replace(holdout, frame=cold_start(holdout.frame))
     cold_report, _ = evaluate_model(model, thresholds, cold, columns)
-    behaviour = run_behaviour(model, thresholds, columns)
+    behaviour = run_behaviour(model, thresholds, columns, policy)
     return ChampionReference(str(version), report.metrics, cold_report.metrics, behaviour)
 
 
@@ -104,6 +112,7 @@ def register_candidate(
     expectation: OfflineExpectation | None = None,
     baseline_behaviour: SuiteResult | None = None,
     cutoff_failures: Sequence[str] = (),
+    policy: str = DEFAULT_POLICY,
 ) -> Registration:
     """Gate, register as a new version, tag the verdict, and set `challenger` on a pass (or
     when `skip_gate` forces it for the rollback demo: the refusal stays in the tags).
@@ -111,9 +120,10 @@ def register_candidate(
     The gate compares warm and (when given) cold-start holdout metrics with the reference's,
     and refuses a candidate whose behavioural suite (`behaviour`) fails a minimum-functionality
     rule. `expectation` (the candidate's offline expectation) is logged to the run before the
-    alias moves, with the champion's block rate on the same holdout when there is one."""
+    alias moves, with the champion's block rate on the same holdout when there is one. The
+    version is registered under the policy's model (`<policy>-classifier`)."""
     reference = _gate_reference(
-        holdout, data_dir, baseline_metrics, baseline_cold_metrics, expectation
+        holdout, data_dir, baseline_metrics, baseline_cold_metrics, expectation, policy
     )
     compared_with, reference_metrics, reference_cold, expectation, reference_behaviour = (
         reference.name,
@@ -139,15 +149,18 @@ def register_candidate(
     log.info("%s", gate.summary())
 
     mlflow.set_tracking_uri(registry.tracking_uri())
-    version = str(mlflow.register_model(model_uri, REGISTERED_MODEL).version)
+    model_name = registered_model(policy)
+    version = str(mlflow.register_model(model_uri, model_name).version)
     tags = gate.as_tags() | {"gate.skipped": str(skip_gate and not gate.passed).lower()}
     for key, tag in tags.items():
-        client.set_model_version_tag(REGISTERED_MODEL, version, key, tag)
+        client.set_model_version_tag(model_name, version, key, tag)
         client.set_tag(run_id, key, tag)
     _log_reference_metrics(client, run_id, reference_metrics, reference_cold)
     client.set_tag(run_id, "registered_version", version)
     return Registration(
-        version=version, gate=gate, challenger_set=_move_challenger(version, gate, skip_gate)
+        version=version,
+        gate=gate,
+        challenger_set=_move_challenger(version, gate, skip_gate, model_name),
     )
 
 
@@ -168,10 +181,11 @@ def _gate_reference(
     baseline_metrics: Mapping[str, float],
     baseline_cold_metrics: Mapping[str, float] | None,
     expectation: OfflineExpectation | None,
+    policy: str = DEFAULT_POLICY,
 ) -> GateReference:
     """The champion on `holdout` (the expectation then gets its block rate), or the run's
     baseline when there is none."""
-    reference = champion_metrics(holdout, data_dir)
+    reference = champion_metrics(holdout, data_dir, policy)
     if reference is None:
         cold = dict(baseline_cold_metrics) if baseline_cold_metrics else None
         return GateReference("baseline", dict(baseline_metrics), cold, expectation, None)
@@ -201,12 +215,12 @@ def _log_reference_metrics(
             client.log_metric(run_id, f"gate_reference_cold.{key}", float(value))
 
 
-def _move_challenger(version: str, gate: GateResult, skip_gate: bool) -> bool:
+def _move_challenger(version: str, gate: GateResult, skip_gate: bool, model_name: str) -> bool:
     """Set `challenger` on a pass (or when `skip_gate` forces it); True when it moved."""
     if gate.passed or skip_gate:
         if skip_gate and not gate.passed:
             log.warning("gate refused version %s; setting challenger anyway (--skip-gate)", version)
-        registry.set_challenger(version)
+        registry.set_challenger(version, model=model_name)
         return True
     log.warning("version %s registered without alias: the gate refused it", version)
     return False

@@ -29,22 +29,24 @@ def training_plots(
 ) -> list[Path]:
     """The holdout plots of a training run in `out`: PR curves, the candidate's action matrix
     warm and cold (at its `thresholds`), reliability of every report, the candidate's top
-    weights (`top_weights()`)."""
+    weights (`top_weights()`, when it has any)."""
     candidate = evaluation.candidate
     scores = {
         "candidate": candidate.warm_scores,
         "candidate cold": candidate.cold_scores,
         "baseline": evaluation.baseline.warm_scores,
     }
-    return [
+    plots = [
         plot_pr_curves(y_true, scores, out / "pr_curve.png"),
         plot_action_matrix(y_true, candidate.warm_scores, thresholds, out / "confusion_matrix.png"),
         plot_action_matrix(
             y_true, candidate.cold_scores, thresholds, out / "confusion_matrix_cold.png"
         ),
         plot_reliability(evaluation.reports(), out / "reliability.png"),
-        plot_top_weights(weights, out / "feature_importance.png"),
     ]
+    if weights:  # a model that can name its heaviest n-grams
+        plots.append(plot_top_weights(weights, out / "feature_importance.png"))
+    return plots
 
 
 def _pyplot() -> Any:

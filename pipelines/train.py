@@ -30,6 +30,7 @@ from mlflow.data.pandas_dataset import from_pandas
 from mlflow.models import infer_signature
 from rich.console import Console
 
+import pipelines.addressee
 import pipelines.model
 import pipelines.model_config
 import pipelines.text_cleaning
@@ -41,7 +42,8 @@ from modstack.evidence import (
     describe_shortfall,
 )
 from modstack.log import configure_logging
-from modstack.names import ALIAS_CHAMPION, FEATURE_SERVICE_V1, MLFLOW_EXPERIMENT
+from modstack.names import ALIAS_CHAMPION, FEATURE_SERVICE_V1, registered_model
+from modstack.policy import DEFAULT_POLICY, PolicyDefinition, catalogue
 from modstack.registry import aliases as registry
 from modstack.registry.contract import (
     META_FEATURE_COLUMNS,
@@ -94,8 +96,11 @@ THRESHOLD_PARAMS = {"block_min_precision": 0.99, "block_cutoff_from": "max(warm,
 class TrainConfig:
     """What a training run does besides the model's own hyper-parameters."""
 
+    # the policy trained (modstack/policies/<policy>): its data, model, suite, registered model
+    policy: str = DEFAULT_POLICY
     feature_service: str = FEATURE_SERVICE_V1
-    features: FeatureSource = "feast"
+    # None: the policy's own (`training.features`: spam reads Feast, abuse the text alone)
+    features: FeatureSource | None = None
     validation_fraction: float = 0.2
     reference_rows: int = 1_000
     # Drift reference: "validation" (the validation tail of the training data) for the first
@@ -115,6 +120,21 @@ class TrainConfig:
     traffic_spam_share: float = TRAFFIC_SPAM_SHARE
     # write var/run/results/train-<kind>.json (the CLI does; tests keep the run dir clean)
     write_results: bool = False
+
+    @property
+    def definition(self) -> PolicyDefinition:
+        """The policy's definitions."""
+        return catalogue().get(self.policy)
+
+    @property
+    def source(self) -> FeatureSource:
+        """Where the feature columns come from (`features`, else the policy's)."""
+        return self.features or self.definition.training.features
+
+    @property
+    def service(self) -> str:
+        """The FeatureService read ('' when the model reads no feature columns)."""
+        return "" if self.source == "none" else self.feature_service
 
 
 @dataclass
@@ -159,7 +179,12 @@ def reference_sample(
 
 # The modules whose classes a fitted model holds (estimators, their config, text transformers):
 # pickled by value with the model.
-MODEL_MODULES = (pipelines.model, pipelines.model_config, pipelines.text_cleaning)
+MODEL_MODULES = (
+    pipelines.model,
+    pipelines.model_config,
+    pipelines.text_cleaning,
+    pipelines.addressee,
+)
 
 
 # ---- MLflow logging ------------------------------------------------------------------------------
@@ -232,10 +257,12 @@ def _log_sklearn_model(
     return info.model_uri
 
 
-def log_behaviour(candidate: FittedModel, columns: Sequence[str], out: Path) -> SuiteResult:
-    """Run the behavioural suite on the candidate (new senders, its own thresholds) and log
-    its metrics and failing cases (behaviour/behaviour_failures.json) to the active run."""
-    result = run_behaviour(candidate.pipeline, candidate.thresholds, columns)
+def log_behaviour(
+    candidate: FittedModel, columns: Sequence[str], out: Path, policy: str = DEFAULT_POLICY
+) -> SuiteResult:
+    """Run the policy's behavioural suite on the candidate (new senders, its own thresholds)
+    and log its metrics and failing cases (behaviour/behaviour_failures.json) to the run."""
+    result = run_behaviour(candidate.pipeline, candidate.thresholds, columns, policy)
     mlflow.log_metrics(result.as_metrics())
     path = out / "behaviour_failures.json"
     path.write_text(json.dumps(result.failures_table(), indent=2))
@@ -257,10 +284,11 @@ def run_training(
     `config.register`) gate and register. Seeds are fixed: same data + config -> same metrics."""
     started = time.perf_counter()
     if config.shuffle_labels:
-        train = replace(train, frame=shuffled_labels(train.frame, config.model.seed))
+        shuffled = shuffled_labels(train.frame, config.model.seed, config.policy)
+        train = replace(train, frame=shuffled)
     columns = train.feature_columns
     mlflow.set_tracking_uri(registry.tracking_uri())
-    mlflow.set_experiment(MLFLOW_EXPERIMENT)
+    mlflow.set_experiment(config.definition.experiment)
     with mlflow.start_run(run_name=run_name) as run:
         commit = git_commit()
         _set_run_tags(commit, train, config, extra_tags)
@@ -281,16 +309,18 @@ def run_training(
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
             _log_plots_and_report(out, holdout, candidate, evaluation)
-            behaviour = log_behaviour(candidate, columns, out)
+            behaviour = log_behaviour(candidate, columns, out, config.policy)
             # what the gate compares the everyday review share with when there is no champion
-            baseline_behaviour = run_behaviour(baseline.pipeline, baseline.thresholds, columns)
+            baseline_behaviour = run_behaviour(
+                baseline.pipeline, baseline.thresholds, columns, config.policy
+            )
             expectation = _log_expectation(candidate, evaluation)
             _log_reference(out, train, candidate, config, holdout, evaluation)
         model_uri = _log_sklearn_model(candidate.pipeline, holdout, candidate.thresholds, columns)
         mlflow.set_tag("model_uri", model_uri)
         seconds = time.perf_counter() - started
         mlflow.log_metric("training_seconds", seconds)
-        _print_comparison(evaluation, holdout)
+        _print_comparison(evaluation, holdout, config.policy)
         if config.write_results:
             _write_result(run_name, evaluation, candidate, baseline, behaviour, config, holdout)
         result = TrainResult(
@@ -319,8 +349,9 @@ def _set_run_tags(
         {
             "git_commit": commit,
             "mlflow.source.git.commit": commit.removesuffix("-dirty"),
+            "policy": config.policy,
             "feature_service": train.feature_service,
-            "feature_source": config.features,
+            "feature_source": config.source,
             "shuffled_labels": str(config.shuffle_labels).lower(),
             "model_kind": "candidate",
             **(extra_tags or {}),
@@ -333,11 +364,13 @@ def _run_params(train: LabelledSet, holdout: LabelledSet, config: TrainConfig) -
     params: dict[str, Any] = {
         **config.model.as_params(),
         **THRESHOLD_PARAMS,
+        "block_min_precision": config.definition.block_precision,
+        "policy": config.policy,
         "review_budget": config.review_budget,
         "traffic_spam_share": config.traffic_spam_share,
         **tolerance_params(config.tolerance),
         "feature_service": train.feature_service,
-        "feature_source": config.features,
+        "feature_source": config.source,
         "feature_count": len(train.feature_columns),
         "validation_fraction": config.validation_fraction,
         "shuffle_labels": config.shuffle_labels,
@@ -350,14 +383,16 @@ def _run_params(train: LabelledSet, holdout: LabelledSet, config: TrainConfig) -
 def _fit_both(train: LabelledSet, config: TrainConfig) -> tuple[FittedModel, FittedModel]:
     """(baseline, candidate), fitted and thresholded under the same protocol."""
     budget = (config.review_budget, config.traffic_spam_share)
-    log.info("fitting baseline on %d mails", len(train.frame))
-    baseline = fit_baseline(train, config.model, config.validation_fraction, *budget)
+    policy = config.policy
+    log.info("fitting %s baseline on %d messages", policy, len(train.frame))
+    baseline = fit_baseline(train, config.model, config.validation_fraction, *budget, policy)
     log.info(
-        "fitting the candidate on %d mails, %d feature columns",
+        "fitting the %s candidate on %d messages, %d feature columns",
+        policy,
         len(train.frame),
         len(train.feature_columns),
     )
-    candidate = fit_candidate(train, config.model, config.validation_fraction, *budget)
+    candidate = fit_candidate(train, config.model, config.validation_fraction, *budget, policy)
     return baseline, candidate
 
 
@@ -408,7 +443,9 @@ def _log_plots_and_report(
     out: Path, holdout: LabelledSet, candidate: FittedModel, evaluation: HoldoutEvaluation
 ) -> None:
     """The holdout plots (plots/) and all metrics as JSON (evaluation/holdout_report.json)."""
-    weights = candidate.pipeline.top_weights()
+    # the text models' heaviest n-grams, where the model can say (the abuse pipeline cannot)
+    top_weights = getattr(candidate.pipeline, "top_weights", None)
+    weights = top_weights() if top_weights is not None else {}
     for path in training_plots(out, holdout.y, evaluation, candidate.thresholds, weights):
         mlflow.log_artifact(str(path), artifact_path="plots")
     report_path = write_report(evaluation.reports(), out / "holdout_report.json")
@@ -442,11 +479,12 @@ def _log_reference(
     mlflow.log_artifact(str(reference_file), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
 
 
-def _print_comparison(evaluation: HoldoutEvaluation, holdout: LabelledSet) -> None:
+def _print_comparison(evaluation: HoldoutEvaluation, holdout: LabelledSet, policy: str) -> None:
     Console().print(
         comparison_table(
             {name: report.metrics for name, report in evaluation.reports().items()},
-            f"holdout: {len(holdout.frame)} mails, spam share {holdout.y.mean():.3f} "
+            f"{policy} holdout: {len(holdout.frame)} messages, "
+            f"{catalogue().get(policy).positive_label} share {holdout.y.mean():.3f} "
             "(cold: sender columns blank)",
         )
     )
@@ -511,6 +549,7 @@ def _register(
         tolerance=tolerance,
         skip_gate=config.skip_gate,
         data_dir=config.data_dir,
+        policy=config.policy,
     )
     result.version = registration.version
     result.gate = registration.gate
@@ -525,10 +564,11 @@ def _fresh_and_holdout(
 ) -> tuple[LabelledSet, LabelledSet]:
     """Training rows = corpus history + labelled log messages up to `end` except the newest
     `holdout_fraction` of the logged ones of each class, which are the holdout."""
-    data_dir = config.data_dir
-    history = corpus_rows(data_dir, end=history_end)
-    groups = corpus_rows(data_dir)[["message_id", "group"]].set_index("message_id")["group"]
-    fresh = logged_rows(history_end, end, data_dir, groups=groups)
+    data_dir, policy = config.data_dir, config.policy
+    history = corpus_rows(data_dir, end=history_end, policy=policy)
+    corpus = corpus_rows(data_dir, policy=policy)
+    groups = corpus[["message_id", "group"]].set_index("message_id")["group"]
+    fresh = logged_rows(history_end, end, data_dir, groups=groups, policy=policy)
     if len(fresh) < 20 or fresh[LABEL_COLUMN].nunique() < 2:
         raise ValueError(
             f"only {len(fresh)} labelled messages in the message log between {history_end} and "
@@ -547,8 +587,8 @@ def _fresh_and_holdout(
     )
     holdout_rows = holdout_rows.reset_index(drop=True)
     return (
-        with_features(train_rows, config.feature_service, config.features, data_dir),
-        with_features(holdout_rows, config.feature_service, config.features, data_dir),
+        with_features(train_rows, config.service, config.source, data_dir),
+        with_features(holdout_rows, config.service, config.source, data_dir),
     )
 
 
@@ -606,22 +646,30 @@ def train_first_champion(config: TrainConfig | None = None) -> TrainResult:
     of the corpus through the stream's feature code (see `replayed_feature_sets`):
     deterministic, and the future as the stream serves it."""
     config = config or TrainConfig()
-    history = corpus_rows(config.data_dir, end=FUTURE_START)
-    future = corpus_rows(config.data_dir, start=FUTURE_START)
-    if config.features == "feast":
+    history = corpus_rows(config.data_dir, end=FUTURE_START, policy=config.policy)
+    future = corpus_rows(config.data_dir, start=FUTURE_START, policy=config.policy)
+    if config.source == "feast":
         train, holdout = replayed_feature_sets(
             [history, future], config.feature_service, config.data_dir
         )
     else:
-        train = with_features(history, config.feature_service, "text")
-        holdout = with_features(future, config.feature_service, "text")
+        train = with_features(history, config.service, config.source)
+        holdout = with_features(future, config.service, config.source)
+    prefix = "history" if config.policy == DEFAULT_POLICY else f"{config.policy}-history"
     result = run_training(
-        train, holdout, config, run_name=f"history-{datetime.now():%Y%m%d-%H%M%S}"
+        train, holdout, config, run_name=f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
     )
-    if result.challenger_set and registry.get_alias_version(ALIAS_CHAMPION) is None:
+    model_name = registered_model(config.policy)
+    if (
+        result.challenger_set
+        and registry.get_alias_version(ALIAS_CHAMPION, model=model_name) is None
+    ):
         from pipelines.promote import promote
 
-        promote("first champion: passed the gate against the baseline on history -> future")
+        promote(
+            "first champion: passed the gate against the baseline on history -> future",
+            model=model_name,
+        )
         result.promoted = True
     return result
 
@@ -667,10 +715,17 @@ def main(
     end: Annotated[
         datetime | None, typer.Option(help="labelled data available up to here (retrain)")
     ] = None,
+    policy: Annotated[
+        str, typer.Option(help="the policy to train (a folder under modstack/policies)")
+    ] = DEFAULT_POLICY,
     feature_service: str = FEATURE_SERVICE_V1,
     features: Annotated[
-        str, typer.Option(help="feast: the FeatureService from the offline store; text: text only")
-    ] = "feast",
+        str | None,
+        typer.Option(
+            help="feast: the FeatureService from the offline store; text: the text features "
+            "only; none: no feature columns (default: the policy's)"
+        ),
+    ] = None,
     seed: int = ModelConfig.seed,
     shuffle_labels: Annotated[
         bool, typer.Option(help="train on permuted labels (a bad model)")
@@ -690,10 +745,15 @@ def main(
     ] = None,
 ) -> TrainResult:
     """Train, evaluate, gate and register; print the comparison and the gate's verdict."""
-    if features not in ("feast", "text"):
-        raise typer.BadParameter("--features must be 'feast' or 'text'")
+    if features not in (None, "feast", "text", "none"):
+        raise typer.BadParameter("--features must be 'feast', 'text' or 'none'")
+    try:
+        catalogue().get(policy)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--policy") from None
     configure_logging("train")
     config = TrainConfig(
+        policy=policy,
         feature_service=feature_service,
         features=features,  # type: ignore[arg-type]
         shuffle_labels=shuffle_labels,

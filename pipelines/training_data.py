@@ -23,10 +23,13 @@ import pandas as pd
 from rich.console import Console
 
 from modstack.corpus import load_corpus
+from modstack.policy import DEFAULT_POLICY, catalogue
 
 ROW_COLUMNS = ("message_id", "sender_id", "sent_at", "label", "subject", "body")
-LABEL_COLUMN = "y"  # 1 = spam, 0 = ham
-FeatureSource = Literal["feast", "text"]
+LABEL_COLUMN = "y"  # 1 = the policy's harm (spam, abuse, ...), 0 = not
+# feast: the FeatureService from the offline store; text: the on-demand text features only;
+# none: no feature columns at all (a model of the text alone, e.g. abuse)
+FeatureSource = Literal["feast", "text", "none"]
 # Which label wins when one message has several (a moderator overrides a user report).
 _SOURCE_PRIORITY = {"moderator": 0, "corpus": 1, "user_report": 2}
 
@@ -44,27 +47,37 @@ class LabelledSet:
         return self.frame[LABEL_COLUMN].to_numpy(dtype=int)
 
 
-def _with_label_column(rows: pd.DataFrame) -> pd.DataFrame:
-    unknown = set(rows["label"].unique()) - {"spam", "ham"}
+def _with_label_column(rows: pd.DataFrame, policy: str = DEFAULT_POLICY) -> pd.DataFrame:
+    definition = catalogue().get(policy)
+    unknown = set(rows["label"].unique()) - set(definition.labels)
     if unknown:
-        raise ValueError(f"unexpected labels {sorted(unknown)}: expected 'spam' or 'ham'")
+        raise ValueError(
+            f"unexpected labels {sorted(unknown)} for policy {policy!r}: expected "
+            f"{' or '.join(repr(x) for x in definition.labels)}"
+        )
     rows = rows.copy()
-    rows[LABEL_COLUMN] = (rows["label"] == "spam").astype(int)
+    rows[LABEL_COLUMN] = (rows["label"] == definition.positive_label).astype(int)
     return rows
 
 
 def corpus_rows(
-    data_dir: Path | None = None, start: datetime | None = None, end: datetime | None = None
+    data_dir: Path | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    policy: str = DEFAULT_POLICY,
 ) -> pd.DataFrame:
-    """Corpus mails sent in [start, end), duplicates removed, oldest first."""
+    """Corpus messages sent in [start, end) that carry `policy`'s label (its column becomes
+    `label`), duplicates removed, oldest first."""
     corpus = load_corpus(data_dir)
-    corpus = corpus[~corpus["is_duplicate"]]
+    column = catalogue().get(policy).training.label_column
+    corpus = corpus[~corpus["is_duplicate"] & (corpus[column] != "")]
+    corpus = corpus.assign(label=corpus[column])
     if start is not None:
         corpus = corpus[corpus["sent_at"] >= pd.Timestamp(start)]
     if end is not None:
         corpus = corpus[corpus["sent_at"] < pd.Timestamp(end)]
     rows = corpus[[*ROW_COLUMNS, "group"]].sort_values(["sent_at", "message_id"], kind="stable")
-    return _with_label_column(rows.reset_index(drop=True))
+    return _with_label_column(rows.reset_index(drop=True), policy)
 
 
 def logged_rows(
@@ -72,8 +85,10 @@ def logged_rows(
     end: datetime | None,
     data_dir: Path | None = None,
     groups: pd.Series | None = None,
+    policy: str = DEFAULT_POLICY,
 ) -> pd.DataFrame:
-    """Messages from the message log sent in [start, end) whose label was given before `end`.
+    """Messages from the message log sent in [start, end) whose `policy` label was given
+    before `end` (a label names its policy by its value: labels are unique across policies).
 
     A label given after `end` did not exist at training time, so its message is left out.
     `groups` (message_id -> corpus group) fills `group` for replayed corpus mails.
@@ -82,6 +97,8 @@ def logged_rows(
 
     messages = read_messages(start, end, data_dir=data_dir)
     labels = read_labels(None, end, data_dir=data_dir)
+    if not labels.empty:
+        labels = labels[labels["label"].isin(catalogue().get(policy).labels)]
     if messages.empty or labels.empty:
         return pd.DataFrame(columns=[*ROW_COLUMNS, "group", LABEL_COLUMN])
     labels = labels.assign(priority=labels["source"].map(_SOURCE_PRIORITY).fillna(9))
@@ -92,7 +109,7 @@ def logged_rows(
     mapped = rows["message_id"].map(groups) if groups is not None else None
     rows["group"] = mapped.fillna(rows["label"]) if mapped is not None else rows["label"]
     rows = rows[[*ROW_COLUMNS, "group"]].sort_values(["sent_at", "message_id"], kind="stable")
-    return _with_label_column(rows.reset_index(drop=True))
+    return _with_label_column(rows.reset_index(drop=True), policy)
 
 
 def drop_repeated_content(rows: pd.DataFrame) -> pd.DataFrame:
@@ -166,7 +183,10 @@ def with_features(
     data_dir: Path | None = None,
 ) -> LabelledSet:
     """Attach the model's feature columns to labelled rows (`source="feast"`: the FeatureService
-    from the offline store under `data_dir`, default DATA_DIR)."""
+    from the offline store under `data_dir`, default DATA_DIR; "none": no columns, and no
+    feature service: the model reads the text alone)."""
+    if source == "none":
+        return LabelledSet(frame=rows.copy(), feature_columns=[], feature_service="")
     if source == "text":
         frame, columns = _text_feature_columns(rows)
     else:
@@ -223,10 +243,11 @@ def time_range(frame: pd.DataFrame) -> tuple[str, str]:
     return frame["sent_at"].min().isoformat(), frame["sent_at"].max().isoformat()
 
 
-def shuffled_labels(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+def shuffled_labels(frame: pd.DataFrame, seed: int, policy: str = DEFAULT_POLICY) -> pd.DataFrame:
     """The same rows with labels permuted: a deliberately useless model for the rollback demo."""
+    definition = catalogue().get(policy)
     permuted = np.random.default_rng(seed).permutation(frame[LABEL_COLUMN].to_numpy())
     out = frame.copy()
     out[LABEL_COLUMN] = permuted
-    out["label"] = np.where(permuted == 1, "spam", "ham")
+    out["label"] = np.where(permuted == 1, definition.positive_label, definition.negative_label)
     return out

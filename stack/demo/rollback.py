@@ -62,10 +62,8 @@ def shuffled_label_challenger() -> str:
     from pipelines.training_data import corpus_rows, with_features
 
     config = TrainConfig(shuffle_labels=True, skip_gate=True)
-    train = with_features(corpus_rows(end=FUTURE_START), config.feature_service, config.features)
-    holdout = with_features(
-        corpus_rows(start=FUTURE_START), config.feature_service, config.features
-    )
+    train = with_features(corpus_rows(end=FUTURE_START), config.service, config.source)
+    holdout = with_features(corpus_rows(start=FUTURE_START), config.service, config.source)
     result = run_training(
         train,
         holdout,
