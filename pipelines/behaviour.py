@@ -3,7 +3,8 @@ al., ACL 2020): minimum functionality (MFT), invariance (INV) and directional (D
 
 The cases live in each policy's folder (modstack/policies/<policy>/behaviour.yaml). The runner
 is pure: it builds messages, calls a scorer (any callable from a batch of `Message` to a batch
-of `Decision`) once per test kind, and compares. Wiring it to a model, MLflow or the serving API is the caller's job.
+of `Decision`) once per test kind, and compares. Wiring it to a model, MLflow or the serving
+API is the caller's job.
 
     suite = load_cases()
     result = run_suite(suite, scorer)
