@@ -1,0 +1,156 @@
+"""The abuse model's addressee features and pipeline, on inline strings (no data needed)."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import FeatureUnion
+
+from pipelines.addressee import (
+    PERSON_COUNT_NAMES,
+    AbuseFeatures,
+    AddresseeTokens,
+    PersonCounts,
+    abuse_text_pipeline,
+    addressee_tokens,
+    is_insult_word,
+    normalise,
+    person_counts,
+)
+
+YOU = "you are an idiot"
+HE = "he is an idiot"
+ME = "I am an idiot"
+
+TRAIN_TEXTS = [
+    "you are an idiot",
+    "you're such a moron, go away",
+    "shut up you stupid loser",
+    "ur a pathetic clown",
+    "get a clue, moron.",
+    "your comments are worthless, idiot",
+    "I am such an idiot, forgot my keys",
+    "he is an idiot but the film is fine",
+    "this bug is killing me",
+    "thanks, you are right about the numbers",
+    "damn good game last night",
+    "I hate mondays",
+    "the referee was stupid yesterday",
+    "see you at the meeting tomorrow",
+]
+TRAIN_LABELS = [1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+
+
+def test_addressee_tokens_tell_who_is_insulted() -> None:
+    you, he, me = (set(addressee_tokens(t)) for t in (YOU, HE, ME))
+    assert {"YOUARE_idiot", "Y_idiot", "Y_LEX"} <= you
+    assert {"TISA_idiot", "T_idiot", "T_LEX"} <= he
+    assert {"IAM_idiot", "I_idiot", "I_LEX"} <= me
+    assert not you & {"T_idiot", "I_idiot"}
+    assert "Y_idiot" not in he | me
+
+
+def test_person_counts_differ() -> None:
+    index = PERSON_COUNT_NAMES.index
+    you, he, me = (person_counts(t) for t in (YOU, HE, ME))
+    assert you != he != me != you
+    assert you[index("you_are_frame")] > 0 and he[index("you_are_frame")] == 0
+    assert me[index("i_am_frame")] > 0 and you[index("i_am_frame")] == 0
+    assert he[index("third_is_frame")] > 0
+    assert you[index("you_insult_words")] > 0 == me[index("you_insult_words")]
+    assert you[index("second_share")] == 1.0
+
+
+def test_transformers_give_different_rows() -> None:
+    texts = [YOU, HE, ME]
+    marked = AddresseeTokens(min_df=1).fit(texts).transform(texts).toarray()
+    counts = PersonCounts().fit(texts).transform(texts).toarray()
+    for rows in (marked, counts):
+        assert not np.allclose(rows[0], rows[1])
+        assert not np.allclose(rows[0], rows[2])
+        assert not np.allclose(rows[1], rows[2])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("You are an ID1OT!!!", "you are an idiot!!!"),
+        ("sooooo stupid", "soo stupid"),
+        ("see http://example.com/x now", "see  url  now"),
+        ("room 101 at 10", "room 101 at 10"),  # numbers alone are not leetspeak
+        ("at 5pm", "at spm"),  # known quirk: a digit inside a word is read as a letter
+        ("it\u2019s\xa0fine", "it's fine"),
+    ],
+)
+def test_normalise(text: str, expected: str) -> None:
+    assert normalise(text) == expected
+
+
+def test_leetspeak_and_vocatives() -> None:
+    assert "YOUARE_idiot" in addressee_tokens("ur an id1ot")
+    assert "YOUVOC_moron" in addressee_tokens("shut up you moron")
+    assert "VOC_moron" in addressee_tokens("Get a clue, moron.")
+    assert "AT_loser" in addressee_tokens("@bob loser")
+    assert "YB_LEX" in addressee_tokens("only muppets like you")
+
+
+def test_insult_lexicon() -> None:
+    assert all(map(is_insult_word, ["idiot", "idiots", "libidiot", "morons", "dumbass"]))
+    assert not any(map(is_insult_word, ["assume", "standard", "class", "hello", "father"]))
+
+
+def test_fast_features_equal_a_feature_union() -> None:
+    texts = [*TRAIN_TEXTS, "an unseen text about nothing", ""]
+    fast = AbuseFeatures(min_df=1).fit(TRAIN_TEXTS)
+    reference = FeatureUnion(
+        [
+            (
+                "w",
+                TfidfVectorizer(
+                    preprocessor=normalise, ngram_range=(1, 3), sublinear_tf=True, min_df=1
+                ),
+            ),
+            (
+                "c",
+                TfidfVectorizer(
+                    preprocessor=normalise,
+                    analyzer="char_wb",
+                    ngram_range=(2, 5),
+                    sublinear_tf=True,
+                    min_df=1,
+                ),
+            ),
+            ("a", AddresseeTokens(min_df=1)),
+            ("p", PersonCounts()),
+        ]
+    ).fit(TRAIN_TEXTS)
+    got = fast.transform(texts)
+    want = reference.transform(texts)
+    assert got.shape == want.shape == (len(texts), len(fast.get_feature_names_out()))
+    assert abs(got - want).max() < 1e-12
+
+
+def test_pipeline_fits_and_ranks_directed_insults_higher() -> None:
+    model = abuse_text_pipeline().fit(TRAIN_TEXTS, TRAIN_LABELS)
+    p_you, p_he, p_me = model.predict_proba([YOU, HE, ME])[:, 1]
+    assert p_you > p_he and p_you > p_me
+    assert model.predict_proba(["a"])[0].sum() == pytest.approx(1.0)
+
+
+def test_pipeline_is_deterministic_and_picklable() -> None:
+    texts = [YOU, HE, ME, "you absolute muppet", "lovely weather"]
+    first = abuse_text_pipeline(seed=0).fit(TRAIN_TEXTS, TRAIN_LABELS).predict_proba(texts)
+    second = abuse_text_pipeline(seed=0).fit(TRAIN_TEXTS, TRAIN_LABELS).predict_proba(texts)
+    assert np.array_equal(first, second)
+    model = abuse_text_pipeline().fit(TRAIN_TEXTS, TRAIN_LABELS)
+    restored = pickle.loads(pickle.dumps(model))
+    assert np.array_equal(restored.predict_proba(texts), model.predict_proba(texts))
+
+
+def test_single_string_is_refused() -> None:
+    model = abuse_text_pipeline().fit(TRAIN_TEXTS, TRAIN_LABELS)
+    with pytest.raises(TypeError, match="iterable of texts"):
+        model.predict_proba(YOU)
