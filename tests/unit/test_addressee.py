@@ -6,13 +6,17 @@ import pickle
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
 
 from pipelines.addressee import (
     PERSON_COUNT_NAMES,
     AbuseFeatures,
     AddresseeTokens,
+    BinaryLogisticRegression,
+    NBScaler,
     PersonCounts,
     abuse_text_pipeline,
     addressee_tokens,
@@ -154,3 +158,26 @@ def test_single_string_is_refused() -> None:
     model = abuse_text_pipeline().fit(TRAIN_TEXTS, TRAIN_LABELS)
     with pytest.raises(TypeError, match="iterable of texts"):
         model.predict_proba(YOU)
+
+
+def test_nb_scaler_ratios() -> None:
+    X = sp.csr_matrix(np.array([[1.0, 0.0, 2.0], [1.0, 0.0, 0.0], [0.0, 3.0, 0.0]]))
+    scaler = NBScaler(alpha=1.0).fit(X, [1, 1, 0])
+    # column 0: in both positives, no negative -> (3/6) / (1/4) = 2
+    assert scaler.ratios_[0] == pytest.approx(np.log((3 / 6) / (1 / 4)))
+    assert scaler.ratios_[1] < 0 < scaler.ratios_[2]
+    scaled = scaler.transform(X).toarray()
+    assert np.allclose(scaled, X.toarray() * scaler.ratios_)
+    assert X.toarray()[0, 0] == 1.0  # the input is not modified
+
+
+def test_binary_logistic_regression_matches_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    X = sp.random(40, 12, density=0.3, random_state=1, format="csr")
+    y = rng.integers(0, 2, 40)
+    fast = BinaryLogisticRegression(C=1.0).fit(X, y)
+    plain = LogisticRegression(C=1.0).fit(X, y)
+    assert np.allclose(fast.predict_proba(X), plain.predict_proba(X), atol=1e-12)
+    assert np.allclose(fast.decision_function(X), plain.decision_function(X), atol=1e-12)
+    assert np.array_equal(fast.predict(X), plain.predict(X))
+    assert np.allclose(fast.predict_proba(X.toarray()), plain.predict_proba(X), atol=1e-12)
