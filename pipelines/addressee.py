@@ -693,10 +693,15 @@ class NBScaler(BaseEstimator, TransformerMixin):
     def fit(self, X: sp.spmatrix, y: Any) -> NBScaler:
         """Learn the ratios from binary presence of each column in each class."""
         labels = np.asarray(y)
+        classes = np.unique(labels)
+        if len(classes) != 2:
+            raise ValueError(f"NBScaler needs two classes, got {list(classes)}")
+        # the positive class is the larger label, as `classes_[1]` of a classifier
+        is_positive = labels == classes[1]
         present = sp.csr_matrix(X, dtype=np.float64)
         present.data = (present.data != 0).astype(np.float64)
-        positive = np.asarray(present[labels == 1].sum(axis=0)).ravel() + self.alpha
-        negative = np.asarray(present[labels != 1].sum(axis=0)).ravel() + self.alpha
+        positive = np.asarray(present[is_positive].sum(axis=0)).ravel() + self.alpha
+        negative = np.asarray(present[~is_positive].sum(axis=0)).ravel() + self.alpha
         self.ratios_ = np.log((positive / positive.sum()) / (negative / negative.sum()))
         return self
 

@@ -169,6 +169,10 @@ def test_nb_scaler_ratios() -> None:
     scaled = scaler.transform(X).toarray()
     assert np.allclose(scaled, X.toarray() * scaler.ratios_)
     assert X.toarray()[0, 0] == 1.0  # the input is not modified
+    named = NBScaler().fit(X, np.array(["yes", "yes", "no"]))
+    assert np.allclose(named.ratios_, scaler.ratios_)
+    with pytest.raises(ValueError, match="two classes"):
+        NBScaler().fit(X, [1, 1, 1])
 
 
 def test_binary_logistic_regression_matches_sklearn() -> None:
