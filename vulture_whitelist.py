@@ -30,6 +30,8 @@ _._refuse_dev_keys_in_production  # unused method (services/ingestion/settings.p
 _._refuse_dev_secrets_in_production  # unused method (modstack/settings.py:53)
 _._steps_increase  # unused method (services/canary/routes.py:53)
 _._steps_parse  # unused method (services/canary/settings.py:61)
+_._policy_from_label  # unused method (modstack/events.py)
+_._label_of_its_policy  # unused method (modstack/events.py)
 
 # pydantic and dataclass fields (serialized: on the wire, in results files, in tables)
 _.updated_at  # unused attribute (modstack/registry/rollout.py:208)
@@ -38,7 +40,7 @@ base_body  # unused variable (pipelines/behaviour.py:337)
 base_score  # unused variable (pipelines/behaviour.py:338)
 base_subject  # unused variable (pipelines/behaviour.py:336)
 created_files  # unused variable (features/store.py:116)
-enqueued_at  # unused variable (services/serving/review_queue.py:65)
+other_policy  # unused variable (features/sender.py: ComputerStats, shown in backfill reports)
 features_used  # unused variable (services/serving/schemas.py:35)
 latency_ms  # unused variable (modstack/events.py:113)
 latency_ms  # unused variable (services/serving/schemas.py:39)
@@ -79,15 +81,10 @@ input_features  # unused variable (pipelines/text_cleaning.py:41)
 _.on_partitions_assigned  # unused method (services/processor/service.py:141)
 _.on_partitions_revoked  # unused method (services/processor/service.py:137)
 
-# sqlite3 connection attribute
-_.row_factory  # unused attribute (services/serving/review_queue.py:87)
-
 # the feast CLI's module hooks (features/definitions.py)
 __dir__  # unused function (features/definitions.py:206)
 __getattr__  # unused function (features/definitions.py:200)
 
-# the names of the second policy, used when it lands (docs/adr)
-POLICIES  # unused variable (modstack/names.py:31)
 
 # --- the review service (services/review) ---------------------------------------------------
 # FastAPI routes and middleware (registered by decorator)

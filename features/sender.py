@@ -48,6 +48,7 @@ import pandas as pd
 from features.text import looks_like_html, url_count
 from modstack.events import LabelEvent, MessageEvent
 from modstack.names import VIEW_SENDER_ACTIVITY, VIEW_SENDER_REPUTATION
+from modstack.policy import DEFAULT_POLICY
 
 WINDOWS: Final = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 LABEL_WINDOW: Final = timedelta(days=30)
@@ -120,6 +121,7 @@ class ComputerStats:
     labels: int = 0
     duplicates: int = 0
     too_late: int = 0
+    other_policy: int = 0  # labels about another policy (abuse): not a spam reputation
 
 
 class SenderFeatureComputer:
@@ -170,7 +172,11 @@ class SenderFeatureComputer:
         return self._row(event.sender_id, state, self._activity(state))
 
     def apply_label(self, event: LabelEvent) -> dict[str, Any] | None:
-        """Count a label; return its `sender_reputation` row, or None (duplicate or too late)."""
+        """Count a label; return its `sender_reputation` row, or None (duplicate, too late,
+        or about another policy than spam: the reputation views count spam and ham)."""
+        if event.policy != DEFAULT_POLICY:
+            self.stats.other_policy += 1
+            return None
         state = self._senders.setdefault(event.sender_id, _SenderState())
         by_source = state.labels.setdefault(event.message_id, {})
         identity = label_identity(event.source, event.reporter_id)

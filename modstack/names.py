@@ -40,7 +40,6 @@ def registered_model(policy: str) -> str:
 
 
 # MLflow
-MLFLOW_EXPERIMENT: Final = "spam-moderation"
 REGISTERED_MODEL: Final = registered_model("spam")
 ALIAS_CHAMPION: Final = "champion"
 ALIAS_CHALLENGER: Final = "challenger"

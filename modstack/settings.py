@@ -42,6 +42,7 @@ class CommonSettings(BaseSettings):
     ingestion_addr: str = "http://127.0.0.1:8001"
     monitoring_addr: str = "http://127.0.0.1:8002"
     canary_addr: str = "http://127.0.0.1:8003"
+    review_addr: str = "http://127.0.0.1:8005"
     # Empty means "no Prometheus": the canary controller then scrapes serving /metrics itself.
     prometheus_url: str = ""
     # Interface a service binds to; its port is the one in its own `<NAME>_ADDR`. Loopback by

@@ -27,6 +27,7 @@ from features import store as featurestore
 from features.sender import SenderFeatureComputer, events_from_frames
 from modstack import names
 from modstack.log import configure_logging
+from modstack.policy import catalogue
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +100,29 @@ class BackfillReport:
 def corpus_events(
     corpus: pd.DataFrame, period: Period = "history", label_delay: timedelta = DEFAULT_LABEL_DELAY
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(messages, labels) frames of a corpus period; labels at `sent_at + label_delay`."""
-    messages = corpus if period == "all" else corpus[corpus["period"] == period]
-    messages = messages[["message_id", "sender_id", "subject", "body", "sent_at", "label"]]
-    labels = messages[["message_id", "sender_id", "label"]].assign(
-        source="corpus", labeled_at=messages["sent_at"] + label_delay
-    )
-    return messages.drop(columns="label"), labels
+    """(messages, labels) frames of a corpus period; labels at `sent_at + label_delay`, one
+    per policy whose label the message carries (every message has a spam label; comments an
+    abuse label too), in policy order."""
+    rows = corpus if period == "all" else corpus[corpus["period"] == period]
+    messages = rows[["message_id", "sender_id", "subject", "body", "sent_at"]]
+    parts = []
+    for policy in catalogue().by_name.values():
+        column = policy.training.label_column
+        if column not in rows:  # a corpus without this policy's labels (hand-built frames)
+            continue
+        labelled = rows[rows[column] != ""]
+        parts.append(
+            pd.DataFrame(
+                {
+                    "message_id": labelled["message_id"],
+                    "sender_id": labelled["sender_id"],
+                    "label": labelled[column],
+                    "source": "corpus",
+                    "labeled_at": labelled["sent_at"] + label_delay,
+                }
+            )
+        )
+    return messages, pd.concat(parts, ignore_index=True)
 
 
 def replay(
@@ -222,7 +239,7 @@ def run(
     )
     log.info(
         "backfill %s: %d messages, %d labels, %d senders -> %d activity + %d reputation rows; "
-        "replay %.2fs, push %.2fs (duplicates %d, too late %d)",
+        "replay %.2fs, push %.2fs (duplicates %d, too late %d, other policies' labels %d)",
         period,
         report.messages,
         report.labels,
@@ -233,6 +250,7 @@ def run(
         push_seconds,
         computer.stats.duplicates,
         computer.stats.too_late,
+        computer.stats.other_policy,
     )
     return report
 

@@ -60,8 +60,6 @@ from modstack.registry.expectation import (
 from pipelines.behaviour import SuiteResult
 from pipelines.evaluate import HoldoutEvaluation, compare_on_holdout, comparison_table, write_report
 from pipelines.fitting import (
-    REVIEW_BUDGET,
-    TRAFFIC_SPAM_SHARE,
     FittedModel,
     fit_baseline,
     fit_candidate,
@@ -116,8 +114,9 @@ class TrainConfig:
     # the review band: at most this share of traffic lands in [review, block), counted on
     # validation reweighted to `traffic_spam_share` spam (the deployment prior, see
     # docs/training.md); the block cut-off does not depend on either
-    review_budget: float = REVIEW_BUDGET
-    traffic_spam_share: float = TRAFFIC_SPAM_SHARE
+    # (None: the policy's `review_budget` and `traffic_positive_share`; see `budget`)
+    review_budget_override: float | None = None
+    traffic_share_override: float | None = None
     # write var/run/results/train-<kind>.json (the CLI does; tests keep the run dir clean)
     write_results: bool = False
 
@@ -125,6 +124,18 @@ class TrainConfig:
     def definition(self) -> PolicyDefinition:
         """The policy's definitions."""
         return catalogue().get(self.policy)
+
+    @property
+    def review_budget(self) -> float:
+        """The share of traffic the review band may hold (the policy's unless overridden)."""
+        override = self.review_budget_override
+        return self.definition.review_budget if override is None else override
+
+    @property
+    def traffic_spam_share(self) -> float:
+        """The share of the policy's harm in traffic the cut-offs are judged at."""
+        override = self.traffic_share_override
+        return self.definition.traffic_positive_share if override is None else override
 
     @property
     def source(self) -> FeatureSource:
@@ -735,11 +746,16 @@ def main(
     ] = False,
     no_register: Annotated[bool, typer.Option(help="log the run only")] = False,
     review_budget: Annotated[
-        float, typer.Option(help="share of traffic the review band may hold")
-    ] = TrainConfig.review_budget,
+        float | None,
+        typer.Option(help="share of traffic the review band may hold (default: the policy's)"),
+    ] = None,
     traffic_spam_share: Annotated[
-        float, typer.Option(help="spam share of the traffic the review budget is counted on")
-    ] = TrainConfig.traffic_spam_share,
+        float | None,
+        typer.Option(
+            help="share of the policy's harm in the traffic the budget is counted on "
+            "(default: the policy's)"
+        ),
+    ] = None,
     outcome_json: Annotated[
         Path | None, typer.Option(help="write the outcome (gate, version) as JSON here")
     ] = None,
@@ -760,8 +776,8 @@ def main(
         skip_gate=skip_gate,
         register=not no_register,
         model=ModelConfig(seed=seed),
-        review_budget=review_budget,
-        traffic_spam_share=traffic_spam_share,
+        review_budget_override=review_budget,
+        traffic_share_override=traffic_spam_share,
         write_results=True,
     )
     if retrain:

@@ -206,20 +206,16 @@ def forget(
     running ingestion's recent ids."""
     from features.store import feast_data_dir
     from modstack.settings import get_settings
-    from services.serving.review_queue import review_db_path
-    from stack.privacy import erase_from_ingestion, forget_sender
+    from stack.privacy import erase_from_ingestion, erase_from_review, forget_sender
 
     settings = get_settings()
-    data_dir = settings.data_dir
-    ingestion = erase_from_ingestion(
-        settings.ingestion_addr, settings.admin_token.get_secret_value()
-    )
+    token = settings.admin_token.get_secret_value()
     erased = forget_sender(
         sender,
-        data_dir,
+        settings.data_dir,
         feast_dir=feast_data_dir(),
-        review_db=review_db_path(data_dir),
-        ingestion=ingestion,
+        review=erase_from_review(settings.review_addr, token),
+        ingestion=erase_from_ingestion(settings.ingestion_addr, token),
     )
     for store, count in erased.counts.items():
         typer.echo(f"{store}: {count} rows erased")

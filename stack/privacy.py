@@ -8,7 +8,8 @@ Composition only: each store owns its erasure, and this module calls each in tur
   `DeadLetterStore.erase_sender`;
 - the Feast offline parquet files and the SQLite online store (the sender's feature rows):
   `features.store.erase_sender_offline` / `erase_sender_online`;
-- serving's review queue: `services.serving.review_queue.erase_sender`;
+- the review service's queue, its audit and appeals (the text moderators read):
+  `DELETE /v1/admin/senders/{sender_id}` on the review service (`erase_from_review`);
 - a running ingestion's recent message ids (kept with their sender to check reports):
   `DELETE /v1/admin/senders/{sender_id}` on ingestion (`erase_from_ingestion`).
 
@@ -29,7 +30,6 @@ import httpx
 from features.store import ONLINE_DB, erase_sender_offline, erase_sender_online
 from modstack.deadletter_store import DeadLetterStore
 from modstack.message_log import MessageLog
-from services.serving.review_queue import erase_sender as erase_review_items
 
 
 @dataclass
@@ -51,14 +51,14 @@ def forget_sender(
     data_dir: Path,
     *,
     feast_dir: Path | None = None,
-    review_db: Path | None = None,
+    review: Callable[[str], int] | None = None,
     ingestion: Callable[[str], int] | None = None,
 ) -> Erased:
     """Erase everything stored about `sender_id`; returns the counts per store.
 
-    `feast_dir` (the Feast data folder), `review_db` (the review queue's file) and
-    `ingestion` (erases a running ingestion's memory, e.g. `erase_from_ingestion`) are
-    skipped when None.
+    `feast_dir` (the Feast data folder), `review` (erases the review service's items, e.g.
+    `erase_from_review`) and `ingestion` (erases a running ingestion's memory, e.g.
+    `erase_from_ingestion`) are skipped when None.
     """
     erased = Erased(sender_id)
     for kind, count in MessageLog(data_dir).erase_sender(sender_id).items():
@@ -74,8 +74,14 @@ def forget_sender(
             )
         else:
             erased.counts["feast.online"] = online
-    if review_db is not None:
-        erased.counts["review_queue"] = erase_review_items(review_db, sender_id)
+    if review is not None:
+        try:
+            erased.counts["review.items"] = review(sender_id)
+        except httpx.HTTPError as exc:
+            erased.notes.append(
+                f"the review service not reached ({exc}): its queue still holds the sender's "
+                "items; run forget again when it is up"
+            )
     if ingestion is not None:
         try:
             erased.counts["ingestion.recent_message_ids"] = ingestion(sender_id)
@@ -87,8 +93,9 @@ def forget_sender(
     return erased
 
 
-def erase_from_ingestion(addr: str, admin_token: str) -> Callable[[str], int]:
-    """A function that asks the ingestion at `addr` to drop a sender's recent message ids."""
+def _admin_erasure(addr: str, admin_token: str, count_field: str) -> Callable[[str], int]:
+    """A function that asks the service at `addr` to erase a sender (its admin endpoint
+    `DELETE /v1/admin/senders/{sender_id}`) and returns the count it reports."""
 
     def erase(sender_id: str) -> int:
         response = httpx.delete(
@@ -97,6 +104,16 @@ def erase_from_ingestion(addr: str, admin_token: str) -> Callable[[str], int]:
             timeout=10.0,
         )
         response.raise_for_status()
-        return int(response.json()["recent_message_ids"])
+        return int(response.json()[count_field])
 
     return erase
+
+
+def erase_from_ingestion(addr: str, admin_token: str) -> Callable[[str], int]:
+    """A function that asks the ingestion at `addr` to drop a sender's recent message ids."""
+    return _admin_erasure(addr, admin_token, "recent_message_ids")
+
+
+def erase_from_review(addr: str, admin_token: str) -> Callable[[str], int]:
+    """A function that asks the review service at `addr` to erase a sender's items."""
+    return _admin_erasure(addr, admin_token, "items")

@@ -224,21 +224,9 @@ def stack_programs(settings: CommonSettings) -> list[Program]:
         http_service("serving", settings.serving_addr),
         http_service("monitoring", settings.monitoring_addr),
         http_service("canary", settings.canary_addr),
-        http_service("review", review_addr(settings)),
+        http_service("review", settings.review_addr),
     ]
     return programs
-
-
-def review_addr(settings: CommonSettings) -> str:
-    """REVIEW_ADDR (the review service's own setting; 8005 by default). Read without building
-    the review settings, which refuse development secrets in production."""
-    own = getattr(settings, "review_addr", None)
-    if isinstance(own, str):
-        return own
-    from services.review.settings import ReviewSettings
-
-    default = ReviewSettings.model_fields["review_addr"].default
-    return os.environ.get("REVIEW_ADDR", default)
 
 
 def _processor_metrics_port() -> int:
@@ -290,7 +278,7 @@ def program_environment(settings: CommonSettings) -> dict[str, str]:
         "INGESTION_ADDR": settings.ingestion_addr,
         "MONITORING_ADDR": settings.monitoring_addr,
         "CANARY_ADDR": settings.canary_addr,
-        "REVIEW_ADDR": review_addr(settings),
+        "REVIEW_ADDR": settings.review_addr,
         # The stack's own Prometheus when it runs one: the canary controller then reads PromQL.
         "PROMETHEUS_URL": settings.prometheus_url
         or (f"http://127.0.0.1:{LOCAL_PROMETHEUS_PORT}" if shutil.which("prometheus") else ""),

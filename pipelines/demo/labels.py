@@ -1,6 +1,7 @@
 """Labels as they arrive in production while the demo's traffic flows: user reports for a share
-of the messages, a while after the answer, and a moderator working through serving's review
-queue. Both answer from the corpus label of the message."""
+of the messages, a while after the answer, and a moderator working through the review
+service's queue with a personal token (the same API as the console). Both answer from the
+corpus labels of the message: its spam label and, for a comment, its abuse label."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+from modstack.review_client import ClaimedByOther, ReviewClient, ReviewError
 
 # the demo's users who report messages (a user report names its reporter)
 REPORTERS = 500
@@ -20,6 +21,8 @@ log = logging.getLogger(__name__)
 _REPEAT_SUFFIX = re.compile(r"-r\d+$")
 
 Payload = dict[str, Any]
+# message id -> its corpus labels, one per policy that labels it (a label names its policy)
+Truth = dict[str, list[Payload]]
 
 
 def renamed(payload: Payload, suffix: str) -> Payload:
@@ -36,7 +39,7 @@ class UserReports:
     """User reports for a share `share` of the messages, due `delay_s` after the message, each
     from one of `REPORTERS` users (reputation counts distinct reporters, with a cap each)."""
 
-    def __init__(self, truth: dict[str, Payload], share: float, delay_s: float) -> None:
+    def __init__(self, truth: Truth, share: float, delay_s: float) -> None:
         self.truth = truth
         self.share = share
         self.delay_s = delay_s
@@ -47,12 +50,12 @@ class UserReports:
         """Queue a report for a share of `messages` (sent under ids ending in `suffix`)."""
         due = time.monotonic() + self.delay_s
         for message in messages:
-            label = self.truth.get(message["message_id"])
-            if label is None or self._rng.random() >= self.share:
-                continue
-            reporter = f"demo-user-{self._rng.randrange(REPORTERS)}"
-            report = dict(renamed(label, suffix), source="user_report", reporter_id=reporter)
-            self._queue.append((due, report))
+            for label in self.truth.get(message["message_id"], ()):
+                if self._rng.random() >= self.share:
+                    continue
+                reporter = f"demo-user-{self._rng.randrange(REPORTERS)}"
+                report = dict(renamed(label, suffix), source="user_report", reporter_id=reporter)
+                self._queue.append((due, report))
 
     def pop_due(self) -> list[Payload]:
         """The reports due by now, taken off the queue."""
@@ -65,36 +68,41 @@ class UserReports:
 
 def moderate_until(
     stop: threading.Event,
-    serving_addr: str,
-    admin_token: str,
-    truth: dict[str, Payload],
+    review_addr: str,
+    token: str | None,
+    truth: Truth,
     on_label: Callable[[], None],
 ) -> None:
-    """Every 2 s until `stop`, label what serving queued for review from the corpus label (the
-    demo's moderator); `on_label()` after each label serving took."""
-    headers = {"Authorization": f"Bearer {admin_token}"}
-    with httpx.Client(base_url=serving_addr, timeout=30, headers=headers) as http:
+    """Every 2 s until `stop`, work through the review service's queue as the demo's
+    moderator (a dev moderator's personal token): claim each item whose corpus label is known,
+    decide it from that label; `on_label()` after each decision the service took."""
+    with ReviewClient(review_addr, token=token) as client:
         while not stop.wait(2.0):
             try:
-                review_queue(http, truth, on_label)
-            except httpx.HTTPError as exc:  # serving busy or restarting: try again
+                work_queue(client, truth, on_label)
+            except ReviewError as exc:  # the service busy or restarting: try again
                 log.warning("demo moderator: %s", exc)
 
 
-def review_queue(
-    http: httpx.Client, truth: dict[str, Payload], on_label: Callable[[], None]
-) -> None:
-    """Answer every item of serving's review queue whose corpus label is known."""
-    queue = http.get("/v1/review", params={"limit": 200})
-    queue.raise_for_status()
-    for item in queue.json().get("items", []):
-        message_id = item["message_id"]
-        label = truth.get(original_id(message_id))
+def _known_label(truth: Truth, message_id: str, labels: tuple[str, str]) -> str | None:
+    """The corpus label of `message_id` for the policy whose labels are `labels`."""
+    for payload in truth.get(original_id(message_id), ()):
+        if payload["label"] in labels:
+            return str(payload["label"])
+    return None
+
+
+def work_queue(client: ReviewClient, truth: Truth, on_label: Callable[[], None]) -> None:
+    """Claim and decide every unclaimed review item whose corpus label is known."""
+    for item in client.queue(limit=200):
+        if item.kind != "review" or item.claimed_by is not None:
+            continue
+        label = _known_label(truth, item.message_id, (item.positive_label, item.negative_label))
         if label is None:
             continue
-        answer = http.post(
-            f"/v1/review/{message_id}",
-            json={"label": label["label"], "moderator": "demo-moderator"},
-        )
-        if answer.status_code == 200:
-            on_label()
+        try:
+            client.claim(item.id)
+        except ClaimedByOther:  # another moderator got there first
+            continue
+        client.decide(item.id, "harm" if label == item.positive_label else "ok")
+        on_label()

@@ -17,7 +17,7 @@ import httpx
 import pandas as pd
 
 from modstack.settings import get_settings
-from pipelines.demo.labels import UserReports, moderate_until, renamed
+from pipelines.demo.labels import Truth, UserReports, moderate_until, renamed
 from pipelines.demo.replay import IngestionClient, ReplayReport, pace_delay, payloads
 
 
@@ -48,8 +48,8 @@ class TrafficReplayer:
     never runs out of traffic; those repeats are ingested too, and labels arrive for them the
     way they do in production: user reports for a share `report_share` of the messages,
     `report_delay_s` after the answer, through ingestion's POST /v1/labels. With `moderate`, a
-    moderator works through serving's review queue (GET /v1/review, POST /v1/review/{id}),
-    answering from the corpus label.
+    moderator works through the review service's queue with a personal token (claim, decide),
+    answering from the corpus labels.
 
     Args:
         events: the timeline.
@@ -78,11 +78,12 @@ class TrafficReplayer:
         self.chunk = chunk
         self.serving_addr = settings.serving_addr
         self.ingestion_addr = settings.ingestion_addr
-        self.admin_token = settings.admin_token.get_secret_value()
+        self.review_addr = settings.review_addr
         self.moderate = moderate
-        # the corpus label of every message: what a reporting user or a moderator would say
-        labels = events.loc[events["kind"] == "label", "payload"]
-        self.truth: dict[str, dict[str, Any]] = {p["message_id"]: p for p in labels}
+        # the corpus labels of every message: what a reporting user or a moderator would say
+        self.truth: Truth = {}
+        for payload in events.loc[events["kind"] == "label", "payload"]:
+            self.truth.setdefault(payload["message_id"], []).append(payload)
         self._reports = UserReports(self.truth, report_share, report_delay_s)
         self.stats = TrafficStats()
         self.error: BaseException | None = None
@@ -174,8 +175,8 @@ class TrafficReplayer:
             target=moderate_until,
             args=(
                 self._stop,
-                self.serving_addr,
-                self.admin_token,
+                self.review_addr,
+                None,  # REVIEW_TOKEN, else the dev moderator's personal token
                 self.truth,
                 self._count_moderator_label,
             ),

@@ -498,11 +498,18 @@ class ReviewQueue:
         return found
 
     def erase_sender(self, sender_id: str) -> int:
-        """Delete a sender's items, audit rows and unpublished labels (erasure)."""
+        """Delete a sender's items, audit rows and unpublished labels (erasure). On SQLite
+        the file is then vacuumed and its write-ahead log truncated: deleted rows otherwise
+        linger in free pages and in the WAL (the erasure test reads the files' bytes)."""
         with self.engine.begin() as conn:
             gone = conn.execute(items.delete().where(items.c.sender_id == sender_id)).rowcount
             conn.execute(decisions.delete().where(decisions.c.sender_id == sender_id))
             conn.execute(outbox.delete().where(outbox.c.sender_id == sender_id))
+        if self.engine.dialect.name == "sqlite":
+            # VACUUM cannot run inside a transaction: an autocommit connection
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM")
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         return gone
 
 

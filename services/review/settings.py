@@ -64,9 +64,8 @@ _DEV_SECRETS = {
 
 
 class ReviewSettings(CommonSettings):
-    """`REVIEW_*` env vars; the listen address is `REVIEW_ADDR`."""
+    """`REVIEW_*` env vars; the listen address is `REVIEW_ADDR` (a common setting)."""
 
-    review_addr: str = "http://127.0.0.1:8005"
     # SQLAlchemy URL of the queue's database; empty: SQLite under DATA_DIR/review/.
     # PostgreSQL in compose and k8s: postgresql+psycopg2://user:password@host:5432/review
     review_database_url: SecretStr = SecretStr("")

@@ -1,10 +1,12 @@
-"""Serving API: POST /v1/moderate scores a message with the champion or, during a rollout, the
-challenger; decisions go to predictions.v1 and `review` ones to the moderator queue.
+"""Serving API: POST /v1/moderate scores a message with every policy's champion or, during a
+policy's rollout, its challenger; decisions go to predictions.v1 and `review` ones to the
+review service (reviews.v1).
 
-Consumes: the MLflow registry (aliases + rollout tags, polled), the Feast online store.
-Produces: predictions.v1 (every decision, shadow ones with served=false), labels.v1 (moderator
-labels), /metrics for Prometheus and the canary controller. The routes are in routes.py, the
-per-worker state in state.py, micro-batching in batcher.py + scoring.py.
+Consumes: the MLflow registry (each policy's aliases + rollout tags, polled), the Feast online
+store. Produces: predictions.v1 (every policy's decision, shadow ones with served=false),
+reviews.v1 (decisions in a review band), /metrics for Prometheus and the canary controllers.
+The routes are in routes.py, the per-worker state in state.py, micro-batching in batcher.py +
+scoring.py.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from services.serving.schemas import (  # noqa: F401 - the API models, re-export
     FaultSettings,
     ModerateRequest,
     ModerateResponse,
-    ReviewLabelRequest,
 )
 from services.serving.settings import ServingSettings, get_serving_settings
 from services.serving.state import Services

@@ -102,8 +102,10 @@ REGISTRY_POLL_FAILURES = Counter(
     "serving_registry_poll_failures_total",
     "Polls of the registry (aliases, rollout state) that failed; serving keeps its models",
 )
-REVIEW_QUEUE_ITEMS = Counter(
-    "serving_review_enqueued_total", "Messages put on the moderator review queue"
+REVIEW_REQUESTS = Counter(
+    "serving_review_requests_total",
+    "Decisions in a policy's review band, sent to the review service (reviews.v1)",
+    ["policy"],
 )
 BATCH_ROWS = Histogram(
     "serving_batch_rows",

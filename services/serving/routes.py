@@ -10,15 +10,13 @@ import time
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, BackgroundTasks, Header, Query, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from modstack.events import LabelEvent, utcnow
 from modstack.http import ADMIN_RESPONSES, AdminAuth, Check, Readiness, probe_router
-from modstack.http_errors import Conflict, Failed, NotFound, Unavailable
-from modstack.names import TOPIC_LABELS, VARIANT_CHALLENGER, VARIANT_CHAMPION
-from modstack.policy import DEFAULT_POLICY
+from modstack.http_errors import Conflict, Failed, Unavailable
+from modstack.names import VARIANT_CHALLENGER, VARIANT_CHAMPION
 from services.serving import metrics
 from services.serving.batcher import Overloaded
 from services.serving.deployment import Snapshot
@@ -32,24 +30,18 @@ from services.serving.moderation import (
     review_request,
     route_policies,
 )
-from services.serving.review_queue import AlreadyLabeled
 from services.serving.routing import NoChallengerLoaded
 from services.serving.schemas import (
     BAD_BODY,
-    LABEL_RESPONSES,
     MODERATE_RESPONSES,
-    REVIEW_LIMIT_MAX,
     FaultSettings,
     ModerateRequest,
     ModerateResponse,
-    ReviewLabelRequest,
 )
 from services.serving.scoring import Decision, ScoreItem
 from services.serving.state import Services, ServicesDep, get_services
 
 log = logging.getLogger(__name__)
-
-LABEL_SEND_TIMEOUT_S = 10.0
 
 router = APIRouter()
 
@@ -63,21 +55,6 @@ def _observe(decision: Decision) -> None:
     metrics.REQUEST_DURATION.labels(policy, variant).observe(decision.seconds)
     metrics.SCORE.labels(policy, variant).observe(decision.score)
     metrics.ACTIONS.labels(policy, variant, decision.action).inc()
-
-
-def _enqueue_review(services: Services, message: ModerateRequest, decision: Decision) -> None:
-    added = services.reviews.add(
-        message_id=message.message_id,
-        sender_id=message.sender_id,
-        subject=message.subject,
-        body=message.body,
-        sent_at=message.sent_at,
-        score=decision.score,
-        model_version=decision.model.version,
-        variant=decision.variant,
-    )
-    if added:
-        metrics.REVIEW_QUEUE_ITEMS.inc()
 
 
 def _start_shadow(
@@ -118,16 +95,14 @@ def _after_answer(
     message: ModerateRequest,
     decision: Decision,
     routed: PolicyRoute,
-    background: BackgroundTasks,
 ) -> None:
     """Work that must not delay the answer, per policy: the prediction event and, in the
-    review band, the review request (non-blocking queue puts), shadow scoring. The spam
-    policy's review items also go to serving's own queue (GET /v1/review)."""
+    review band, the review request for the review service (non-blocking queue puts), shadow
+    scoring."""
     services.publisher.publish(prediction_event(message, decision, served=True))
     if decision.action == "review":
         services.publisher.publish(review_request(message, decision))
-        if decision.policy == DEFAULT_POLICY:
-            background.add_task(_enqueue_review, services, message, decision)
+        metrics.REVIEW_REQUESTS.labels(decision.policy).inc()
     if routed.route.shadow:
         model = routed.snapshot.model_for(other_variant(decision.variant))
         if model is not None:
@@ -184,7 +159,6 @@ async def _decide(
 async def moderate(
     message: ModerateRequest,
     services: ServicesDep,
-    background: BackgroundTasks,
     x_force_variant: Annotated[
         Literal["champion", "challenger"] | None, Header(json_schema_extra=_header_enum)
     ] = None,
@@ -217,7 +191,7 @@ async def moderate(
         ]
     for decision, routed in zip(decisions, routes, strict=True):
         _observe(decision)
-        _after_answer(services, message, decision, routed, background)
+        _after_answer(services, message, decision, routed)
     # built by hand and encoded by orjson: the fields are already validated, and FastAPI's
     # response_model pass would validate and serialize them a second time
     body = {
@@ -226,53 +200,7 @@ async def moderate(
         "policies": {d.policy: policy_body(d) for d in decisions},
         "latency_ms": round((time.perf_counter() - started) * 1000, 3),
     }
-    return FastJSONResponse(body, background=background)
-
-
-# -- the review queue --------------------------------------------------------------------------
-
-
-@router.get("/v1/review", responses=ADMIN_RESPONSES)
-def list_review(
-    _admin: AdminAuth,
-    services: ServicesDep,
-    limit: Annotated[int | None, Query(ge=1, le=REVIEW_LIMIT_MAX)] = None,
-) -> dict[str, Any]:
-    """Messages waiting for a moderator, oldest first (at most SERVING_REVIEW_LIST_LIMIT)."""
-    cap = services.settings.serving_review_list_limit
-    items = services.reviews.pending(min(limit or cap, cap))
-    return {"pending": services.reviews.pending_count(), "items": [i.to_dict() for i in items]}
-
-
-@router.post("/v1/review/{message_id}", responses={**LABEL_RESPONSES, **ADMIN_RESPONSES})
-def label_review(
-    _admin: AdminAuth, message_id: str, body: ReviewLabelRequest, services: ServicesDep
-) -> dict[str, Any]:
-    """Label a queued message; the label goes to labels.v1 with source `moderator`."""
-    try:
-        item = services.reviews.mark_labeled(message_id, body.label, body.moderator)
-    except KeyError:
-        raise NotFound(f"message {message_id} is not in the review queue") from None
-    except AlreadyLabeled as exc:
-        raise Conflict(str(exc)) from exc
-    now = utcnow()
-    event = LabelEvent(
-        message_id=item.message_id,
-        sender_id=item.sender_id,
-        label=body.label,
-        source="moderator",
-        labeled_at=now,
-        received_at=now,
-    )
-    try:
-        # Wait for the broker's ack: a moderator's label must not be lost silently.
-        services.label_producer().send(
-            TOPIC_LABELS, key=event.sender_id, value=event.to_bytes()
-        ).get(timeout=LABEL_SEND_TIMEOUT_S)
-    except Exception as exc:  # BrokerUnavailable, KafkaTimeoutError, ...
-        services.reviews.unmark(message_id)
-        raise Unavailable(f"label not published to {TOPIC_LABELS}: {exc}") from exc
-    return {"message_id": message_id, "label": body.label, "topic": TOPIC_LABELS}
+    return FastJSONResponse(body)
 
 
 # -- admin, health, metrics --------------------------------------------------------------------

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from modstack.events import Action, Label, MessageIn, Variant
+from modstack.events import Action, MessageIn, Variant
 from modstack.http_errors import (
     RETRY_AFTER,
     BadRequest,
     Conflict,
     Failed,
-    NotFound,
     Responses,
     Unavailable,
     error_response,
 )
-
-# The review list's hard ceiling; ServingSettings.serving_review_list_limit may lower it.
-REVIEW_LIMIT_MAX = 1_000
 
 
 class ModerateRequest(MessageIn):
@@ -47,13 +43,6 @@ class ModerateResponse(BaseModel):
     latency_ms: float
 
 
-class ReviewLabelRequest(BaseModel):
-    """A moderator's decision on a queued message."""
-
-    label: Label
-    moderator: str = Field(default="moderator", min_length=1, max_length=128)
-
-
 class FaultSettings(BaseModel):
     """Injected faults on the challenger's path (rollback demo); zeros switch them off."""
 
@@ -75,13 +64,5 @@ MODERATE_RESPONSES: Responses = {
         "no champion loaded yet for any policy, or overloaded: the queue is beyond the "
         "latency budget (load shedding; retry after Retry-After seconds)",
         headers=RETRY_AFTER,
-    ),
-}
-LABEL_RESPONSES: Responses = {
-    **BAD_BODY,
-    **error_response(NotFound, "the message is not in the review queue"),
-    **error_response(Conflict, "the message is already labelled"),
-    **error_response(
-        Unavailable, "the label could not be published to labels.v1 (broker unreachable)"
     ),
 }

@@ -10,7 +10,6 @@ from pydantic import Field
 from modstack.names import registered_model
 from modstack.policy import DEFAULT_POLICY, catalogue
 from modstack.settings import CommonSettings
-from services.serving.review_queue import review_db_path
 
 
 class ServingSettings(CommonSettings):
@@ -40,7 +39,6 @@ class ServingSettings(CommonSettings):
     # An event the broker has not acknowledged within this long (broker down) is given up and
     # counted (serving_prediction_events_total{outcome="failed"}); a shorter outage loses none.
     serving_prediction_delivery_timeout_s: float = Field(default=30.0, ge=1.0, le=600.0)
-    serving_review_list_limit: int = Field(default=100, ge=1, le=1_000)
     # /readyz re-checks the feature store at most this often, not on every probe.
     serving_ready_cache_s: float = Field(default=5.0, ge=0.0)
 
@@ -82,11 +80,6 @@ class ServingSettings(CommonSettings):
     def policy_cache_dir(self, policy: str) -> Path:
         """One policy's part of the model cache (its versions and its aliases.json)."""
         return self.model_cache_dir / policy
-
-    @property
-    def review_db_path(self) -> Path:
-        """SQLite file of the moderator review queue."""
-        return review_db_path(self.data_dir)
 
 
 @lru_cache

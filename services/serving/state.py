@@ -4,21 +4,18 @@ that hand it to the routes."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
-from modstack.kafka import make_producer
 from services.serving import metrics
 from services.serving.batcher import MicroBatcher
 from services.serving.deployment import Deployment, Snapshot
 from services.serving.model_store import ModelCache
 from services.serving.online_features import OnlineFeatures
 from services.serving.predictions import PredictionPublisher
-from services.serving.review_queue import ReviewQueue
 from services.serving.scoring import BatchScorer, Decision, ScoreItem
 from services.serving.settings import ServingSettings
 
@@ -69,7 +66,6 @@ class Services:
             settings.serving_prediction_queue_size,
             settings.serving_prediction_delivery_timeout_s,
         )
-        self.reviews = ReviewQueue(settings.review_db_path)
         self.faults = Faults(
             settings.serving_challenger_error_rate, settings.serving_challenger_extra_latency_ms
         )
@@ -81,8 +77,6 @@ class Services:
             on_batch=_observe_batch,
             name="scoring",
         )
-        self._label_producer: Any = None
-        self._label_lock = threading.Lock()
         self._ready_checked_at = 0.0
         self._ready: tuple[bool, str] = (False, "not checked yet")
 
@@ -98,9 +92,6 @@ class Services:
         for deployment in self.deployments.values():
             deployment.stop()
         self.publisher.close()
-        if self._label_producer is not None:
-            self._label_producer.close(timeout=5)
-        self.reviews.close()
 
     def served(self) -> dict[str, Snapshot]:
         """The snapshot of every policy with a champion loaded, in the catalogue's order."""
@@ -113,13 +104,6 @@ class Services:
     def poll_errors(self) -> dict[str, str]:
         """The last registry error per policy (only policies whose last poll failed)."""
         return {p: d.last_poll_error for p, d in self.deployments.items() if d.last_poll_error}
-
-    def label_producer(self) -> Any:
-        """The producer for moderator labels, created on first use (raises BrokerUnavailable)."""
-        with self._label_lock:
-            if self._label_producer is None:
-                self._label_producer = make_producer(self.settings.kafka_bootstrap_servers)
-            return self._label_producer
 
     def feature_store_ready(self, feature_service: str) -> tuple[bool, str]:
         """Whether the online store answers, re-checked at most every few seconds."""

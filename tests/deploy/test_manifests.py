@@ -56,6 +56,7 @@ def _settings_keys() -> set[str]:
     from services.ingestion.settings import IngestionSettings
     from services.monitoring.settings import MonitoringSettings
     from services.processor.settings import ProcessorSettings
+    from services.review.settings import ReviewSettings
     from services.serving.settings import ServingSettings
 
     classes = (
@@ -65,6 +66,7 @@ def _settings_keys() -> set[str]:
         ServingSettings,
         MonitoringSettings,
         CanarySettings,
+        ReviewSettings,
         featurestore.FeatureStoreSettings,
     )
     return {name.upper() for cls in classes for name in cls.model_fields}

@@ -24,9 +24,8 @@ from modstack.names import TOPIC_LABELS, TOPIC_MESSAGES, VIEW_SENDER_ACTIVITY
 from modstack.settings import get_settings
 from services.processor.metrics import ProcessorMetrics
 from services.processor.pipeline import FeaturePipeline
-from services.serving.review_queue import ReviewQueue, review_db_path
 from stack.cli import app
-from tests.support.review import enqueue
+from tests.support.browser import publish_reviews, review_request, running_review, wait_for_items
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +70,10 @@ def events(sender: str, n: int) -> list[Record]:
 
 
 def test_forget_erases_every_store_of_one_sender(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    private_kafka: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     data_dir = tmp_path / "data"
     monkeypatch.setenv("DATA_DIR", str(data_dir))
@@ -97,9 +99,23 @@ def test_forget_erases_every_store_of_one_sender(
         MessageLog(data_dir), push, dead, ProcessorMetrics(CollectorRegistry())
     )
     pipeline.handle(events(GONE, 5) + events(KEPT, 3))
-    queue = ReviewQueue(review_db_path(data_dir))
-    for sender in (GONE, KEPT):
-        enqueue(queue, f"{sender}-0", sender, SECRET if sender == GONE else "hello")
+    # the review service, a real process with its queue under the same DATA_DIR
+    review = running_review(tmp_path, private_kafka, {"DATA_DIR": str(data_dir)})
+    service = review.__enter__()
+    request.addfinalizer(lambda: review.__exit__(None, None, None))
+    monkeypatch.setenv("REVIEW_ADDR", service.url)
+    publish_reviews(
+        private_kafka,
+        *(
+            review_request(f"{s}-0", sender=s, subject=SECRET if s == GONE else "hello")
+            for s in (GONE, KEPT)
+        ),
+    )
+    wait_for_items(service, {f"{GONE}-0", f"{KEPT}-0"})
+
+    def queued() -> set[str]:
+        with service.api("admin") as api:
+            return {i["message_id"] for i in api.get("/v1/queue").json()["items"]}
 
     def online(sender: str) -> Any:
         refs = [f"sender_activity:{f}" for f in ACTIVITY_FEATURES]
@@ -112,7 +128,7 @@ def test_forget_erases_every_store_of_one_sender(
     get_settings.cache_clear()
     assert result.exit_code == 0, result.output
     assert "message_log.messages: 5 rows erased" in result.output
-    assert "review_queue: 1 rows erased" in result.output
+    assert "review.items: 1 rows erased" in result.output
 
     # nothing of theirs in any store ...
     log = MessageLog(data_dir)
@@ -132,7 +148,7 @@ def test_forget_erases_every_store_of_one_sender(
                 else 0
             )
             assert hits == 0, table
-    assert queue.get(f"{GONE}-0") is None
+    assert f"{GONE}-0" not in queued()
     # ... nor in the bytes of any file under DATA_DIR (SQLite files vacuumed, parquet rewritten)
     for path in data_dir.rglob("*"):
         if path.is_file() and (".sqlite3" in path.name or path.suffix == ".db"):
@@ -140,5 +156,5 @@ def test_forget_erases_every_store_of_one_sender(
             assert GONE.encode() not in raw and SECRET.encode() not in raw, path
     # the other sender is intact
     assert online(KEPT) == 3.0
-    assert queue.get(f"{KEPT}-0") is not None
+    assert f"{KEPT}-0" in queued()
     assert set(log.read("messages")["sender_id"]) == {KEPT}

@@ -48,6 +48,7 @@ def test_prometheus_config_is_valid_and_scrapes_every_service() -> None:
         "monitoring": ["127.0.0.1:8002"],
         "canary": ["127.0.0.1:8003"],
         "processor": ["127.0.0.1:8004"],
+        "review": ["127.0.0.1:8005"],
     }
 
 

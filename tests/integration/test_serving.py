@@ -20,7 +20,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from modstack.names import FEATURE_SERVICE_V1, TOPIC_LABELS, TOPIC_PREDICTIONS, TOPIC_REVIEWS
+from modstack.names import FEATURE_SERVICE_V1, TOPIC_PREDICTIONS, TOPIC_REVIEWS
 from modstack.processes import BackgroundProcess, log_tail
 from modstack.registry.rollout import RolloutStore
 from modstack.waits import free_port, wait_until
@@ -357,45 +357,30 @@ def test_every_decision_lands_on_predictions_topic_with_the_features_seen(
 def test_admin_endpoints_answer_401_without_the_token_and_403_with_a_wrong_one(
     serving: Serving,
 ) -> None:
-    assert serving.http.get("/v1/review").status_code == 401
-    wrong = {"Authorization": "Bearer not-the-token"}
-    assert serving.http.get("/v1/review", headers=wrong).status_code == 403
-    assert serving.http.post("/v1/review/x", json={"label": "spam"}).status_code == 401
     faults = {"error_rate": 1.0, "extra_latency_ms": 0.0}
     assert serving.http.put("/v1/admin/faults", json=faults).status_code == 401
-    assert serving.http.get("/v1/review", headers=ADMIN).status_code == 200
+    wrong = {"Authorization": "Bearer not-the-token"}
+    assert serving.http.put("/v1/admin/faults", json=faults, headers=wrong).status_code == 403
 
 
-def test_review_decisions_are_queued_and_moderator_labels_go_to_labels_topic(
+def test_decisions_in_the_review_band_go_to_the_review_service_on_reviews_topic(
     stack: Stack, serving: Serving
 ) -> None:
-    answers = [serving.decide(_message(stack, i)) for i in range(len(stack.messages))]
+    sent = [_message(stack, i) for i in range(len(stack.messages))]
+    answers = [serving.decide(m) for m in sent]
     reviewed = [a["message_id"] for a in answers if a["action"] == "review"]
     assert reviewed, "the fixture thresholds put some messages in the review band"
-
-    def queued() -> set[str]:
-        items = serving.http.get("/v1/review", headers=ADMIN, params={"limit": 1000}).json()
-        return {i["message_id"] for i in items["items"]}
-
-    wait_until(lambda: set(reviewed) <= queued(), 10.0, "review items to be queued")
-    target = reviewed[0]
-    response = serving.http.post(f"/v1/review/{target}", json={"label": "spam"}, headers=ADMIN)
-    assert response.status_code == 200, response.text
-    assert target not in queued()
-    again = serving.http.post(f"/v1/review/{target}", json={"label": "ham"}, headers=ADMIN)
-    assert again.status_code == 409
-    missing = serving.http.post("/v1/review/nope", json={"label": "ham"}, headers=ADMIN)
-    assert missing.status_code == 404
-    (label,) = _consume(stack.kafka, TOPIC_LABELS, {target})
-    assert (label["label"], label["source"], label["policy"]) == ("spam", "moderator", "spam")
-    # the review service's queue is fed from reviews.v1: one request per message in the band
+    # one request per message in the band, with what a moderator needs to decide
     requests = _consume(stack.kafka, TOPIC_REVIEWS, set(reviewed))
-    assert {r["message_id"] for r in requests} == set(reviewed)
+    assert sorted(r["message_id"] for r in requests) == sorted(reviewed)
     by_id = {a["message_id"]: a for a in answers}
+    messages = {m["message_id"]: m for m in sent}
     for request in requests:
-        answer = by_id[request["message_id"]]
+        answer, message = by_id[request["message_id"]], messages[request["message_id"]]
         assert (request["policy"], request["score"]) == ("spam", answer["score"])
         assert request["model_version"] == answer["model_version"]
+        assert (request["subject"], request["body"]) == (message["subject"], message["body"])
+    assert serving.metric("serving_review_requests_total", policy="spam") >= len(reviewed)
 
 
 def test_injected_challenger_faults_fail_its_requests_and_show_in_healthz(
@@ -453,14 +438,6 @@ def test_restart_with_registry_down_serves_the_cached_model(
         assert response.json()["policies"]["spam"]["model_version"] == stack.champion
 
 
-def test_review_limit_out_of_bounds_is_422_not_500(serving: Serving) -> None:
-    for limit in (-1, 0, 10**12):
-        response = serving.http.get("/v1/review", params={"limit": limit}, headers=ADMIN)
-        assert response.status_code == 422, (limit, response.text)
-        assert "limit" in response.text
-    assert serving.http.get("/v1/review", params={"limit": 5}, headers=ADMIN).status_code == 200
-
-
 def test_the_spec_documents_every_status_code_serving_returns(serving: Serving) -> None:
     paths = serving.http.get("/openapi.json").json()["paths"]
     documented = {
@@ -469,10 +446,8 @@ def test_the_spec_documents_every_status_code_serving_returns(serving: Serving) 
         for method, op in ops.items()
     }
     assert {"200", "409", "422", "500", "503"} <= documented[("/v1/moderate", "post")]
-    assert {"200", "401", "403", "422"} <= documented[("/v1/review", "get")]
-    assert {"200", "401", "403", "404", "409", "422", "503"} <= documented[
-        ("/v1/review/{message_id}", "post")
-    ]
+    # moderators work in the review service (services/review): serving has no review routes
+    assert not [path for path, _ in documented if path.startswith("/v1/review")]
     assert {"200", "401", "403", "422"} <= documented[("/v1/admin/faults", "put")]
     assert {"200", "503"} <= documented[("/readyz", "get")]
 

@@ -13,35 +13,9 @@ import pyarrow.parquet as pq
 
 from features import store as featurestore
 from services.ingestion.producer import RecentIds
-from services.serving import review_queue
-from services.serving.review_queue import ReviewQueue, review_db_path
 from stack.privacy import forget_sender
-from tests.support.review import enqueue
 
 T0 = datetime(2002, 7, 1, tzinfo=UTC)
-
-
-def test_review_queue_erases_one_senders_items_and_their_bytes(tmp_path: Path) -> None:
-    path = review_db_path(tmp_path)
-    queue = ReviewQueue(path)
-    enqueue(queue, "m1", "gone@x")
-    enqueue(queue, "m2", "kept@x")
-    enqueue(queue, "m3", "gone@x")
-    assert queue.erase_sender("gone@x") == 2
-    assert queue.erase_sender("gone@x") == 0
-    assert queue.get("m1") is None and queue.get("m2") is not None
-    queue.close()
-    assert b"gone@x" not in path.read_bytes()
-
-
-def test_review_queue_file_erasure_creates_no_file(tmp_path: Path) -> None:
-    path = review_db_path(tmp_path)
-    assert review_queue.erase_sender(path, "gone@x") == 0
-    assert not path.exists()
-    queue = ReviewQueue(path)
-    enqueue(queue, "m1", "gone@x")
-    queue.close()
-    assert review_queue.erase_sender(path, "gone@x") == 1
 
 
 def test_ingestion_id_cache_drops_one_senders_ids() -> None:
@@ -100,20 +74,23 @@ def test_feast_online_sqlite_rows_of_the_project_are_deleted(tmp_path: Path) -> 
 def test_forget_sender_composes_the_stores_and_skips_what_it_is_not_given(
     tmp_path: Path,
 ) -> None:
-    queue = ReviewQueue(review_db_path(tmp_path))
-    enqueue(queue, "m1", "gone@x")
-    queue.close()
-    erased = forget_sender("gone@x", tmp_path, review_db=review_db_path(tmp_path))
+    erased = forget_sender("gone@x", tmp_path, review=lambda sender: 1)
     assert erased.counts == {
         "message_log.messages": 0,
         "message_log.labels": 0,
         "deadletters": 0,
-        "review_queue": 1,
+        "review.items": 1,
     }
     assert erased.total == 1
     erased = forget_sender("gone@x", tmp_path, feast_dir=tmp_path / "feast")
-    assert "review_queue" not in erased.counts
+    assert "review.items" not in erased.counts
     assert any("no SQLite online store" in note for note in erased.notes)
+
+    def unreachable(sender_id: str) -> int:
+        raise httpx.ConnectError("connection refused")
+
+    erased = forget_sender("gone@x", tmp_path, review=unreachable)
+    assert any("the review service not reached" in note for note in erased.notes)
 
 
 def test_forget_sender_asks_ingestion_and_notes_when_it_cannot_reach_it(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ the model contract check and the review queue."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +11,9 @@ from pydantic import ValidationError
 
 from modstack.registry.contract import TEXT_COLUMNS, Thresholds
 from modstack.registry.rollout import RolloutState
-from services.serving.app import ModerateRequest, ReviewLabelRequest
+from services.serving.app import ModerateRequest
 from services.serving.hot_path import model_frame
 from services.serving.model_store import LoadedModel, ModelContractError, contract_from_metadata
-from services.serving.review_queue import AlreadyLabeled, ReviewQueue
 from services.serving.routing import NoChallengerLoaded, route_request
 
 SENDERS = [f"sender{i}@example.com" for i in range(5_000)]
@@ -180,58 +178,3 @@ def test_missing_sent_at_is_refused() -> None:
     del body["sent_at"]
     with pytest.raises(ValidationError, match="sent_at"):
         ModerateRequest.model_validate(body)
-
-
-def test_review_label_must_be_spam_or_ham() -> None:
-    assert ReviewLabelRequest(label="spam").label == "spam"
-    with pytest.raises(ValidationError, match="label"):
-        ReviewLabelRequest.model_validate({"label": "maybe"})
-
-
-# -- review queue ------------------------------------------------------------------------------
-
-
-def _enqueue(queue: ReviewQueue, message_id: str) -> bool:
-    return queue.add(
-        message_id=message_id,
-        sender_id="a@b.c",
-        subject="s",
-        body="b" * 10_000,
-        sent_at=datetime(2002, 9, 1, tzinfo=UTC),
-        score=0.6,
-        model_version="3",
-        variant="champion",
-    )
-
-
-def test_review_queue_keeps_one_item_per_message_and_lists_oldest_first(tmp_path: Path) -> None:
-    queue = ReviewQueue(tmp_path / "review.sqlite3")
-    assert _enqueue(queue, "m1") and _enqueue(queue, "m2")
-    assert not _enqueue(queue, "m1")  # a retried request does not queue twice
-    items = queue.pending()
-    assert [i.message_id for i in items] == ["m1", "m2"]
-    assert len(items[0].body) == 4_000  # a preview, not the whole mail
-
-
-def test_review_label_is_recorded_once(tmp_path: Path) -> None:
-    queue = ReviewQueue(tmp_path / "review.sqlite3")
-    _enqueue(queue, "m1")
-    item = queue.mark_labeled("m1", "spam", "alice")
-    assert (item.label, item.labeled_by) == ("spam", "alice")
-    assert queue.pending_count() == 0
-    with pytest.raises(AlreadyLabeled):
-        queue.mark_labeled("m1", "ham", "bob")
-    with pytest.raises(KeyError):
-        queue.mark_labeled("unknown", "ham", "bob")
-
-
-def test_review_queue_survives_a_restart_and_unmark_puts_an_item_back(tmp_path: Path) -> None:
-    path = tmp_path / "review.sqlite3"
-    queue = ReviewQueue(path)
-    _enqueue(queue, "m1")
-    _enqueue(queue, "m2")
-    queue.mark_labeled("m1", "ham", "alice")
-    queue.unmark("m1")
-    queue.close()
-    reopened = ReviewQueue(path)
-    assert reopened.pending_count() == 2
