@@ -143,6 +143,7 @@ def prepare(fresh: bool = True) -> str:
         console.print("  clean slate: stopping any running stack, clearing state (corpus kept)")
         reset_state(settings)
     start_stack(settings)
+    console.print(f"  moderators' console: {settings.review_addr} ({_dev_login()})")
 
     console.rule("[bold]3. history through ingestion -> Kafka -> processor -> Feast")
     replay("history", label_delay=LABEL_DELAY, console=console)
@@ -325,8 +326,17 @@ def summary(story: Timeline, settings: CommonSettings) -> Table:
     return table
 
 
+def _dev_login() -> str:
+    """The dev moderator's login, as docs/review.md documents it."""
+    from services.review.settings import DEV_ACCOUNTS
+
+    alice = DEV_ACCOUNTS[0]
+    return f"log in as {alice.username} / {alice.password.get_secret_value()}"
+
+
 def _where_to_look(settings: CommonSettings) -> list[tuple[str, str]]:
     return [
+        ("moderators' console", f"{settings.review_addr} ({_dev_login()})"),
         ("MLflow UI", settings.mlflow_tracking_uri),
         ("drift reports", f"{settings.monitoring_addr}/v1/reports"),
         ("Prometheus", settings.prometheus_url or "http://127.0.0.1:9090 (if installed)"),
