@@ -48,7 +48,7 @@ import pandas as pd
 from features.text import looks_like_html, url_count
 from modstack.events import LabelEvent, MessageEvent
 from modstack.names import VIEW_SENDER_ACTIVITY, VIEW_SENDER_REPUTATION
-from modstack.policy import DEFAULT_POLICY
+from modstack.policy import DEFAULT_POLICY, policy_of_label
 
 WINDOWS: Final = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 LABEL_WINDOW: Final = timedelta(days=30)
@@ -338,9 +338,12 @@ def _message_event(record: dict[str, Any]) -> MessageEvent:
 
 
 def _label_event(record: dict[str, Any]) -> LabelEvent:
+    # model_construct skips validation (these rows were validated when logged), so the policy
+    # a label is about is filled here, as the event's validator would: from the label itself
     return LabelEvent.model_construct(
         message_id=record["message_id"],
         sender_id=record["sender_id"],
+        policy=record.get("policy") or policy_of_label(record["label"]),
         label=record["label"],
         source=record.get("source") or "corpus",
         labeled_at=record["labeled_at"],

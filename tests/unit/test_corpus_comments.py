@@ -49,3 +49,35 @@ def test_comments_become_ham_for_spam_with_their_own_abuse_label() -> None:
     assert rows.loc["insults-test-00001", "repaired"] == "retimed,undated"
     assert rows["sender_id"].str.endswith("@" + COMMENT_SENDER_DOMAIN).all()
     assert rows.loc["insults-test-00001", "group"] == "comments-test"
+
+
+def test_a_comments_abuse_label_is_not_a_spam_reputation() -> None:
+    from datetime import UTC, datetime
+
+    from features.sender import SenderFeatureComputer, events_from_frames
+
+    at = datetime(2002, 9, 1, tzinfo=UTC)
+    messages = pd.DataFrame(
+        {
+            "message_id": ["c1"],
+            "sender_id": ["c1@comments.invalid"],
+            "subject": [""],
+            "body": ["you are an idiot"],
+            "sent_at": [at],
+            "received_at": [at],
+        }
+    )
+    labels = pd.DataFrame(
+        {
+            "message_id": ["c1", "c1"],
+            "sender_id": ["c1@comments.invalid"] * 2,
+            "label": ["abuse", "ham"],  # the abuse label first: it must not shadow the spam one
+            "source": ["corpus", "corpus"],
+            "labeled_at": [at, at],
+            "received_at": [at, at],
+        }
+    )
+    computer = SenderFeatureComputer()
+    rows = [computer.apply(e)[1] for e in events_from_frames(messages, labels, "event_time")]
+    assert computer.stats.other_policy == 1 and computer.stats.duplicates == 0
+    assert rows[-1] is not None and rows[-1]["sender_ham_labels_30d"] == 1.0
