@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 import yaml
 from rich.console import Console
@@ -38,6 +39,8 @@ class DevsetResult:
 
     shares: dict[str, dict[str, float]]
     top_ham: list[tuple[float, str]]
+    # ROC-AUC of the dev spam against the dev ham (ranking alone, whatever the cut-offs)
+    auc: float = float("nan")
 
 
 def load_devset(path: Path = DEVSET_PATH) -> dict[str, list[dict[str, str]]]:
@@ -54,6 +57,7 @@ def score_devset(
     score = new_sender_scorer(model, thresholds, feature_columns)
     shares: dict[str, dict[str, float]] = {}
     top_ham: list[tuple[float, str]] = []
+    scores: dict[str, list[float]] = {}
     for kind, messages in load_devset(path).items():
         decisions = score(
             [
@@ -62,11 +66,14 @@ def score_devset(
             ]
         )
         actions = Counter(d.action for d in decisions)
+        scores[kind] = [d.score for d in decisions]
         shares[kind] = {a: actions[a] / len(decisions) for a in ("block", "review", "allow")}
         if kind == "ham":
             ranked = sorted(zip(decisions, messages, strict=True), key=lambda dm: -dm[0].score)
             top_ham = [(d.score, m["body"]) for d, m in ranked[:5]]
-    return DevsetResult(shares, top_ham)
+    ham, spam = np.asarray(scores["ham"]), np.asarray(scores["spam"])
+    auc = float(((spam[:, None] > ham[None, :]) + 0.5 * (spam[:, None] == ham[None, :])).mean())
+    return DevsetResult(shares, top_ham, auc)
 
 
 # `--set` values by the field's annotation (a string: model_config uses postponed annotations)
@@ -124,6 +131,15 @@ def main(
         f"validation PR-AUC / recall@P>=0.99: warm {fitted.validation.metrics['pr_auc']:.4f} / "
         f"{fitted.validation.metrics['recall_at_p99']:.3f}, cold {cold['pr_auc']:.4f} / "
         f"{cold['recall_at_p99']:.3f}"
+    )
+    val = dict.fromkeys(("email.pr_auc", "email.recall_at_p99"), float("nan"))
+    val["group.comments.review_share"] = float("nan")
+    val.update(fitted.validation.metrics)
+    console.print(
+        f"validation e-mail only PR-AUC / recall@P>=0.99: {val['email.pr_auc']:.4f}"
+        f" / {val['email.recall_at_p99']:.3f}; comments review share "
+        f"{100 * val['group.comments.review_share']:.1f} %; "
+        f"dev ROC-AUC (spam vs ham) {result.auc:.4f}"
     )
     console.print("highest everyday-message scores:")
     for score, body in result.top_ham:

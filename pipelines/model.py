@@ -57,9 +57,15 @@ def _ramp(known: npt.NDArray[np.int_], low: int, high: int) -> npt.NDArray[np.fl
 
 
 def _regression(
-    cfg: ModelConfig, x: sp.csr_matrix, y: npt.NDArray[np.int_], w: npt.NDArray[np.float64]
+    cfg: ModelConfig,
+    x: sp.csr_matrix,
+    y: npt.NDArray[np.int_],
+    w: npt.NDArray[np.float64],
+    c: float | None = None,
 ) -> LogisticRegression:
-    lr = LogisticRegression(C=cfg.lr_c, max_iter=3_000, solver="liblinear", random_state=cfg.seed)
+    lr = LogisticRegression(
+        C=cfg.lr_c if c is None else c, max_iter=3_000, solver="liblinear", random_state=cfg.seed
+    )
     return lr.fit(x, y, sample_weight=w)
 
 
@@ -77,11 +83,13 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
     long texts), capped below `block` when the text carries little known evidence, plus an
     additive sender-history correction.
 
-    - Two text models on the same features: the short-text model is trained on the mails and
-      crops of them (so "short and plain" is evidence of neither class), the long-text model on
-      the mails alone (crops cost it ranking on long mail). A text's log-odds are the short
-      model's below `blend_min_known` known word n-grams, the long model's from
-      `blend_max_known`, a linear mix in between.
+    - Two text models on the same features: the short-text model is trained on every message
+      (mails and comments) and crops of them (so "short and plain" is evidence of neither
+      class), with its own, stronger regularisation (`short_lr_c`); the long-text model on the
+      mails alone (`long_model_mail_only`: rows with a subject; crops and the subject-less
+      comments cost it ranking on long mail). A text's log-odds are the short model's below
+      `blend_min_known` known word n-grams, the long model's from `blend_max_known`, a linear
+      mix in between. Whether a row has a subject only selects training rows, never a score.
     - Cross-fitting: `folds` pairs of regressions give out-of-fold text log-odds (the sender
       booster's init_score); each served model is the mean of its folds, one linear model.
     - Sender correction: LightGBM boosted from the out-of-fold log-odds on rows whose sender
@@ -136,21 +144,30 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = np.array([0, 1])
         self.cleaner_ = CleanText(cfg.max_body_chars, cfg.strip_replies)
         texts = list(self.cleaner_.transform(X))
+        # mails carry a subject; the messaging-style rows (comments) have none
+        mail = X["subject"].fillna("").astype(str).str.strip().ne("").to_numpy()
         self.word_, self.char_ = self._vectorizers(cfg)
-        # vocabularies and idf from the real mails only (crops would repeat their n-grams)
-        self.word_.fit(texts)
-        self.char_.fit(texts)
+        # vocabularies and idf from the real texts only (crops would repeat their n-grams)
+        vocab_texts = texts
+        if cfg.vocab_mail_only:
+            vocab_texts = [text for text, is_mail in zip(texts, mail, strict=True) if is_mail]
+        self.word_.fit(vocab_texts)
+        self.char_.fit(vocab_texts)
         self.n_word_ = len(self.word_.vocabulary_)
         self.blend_known_ = (cfg.blend_min_known, cfg.blend_max_known)
         self.abstain_known_ = (cfg.abstain_min_known, cfg.abstain_max_known)
         self.abstain_logit_ = np.inf  # no cap until the thresholds are known
-        oof = self._fit_text_models(cfg, texts, labels)
+        oof = self._fit_text_models(cfg, texts, labels, mail)
         self.sender_columns_ = [c for c in self.feature_columns if c.startswith(SENDER_PREFIX)]
         self.booster_ = self._fit_sender_booster(cfg, X, labels, oof)
         return self
 
     def _fit_text_models(
-        self, cfg: ModelConfig, texts: list[str], labels: npt.NDArray[np.int_]
+        self,
+        cfg: ModelConfig,
+        texts: list[str],
+        labels: npt.NDArray[np.int_],
+        mail: npt.NDArray[np.bool_],
     ) -> npt.NDArray[np.float64]:
         """Cross-fit the short- and long-text regressions (`folds` pairs); keep the mean model
         of each and return the out-of-fold mixed text log-odds."""
@@ -169,10 +186,16 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
             xf = sp.vstack([x_orig[fit_rows], x_crop[in_fold]], format="csr")
             yf = np.concatenate([labels[fit_rows], crop_y[in_fold]])
             wf = np.concatenate([np.ones(len(fit_rows)), np.full(in_fold.sum(), cfg.crop_weight)])
-            short_fits.append(_regression(cfg, xf, yf, wf))
+            wf = wf * np.where(yf == 1, cfg.spam_weight, 1.0)
+            short_c = cfg.short_lr_c if cfg.short_lr_c > 0 else None
+            short_fits.append(_regression(cfg, xf, yf, wf, short_c))
             if cfg.blend_max_known > 0:
-                ones = np.ones(len(fit_rows))
-                long_fits.append(_regression(cfg, x_orig[fit_rows], labels[fit_rows], ones))
+                long_rows = fit_rows
+                mail_rows = fit_rows[mail[fit_rows]]
+                if cfg.long_model_mail_only and len(np.unique(labels[mail_rows])) == 2:
+                    long_rows = mail_rows
+                ones = np.where(labels[long_rows] == 1, cfg.spam_weight, 1.0)
+                long_fits.append(_regression(cfg, x_orig[long_rows], labels[long_rows], ones))
             held_short = short_fits[-1].decision_function(x_orig[held])
             held_long = long_fits[-1].decision_function(x_orig[held]) if long_fits else None
             oof[held] = self._mixed(held_short, held_long, known[held])
