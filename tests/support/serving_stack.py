@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -93,26 +94,33 @@ def small_pipeline(feature_columns: list[str], seed: int) -> Pipeline:
             ("scale", StandardScaler()),
         ]
     )
-    features = ColumnTransformer(
-        [("text", text, ["subject", "body"]), ("numbers", numbers, feature_columns)]
-    )
+    parts: list[tuple[str, Any, list[str]]] = [("text", text, ["subject", "body"])]
+    if feature_columns:
+        parts.append(("numbers", numbers, feature_columns))
+    features = ColumnTransformer(parts)
     return Pipeline(
         [("features", features), ("classifier", LogisticRegression(C=5.0, random_state=seed))]
     )
 
 
 def log_small_model(
-    model_name: str, frame: pd.DataFrame, feature_columns: list[str], seed: int
+    model_name: str,
+    frame: pd.DataFrame,
+    feature_columns: list[str],
+    seed: int,
+    positive: pd.Series | None = None,
 ) -> str:
-    """Fit the small pipeline on `frame`, log it per the model contract and register it as
-    `model_name` at the tracking URI set now; the version."""
+    """Fit the small pipeline on `frame` (target: `positive`, default the spam label), log it
+    per the model contract and register it as `model_name` at the tracking URI set now; the
+    version. With no feature columns the model reads the text alone (no feature service)."""
     import mlflow
 
     from pipelines.model import model_input
 
     pipeline = small_pipeline(feature_columns, seed)
     inputs = model_input(frame, feature_columns)
-    pipeline.fit(inputs, (frame["label"] == "spam").to_numpy())
+    target = positive if positive is not None else frame["label"] == "spam"
+    pipeline.fit(inputs, target.to_numpy())
     scores = pipeline.predict_proba(inputs)[:, 1]
     # cut-offs at score quantiles so that the fixture produces all three actions
     thresholds = Thresholds(
@@ -129,7 +137,7 @@ def log_small_model(
             pip_requirements=["scikit-learn", "lightgbm", "pandas"],
             metadata={
                 META_THRESHOLDS: thresholds.to_metadata(),
-                META_FEATURE_SERVICE: FEATURE_SERVICE_V1,
+                META_FEATURE_SERVICE: FEATURE_SERVICE_V1 if feature_columns else "",
                 META_FEATURE_COLUMNS: feature_columns,
             },
         )
