@@ -28,6 +28,8 @@ class TrainingDefinition(BaseModel):
     model: str  # a key of pipelines.fitting.MODEL_FACTORIES
     features: Literal["feast", "text", "none"]  # Feast features, text features, or none
     short_text_check: bool  # the block cut-off must also hold on short windows of validation
+    # which messages train it: the e-mails, the comments (modstack/corpus/comments.py), or both
+    sources: tuple[Literal["email", "comments"], ...]
 
 
 class PolicyDefinition(BaseModel):

@@ -23,6 +23,7 @@ import pandas as pd
 from rich.console import Console
 
 from modstack.corpus import load_corpus
+from modstack.corpus.comments import from_sources
 from modstack.policy import DEFAULT_POLICY, catalogue
 
 ROW_COLUMNS = ("message_id", "sender_id", "sent_at", "label", "subject", "body")
@@ -69,8 +70,11 @@ def corpus_rows(
     """Corpus messages sent in [start, end) that carry `policy`'s label (its column becomes
     `label`), duplicates removed, oldest first."""
     corpus = load_corpus(data_dir)
-    column = catalogue().get(policy).training.label_column
-    corpus = corpus[~corpus["is_duplicate"] & (corpus[column] != "")]
+    training = catalogue().get(policy).training
+    column = training.label_column
+    corpus = from_sources(
+        corpus[~corpus["is_duplicate"] & (corpus[column] != "")], training.sources
+    )
     corpus = corpus.assign(label=corpus[column])
     if start is not None:
         corpus = corpus[corpus["sent_at"] >= pd.Timestamp(start)]
@@ -97,8 +101,11 @@ def logged_rows(
 
     messages = read_messages(start, end, data_dir=data_dir)
     labels = read_labels(None, end, data_dir=data_dir)
+    definition = catalogue().get(policy)
     if not labels.empty:
-        labels = labels[labels["label"].isin(catalogue().get(policy).labels)]
+        labels = labels[labels["label"].isin(definition.labels)]
+    if not messages.empty:
+        messages = from_sources(messages, definition.training.sources)
     if messages.empty or labels.empty:
         return pd.DataFrame(columns=[*ROW_COLUMNS, "group", LABEL_COLUMN])
     labels = labels.assign(priority=labels["source"].map(_SOURCE_PRIORITY).fillna(9))

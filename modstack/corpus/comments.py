@@ -52,6 +52,19 @@ SPAM_LOOKING_COMMENTS: frozenset[str] = frozenset(
 )
 
 
+def is_comment(sender_ids: pd.Series) -> pd.Series:
+    """Which messages are comments (their senders are on the comments' reserved domain; a
+    replayed repeat keeps its sender, so this holds for the stream's copies too)."""
+    return sender_ids.astype(str).str.endswith("@" + COMMENT_SENDER_DOMAIN)
+
+
+def from_sources(rows: pd.DataFrame, sources: tuple[str, ...]) -> pd.DataFrame:
+    """The rows that come from `sources` ("email", "comments")."""
+    comment = is_comment(rows["sender_id"])
+    keep = (comment & ("comments" in sources)) | (~comment & ("email" in sources))
+    return rows[keep]
+
+
 def _unit_interval(ids: pd.Series) -> np.ndarray:
     """A stable pseudo-random number in [0, 1) per id (sha1, so the same on every machine)."""
     return np.array(

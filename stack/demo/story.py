@@ -31,7 +31,7 @@ from modstack.policy import DEFAULT_POLICY
 from modstack.settings import CommonSettings, get_settings
 from modstack.waits import wait_until
 from pipelines.demo.cli import demo_cli
-from pipelines.demo.future import future_timeline
+from pipelines.demo.future import demo_corpus, future_timeline
 from pipelines.demo.replayer import TrafficReplayer, TrafficStats
 from pipelines.demo.results import write_demo_result
 
@@ -146,7 +146,7 @@ def prepare(fresh: bool = True) -> str:
     console.print(f"  moderators' console: {settings.review_addr} ({_dev_login()})")
 
     console.rule("[bold]3. history through ingestion -> Kafka -> processor -> Feast")
-    replay("history", label_delay=LABEL_DELAY, console=console)
+    replay("history", label_delay=LABEL_DELAY, console=console, corpus=demo_corpus())
 
     console.rule("[bold]4. first champion: candidate vs baseline, history -> future holdout")
     result = train()
