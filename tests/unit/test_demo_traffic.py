@@ -81,13 +81,18 @@ def test_follow_times_out_with_the_rollout_status() -> None:
 
 
 def test_user_reports_come_due_after_the_delay() -> None:
-    truth = {f"m{i}": {"message_id": f"m{i}", "label": "spam"} for i in range(100)}
+    # every message's labels, one per policy that labels it
+    truth = {f"m{i}": [{"message_id": f"m{i}", "label": "spam"}] for i in range(100)}
     reports = UserReports(truth, share=0.5, delay_s=0.0)
     reports.queue([{"message_id": f"m{i}"} for i in range(100)], "-r1")
     due = reports.pop_due()
     assert 30 < len(due) < 70
     assert all(r["message_id"].endswith("-r1") and r["source"] == "user_report" for r in due)
     assert reports.pop_due() == []
+    both = {"c1": [{"message_id": "c1", "label": "ham"}, {"message_id": "c1", "label": "abuse"}]}
+    every = UserReports(both, share=1.0, delay_s=0.0)
+    every.queue([{"message_id": "c1"}], "")
+    assert sorted(r["label"] for r in every.pop_due()) == ["abuse", "ham"]
     later = UserReports(truth, share=1.0, delay_s=60.0)
     later.queue([{"message_id": "m1"}], "")
     assert later.pop_due() == []
