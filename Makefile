@@ -126,6 +126,11 @@ loadtest: $(STAMP) ## Locust against the running stack, headless (LOADTEST_USERS
 bench-serving: $(STAMP) ## Full serving path vs `mlflow models serve` on the champion (needs `make up`, a champion)
 	@$(PY) -m loadtests.bench.serving $(BENCH_SERVING_ARGS)
 
+.PHONY: bench-holdout
+POLICY ?= abuse
+bench-holdout: $(STAMP) ## A policy's holdout through POST /v1/moderate: PR-AUC, actions (POLICY=abuse; needs `make up`, its champion)
+	@$(PY) -m loadtests.bench.policy_holdout --policy $(POLICY)
+
 bench-model: $(STAMP) ## The champion in process (model, features+model: p50/p99, calls/s) to compare with `make loadtest`
 	@$(PY) -m loadtests.bench.model
 
