@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from modstack.evidence import EvidenceNeed, describe_shortfall, noise_allowance
+from modstack.paired import PAIRED_ALPHA, McNemar
 from modstack.policy import DEFAULT_POLICY, catalogue
 from modstack.registry.contract import Thresholds
 from pipelines.behaviour import (
@@ -81,6 +82,9 @@ class GateTolerance:
     review_budget: float = 0.05
     traffic_spam_share: float = 0.05
     evidence: EvidenceNeed = field(default_factory=EvidenceNeed)
+    # the paired test on the holdout's labels, as the canary runs it live (modstack.paired):
+    # refused when the labels side with the reference at this one-sided significance
+    paired_alpha: float = PAIRED_ALPHA
 
     @property
     def ham_review_limit(self) -> float:
@@ -293,6 +297,18 @@ def _traffic_budget_checks(checks: _Checks, candidate: Mapping[str, float]) -> N
         )
 
 
+def _paired_checks(checks: _Checks, paired: McNemar, label: str) -> None:
+    """The canary's quality check, on the holdout: among the labelled messages where exactly
+    one model did harm (`modstack.paired.harmful`), do the labels side with the reference?"""
+    alpha = checks.tol.paired_alpha
+    checks.note(
+        f"{label}paired harm on holdout labels: candidate right b={paired.b}, reference right "
+        f"c={paired.c} (exact McNemar p={paired.p_worse:.4g}; refused below {alpha:g}, "
+        "as the canary would roll it back)",
+        paired.p_worse >= alpha,
+    )
+
+
 def _behaviour_checks(
     checks: _Checks, behaviour: SuiteResult, reference: SuiteResult | None
 ) -> None:
@@ -335,12 +351,16 @@ def check_gate(
     behaviour: SuiteResult | None = None,
     reference_behaviour: SuiteResult | None = None,
     cutoff_failures: Sequence[str] = (),
+    paired: McNemar | None = None,
+    paired_cold: McNemar | None = None,
 ) -> GateResult:
     """Compare flat holdout metrics (`pipelines.metrics.evaluate_scores(...).metrics`), with
     sender history and (when given) as cold senders; apply the behavioural suite's rules and
     its everyday review share (when given); refuse cut-offs too uncertain for their purpose
-    (`cutoff_failures`, from `pipelines.cutoffs`). A holdout with fewer rows per class than
-    the tolerance's `evidence` needs is refused as undecidable."""
+    (`cutoff_failures`, from `pipelines.cutoffs`); refuse a candidate the labels of the
+    holdout's discordant pairs side against (`paired`, `paired_cold`: the canary's McNemar). A
+    holdout with fewer rows per class than the tolerance's `evidence` needs is refused as
+    undecidable."""
     checks = _Checks(tolerance or GateTolerance())
     shortfall = holdout_shortfall(reference, checks.tol.evidence)
     if shortfall:
@@ -349,6 +369,10 @@ def check_gate(
     _ham_checks(checks, (candidate, reference), "")
     _group_checks(checks, (candidate, reference))
     _traffic_budget_checks(checks, candidate)
+    if paired is not None:
+        _paired_checks(checks, paired, "")
+    if paired_cold is not None:
+        _paired_checks(checks, paired_cold, "cold-start ")
     if candidate_cold is not None and reference_cold is not None:
         _ranking_checks(checks, (candidate_cold, reference_cold), "cold-start ")
         _ham_checks(checks, (candidate_cold, reference_cold), "cold-start ")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, NamedTuple
@@ -24,6 +24,7 @@ import typer
 from mlflow import MlflowClient
 
 from modstack.names import ALIAS_CHAMPION, registered_model
+from modstack.paired import McNemar, discordant
 from modstack.policy import DEFAULT_POLICY
 from modstack.registry import aliases as registry
 from modstack.registry.contract import META_FEATURE_COLUMNS, META_FEATURE_SERVICE, Thresholds
@@ -46,6 +47,8 @@ from pipelines.training_data import (
 
 log = logging.getLogger(__name__)
 
+Actions = tuple[Sequence[str], Sequence[str]]  # per holdout row: warm, then cold senders
+
 
 @dataclass(frozen=True)
 class Registration:
@@ -63,6 +66,7 @@ class ChampionReference(NamedTuple):
     metrics: dict[str, float]
     cold_metrics: dict[str, float]
     behaviour: SuiteResult
+    actions: Actions  # its action on each holdout row: warm, then as cold senders
 
 
 def champion_metrics(
@@ -90,11 +94,17 @@ def champion_metrics(
         rows = holdout.frame.drop(columns=holdout.feature_columns)
         holdout = with_features(rows, metadata[META_FEATURE_SERVICE], source, data_dir)
     thresholds = Thresholds.from_metadata(metadata)
-    report, _ = evaluate_model(model, thresholds, holdout, columns)
+    report, scores = evaluate_model(model, thresholds, holdout, columns)
     cold = replace(holdout, frame=cold_start(holdout.frame))
-    cold_report, _ = evaluate_model(model, thresholds, cold, columns)
+    cold_report, cold_scores = evaluate_model(model, thresholds, cold, columns)
     behaviour = run_behaviour(model, thresholds, columns, policy)
-    return ChampionReference(str(version), report.metrics, cold_report.metrics, behaviour)
+    actions = (actions_at(thresholds, scores), actions_at(thresholds, cold_scores))
+    return ChampionReference(str(version), report.metrics, cold_report.metrics, behaviour, actions)
+
+
+def actions_at(thresholds: Thresholds, scores: Iterable[float]) -> tuple[str, ...]:
+    """The action each score gets at `thresholds`."""
+    return tuple(thresholds.action_for(float(s)) for s in scores)
 
 
 def register_candidate(
@@ -113,6 +123,8 @@ def register_candidate(
     baseline_behaviour: SuiteResult | None = None,
     cutoff_failures: Sequence[str] = (),
     policy: str = DEFAULT_POLICY,
+    candidate_actions: Actions | None = None,
+    baseline_actions: Actions | None = None,
 ) -> Registration:
     """Gate, register as a new version, tag the verdict, and set `challenger` on a pass (or
     when `skip_gate` forces it for the rollback demo: the refusal stays in the tags).
@@ -121,10 +133,14 @@ def register_candidate(
     and refuses a candidate whose behavioural suite (`behaviour`) fails a minimum-functionality
     rule. `expectation` (the candidate's offline expectation) is logged to the run before the
     alias moves, with the champion's block rate on the same holdout when there is one. The
-    version is registered under the policy's model (`<policy>-classifier`)."""
+    version is registered under the policy's model (`<policy>-classifier`). With
+    `candidate_actions` (warm, cold) the gate also runs the canary's paired test on the
+    holdout's labels against the reference's actions (the champion's, else `baseline_actions`).
+    """
     reference = _gate_reference(
         holdout, data_dir, baseline_metrics, baseline_cold_metrics, expectation, policy
     )
+    paired = _paired(holdout, candidate_actions, reference.actions or baseline_actions)
     compared_with, reference_metrics, reference_cold, expectation, reference_behaviour = (
         reference.name,
         reference.metrics,
@@ -145,6 +161,8 @@ def register_candidate(
         behaviour=behaviour,
         reference_behaviour=reference_behaviour,
         cutoff_failures=cutoff_failures,
+        paired=paired[0] if paired else None,
+        paired_cold=paired[1] if paired else None,
     )
     log.info("%s", gate.summary())
 
@@ -173,6 +191,7 @@ class GateReference(NamedTuple):
     cold: dict[str, float] | None
     expectation: OfflineExpectation | None
     behaviour: SuiteResult | None
+    actions: Actions | None = None  # the champion's on the holdout (None: the baseline's)
 
 
 def _gate_reference(
@@ -197,6 +216,20 @@ def _gate_reference(
         reference.cold_metrics,
         expectation,
         reference.behaviour,
+        reference.actions,
+    )
+
+
+def _paired(
+    holdout: LabelledSet, candidate: Actions | None, reference: Actions | None
+) -> tuple[McNemar, McNemar] | None:
+    """The paired test, warm and cold, when both sides' actions are known."""
+    if candidate is None or reference is None:
+        return None
+    positives = [bool(y) for y in holdout.y]
+    return (
+        discordant(positives, candidate[0], reference[0]),
+        discordant(positives, candidate[1], reference[1]),
     )
 
 

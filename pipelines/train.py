@@ -58,7 +58,13 @@ from modstack.registry.expectation import (
     log_expectation,
 )
 from pipelines.behaviour import SuiteResult
-from pipelines.evaluate import HoldoutEvaluation, compare_on_holdout, comparison_table, write_report
+from pipelines.evaluate import (
+    HoldoutEvaluation,
+    WarmCold,
+    compare_on_holdout,
+    comparison_table,
+    write_report,
+)
 from pipelines.fitting import (
     FittedModel,
     fit_baseline,
@@ -67,6 +73,7 @@ from pipelines.fitting import (
 from pipelines.gate import GateResult, GateTolerance, run_behaviour, tolerance_params
 from pipelines.model import model_input
 from pipelines.model_config import ModelConfig
+from pipelines.register import actions_at
 from pipelines.report_plots import training_plots
 from pipelines.training_data import (
     LABEL_COLUMN,
@@ -344,7 +351,9 @@ def run_training(
             seconds=seconds,
         )
         if config.register:
-            judged = _Judged(candidate, behaviour, baseline_behaviour, expectation)
+            judged = _Judged(
+                candidate, behaviour, baseline_behaviour, expectation, baseline.thresholds
+            )
             _register(result, holdout, evaluation, judged, config)
     log.info("training run %s done in %.1f s", result.run_id, result.seconds)
     return result
@@ -525,6 +534,12 @@ class _Judged:
     behaviour: SuiteResult
     baseline_behaviour: SuiteResult
     expectation: OfflineExpectation
+    baseline_thresholds: Thresholds
+
+
+def _actions(thresholds: Thresholds, scored: WarmCold) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A model's action on each holdout row, warm and as cold senders (the gate's paired test)."""
+    return actions_at(thresholds, scored.warm_scores), actions_at(thresholds, scored.cold_scores)
 
 
 def _register(
@@ -561,6 +576,8 @@ def _register(
         skip_gate=config.skip_gate,
         data_dir=config.data_dir,
         policy=config.policy,
+        candidate_actions=_actions(judged.candidate.thresholds, evaluation.candidate),
+        baseline_actions=_actions(judged.baseline_thresholds, evaluation.baseline),
     )
     result.version = registration.version
     result.gate = registration.gate

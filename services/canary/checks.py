@@ -29,15 +29,14 @@ from modstack.names import (
     CHECK_SCORE_COLLAPSE,
     CHECK_SCORE_PSI,
 )
+from modstack.paired import McNemar, mcnemar_exact
 from modstack.registry.expectation import OfflineExpectation
 from services.canary.evidence import PairedLabels, VariantWindow
 from services.canary.promql import bucket_counts
 from services.canary.stats import (
-    McNemar,
     coarsen_bins,
     densest_band_share,
     extra_harm_upper_bound,
-    mcnemar_exact,
     smoothed_psi,
     two_proportion_z,
 )

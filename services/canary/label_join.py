@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from modstack.names import VARIANT_CHALLENGER, VARIANT_CHAMPION
+from modstack.paired import harmful
 from services.canary.evidence import PairedLabels
 
 _VARIANTS = (VARIANT_CHAMPION, VARIANT_CHALLENGER)
@@ -35,17 +36,6 @@ class LabelledBlocks:
 def blocked(action: str) -> bool:
     """The decision block precision is about."""
     return action == "block"
-
-
-def harmful(action: str, spam: bool) -> bool:
-    """The mistake a label can show: spam let through to its recipient, or ham held back from
-    it (blocked, or sent to a moderator's queue).
-
-    Spam held for review is no mistake: a person catches it. So a challenger that moves spam
-    between review and block (another block cut-off) is judged on what reaches people, while
-    one that sends ordinary mail to review, at the moderators' cost and the recipient's wait,
-    is not let off because nothing was blocked."""
-    return action == "allow" if spam else action != "allow"
 
 
 class LabelJoin:

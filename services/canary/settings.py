@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
+from modstack.paired import PAIRED_ALPHA
 from modstack.policy import DEFAULT_POLICY, PolicyName
 from modstack.settings import CommonSettings
 from services.canary.checks import AnalysisThresholds
@@ -39,7 +40,7 @@ class CanarySettings(CommonSettings):
     canary_significance_z: float = Field(default=3.0, ge=0.0)
     # Exact McNemar on labelled discordant pairs: one-sided alpha (repeated at every window,
     # hence small) and the pairs needed before the last step can pass.
-    canary_alpha: float = Field(default=0.01, gt=0.0, lt=0.5)
+    canary_alpha: float = Field(default=PAIRED_ALPHA, gt=0.0, lt=0.5)
     canary_min_discordant: int = Field(default=20, ge=1)
     # ... or this many labelled pairs with the challenger's extra harm within the margin
     canary_min_labelled_pairs: int = Field(default=300, ge=1)

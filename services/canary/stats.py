@@ -1,11 +1,11 @@
-"""Generic statistics of the canary checks: distribution shift (PSI), proportions, the exact
-McNemar test and a non-inferiority bound. Nothing here knows about serving or variants."""
+"""Generic statistics of the canary checks: distribution shift (PSI), proportions and a
+non-inferiority bound (the exact McNemar test is `modstack.paired`, shared with the gate).
+Nothing here knows about serving or variants."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from scipy.stats import binomtest
 
@@ -96,33 +96,6 @@ def two_proportion_z(x1: float, n1: float, x2: float, n2: float, continuity: boo
         shrunk = max(abs(diff) - (1 / n1 + 1 / n2) / 2, 0.0)
         diff = math.copysign(shrunk, diff)
     return diff / math.sqrt(variance)
-
-
-@dataclass(frozen=True)
-class McNemar:
-    """Exact McNemar test: under H0 (equally good) each discordant pair is a fair coin."""
-
-    b: int  # challenger right, champion wrong
-    c: int  # champion right, challenger wrong
-    p_worse: float  # one-sided P(X <= b), X ~ Bin(b + c, 1/2): small = labels side with champion
-    p_better: float  # one-sided P(X >= b): small = labels side with the challenger
-
-    @property
-    def n(self) -> int:
-        return self.b + self.c
-
-
-def mcnemar_exact(b: int, c: int) -> McNemar:
-    """The exact (binomial) McNemar test on discordant counts b and c (scipy's binomtest;
-    exact rather than the chi-square form because early windows hold a handful of pairs)."""
-    if b < 0 or c < 0:
-        raise ValueError(f"discordant counts must be >= 0, got b={b}, c={c}")
-    n = b + c
-    if n == 0:
-        return McNemar(0, 0, 1.0, 1.0)
-    worse = binomtest(b, n, 0.5, alternative="less").pvalue
-    better = binomtest(b, n, 0.5, alternative="greater").pvalue
-    return McNemar(b, c, float(worse), float(better))
 
 
 def extra_harm_upper_bound(b: int, c: int, labelled: int, confidence: float = 0.95) -> float:

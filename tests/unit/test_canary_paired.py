@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 
 import pytest
 
+from modstack.paired import mcnemar_exact
 from modstack.registry.expectation import SCORE_EDGES, OfflineExpectation, expectation_from_scores
 from services.canary.analysis import analyze
 from services.canary.checks import AnalysisThresholds, label_quality_check, live_score_counts
 from services.canary.evidence import PairedLabels, VariantWindow
 from services.canary.label_join import LabelJoin
-from services.canary.stats import densest_band_share, mcnemar_exact
+from services.canary.stats import densest_band_share
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 THRESHOLDS = AnalysisThresholds(min_requests=100, alpha=0.01, min_discordant=20)

@@ -318,3 +318,21 @@ def test_spam_missed_for_review_is_reported_not_decisive() -> None:
     result = check_gate(worse_review, base, "champion v1")
     assert result.passed
     assert any("error_at_review" in line and "reported, worse" in line for line in result.checks)
+
+
+def test_gate_refuses_what_the_canarys_paired_test_would_roll_back() -> None:
+    from modstack.paired import discordant
+
+    # 300 labelled messages; the candidate sends 12 ham to review that the reference allows,
+    # and gets 1 spam right that the reference let through: the labels side with the reference
+    positives = [True] * 40 + [False] * 260
+    reference = ["block"] * 39 + ["allow"] + ["allow"] * 260
+    candidate = ["block"] * 40 + ["review"] * 12 + ["allow"] * 248
+    paired = discordant(positives, candidate, reference)
+    assert (paired.b, paired.c) == (1, 12)
+    result = check_gate(REFERENCE, REFERENCE, "champion v1", paired=paired)
+    assert not result.passed
+    assert result.failures[0].startswith("paired harm on holdout labels: candidate right b=1")
+    # a few discordant pairs either way: no evidence against the candidate
+    even = discordant(positives, ["block"] * 40 + ["review"] * 2 + ["allow"] * 258, reference)
+    assert check_gate(REFERENCE, REFERENCE, "champion v1", paired=even).passed
