@@ -166,6 +166,10 @@ class ReviewRequest(_Event):
     model_version: str
     variant: Variant
     requested_at: datetime = Field(default_factory=utcnow)
+    # the cut-offs that put it in the band [review, block), and the features the model saw
+    review_cutoff: float | None = Field(default=None, ge=0.0, le=1.0)
+    block_cutoff: float | None = Field(default=None, ge=0.0, le=1.0)
+    features: dict[str, float | None] = Field(default_factory=dict)
 
 
 class DeadLetter(_Event):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import statistics
 from typing import Annotated, Any, Literal
 
@@ -90,6 +91,13 @@ class Item(BaseModel):
     sent_at: str
     score: float
     other_score: float | None
+    review_cutoff: float | None = Field(
+        default=None, description="the cut-off the score passed to be sent to review"
+    )
+    block_cutoff: float | None = Field(default=None, description="the score it stayed under")
+    features: dict[str, float | None] = Field(
+        default_factory=dict, description="the features the model saw (sender history, text)"
+    )
     model_version: str
     variant: str
     priority: float
@@ -214,6 +222,7 @@ def item_out(row: dict[str, Any], now: float, preview: bool = False) -> Item:
     return Item(
         **{
             **fields,
+            "features": json.loads(row["features"]) if row.get("features") else {},
             "policy_title": definition.title,
             "positive_label": definition.positive_label,
             "negative_label": definition.negative_label,

@@ -20,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
 )
 
 metadata = MetaData()
@@ -43,6 +44,10 @@ items = Table(
     Column("variant", String(16), nullable=False),
     # the other variant's score when both champion and challenger sent the message to review
     Column("other_score", Float),
+    # what serving saw (nullable: added after the first schema; see `_add_missing_columns`)
+    Column("review_cutoff", Float),
+    Column("block_cutoff", Float),
+    Column("features", Text),  # JSON {name: value or null}
     Column("priority", Float, nullable=False),
     Column("enqueued_at", Float, nullable=False),
     Column("status", String(16), nullable=False),  # pending | decided
@@ -134,4 +139,19 @@ def make_engine(url: str) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
     metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add the nullable columns a newer schema has and an existing database lacks.
+
+    Hand-written rather than Alembic: the only change so far is nullable columns added to
+    one table, which `ALTER TABLE ... ADD COLUMN` does on SQLite and PostgreSQL alike; a
+    migration tool earns its place with the first change that is not additive."""
+    present = {c["name"] for c in inspect(engine).get_columns(items.name)}
+    with engine.begin() as conn:
+        for column in items.columns:
+            if column.name not in present and column.nullable:
+                kind = column.type.compile(dialect=engine.dialect)
+                conn.exec_driver_sql(f'ALTER TABLE {items.name} ADD COLUMN "{column.name}" {kind}')

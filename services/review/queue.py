@@ -14,6 +14,7 @@ both sent the message), then oldest first.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import secrets
 import time
@@ -129,6 +130,9 @@ class ReviewQueue:
             "score": request.score,
             "model_version": request.model_version,
             "variant": request.variant,
+            "review_cutoff": request.review_cutoff,
+            "block_cutoff": request.block_cutoff,
+            "features": json.dumps(request.features) if request.features else None,
             "priority": priority_of(request.score, self.cutoff(request.policy), None),
             # its age counts from serving's request (a consumer that lagged hides nothing)
             "enqueued_at": min(now, request.requested_at.timestamp()),

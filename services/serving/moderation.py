@@ -111,6 +111,9 @@ def review_request(message: Any, decision: Decision) -> ReviewRequest:
         score=decision.score,
         model_version=decision.model.version,
         variant=decision.variant,
+        review_cutoff=decision.model.thresholds.review,
+        block_cutoff=decision.model.thresholds.block,
+        features=decision.lookup.values,
     )
 
 

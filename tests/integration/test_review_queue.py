@@ -308,3 +308,38 @@ def test_accounts_hash_passwords_lock_out_and_resolve_tokens(
 def test_normalised_text_hash_ignores_case_spacing_and_punctuation() -> None:
     assert normalised_text_hash("Hi", "CHEAP  pills!!") == normalised_text_hash("hi", "cheap pills")
     assert normalised_text_hash("Hi", "cheap pills") != normalised_text_hash("Hi", "cheap pill")
+
+
+def test_an_item_keeps_what_serving_saw_and_why_it_went_to_review(
+    queue: ReviewQueue, clock: ManualClock
+) -> None:
+    from services.review.api import item_out
+
+    request = request_for("m-why").model_copy(
+        update={
+            "review_cutoff": 0.31,
+            "block_cutoff": 0.83,
+            "features": {"sender_msgs_total": 3.0, "sender_spam_labels_30d": None},
+        }
+    )
+    assert queue.add_request(request)
+    pending = queue.pending(ADMIN, None, 10)
+    (row,) = [queue.get(r["id"]) for r in pending if r["message_id"] == "m-why"]
+    item = item_out(row, clock())
+    assert (item.review_cutoff, item.block_cutoff) == (0.31, 0.83)
+    assert item.features == {"sender_msgs_total": 3.0, "sender_spam_labels_30d": None}
+
+
+def test_an_existing_database_gains_the_newer_nullable_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    make_engine(f"sqlite:///{path}").dispose()
+    with sqlite3.connect(path) as db:  # the first schema had none of these
+        for column in ("review_cutoff", "block_cutoff", "features"):
+            db.execute(f"ALTER TABLE review_items DROP COLUMN {column}")
+    engine = make_engine(f"sqlite:///{path}")
+    queue = ReviewQueue(engine, lease_s=LEASE_S, age_floor_s=FLOOR_S)
+    assert queue.add_request(request_for("m-old").model_copy(update={"review_cutoff": 0.2}))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT review_cutoff FROM review_items")).scalar() == 0.2
