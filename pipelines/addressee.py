@@ -823,27 +823,6 @@ class NBScaler(BaseEstimator, TransformerMixin):
         return scaled
 
 
-class BinaryLogisticRegression(LogisticRegression):
-    """`LogisticRegression` whose binary `predict_proba` on sparse rows skips input validation.
-
-    Same numbers as the parent (`expit` of the decision function, checked by the unit tests);
-    the parent's validation costs more than the dot product when one text is scored.
-    """
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        """`X @ coef + intercept` for sparse input to a fitted binary model, else the parent's."""
-        if sp.issparse(X) and len(getattr(self, "classes_", ())) == 2:
-            return np.asarray(X @ self.coef_[0]).ravel() + self.intercept_[0]
-        return np.asarray(super().decision_function(X))
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """`[1 - p, p]`, `p = expit(decision_function(X))` (binary, sparse), else the parent's."""
-        if sp.issparse(X) and len(getattr(self, "classes_", ())) == 2:
-            positive = expit(self.decision_function(X))
-            return np.column_stack([1.0 - positive, positive])
-        return np.asarray(super().predict_proba(X))
-
-
 # The members of the abuse ensemble: (feature blocks, C of the member's logistic regression),
 # chosen by 5-fold stratified CV on the insults train.csv (modstack/policies/abuse/DATA.md):
 # one model on everything plus one per kind of evidence, so that the many char n-grams do not

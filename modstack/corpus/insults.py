@@ -220,7 +220,7 @@ def read_comments_csv(path: Path, split: str) -> pd.DataFrame:
             "insult": raw["Insult"].astype("int64"),
         }
     )
-    return frame.astype({"comment_id": str, "split": str, "text": str})
+    return frame.astype({"comment_id": str, "split": str, "text": str})[list(COMMENT_COLUMNS)]
 
 
 def load_comments(data_dir: Path | None = None) -> pd.DataFrame:

@@ -18,7 +18,6 @@ from pipelines.addressee import (
     AbuseFeatures,
     AddresseeEnsemble,
     AddresseeTokens,
-    BinaryLogisticRegression,
     NBScaler,
     PersonCounts,
     abuse_text_pipeline,
@@ -177,18 +176,6 @@ def test_nb_scaler_ratios() -> None:
     assert np.allclose(named.ratios_, scaler.ratios_)
     with pytest.raises(ValueError, match="two classes"):
         NBScaler().fit(X, [1, 1, 1])
-
-
-def test_binary_logistic_regression_matches_sklearn() -> None:
-    rng = np.random.default_rng(0)
-    X = sp.random(40, 12, density=0.3, random_state=1, format="csr")
-    y = rng.integers(0, 2, 40)
-    fast = BinaryLogisticRegression(C=1.0).fit(X, y)
-    plain = LogisticRegression(C=1.0).fit(X, y)
-    assert np.allclose(fast.predict_proba(X), plain.predict_proba(X), atol=1e-12)
-    assert np.allclose(fast.decision_function(X), plain.decision_function(X), atol=1e-12)
-    assert np.array_equal(fast.predict(X), plain.predict(X))
-    assert np.allclose(fast.predict_proba(X.toarray()), plain.predict_proba(X), atol=1e-12)
 
 
 def test_marks_stop_after_the_window() -> None:
