@@ -243,8 +243,11 @@ def _group_metrics(
         for name, cutoff in (("block", thresholds.block), ("review", thresholds.review)):
             flagged = float((group_scores >= cutoff).mean())
             out[f"group.{group}.error_at_{name}"] = 1.0 - flagged if is_spam_group else flagged
-        if not is_spam_group:
-            in_band = (group_scores >= thresholds.review) & (group_scores < thresholds.block)
+        negatives = group_scores[y_true[mask] == 0]
+        if not is_spam_group and len(negatives):
+            # over the group's negatives only: a group may mix classes (the comments hold the
+            # abuse policy's insults); what the budget limits is harmless text sent to review
+            in_band = (negatives >= thresholds.review) & (negatives < thresholds.block)
             out[f"group.{group}.review_share"] = float(in_band.mean())
     return out
 

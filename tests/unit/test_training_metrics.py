@@ -40,6 +40,15 @@ def test_comments_get_a_review_share_and_the_emails_their_own_ranking() -> None:
     metrics = evaluate_scores(y, scores, Thresholds(block=0.9, review=0.25), groups).metrics
     # one comment blocked (0.95), one in the band (0.3): the band holds half of them
     assert metrics["group.comments.review_share"] == pytest.approx(0.5)
+    # a group mixing classes: the share is over its negatives only (an insult in the band is
+    # no harmless text sent to review)
+    mixed = evaluate_scores(
+        np.array([1, 0, 0, 0]),
+        np.array([0.5, 0.5, 0.1, 0.1]),
+        Thresholds(block=0.9, review=0.25),
+        ["comments-test"] * 4,
+    ).metrics
+    assert mixed["group.comments.review_share"] == pytest.approx(1 / 3)
     assert metrics["group.comments.error_at_block"] == pytest.approx(0.5)
     # without the comments every spam outranks the e-mail ham
     assert metrics["email.pr_auc"] == pytest.approx(1.0)
