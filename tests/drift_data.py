@@ -14,6 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 from features.text import TEXT_FEATURE_NAMES, text_features
 from modstack.corpus import build_corpus, load_corpus, messages_path
+from modstack.corpus.comments import from_sources
 from modstack.settings import get_settings
 
 FIXTURE_CORPUS = Path(__file__).resolve().parent / "fixtures" / "corpus"
@@ -66,4 +67,6 @@ def full_corpus_periods() -> PeriodRows:
     data_dir = get_settings().data_dir
     if not messages_path(data_dir).exists():
         pytest.skip(f"full corpus not built at {messages_path(data_dir)}: python -m pipelines.data")
-    return split_periods(corpus_with_features(load_corpus(data_dir)))
+    # the e-mails: the spam model's traffic (the comments are the abuse policy's data and
+    # are not replayed as the spam demo's traffic, modstack/policies/spam/policy.yaml)
+    return split_periods(corpus_with_features(from_sources(load_corpus(data_dir), ("email",))))

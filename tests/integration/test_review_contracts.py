@@ -28,8 +28,11 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.timeout(600)
 def test_the_review_service_holds_its_openapi_contract_under_fuzzing(
-    kafka_bootstrap: str, tmp_path: Path
+    private_kafka: str, tmp_path: Path
 ) -> None:
+    # a broker of its own: on the session's broker a new consumer group first reads every
+    # review request the serving tests published (under a full `make test`, more than 30 s)
+    kafka_bootstrap = private_kafka
     with running_review(tmp_path, kafka_bootstrap) as service:
         # a few items, so claims and decisions meet real rows as well as missing ones
         requests = [
