@@ -26,8 +26,20 @@ Truth = dict[str, list[Payload]]
 
 
 def renamed(payload: Payload, suffix: str) -> Payload:
-    """A message or label of a repeated pass, under its fresh id."""
-    return dict(payload, message_id=payload["message_id"] + suffix) if suffix else payload
+    """A message or label of a repeated pass, under its fresh id and from a fresh sender.
+
+    The sender is renamed too (`alice-r2@example.com`): a repeated pass is the same traffic
+    from a new population, whose histories grow as the first pass's did. Replayed under the
+    same senders, each pass added to their counts and labels, so a rollout judged in the
+    second or third pass met sender features no model had trained on: a retrain that blocked
+    more than the champion on its holdout (+0.017) blocked less live (-0.061), and the canary
+    rolled it back at b = 0, c = 29."""
+    if not suffix:
+        return payload
+    sender = str(payload["sender_id"])
+    local, at, domain = sender.rpartition("@")
+    fresh = f"{local}{suffix}@{domain}" if at else sender + suffix
+    return dict(payload, message_id=payload["message_id"] + suffix, sender_id=fresh)
 
 
 def original_id(message_id: str) -> str:

@@ -82,12 +82,16 @@ def test_follow_times_out_with_the_rollout_status() -> None:
 
 def test_user_reports_come_due_after_the_delay() -> None:
     # every message's labels, one per policy that labels it
-    truth = {f"m{i}": [{"message_id": f"m{i}", "label": "spam"}] for i in range(100)}
+    truth = {
+        f"m{i}": [{"message_id": f"m{i}", "sender_id": f"u{i}@x.org", "label": "spam"}]
+        for i in range(100)
+    }
     reports = UserReports(truth, share=0.5, delay_s=0.0)
     reports.queue([{"message_id": f"m{i}"} for i in range(100)], "-r1")
     due = reports.pop_due()
     assert 30 < len(due) < 70
     assert all(r["message_id"].endswith("-r1") and r["source"] == "user_report" for r in due)
+    assert all(r["sender_id"].endswith("-r1@x.org") for r in due)  # a fresh sender per pass
     assert reports.pop_due() == []
     both = {"c1": [{"message_id": "c1", "label": "ham"}, {"message_id": "c1", "label": "abuse"}]}
     every = UserReports(both, share=1.0, delay_s=0.0)
@@ -99,7 +103,14 @@ def test_user_reports_come_due_after_the_delay() -> None:
 
 
 def test_repeated_ids() -> None:
-    assert renamed({"message_id": "a"}, "-r2") == {"message_id": "a-r2"}
+    assert renamed({"message_id": "a", "sender_id": "s@x.org"}, "-r2") == {
+        "message_id": "a-r2",
+        "sender_id": "s-r2@x.org",
+    }
+    assert renamed({"message_id": "a", "sender_id": "s"}, "") == {
+        "message_id": "a",
+        "sender_id": "s",
+    }
     assert original_id("a-r12") == "a"
     assert original_id("a") == "a"
 
