@@ -74,22 +74,19 @@ def forget_sender(
             )
         else:
             erased.counts["feast.online"] = online
-    if review is not None:
+    remote = (
+        (review, "review.items", "the review service", "its queue still holds the sender's "
+         "items; run forget again when it is up"),
+        (ingestion, "ingestion.recent_message_ids", "ingestion", "if it runs, restart it to "
+         "drop the sender's recent message ids from its memory"),
+    )  # fmt: skip
+    for erase, key, service, otherwise in remote:
+        if erase is None:
+            continue
         try:
-            erased.counts["review.items"] = review(sender_id)
+            erased.counts[key] = erase(sender_id)
         except httpx.HTTPError as exc:
-            erased.notes.append(
-                f"the review service not reached ({exc}): its queue still holds the sender's "
-                "items; run forget again when it is up"
-            )
-    if ingestion is not None:
-        try:
-            erased.counts["ingestion.recent_message_ids"] = ingestion(sender_id)
-        except httpx.HTTPError as exc:
-            erased.notes.append(
-                f"ingestion not reached ({exc}): if it runs, restart it to drop the sender's "
-                "recent message ids from its memory"
-            )
+            erased.notes.append(f"{service} not reached ({exc}): {otherwise}")
     return erased
 
 

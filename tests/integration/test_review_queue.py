@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
@@ -236,30 +237,19 @@ def test_a_wave_is_decided_together_and_each_item_audited(queue: ReviewQueue) ->
 
 
 def test_an_overturned_appeal_releases_the_message(queue: ReviewQueue) -> None:
-    item, created = queue.add_appeal(
-        client="demo",
-        message_id="blocked-1",
-        sender_id="s9",
-        policy="spam",
-        subject="hi",
-        body="not spam, really",
-        sent_at=SENT,
-        reason="this is my invoice",
-        model_version="7",
-        score=0.99,
-    )
-    again, created_again = queue.add_appeal(
-        client="demo",
-        message_id="blocked-1",
-        sender_id="s9",
-        policy="spam",
-        subject="hi",
-        body="not spam, really",
-        sent_at=SENT,
-        reason="again",
-        model_version="7",
-        score=0.99,
-    )
+    appeal: dict[str, Any] = {
+        "client": "demo",
+        "message_id": "blocked-1",
+        "sender_id": "s9",
+        "policy": "spam",
+        "subject": "hi",
+        "body": "not spam, really",
+        "sent_at": SENT,
+        "model_version": "7",
+        "score": 0.99,
+    }
+    item, created = queue.add_appeal(**appeal, reason="this is my invoice")
+    again, created_again = queue.add_appeal(**appeal, reason="again")
     assert created and not created_again and again["appeal_id"] == item["appeal_id"]
     with pytest.raises(ItemNotFound):
         queue.appeal(item["appeal_id"], "another-client")
