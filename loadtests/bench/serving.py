@@ -201,8 +201,10 @@ def main(
     settings = ServingSettings()
     serving_addr = settings.serving_addr.rstrip("/")
     version = champion_version(settings)
-    serving = Target(serving_addr, check_serving(settings, serving_addr, version))
-
+    pids, champions = check_serving(settings, serving_addr, version)
+    serving = Target(serving_addr, pids)
+    scored = ", ".join(f"{policy} v{v}" for policy, v in champions.items())
+    console.print(f"serving scores every request with: {scored}")
     console.print(f"champion v{version}; preparing {messages_limit} future mails with Feast values")
     messages = prepare_messages(settings, version, messages_limit)
     setup = LocustSetup(messages, messages.parent, duration)
@@ -222,7 +224,7 @@ def main(
             rollout_error = f"rollout run failed: {type(exc).__name__}: {exc}"
             console.print(f"[red]{rollout_error}[/red]")
 
-    title = f"serving vs mlflow models serve, champion v{version}, {duration} s runs"
+    title = f"serving ({scored}) vs mlflow models serve (spam v{version} alone), {duration} s runs"
     rows = table_rows(results)
     print_table(console, title, rows)
     context = Context(
@@ -238,6 +240,7 @@ def main(
     console.print(summary)
     png = write_plot(results, settings.run_dir, name)
     command = ("python -m loadtests.bench.serving " + " ".join(sys.argv[1:])).strip()
+    summary["policies_scored"] = champions
     path = write_results(name, command, (title, rows), results, summary, version, settings.run_dir)
     console.print(f"wrote {path} and {png} (copied to docs/img/)")
 

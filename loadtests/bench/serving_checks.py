@@ -57,9 +57,12 @@ def champion_version(settings: ServingSettings) -> str:
     return str(champion.version)
 
 
-def check_serving(settings: ServingSettings, serving: str, version: str) -> list[int]:
-    """Serving answers with champion `version`, no rollout or retraining is in flight; returns
-    the pids of the local processes listening on the serving port (exit otherwise)."""
+def check_serving(
+    settings: ServingSettings, serving: str, version: str
+) -> tuple[list[int], dict[str, str]]:
+    """Serving answers with spam champion `version`, no rollout or retraining is in flight;
+    returns the pids of the local processes listening on the serving port and the champion
+    of every policy serving scores on each request (exit otherwise)."""
     from loadtests.bench.serving_cpu import listening_pids
     from modstack.settings import port_of
 
@@ -81,7 +84,7 @@ def check_serving(settings: ServingSettings, serving: str, version: str) -> list
     serving_pids = listening_pids(port_of(settings.serving_addr))
     if not serving_pids:
         fail(f"no local process listens on {settings.serving_addr}: the CPU cannot be measured")
-    return serving_pids
+    return serving_pids, {str(policy): str(v) for policy, v in champions.items() if v}
 
 
 def prepare_messages(settings: ServingSettings, version: str, limit: int) -> Path:
