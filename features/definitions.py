@@ -2,8 +2,9 @@
 
 Definitions only: the values come from features.sender (pushed by the stream processor
 and the backfill) and features.text (computed on demand, in training and serving alike).
-Nothing is built on import: `build_definitions(feast_data_dir)` makes the objects that name
-files for a given data folder (`features.store.apply_repo`, i.e. `modstack feast-apply`, the
+Nothing is built on import: `build_definitions(feast_data_dir, offline)` makes the objects that
+name the offline rows' files for a given data folder (`offline="file"`) or their PostgreSQL
+tables (`offline="postgres"`) (`features.store.apply_repo`, i.e. `modstack feast-apply`, the
 supported path; tests apply into a tmp one). The plain `feast` CLI reads module attributes:
 `sender_activity`, `spam_model_v1`, ... are built on first access (module `__getattr__`, from
 the FEAST_* variables feature_store.yaml expands), so `feast -c features apply` still works.
@@ -16,7 +17,7 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from types import FunctionType
-from typing import Any
+from typing import Any, Literal
 
 from feast import (
     Entity,
@@ -29,10 +30,11 @@ from feast import (
     RequestSource,
     ValueType,
 )
+from feast.data_source import DataSource
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, String
 
-from features.config import feast_data_dir
+from features.config import feast_data_dir, offline_store_type
 from features.sender import ACTIVITY_FEATURES, REPUTATION_FEATURES
 from features.text import TEXT_FEATURE_NAMES
 from modstack import names
@@ -40,6 +42,7 @@ from modstack import names
 # No TTL: a sender's latest row stays valid until the next one, offline (point-in-time join) and
 # online alike, so training sees what serving sees. Window counts carry their own time spans.
 NO_TTL = timedelta(0)
+OfflineKind = Literal["file", "postgres"]
 
 
 def _sender_entity() -> Entity:
@@ -117,14 +120,38 @@ def offline_path(feast_data_dir: Path, view_name: str) -> Path:
     return feast_data_dir / "offline" / f"{view_name}.parquet"
 
 
-def _sender_view(
-    name: str, push_name: str, features: tuple[str, ...], entity: Entity, data_dir: Path, doc: str
-) -> tuple[PushSource, FeatureView]:
-    batch = FileSource(
+def offline_table(view_name: str) -> str:
+    """The PostgreSQL table holding a sender view's offline rows (the postgres offline store)."""
+    return f"offline_{view_name}"
+
+
+def _batch_source(name: str, data_dir: Path, offline: OfflineKind) -> DataSource:
+    if offline == "postgres":
+        # Imported only here: the contrib module needs psycopg (feast[postgres]).
+        from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
+            PostgreSQLSource,
+        )
+
+        return PostgreSQLSource(
+            name=f"{name}_batch", table=offline_table(name), timestamp_field="event_timestamp"
+        )
+    return FileSource(
         name=f"{name}_batch",
         path=str(offline_path(data_dir, name)),
         timestamp_field="event_timestamp",
     )
+
+
+def _sender_view(
+    name: str,
+    push_name: str,
+    features: tuple[str, ...],
+    entity: Entity,
+    data_dir: Path,
+    offline: OfflineKind,
+    doc: str,
+) -> tuple[PushSource, FeatureView]:
+    batch = _batch_source(name, data_dir, offline)
     push = PushSource(name=push_name, batch_source=batch)
     view = FeatureView(
         name=name,
@@ -139,8 +166,8 @@ def _sender_view(
     return push, view
 
 
-def build_definitions(feast_data_dir: Path) -> Definitions:
-    """The repo's objects, with offline files under `feast_data_dir`."""
+def build_definitions(feast_data_dir: Path, offline: OfflineKind = "file") -> Definitions:
+    """The repo's objects: offline rows in files under `feast_data_dir` or in PostgreSQL."""
     sender = _sender_entity()
     message_request = _message_request()
     message_text_view = _message_text_view(message_request)
@@ -150,6 +177,7 @@ def build_definitions(feast_data_dir: Path) -> Definitions:
         ACTIVITY_FEATURES,
         sender,
         feast_data_dir,
+        offline,
         "Message volume and content mix of a sender, updated at each message (sent_at).",
     )
     reputation_source, sender_reputation = _sender_view(
@@ -158,6 +186,7 @@ def build_definitions(feast_data_dir: Path) -> Definitions:
         REPUTATION_FEATURES,
         sender,
         feast_data_dir,
+        offline,
         "Spam and ham labels a sender received in the last 30 days, updated at labeled_at.",
     )
     spam_model_v1 = FeatureService(
@@ -181,7 +210,7 @@ def build_definitions(feast_data_dir: Path) -> Definitions:
 def repo_definitions() -> Definitions:
     """The objects for the data folder of the environment, built once per process."""
     # The `feast` CLI imports this file: it sees the same variables feature_store.yaml expands.
-    return build_definitions(feast_data_dir())
+    return build_definitions(feast_data_dir(), offline_store_type())
 
 
 # What the `feast` CLI finds (it scans `dir(module)`): module attribute -> Definitions field.

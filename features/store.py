@@ -1,14 +1,16 @@
 """The Feast feature store as the rest of ModStack uses it: open, apply, push, read online.
 
 `features/feature_store.yaml` is the one config; this module fills in the variables it expands
-(`FEAST_DATA_DIR`, `FEAST_ONLINE_STORE`) from the settings when they are not set, so the same
-file serves the local default (SQLite online, parquet offline) and Redis (compose, k8s) with
-`FEAST_ONLINE_STORE_TYPE=redis REDIS_CONNECTION_STRING=host:6379`.
+(`FEAST_REGISTRY_TYPE`, `FEAST_REGISTRY_PATH`, `FEAST_ONLINE_STORE`, `FEAST_OFFLINE_STORE`)
+from the settings (features/config.py), so the same file serves the local default (file
+registry, SQLite online, parquet offline) and the servers of compose and k8s (a SQL registry in
+PostgreSQL, Redis online, the PostgreSQL offline store).
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import sqlite3
@@ -28,17 +30,24 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
-from features.config import absolute_path, feast_data_dir, feature_store_settings
+from features.config import (
+    FeatureStoreSettings,
+    absolute_path,
+    feast_data_dir,
+    feature_store_settings,
+)
 from features.sender import ACTIVITY_FEATURES, REPUTATION_FEATURES
 from modstack import names
 
 if TYPE_CHECKING:
+    import psycopg
     from feast import FeatureStore
 
 log = logging.getLogger(__name__)
 
 FEATURE_STORE_YAML = "feature_store.yaml"
 ONLINE_DB = "online.db"  # the SQLite online store's file, in the Feast data folder
+REGISTRY_DB = "registry.db"  # the file registry, in the Feast data folder
 VIEW_FEATURES: dict[str, tuple[str, ...]] = {
     names.VIEW_SENDER_ACTIVITY: ACTIVITY_FEATURES,
     names.VIEW_SENDER_REPUTATION: REPUTATION_FEATURES,
@@ -60,17 +69,51 @@ def online_store_config(data_dir: Path) -> str:
     return f'{{type: sqlite, path: "{data_dir / ONLINE_DB}"}}'
 
 
+def offline_store_config(settings: FeatureStoreSettings | None = None) -> str:
+    """The `offline_store` mapping (YAML flow style, written as JSON) the settings ask for."""
+    settings = settings or feature_store_settings()
+    if settings.feast_offline_store_type == "file":
+        return "{type: file}"
+    return json.dumps(
+        {
+            "type": "postgres",
+            "host": settings.feast_offline_pg_host,
+            "port": settings.feast_offline_pg_port,
+            "database": settings.feast_offline_pg_database,
+            "db_schema": settings.feast_offline_pg_schema,
+            "user": settings.feast_offline_pg_user,
+            "password": settings.feast_offline_pg_password.get_secret_value(),
+            "sslmode": settings.feast_offline_pg_sslmode,
+        }
+    )
+
+
 def repo_variables(data_dir: Path | None = None) -> dict[str, str]:
     """The values of the variables feature_store.yaml expands, for this process."""
+    settings = feature_store_settings()
     folder = feast_data_dir(data_dir)
-    return {"FEAST_DATA_DIR": str(folder), "FEAST_ONLINE_STORE": online_store_config(folder)}
+    registry = settings.feast_registry_path
+    if settings.feast_registry_type == "file":
+        explicit = registry is not None and data_dir is None
+        registry = str(
+            absolute_path(Path(registry)) if registry and explicit else folder / REGISTRY_DB
+        )
+    return {
+        "FEAST_DATA_DIR": str(folder),
+        "FEAST_REGISTRY_TYPE": settings.feast_registry_type,
+        # quoted (JSON is YAML): a URL's password may hold characters YAML reads otherwise
+        "FEAST_REGISTRY_PATH": json.dumps(str(registry)),
+        "FEAST_ONLINE_STORE": online_store_config(folder),
+        "FEAST_OFFLINE_STORE": offline_store_config(settings),
+    }
 
 
 def load_repo_config(repo_path: Path | None = None, data_dir: Path | None = None) -> Any:
     """feature_store.yaml with `${VARS}` expanded like Feast does, with our values filled in.
 
     FEAST_DATA_DIR: the `data_dir` argument, else the environment, else DATA_DIR/feast;
-    FEAST_ONLINE_STORE: the environment, else derived from FEAST_ONLINE_STORE_TYPE.
+    FEAST_ONLINE_STORE: the environment, else derived from FEAST_ONLINE_STORE_TYPE; the
+    registry and the offline store from FEAST_REGISTRY_* and FEAST_OFFLINE_* (repo_variables).
     """
     from feast.repo_config import RepoConfig
 
@@ -113,7 +156,7 @@ class ApplyReport:
 
     applied: list[str]
     deleted: list[str]
-    created_files: list[str]
+    created_files: list[str]  # offline parquet files, or `postgres:<table>` tables, made now
     seconds: float
 
 
@@ -149,8 +192,91 @@ def _ensure_offline_files(folder: Path) -> list[str]:
     return created
 
 
+def offline_connection(store: FeatureStore | None = None) -> psycopg.Connection:
+    """A connection to the PostgreSQL offline store: the one `store`'s config names, else the
+    one the settings name (no FeatureStore needed, so no `import feast`)."""
+    try:
+        import psycopg
+    except ImportError as exc:  # pragma: no cover - pinned in pyproject.toml
+        raise RuntimeError(
+            "the postgres offline store needs psycopg 3: pip install 'feast[postgres]'"
+        ) from exc
+    if store is not None:
+        config = store.config.offline_store
+        params = {
+            key: getattr(config, key)
+            for key in ("host", "port", "database", "db_schema", "user", "password", "sslmode")
+        }
+    else:
+        params = json.loads(offline_store_config())
+    return psycopg.connect(
+        host=params["host"],
+        port=int(params["port"]),
+        dbname=params["database"],
+        user=params["user"],
+        password=params["password"],
+        sslmode=params["sslmode"],
+        options=f"-c search_path={params['db_schema']}",
+        connect_timeout=10,
+    )
+
+
+def _offline_columns_sql(view_name: str) -> list[tuple[str, str]]:
+    return [
+        (names.FEAST_JOIN_KEY, "text NOT NULL"),
+        ("event_timestamp", "timestamptz NOT NULL"),
+        *[(feature, "double precision") for feature in VIEW_FEATURES[view_name]],
+    ]
+
+
+def _ensure_offline_tables(store: FeatureStore) -> list[str]:
+    """Create each view's offline table (the PostgreSQLSource reads it) when it is missing."""
+    from psycopg import sql
+
+    from features.definitions import offline_table
+
+    created = []
+    with closing(offline_connection(store)) as connection, connection.transaction():
+        for view_name in VIEW_FEATURES:
+            table = offline_table(view_name)
+            columns = _offline_columns_sql(view_name)
+            found = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = %s "
+                    "ORDER BY ordinal_position",
+                    (table,),
+                )
+            ]
+            if found:
+                if found != [name for name, _ in columns]:
+                    raise RuntimeError(
+                        f"table {table} has columns {found}, the definitions expect "
+                        f"{[name for name, _ in columns]}: drop it and run the backfill again"
+                    )
+                continue
+            # One row per (sender, event_timestamp): rows are stamped strictly increasing per
+            # sender (features.sender), so a repeat is a redelivered push and is ignored.
+            connection.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}, event_timestamp))"
+                ).format(
+                    sql.Identifier(table),
+                    sql.SQL(", ").join(
+                        sql.SQL("{} {}").format(sql.Identifier(name), sql.SQL(kind))
+                        for name, kind in columns
+                    ),
+                    sql.Identifier(names.FEAST_JOIN_KEY),
+                )
+            )
+            created.append(f"postgres:{table}")
+    return created
+
+
 def apply_repo(repo_path: Path | str | None = None, data_dir: Path | None = None) -> ApplyReport:
-    """Register the definitions (like `feast apply`, in-process and fast) and prepare the files.
+    """Register the definitions (like `feast apply`, in-process and fast) and prepare the
+    offline store (the parquet files, or the PostgreSQL tables).
 
     Objects that are in the registry but no longer defined are deleted, as `feast apply` would.
     """
@@ -158,11 +284,20 @@ def apply_repo(repo_path: Path | str | None = None, data_dir: Path | None = None
     started = time.perf_counter()
     store = get_store(repo_path, data_dir)
     folder = feast_data_dir(data_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    created = _ensure_offline_files(folder)
+    offline = store.config.offline_store.type
+    in_files = (
+        store.config.registry.registry_type == "file",
+        store.config.online_store.type == "sqlite",
+        offline == "file",
+    )
+    if any(in_files):
+        folder.mkdir(parents=True, exist_ok=True)
+    created = (
+        _ensure_offline_tables(store) if offline == "postgres" else _ensure_offline_files(folder)
+    )
     from features.definitions import build_definitions  # imports feast (~4 s)
 
-    definitions = build_definitions(folder)
+    definitions = build_definitions(folder, "postgres" if offline == "postgres" else "file")
     objects = definitions.objects()
     wanted = {(type(o).__name__, o.name) for o in objects}
     registered: list[Any] = [
@@ -180,10 +315,11 @@ def apply_repo(repo_path: Path | str | None = None, data_dir: Path | None = None
         seconds=time.perf_counter() - started,
     )
     log.info(
-        "feast apply: %d objects, %d deleted, into %s in %.2fs",
+        "feast apply: %d objects, %d deleted, registry %s, offline %s, in %.2fs",
         len(objects),
         len(stale),
-        folder,
+        store.config.registry.registry_type,
+        offline,
         report.seconds,
     )
     return report
@@ -251,19 +387,32 @@ def push_rows(
 
 
 def _append_offline(store: FeatureStore, view_name: str, frame: pd.DataFrame) -> None:
-    """Append rows to a view's offline parquet: one writer at a time, atomically.
+    """Append rows to a view's offline store: its parquet file, or its PostgreSQL table.
 
-    Written by hand instead of `store.push(..., to=PushMode.OFFLINE)`, which does the same
-    read-concatenate-rewrite but in place and unlocked: a crash mid-write leaves a truncated
-    file, and two processor replicas lose each other's rows. Here a lock file serialises the
-    writers (flock: one host or NFSv4) and the new file replaces the old one by rename.
+    Written by hand instead of `store.push(..., to=PushMode.OFFLINE)`: Feast 0.67's file store
+    does a read-concatenate-rewrite in place and unlocked (a crash mid-write leaves a truncated
+    file, two processor replicas lose each other's rows), and its postgres offline store has no
+    `offline_write_batch` at all (the push raises NotImplementedError).
     """
     from feast import FileSource
 
     source = store.get_feature_view(view_name).batch_source
-    if not isinstance(source, FileSource):
-        raise TypeError(f"{view_name}: offline writes need a FileSource, not {source!r}")
-    path = Path(source.path)
+    if isinstance(source, FileSource):
+        _append_offline_file(Path(source.path), frame)
+        return
+    from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
+        PostgreSQLSource,
+    )
+
+    if isinstance(source, PostgreSQLSource):
+        _append_offline_postgres(store, view_name, frame)
+        return
+    raise TypeError(f"{view_name}: offline writes need a FileSource or a PostgreSQLSource")
+
+
+def _append_offline_file(path: Path, frame: pd.DataFrame) -> None:
+    """Append to the parquet file, one writer at a time, atomically: a lock file serialises
+    the writers (flock: one host or NFSv4) and the new file replaces the old one by rename."""
     new_rows = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
     with _offline_lock(path):
         previous = pq.read_table(path)
@@ -271,6 +420,38 @@ def _append_offline(store: FeatureStore, view_name: str, frame: pd.DataFrame) ->
         scratch = path.with_suffix(f".{os.getpid()}.tmp")
         pq.write_table(table, scratch)
         os.replace(scratch, path)
+
+
+def _append_offline_postgres(store: FeatureStore, view_name: str, frame: pd.DataFrame) -> int:
+    """Insert the rows in one transaction (COPY into a scratch table, then INSERT ... ON
+    CONFLICT DO NOTHING: a redelivered batch adds nothing); returns the rows added."""
+    from psycopg import sql
+
+    from features.definitions import offline_table
+
+    table = sql.Identifier(offline_table(view_name))
+    columns = [names.FEAST_JOIN_KEY, "event_timestamp", *VIEW_FEATURES[view_name]]
+    # NaN as NULL, like pyarrow writes it to parquet: both stores then read back missing values
+    values = frame[columns].astype(object).where(frame[columns].notna(), None)
+    values["event_timestamp"] = [stamp.to_pydatetime() for stamp in frame["event_timestamp"]]
+    column_list = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    with closing(offline_connection(store)) as connection, connection.transaction():
+        cursor = connection.cursor()
+        cursor.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE push_rows ON COMMIT DROP AS SELECT {} FROM {} LIMIT 0"
+            ).format(column_list, table)
+        )
+        copy_rows = sql.SQL("COPY push_rows ({}) FROM STDIN").format(column_list)
+        with cursor.copy(copy_rows) as copy:
+            for row in values.itertuples(index=False, name=None):
+                copy.write_row(row)
+        cursor.execute(
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM push_rows ON CONFLICT DO NOTHING").format(
+                table, column_list, column_list
+            )
+        )
+        return cursor.rowcount
 
 
 @contextmanager
@@ -350,16 +531,86 @@ def online_features(
 
 
 def erase_sender_offline(sender_id: str, feast_dir: Path | None = None) -> dict[str, int]:
-    """Rewrite each offline parquet file without the sender's rows (under the lock the
-    appenders take, so no push is lost); returns rows removed per file stem (view name).
+    """Delete the sender's offline rows; returns rows removed per view.
 
-    `feast_dir` is the Feast data folder (default: `feast_data_dir()`).
+    Parquet (the default): each offline file is rewritten without them, under the lock the
+    appenders take, so no push is lost; `feast_dir` is the Feast data folder (default:
+    `feast_data_dir()`). PostgreSQL (FEAST_OFFLINE_STORE_TYPE=postgres): one DELETE per view
+    table, in one transaction.
     """
+    if feature_store_settings().feast_offline_store_type == "postgres":
+        return _erase_offline_postgres(sender_id)
     folder = feast_dir if feast_dir is not None else feast_data_dir()
     return {
         path.stem: _erase_offline_file(path, sender_id)
         for path in sorted((folder / "offline").glob("*.parquet"))
     }
+
+
+def _erase_offline_postgres(sender_id: str) -> dict[str, int]:
+    from psycopg import sql
+
+    from features.definitions import offline_table
+
+    erased = {}
+    with closing(offline_connection()) as connection, connection.transaction():
+        for view_name in VIEW_FEATURES:
+            cursor = connection.execute(
+                sql.SQL("DELETE FROM {} WHERE {} = %s").format(
+                    sql.Identifier(offline_table(view_name)), sql.Identifier(names.FEAST_JOIN_KEY)
+                ),
+                (sender_id,),
+            )
+            erased[view_name] = cursor.rowcount
+    return erased
+
+
+def offline_row_counts(data_dir: Path | None = None) -> dict[str, int]:
+    """Rows in each sender view's offline store (0 when its file or table does not exist)."""
+    if feature_store_settings().feast_offline_store_type == "postgres":
+        from psycopg import sql
+
+        from features.definitions import offline_table
+
+        counts = {}
+        with closing(offline_connection()) as connection:
+            for view_name in VIEW_FEATURES:
+                table = offline_table(view_name)
+                exists = connection.execute("SELECT to_regclass(%s)", (table,)).fetchone()
+                if exists is None or exists[0] is None:
+                    counts[view_name] = 0
+                    continue
+                row = connection.execute(
+                    sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+                ).fetchone()
+                counts[view_name] = int(row[0]) if row else 0
+        return counts
+    from features.definitions import offline_path
+
+    folder = feast_data_dir(data_dir)
+    paths = {view: offline_path(folder, view) for view in VIEW_FEATURES}
+    return {view: pq.read_metadata(p).num_rows if p.exists() else 0 for view, p in paths.items()}
+
+
+def reset_offline(data_dir: Path | None = None) -> None:
+    """Delete every offline row of the sender views (the backfill's --replace): the parquet
+    files go (apply_repo recreates them empty), the PostgreSQL tables are emptied."""
+    if feature_store_settings().feast_offline_store_type == "postgres":
+        from psycopg import sql
+
+        from features.definitions import offline_table
+
+        with closing(offline_connection()) as connection, connection.transaction():
+            for view_name in VIEW_FEATURES:
+                table = offline_table(view_name)
+                if connection.execute("SELECT to_regclass(%s)", (table,)).fetchone() != (None,):
+                    connection.execute(sql.SQL("TRUNCATE {}").format(sql.Identifier(table)))
+        return
+    from features.definitions import offline_path
+
+    folder = feast_data_dir(data_dir)
+    for view in VIEW_FEATURES:
+        offline_path(folder, view).unlink(missing_ok=True)
 
 
 def _erase_offline_file(path: Path, sender_id: str) -> int:
