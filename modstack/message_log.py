@@ -24,6 +24,12 @@ Personal data: subjects and bodies are personal data. `expire` drops whole `logg
 partitions older than the retention (PROCESSOR_LOG_RETENTION_DAYS, applied by the processor
 when idle); `erase_sender` rewrites the files that hold a sender's rows without them
 (`modstack forget`). Dead letters are kept apart, in `modstack.deadletter_store`.
+
+In a database instead (compose, k8s: `MESSAGE_LOG_DATABASE_URL`, a SQLAlchemy URL, PostgreSQL
+there): two tables, `message_log_messages` and `message_log_labels`, with the same columns
+and the ids as unique keys, so a batch written twice is stored once; every writer and reader
+(the processor replicas, ingestion, training, `modstack forget`) reaches the same log without
+a shared disk. Same interface and results; `compact` has nothing to do there.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -44,6 +51,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from modstack.events import LabelEvent, MessageEvent
+from modstack.settings import CommonSettings
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 Kind = Literal["messages", "labels"]
 LOG_DIRNAME = "message_log"
@@ -106,11 +117,23 @@ class _SeqClock:
 _SEQ = _SeqClock()
 
 
-class MessageLog:
-    """Append and read the log under `{data_dir}/message_log`."""
+class MessageLogSettings(CommonSettings):
+    """Where the log lives: empty = parquet files under DATA_DIR; else a SQLAlchemy URL."""
 
-    def __init__(self, data_dir: Path) -> None:
+    message_log_database_url: str = ""
+
+
+class MessageLog:
+    """Append and read the log: parquet under `{data_dir}/message_log`, or in a database.
+
+    `database_url`: None reads MESSAGE_LOG_DATABASE_URL; "" means the files.
+    """
+
+    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
         self.root = Path(data_dir) / LOG_DIRNAME
+        if database_url is None:
+            database_url = MessageLogSettings().message_log_database_url
+        self._db = _DatabaseLog(database_url) if database_url else None
 
     # ---- writing ---------------------------------------------------------------------------
 
@@ -134,6 +157,7 @@ class MessageLog:
         if len(seqs) != total:
             raise ValueError(f"{len(seqs)} seqs for {total} events")
         logged_at = datetime.now(UTC)
+        write = self._db.write if self._db is not None else self._write
         if messages:
             rows = [
                 {
@@ -148,7 +172,7 @@ class MessageLog:
                 }
                 for m, seq in zip(messages, seqs[: len(messages)], strict=True)
             ]
-            self._write("messages", rows, logged_at)
+            write("messages", rows, logged_at)
         if labels:
             rows = [
                 {
@@ -164,7 +188,7 @@ class MessageLog:
                 }
                 for lab, seq in zip(labels, seqs[len(messages) :], strict=True)
             ]
-            self._write("labels", rows, logged_at)
+            write("labels", rows, logged_at)
         return total
 
     def _write(self, kind: Kind, rows: list[dict], logged_at: datetime) -> Path:
@@ -201,6 +225,8 @@ class MessageLog:
             needed = [*ID_COLUMNS[kind], EVENT_TIME[kind], "seq"]
             columns = list(dict.fromkeys([*needed, *columns]))
             schema = pa.schema([schema.field(name) for name in columns])
+        if self._db is not None:
+            return _one_per_id(self._db.read(kind, schema, start, end), kind)
         folder = self.root / kind
         if not folder.is_dir() or not any(folder.glob(f"{PARTITION_KEY}=*/*.parquet")):
             return schema.empty_table().to_pandas()
@@ -218,14 +244,13 @@ class MessageLog:
             condition=condition,
             columns=columns,
         )
-        frame = frame.sort_values("seq", kind="stable")
-        frame = frame.drop_duplicates(ID_COLUMNS[kind], keep="first")
-        frame = frame.sort_values([EVENT_TIME[kind], "seq"], kind="stable")
-        return frame.reset_index(drop=True)
+        return _one_per_id(frame, kind)
 
     def senders_of(self, message_ids: Sequence[str]) -> dict[str, str]:
         """{message_id: sender_id} of the logged messages among `message_ids` (reads two
         columns, filtered by id: what ingestion checks a report against on a cache miss)."""
+        if self._db is not None:
+            return self._db.senders_of(message_ids)
         folder = self.root / "messages"
         if not message_ids or not any(folder.glob(f"{PARTITION_KEY}=*/*.parquet")):
             return {}
@@ -240,7 +265,10 @@ class MessageLog:
         return dict(zip(frame["message_id"], frame["sender_id"], strict=True))
 
     def file_count(self, kind: Kind) -> int:
-        """How many parquet files hold this kind (compaction is worth it when many)."""
+        """How many parquet files hold this kind (compaction is worth it when many; a
+        database holds none)."""
+        if self._db is not None:
+            return 0
         return sum(1 for _ in (self.root / kind).glob(f"{PARTITION_KEY}=*/*.parquet"))
 
     def compact(self, kind: Kind) -> int:
@@ -250,6 +278,8 @@ class MessageLog:
         between only leaves duplicates, which reads drop.
         """
         removed = 0
+        if self._db is not None:
+            return removed  # the unique keys already keep one row per id
         for folder in sorted((self.root / kind).glob(f"{PARTITION_KEY}=*")):
             files = sorted(folder.glob("*.parquet"))
             if len(files) < 2:
@@ -274,11 +304,13 @@ class MessageLog:
 
     def expire(self, retention_days: int, today: date | None = None) -> dict[str, int]:
         """Delete the partitions logged more than `retention_days` ago; returns files removed
-        per kind. 0 keeps everything."""
+        per kind (rows, in a database). 0 keeps everything."""
         removed = {"messages": 0, "labels": 0}
         if retention_days <= 0:
             return removed
         cutoff = (today or datetime.now(UTC).date()) - timedelta(days=retention_days)
+        if self._db is not None:
+            return self._db.expire(cutoff)
         for kind in ("messages", "labels"):
             for folder in sorted((self.root / kind).glob(f"{PARTITION_KEY}=*")):
                 try:
@@ -297,6 +329,8 @@ class MessageLog:
         """Rewrite every file holding rows of `sender_id` without them; returns rows removed
         per kind. Crash-safe like `compact`: the rewritten file replaces the old one by rename.
         """
+        if self._db is not None:
+            return self._db.erase_sender(sender_id)
         removed = {"messages": 0, "labels": 0}
         for kind in ("messages", "labels"):
             schema = SCHEMAS[kind]
@@ -318,6 +352,147 @@ class MessageLog:
                     os.replace(tmp, file)
                 _fsync_dir(file.parent)
         return removed
+
+
+def _one_per_id(frame: pd.DataFrame, kind: Kind) -> pd.DataFrame:
+    """The first logged row of each id (lowest `seq`), in event-time order."""
+    frame = frame.sort_values("seq", kind="stable")
+    frame = frame.drop_duplicates(ID_COLUMNS[kind], keep="first")
+    frame = frame.sort_values([EVENT_TIME[kind], "seq"], kind="stable")
+    return frame.reset_index(drop=True)
+
+
+class _DatabaseLog:
+    """The log in two tables of a SQL database (SQLAlchemy Core: PostgreSQL, or SQLite)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = _engine(url)
+        self.tables = _tables()
+        self.tables["messages"].metadata.create_all(self.engine, checkfirst=True)
+
+    def write(self, kind: Kind, rows: list[dict], logged_at: datetime) -> None:
+        table = self.tables[kind]
+        values = [{**row, PARTITION_KEY: logged_at.date()} for row in rows]
+        # one transaction: the batch is in or not; ids already logged are skipped (first wins)
+        with self.engine.begin() as connection:
+            connection.execute(_insert_ignoring_duplicates(self.engine, table), values)
+
+    def read(
+        self,
+        kind: Kind,
+        schema: pa.Schema,
+        start: datetime | pd.Timestamp | None,
+        end: datetime | pd.Timestamp | None,
+    ) -> pd.DataFrame:
+        import sqlalchemy as sa
+
+        table = self.tables[kind]
+        query = sa.select(*(table.c[name] for name in schema.names))
+        if start is not None:
+            query = query.where(table.c[EVENT_TIME[kind]] >= _utc(start))
+        if end is not None:
+            query = query.where(table.c[EVENT_TIME[kind]] < _utc(end))
+        with self.engine.connect() as connection:
+            rows = [dict(row._mapping) for row in connection.execute(query)]
+        return _frame(rows, schema)
+
+    def senders_of(self, message_ids: Sequence[str]) -> dict[str, str]:
+        import sqlalchemy as sa
+
+        table = self.tables["messages"]
+        found: dict[str, str] = {}
+        ids = list(dict.fromkeys(message_ids))
+        with self.engine.connect() as connection:
+            for start in range(0, len(ids), 1000):  # bounded IN lists
+                query = sa.select(table.c.message_id, table.c.sender_id).where(
+                    table.c.message_id.in_(ids[start : start + 1000])
+                )
+                found.update({row.message_id: row.sender_id for row in connection.execute(query)})
+        return found
+
+    def expire(self, cutoff: date) -> dict[str, int]:
+        with self.engine.begin() as connection:
+            return {
+                kind: connection.execute(
+                    table.delete().where(table.c[PARTITION_KEY] < cutoff)
+                ).rowcount
+                for kind, table in self.tables.items()
+            }
+
+    def erase_sender(self, sender_id: str) -> dict[str, int]:
+        with self.engine.begin() as connection:
+            return {
+                kind: connection.execute(
+                    table.delete().where(table.c.sender_id == sender_id)
+                ).rowcount
+                for kind, table in self.tables.items()
+            }
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str) -> sa.Engine:
+    """One engine (and connection pool) per URL and process."""
+    import sqlalchemy as sa
+
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+@lru_cache(maxsize=1)
+def _tables() -> dict[Kind, sa.Table]:
+    import sqlalchemy as sa
+
+    metadata = sa.MetaData()
+    types: dict[pa.DataType, Any] = {
+        pa.string(): sa.Text(),
+        _TS: sa.DateTime(timezone=True),
+        pa.int64(): sa.BigInteger(),
+    }
+    tables: dict[Kind, sa.Table] = {}
+    for kind, schema in SCHEMAS.items():
+        required = set(ID_COLUMNS[kind]) - {"reporter_id"}  # null except on user reports
+        columns = [
+            sa.Column(field.name, types[field.type], nullable=field.name not in required)
+            for field in schema
+        ]
+        table = sa.Table(
+            f"message_log_{kind}",
+            metadata,
+            *columns,
+            sa.Column(PARTITION_KEY, sa.Date(), nullable=False, index=True),
+        )
+        # unique on reporter_id's value or '' (NULLs are distinct in a unique index, so two
+        # moderator labels of one message would both be kept)
+        key: list[Any] = [
+            sa.func.coalesce(c, "") if c.nullable else c
+            for c in (table.c[name] for name in ID_COLUMNS[kind])
+        ]
+        sa.Index(f"message_log_{kind}_id", *key, unique=True)
+        sa.Index(f"message_log_{kind}_sender", table.c.sender_id)
+        sa.Index(f"message_log_{kind}_time", table.c[EVENT_TIME[kind]])
+        tables[kind] = table
+    return tables
+
+
+def _insert_ignoring_duplicates(engine: sa.Engine, table: sa.Table) -> Any:
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    if engine.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
+    raise ValueError(f"MESSAGE_LOG_DATABASE_URL: PostgreSQL or SQLite, not {engine.dialect.name}")
+
+
+def _frame(rows: list[dict], schema: pa.Schema) -> pd.DataFrame:
+    """Rows as the parquet reader returns them (same dtypes; SQLite hands back naive UTC)."""
+    for row in rows:
+        for field in schema:
+            value = row[field.name]
+            if field.type == _TS and value is not None and value.tzinfo is None:
+                row[field.name] = value.replace(tzinfo=UTC)
+    return pa.Table.from_pylist(rows, schema=schema).to_pandas()
 
 
 def next_seqs(count: int) -> list[int]:

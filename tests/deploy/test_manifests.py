@@ -51,6 +51,7 @@ def _kustomize(overlay: str) -> list[dict[str, Any]]:
 def _settings_keys() -> set[str]:
     """Every env var a settings class of the project reads (upper-case field names)."""
     import features.config as featurestore
+    from modstack.message_log import MessageLogSettings
     from modstack.settings import CommonSettings
     from services.canary.settings import CanarySettings
     from services.ingestion.settings import IngestionSettings
@@ -68,6 +69,7 @@ def _settings_keys() -> set[str]:
         CanarySettings,
         ReviewSettings,
         featurestore.FeatureStoreSettings,
+        MessageLogSettings,
     )
     return {name.upper() for cls in classes for name in cls.model_fields}
 
