@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -33,9 +34,21 @@ QUIET_ENV: Mapping[str, str] = {
 # ~400 MB and start-up time, and nothing here submits jobs.
 MLFLOW_SERVER_ENV: Mapping[str, str] = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
-# Tansu drains for a fixed 5 s on SIGTERM but exits at once on SIGINT; its storage here is
-# memory-only, so there is nothing to flush and the fast path loses nothing.
+# Tansu drains for a fixed 5 s on SIGTERM but exits at once on SIGINT. Nothing waits to be
+# flushed either way: with S3 storage a produce is acknowledged only once its batch is written
+# to the bucket (measured: 600 acknowledged messages all back after a SIGKILL), and memory
+# storage has nothing to keep.
 TANSU_STOP_SIGNAL = signal.SIGINT
+MEMORY_STORAGE = "memory://tansu/"
+
+# The local S3 server (s3rver, an npm package `make setup` installs into the venv): its
+# built-in account, the region every client names, and the buckets the stack uses.
+S3RVER_VERSION = "3.7.1"
+S3_ACCESS_KEY = "S3RVER"
+S3_SECRET_KEY = "S3RVER"  # s3rver's documented built-in key: a loopback-only development server
+S3_REGION = "us-east-1"
+TANSU_BUCKET = "tansu"
+MLFLOW_BUCKET = "mlflow"
 
 
 class MissingBinary(RuntimeError):
@@ -56,18 +69,187 @@ def tansu_binary() -> str:
         raise MissingBinary(f"no Tansu broker binary: {exc}") from exc
 
 
-def tansu_argv(port: int, host: str = "127.0.0.1") -> list[str]:
-    """Tansu listening on host:port, advertising the same address (memory storage)."""
+def tansu_argv(
+    port: int,
+    host: str = "127.0.0.1",
+    storage: str = MEMORY_STORAGE,
+    cluster_id: str | None = None,
+) -> list[str]:
+    """Tansu listening on host:port, advertising the same address.
+
+    `storage` is `memory://tansu/` (gone when the process ends) or `s3://BUCKET/` (durable:
+    pass `tansu_s3_env` in its environment). Brokers with the same `cluster_id` on one bucket
+    share topics, groups and offsets; another id keeps its own under the same bucket.
+    """
     url = f"tcp://{host}:{port}"
-    return [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    argv += ["--storage-engine", storage]
+    if cluster_id:
+        argv += ["--cluster-id", cluster_id]
+    return argv
 
 
-def mlflow_argv(port: int, store_dir: Path, host: str = "127.0.0.1") -> list[str]:
-    """`mlflow server` on a SQLite backend with artifacts served from a local folder.
+def s3_storage(bucket: str = TANSU_BUCKET) -> str:
+    """Tansu's `--storage-engine` value for a bucket."""
+    return f"s3://{bucket}/"
+
+
+def tansu_s3_env(endpoint_url: str) -> dict[str, str]:
+    """What Tansu's S3 storage reads (the object_store crate's variables) for the local S3
+    server at `endpoint_url` (http://127.0.0.1:PORT)."""
+    return {
+        "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+        "AWS_DEFAULT_REGION": S3_REGION,
+        "AWS_ENDPOINT": endpoint_url,
+        "AWS_ALLOW_HTTP": "true",  # a loopback server without TLS
+    }
+
+
+def s3_client_env(endpoint_url: str) -> dict[str, str]:
+    """What boto3 (MLflow's S3 artifact store) reads for the local S3 server."""
+    return {
+        "MLFLOW_S3_ENDPOINT_URL": endpoint_url,
+        "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+        "AWS_DEFAULT_REGION": S3_REGION,
+    }
+
+
+def npm_tools_dir() -> Path:
+    """Where `make setup` installs the stack's npm programs: inside the venv, so a new venv
+    gets them again and `make clean` keeps them."""
+    return Path(sys.prefix) / "npm"
+
+
+def s3rver_argv(
+    port: int, data_dir: Path, buckets: Sequence[str] = (TANSU_BUCKET,), host: str = "127.0.0.1"
+) -> list[str]:
+    """The local S3 server (s3rver) on host:port, keeping objects as files under `data_dir`,
+    with `buckets` created at start (existing ones are kept)."""
+    node = shutil.which("node")
+    script = npm_tools_dir() / "node_modules" / "s3rver" / "bin" / "s3rver.js"
+    if node is None:
+        raise MissingBinary(
+            "the local S3 server needs Node.js: `apt-get install nodejs npm`, then `make setup`"
+        )
+    if not script.exists():
+        raise MissingBinary(
+            f"the local S3 server (npm s3rver@{S3RVER_VERSION}) is not installed in "
+            f"{npm_tools_dir()}: run `make setup` (or `python -m stack.system_deps`)"
+        )
+    argv = [node, str(script), "-d", str(data_dir.resolve()), "-a", host, "-p", str(port)]
+    argv += ["--silent", "--allow-mismatched-signatures"]
+    for bucket in buckets:
+        argv += ["--configure-bucket", bucket]
+    return argv
+
+
+def redis_argv(port: int, data_dir: Path, host: str = "127.0.0.1") -> list[str]:
+    """`redis-server` on host:port in the foreground, its append-only file under `data_dir`."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise MissingBinary(
+            "`redis-server` is not installed: `apt-get install redis-server` (or `make setup` "
+            "as root)"
+        )
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        host,
+        "--dir",
+        str(data_dir.resolve()),
+        "--appendonly",
+        "yes",  # the online store survives a restart without a rebuild
+        "--daemonize",
+        "no",
+        "--save",
+        "",
+    ]
+
+
+PG_ROOT = Path("/usr/lib/postgresql")
+
+
+def postgres_bin() -> Path:
+    """The newest installed PostgreSQL's bin directory (Debian keeps it off PATH)."""
+    found = sorted(
+        (p for p in PG_ROOT.glob("*/bin") if (p / "initdb").exists()),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    if not found:
+        raise MissingBinary(
+            f"no PostgreSQL under {PG_ROOT}: `apt-get install postgresql` (or `make setup` as root)"
+        )
+    return found[-1]
+
+
+def postgres_user() -> str | None:
+    """The unprivileged user PostgreSQL runs as when we are root (it refuses to run as root);
+    None when we are not root (it runs as ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    for name in ("postgres", "nobody"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            continue
+    raise MissingBinary("running as root and no `postgres` or `nobody` user to run PostgreSQL as")
+
+
+def initdb_argv(data_dir: Path, superuser: str) -> list[str]:
+    """`initdb` of a cluster whose superuser is `superuser`, trusting loopback connections
+    (the servers here listen on 127.0.0.1 only)."""
+    return [
+        str(postgres_bin() / "initdb"),
+        "-D",
+        str(data_dir),
+        "-U",
+        superuser,
+        "--auth=trust",
+        "-E",
+        "UTF8",
+    ]
+
+
+def postgres_argv(data_dir: Path, port: int, host: str = "127.0.0.1") -> list[str]:
+    """`postgres` in the foreground on host:port, TCP only (no unix socket to place)."""
+    return [
+        str(postgres_bin() / "postgres"),
+        "-D",
+        str(data_dir),
+        "-p",
+        str(port),
+        "-c",
+        f"listen_addresses={host}",
+        "-c",
+        "unix_socket_directories=",
+    ]
+
+
+def mlflow_argv(
+    port: int,
+    store_dir: Path,
+    host: str = "127.0.0.1",
+    backend_store_uri: str | None = None,
+    artifacts_destination: str | None = None,
+) -> list[str]:
+    """`mlflow server`: by default a SQLite backend with artifacts served from a local folder
+    under `store_dir`; or `backend_store_uri` (postgresql+psycopg2://...) and
+    `artifacts_destination` (s3://BUCKET/, with `s3_client_env` in the server's environment).
+    The server proxies artifacts either way: clients see `mlflow-artifacts:/` URIs and need no
+    credentials for the store behind it.
 
     One worker: the local stack and the tests need no more, and each worker costs ~150 MB.
     """
     store_dir = store_dir.resolve()
+    backend = backend_store_uri or f"sqlite:///{store_dir / 'mlflow.db'}"
+    artifacts = artifacts_destination or str(store_dir / "artifacts")
     return [
         sys.executable,
         "-m",
@@ -80,9 +262,9 @@ def mlflow_argv(port: int, store_dir: Path, host: str = "127.0.0.1") -> list[str
         "--workers",
         "1",
         "--backend-store-uri",
-        f"sqlite:///{store_dir / 'mlflow.db'}",
+        backend,
         "--artifacts-destination",
-        str(store_dir / "artifacts"),
+        artifacts,
     ]
 
 

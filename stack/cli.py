@@ -33,6 +33,13 @@ def up(
         str | None,
         typer.Option(help="Comma-separated processes to start, e.g. kafka,mlflow (default: all)."),
     ] = None,
+    profile: Annotated[
+        Literal["local", "scale"] | None,
+        typer.Option(
+            help="local: SQLite, files and a durable broker; scale: the same services against "
+            "PostgreSQL, Redis and the S3 server (default: STACK_PROFILE, else local)."
+        ),
+    ] = None,
 ) -> None:
     """Start the local stack under supervisord and wait until every process is healthy."""
     from modstack.settings import get_settings
@@ -41,7 +48,7 @@ def up(
 
     started = time.monotonic()
     try:
-        result = stack_up(get_settings(), _split_names(only))
+        result = stack_up(get_settings(), _split_names(only), profile=profile)
     except StackError as exc:
         typer.secho(str(exc), fg="red", err=True)
         raise typer.Exit(1) from None
@@ -103,6 +110,32 @@ def status() -> None:
     console.print(table)
     if any(row.failed for row in rows):
         raise typer.Exit(1)
+
+
+@app.command()
+def env(
+    profile: Annotated[
+        Literal["local", "scale"] | None,
+        typer.Option(help="The profile (default: the running stack's, else STACK_PROFILE)."),
+    ] = None,
+) -> None:
+    """Print `export` lines for the stack's settings, for commands run beside it:
+    `eval "$(modstack env)"` before training or a replay against the scale profile."""
+    import shlex
+
+    from modstack.settings import get_settings
+    from stack.lifecycle import stack_settings_of
+    from stack.programs import program_environment, stack_paths
+
+    settings = get_settings()
+    stack = stack_settings_of(stack_paths(settings))
+    if profile is not None:
+        stack = stack.model_copy(update={"stack_profile": profile})
+    skip = {"PATH", "PYTHONUNBUFFERED"}
+    typer.echo(f"export STACK_PROFILE={stack.stack_profile}")
+    for key, value in program_environment(settings, stack).items():
+        if key not in skip:
+            typer.echo(f"export {key}={shlex.quote(value)}")
 
 
 @app.command()

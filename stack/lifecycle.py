@@ -23,10 +23,13 @@ from modstack.settings import CommonSettings
 from modstack.waits import wait_until
 from stack.preflight import preflight
 from stack.programs import (
+    PROFILES,
     STAGES,
+    Profile,
     Program,
     StackError,
     StackPaths,
+    StackSettings,
     program_environment,
     render_prometheus_config,
     select_programs,
@@ -60,12 +63,25 @@ def up(
     settings: CommonSettings,
     only: Sequence[str] | None = None,
     say: Say = print,
+    profile: Profile | None = None,
 ) -> UpResult:
     """Start the stack (or the `only` subset) under supervisord and wait until each program
-    is healthy, stage by stage. Raises StackError when a check fails before anything starts;
-    a program that fails while starting is in `UpResult.failed` (with its log tail)."""
+    is healthy, stage by stage. `profile` (default: the running stack's, else STACK_PROFILE)
+    picks the local or the scale profile. Raises StackError when a check fails before anything
+    starts; a program that fails while starting is in `UpResult.failed` (with its log tail)."""
     paths = stack_paths(settings)
-    every = stack_programs(settings)
+    running_profile = read_profile(paths)
+    stack = StackSettings()
+    # asked for by name, or else the running stack's (a plain `up` adds to what runs)
+    chosen = profile or running_profile
+    if chosen is not None:
+        stack = stack.model_copy(update={"stack_profile": chosen})
+    if running_profile is not None and running_profile != stack.stack_profile:
+        raise StackError(
+            f"the stack runs the {running_profile} profile; `modstack down` first to start the "
+            f"{stack.stack_profile} profile"
+        )
+    every = stack_programs(settings, stack)
     selected = select_programs(every, only)
     result = UpResult()
 
@@ -91,12 +107,14 @@ def up(
 
     paths.logs.mkdir(parents=True, exist_ok=True)
     settings.data_dir.resolve().joinpath("mlflow", "artifacts").mkdir(parents=True, exist_ok=True)
-    paths.conf.write_text(render_supervisord_conf(every, paths, program_environment(settings)))
+    env = program_environment(settings, stack)
+    paths.conf.write_text(render_supervisord_conf(every, paths, env))
     paths.prometheus_conf.write_text(render_prometheus_config(every))
     if supervisord_running(paths):
         sync_config(paths)
     else:
         start_supervisord(paths)
+    paths.profile.write_text(stack.stack_profile + "\n")
 
     for stage in STAGES:
         batch = [p for p in to_start if p.stage == stage]
@@ -106,6 +124,24 @@ def up(
         if result.failed:
             break  # later stages need this one
     return result
+
+
+def read_profile(paths: StackPaths) -> Profile | None:
+    """The profile of the running stack, None when none runs (or it predates profiles)."""
+    if not supervisord_running(paths):
+        return None
+    try:
+        found = paths.profile.read_text().strip()
+    except OSError:
+        return None
+    return found if found in PROFILES else None
+
+
+def stack_settings_of(paths: StackPaths) -> StackSettings:
+    """The stack settings from the environment, with the running stack's profile."""
+    stack = StackSettings()
+    running = read_profile(paths)
+    return stack.model_copy(update={"stack_profile": running}) if running else stack
 
 
 def _running_programs(paths: StackPaths) -> set[str]:
@@ -121,12 +157,18 @@ def start_and_wait(paths: StackPaths, batch: list[Program], result: UpResult, sa
     server = rpc(paths)
     started_at = time.monotonic()
     log_start: dict[str, int] = {}
-    for program in batch:
+    for program in list(batch):
         # a failure shows the log of this start only; earlier runs stay in the file
         log = paths.log_of(program.name)
         log_start[program.name] = log.stat().st_size if log.exists() else 0
+        note = _before_start(program, result, say)
+        if note is None:
+            batch.remove(program)
+            continue
         server.supervisor.startProcess(program.name, False)
-        say(f"[..] {program.name}: starting")
+        say(f"[..] {program.name}: starting" + (f" ({note})" if note else ""))
+    if not batch:
+        return result
     pending = {p.name: p for p in batch}
     first_pid: dict[str, int] = {}
 
@@ -162,6 +204,19 @@ def start_and_wait(paths: StackPaths, batch: list[Program], result: UpResult, sa
         retry_error_callback=lambda _: _give_up_waiting(pending),
     )(check_pending)
     return result
+
+
+def _before_start(program: Program, result: UpResult, say: Say) -> str | None:
+    """Run the program's preparation (e.g. initdb); its note, or None when it failed (the
+    program is then recorded as failed and not started)."""
+    if program.before_start is None:
+        return ""
+    try:
+        return program.before_start()
+    except Exception as exc:  # its message says what went wrong and what to do
+        result.failed[program.name] = f"could not prepare its start: {exc}"
+        say(f"[FAIL] {program.name}: could not prepare its start: {exc}")
+        return None
 
 
 def _give_up_waiting(pending: dict[str, Program]) -> bool:
@@ -228,6 +283,10 @@ def shutdown(paths: StackPaths, say: Say = print, timeout_s: float = 30.0) -> bo
         pid = int(server.supervisor.getPID())
         names = [i["name"] for i in server.supervisor.getAllProcessInfo() if i["pid"]]
         say(f"stopping {', '.join(names) or 'supervisord'} ...")
+        # Stop the programs first (in reverse start order, each with its stop signal), then
+        # supervisord: its own shutdown left Tansu running ~8 s longer (measured), 0.1 s here.
+        with contextlib.suppress(xmlrpc.client.Fault):
+            server.supervisor.stopAllProcesses(True)
         server.supervisor.shutdown()  # what `supervisorctl shutdown` sends: stop all, then exit
     else:
         found = pidfile_supervisord(paths)
@@ -247,6 +306,7 @@ def shutdown(paths: StackPaths, say: Say = print, timeout_s: float = 30.0) -> bo
             f"supervisord (pid {pid}) still runs {timeout_s:g} s after shutdown; "
             f"see {paths.logs / 'supervisord.log'}"
         ) from None
+    paths.profile.unlink(missing_ok=True)
     say("stack stopped")
     return True
 
@@ -270,7 +330,7 @@ def status(settings: CommonSettings) -> list[ProgramStatus] | None:
     paths = stack_paths(settings)
     if not supervisord_running(paths):
         return None
-    programs = {p.name: p for p in stack_programs(settings)}
+    programs = {p.name: p for p in stack_programs(settings, stack_settings_of(paths))}
     rows = []
     for info in rpc(paths).supervisor.getAllProcessInfo():
         program = programs.get(info["name"])
@@ -309,7 +369,7 @@ def log_path(settings: CommonSettings, name: str) -> Path:
     paths = stack_paths(settings)
     if name == "supervisord":
         return paths.logs / "supervisord.log"
-    known = [p.name for p in stack_programs(settings)]
+    known = [p.name for p in stack_programs(settings, stack_settings_of(paths))]
     if name not in known:
         raise StackError(f"unknown process {name!r}; the stack has: {', '.join(known)}")
     return paths.log_of(name)

@@ -75,6 +75,7 @@ def render_supervisord_conf(
             f"command={_ini_value(shlex.join(program.argv))}",
             f"directory={_ini_value(str(PROJECT_ROOT))}",
             f"environment={env_line}",
+            *([f"user={program.user}"] if program.user else []),
             "autostart=false",
             # supervisord stops in reverse priority: services first, the broker and MLflow last
             f"priority={(STAGES.index(program.stage) + 1) * 100}",
