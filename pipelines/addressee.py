@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -327,6 +327,86 @@ def is_insult_word(token: str) -> bool:
     return token not in _NOT_INSULTS and _LEXICON.fullmatch(token) is not None
 
 
+Lexicon = Callable[[str], bool]
+
+# Edit distance 1 is only trusted between words of at least this many letters: shorter stems
+# have too many real-word neighbours ("dumb"/"dump", "fool"/"food").
+FUZZY_MIN_CHARS = 5
+_RUN = re.compile(r"(.)\1+")
+
+
+def _deletions(word: str) -> set[str]:
+    """`word` with one letter deleted, every way."""
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
+
+
+_FUZZY_STEMS = tuple(
+    stem for stem in sorted(set(INSULT_STEMS) | set(INSULT_INFIXES)) if len(stem) >= FUZZY_MIN_CHARS
+)
+# deletion neighbourhoods (the SymSpell idea): two words are within one substitution,
+# insertion, deletion or adjacent transposition when the words or their one-letter deletions meet
+_STEM_KEYS: frozenset[str] = frozenset(
+    key for stem in _FUZZY_STEMS for key in (stem, *_deletions(stem))
+)
+
+
+class FuzzyLexicon:
+    """`is_insult_word`, plus misspelt name-calling: a word the training texts do not know
+    (fewer than `min_df` of them hold it: frequent words are real words, "where" is no typo of
+    "whore") matches when, letter runs collapsed ("stuuupid"), it is a lexicon word, or it is
+    one edit (substitution, insertion, deletion, adjacent swap) from a stem of at least
+    `FUZZY_MIN_CHARS` letters, alone or before a plural `s` ("idoit", "stupd", "morrons").
+
+    Picklable; results are cached per word (serving sees the same words again and again).
+    """
+
+    def __init__(self, known: frozenset[str]) -> None:
+        self.known = known
+        self._cache: dict[str, bool] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"known": self.known}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.known = state["known"]
+        self._cache = {}
+
+    def __call__(self, token: str) -> bool:
+        if is_insult_word(token):
+            return True
+        if token in self.known or len(token) < FUZZY_MIN_CHARS:
+            return False
+        hit = self._cache.get(token)
+        if hit is None:
+            hit = self._fuzzy(token)
+            if len(self._cache) < 100_000:
+                self._cache[token] = hit
+        return hit
+
+    def _fuzzy(self, token: str) -> bool:
+        collapsed = _RUN.sub(r"\1", token)
+        if collapsed != token and is_insult_word(collapsed):
+            return True
+        words = {token, collapsed}
+        words |= {w[:-1] for w in words if w.endswith("s") and len(w) > FUZZY_MIN_CHARS}
+        for word in words:
+            if len(word) < FUZZY_MIN_CHARS:
+                continue
+            if word in _STEM_KEYS or not _deletions(word).isdisjoint(_STEM_KEYS):
+                return True
+        return False
+
+
+def known_words(texts: Iterable[str], min_df: int = 2) -> frozenset[str]:
+    """The words (`tokens`) that at least `min_df` of `texts` hold: real words, not typos."""
+    df: dict[str, int] = {}
+    for text in texts:
+        for word in set(tokens(text)):
+            if word[0].isalpha():
+                df[word] = df.get(word, 0) + 1
+    return frozenset(word for word, n in df.items() if n >= min_df)
+
+
 _FILLERS = _COPULAS | _ARTICLES | frozenset({"and", "or", "of", "to", "in", "not"})
 _CLAUSE_END = frozenset({".", "!", "?", ";", ":", ",", "\n"})
 
@@ -352,12 +432,15 @@ def tokens(text: str) -> list[str]:
     return _TOKEN.findall(normalise(text))
 
 
-def addressee_tokens(text: str, window: int = 4, back: int = 2) -> list[str]:
+def addressee_tokens(
+    text: str, window: int = 4, back: int = 2, lexicon: Lexicon = is_insult_word
+) -> list[str]:
     """Words marked with who they are aimed at, plus copular and vocative frame tokens.
 
     A word gets `Y_`, `I_` or `T_` when a second-, first- or third-person pronoun precedes it
     by at most `window` words in the same clause (the nearest pronoun wins), and `YB_` when a
     second-person pronoun follows it by at most `back` words ("parasites like you").
+    `lexicon` says which words are name-calling (`is_insult_word`, or a `FuzzyLexicon`).
     """
     toks = tokens(text)
     out: list[str] = []
@@ -370,12 +453,12 @@ def addressee_tokens(text: str, window: int = 4, back: int = 2) -> list[str]:
             out.extend(_mention_tokens(toks, index))
             person, since = "Y", 0
         elif (mark := _person_of(tok)) is not None:
-            out.extend(_pronoun_tokens(toks, index, mark, back))
+            out.extend(_pronoun_tokens(toks, index, mark, back, lexicon))
             person, since = mark, 0
         else:
             since += 1
             aimed = person if since <= window else None
-            out.extend(_word_tokens(toks, index, aimed))
+            out.extend(_word_tokens(toks, index, aimed, lexicon))
     return out
 
 
@@ -392,25 +475,27 @@ def _mention_tokens(toks: list[str], index: int) -> list[str]:
     return out
 
 
-def _pronoun_tokens(toks: list[str], index: int, mark: str, back: int) -> list[str]:
+def _pronoun_tokens(
+    toks: list[str], index: int, mark: str, back: int, lexicon: Lexicon
+) -> list[str]:
     """`P<mark>`, the copular / vocative frame starting at the pronoun, and `YB_` tokens."""
     out = ["P" + mark]
     frame = _copular_frame(toks, index)
     if frame is not None:
         out.append(frame)
         head, word = frame.split("_", 1)
-        if is_insult_word(word):
+        if lexicon(word):
             out.append(head + "_LEX")
     if mark == "Y":
-        out.extend(_before_you(toks, index, back))
+        out.extend(_before_you(toks, index, back, lexicon))
     return out
 
 
-def _word_tokens(toks: list[str], index: int, person: str | None) -> list[str]:
+def _word_tokens(toks: list[str], index: int, person: str | None, lexicon: Lexicon) -> list[str]:
     """`LEX`, `<person>_<word>` (+ `<person>_LEX`) and vocative tokens for a plain word."""
     tok = toks[index]
     out: list[str] = []
-    lexical = is_insult_word(tok)
+    lexical = lexicon(tok)
     if lexical:
         out.append("LEX")
     if person is not None and tok not in _FILLERS:
@@ -431,7 +516,7 @@ def _alone_in_clause(toks: list[str], index: int) -> bool:
     return starts and index + 1 < len(toks) and toks[index + 1] in _CLAUSE_END
 
 
-def _before_you(toks: list[str], index: int, back: int) -> list[str]:
+def _before_you(toks: list[str], index: int, back: int, lexicon: Lexicon) -> list[str]:
     """`YB_` tokens for the words just before the second-person pronoun at `index`."""
     out: list[str] = []
     for tok in reversed(toks[max(0, index - back) : index]):
@@ -439,7 +524,7 @@ def _before_you(toks: list[str], index: int, back: int) -> list[str]:
             break
         if tok not in _FILLERS:
             out.append("YB_" + tok)
-            if is_insult_word(tok):
+            if lexicon(tok):
                 out.append("YB_LEX")
     return out
 
@@ -568,14 +653,15 @@ def _as_list(texts: Iterable[str]) -> list[str]:
 
 
 class _MarkedAnalyzer:
-    """Picklable analyzer: `addressee_tokens` with fixed windows."""
+    """Picklable analyzer: `addressee_tokens` with fixed windows and lexicon."""
 
-    def __init__(self, window: int, back: int) -> None:
+    def __init__(self, window: int, back: int, lexicon: Lexicon = is_insult_word) -> None:
         self.window = window
         self.back = back
+        self.lexicon = lexicon
 
     def __call__(self, text: str) -> list[str]:
-        return addressee_tokens(text, self.window, self.back)
+        return addressee_tokens(text, self.window, self.back, self.lexicon)
 
 
 def _tfidf_rows(
@@ -667,6 +753,7 @@ class AbuseFeatures(BaseEstimator, TransformerMixin):
         back: int = 2,
         min_df: int = 2,
         you_sentences: bool = False,
+        fuzzy_lexicon: bool = False,
     ) -> None:
         self.word_ngrams = word_ngrams
         self.char_ngrams = char_ngrams
@@ -674,6 +761,7 @@ class AbuseFeatures(BaseEstimator, TransformerMixin):
         self.back = back
         self.min_df = min_df
         self.you_sentences = you_sentences
+        self.fuzzy_lexicon = fuzzy_lexicon
 
     def fit(self, texts: Iterable[str], y: Any = None) -> AbuseFeatures:
         """Learn the vocabularies and their IDF."""
@@ -685,8 +773,13 @@ class AbuseFeatures(BaseEstimator, TransformerMixin):
         self.chars_ = TfidfVectorizer(
             preprocessor=normalise, analyzer="char_wb", ngram_range=self.char_ngrams, **common
         ).fit(docs)
+        # misspelt name-calling counts as such (`FuzzyLexicon`) unless the training texts
+        # hold the word often enough to call it a real word of its own
+        self.lexicon_: Lexicon = (
+            FuzzyLexicon(known_words(docs)) if self.fuzzy_lexicon else is_insult_word
+        )
         self.addressee_ = TfidfVectorizer(
-            analyzer=_MarkedAnalyzer(self.window, self.back), **common
+            analyzer=_MarkedAnalyzer(self.window, self.back, self.lexicon_), **common
         ).fit(docs)
         self.you_words_: TfidfVectorizer | None = None
         self.you_chars_: TfidfVectorizer | None = None
@@ -729,7 +822,9 @@ class AbuseFeatures(BaseEstimator, TransformerMixin):
         """One row per text."""
         docs = _as_list(texts)
         normalised = [normalise(text) for text in docs]
-        marked = [addressee_tokens(text, self.window, self.back) for text in docs]
+        # models pickled before the fuzzy lexicon have no `lexicon_`: the exact one
+        lexicon = getattr(self, "lexicon_", is_insult_word)
+        marked = [addressee_tokens(text, self.window, self.back, lexicon) for text in docs]
         out = _Rows(len(docs))
         # build_analyzer() would call normalise() once per vectorizer: n-gram the normalised
         # text directly instead (the same n-grams, one normalisation).

@@ -18,11 +18,13 @@ from pipelines.addressee import (
     AbuseFeatures,
     AddresseeEnsemble,
     AddresseeTokens,
+    FuzzyLexicon,
     NBScaler,
     PersonCounts,
     abuse_text_pipeline,
     addressee_tokens,
     is_insult_word,
+    known_words,
     normalise,
     person_counts,
     you_sentences,
@@ -107,6 +109,42 @@ def test_leetspeak_and_vocatives() -> None:
 def test_insult_lexicon() -> None:
     assert all(map(is_insult_word, ["idiot", "idiots", "libidiot", "morons", "dumbass"]))
     assert not any(map(is_insult_word, ["assume", "standard", "class", "hello", "father"]))
+
+
+def test_fuzzy_lexicon_matches_misspellings_of_unknown_words_only() -> None:
+    lexicon = FuzzyLexicon(frozenset({"where", "toward", "lower"}))
+    # one substitution, deletion, insertion or swap from a stem of 5+ letters; letter runs
+    misspelt = ["idoit", "stupd", "morrons", "stuuupid", "idiiot", "retrad", "imbecil"]
+    assert all(map(lexicon, misspelt))
+    assert not any(map(is_insult_word, misspelt))
+    # words the training texts know are real words ("lower" is one edit from "loser"), short
+    # words are never fuzzy ("dump" / "dumb"), and unrelated words do not match
+    assert not any(map(lexicon, ["where", "toward", "lower", "dump", "hello", "weather"]))
+    assert all(map(lexicon, ["idiot", "morons", "libidiot"]))  # the exact lexicon still holds
+    assert not FuzzyLexicon(frozenset())("assume")  # nor its false friends
+
+
+def test_known_words_count_documents() -> None:
+    texts = ["the cat sat", "the cat ran", "the dog, the dog"]
+    assert known_words(texts, min_df=2) == frozenset({"the", "cat"})
+    assert "dog" in known_words(texts, min_df=1)
+
+
+def test_fuzzy_lexicon_marks_misspelt_insults_aimed_at_you() -> None:
+    assert "Y_LEX" not in addressee_tokens("you are an idoit")
+    lexicon = FuzzyLexicon(frozenset())
+    marked = addressee_tokens("you are an idoit", lexicon=lexicon)
+    assert {"YOUARE_idoit", "YOUARE_LEX", "Y_LEX", "LEX"} <= set(marked)
+    features = AbuseFeatures(min_df=1, fuzzy_lexicon=True).fit(TRAIN_TEXTS)
+    assert isinstance(features.lexicon_, FuzzyLexicon)
+    # the training texts' words are known: "moron" is in them, "idoit" is not
+    assert "moron" in features.lexicon_.known and "idoit" not in features.lexicon_.known
+    row = features.transform(["you idoit"]).toarray()[0]
+    counts = dict(zip(PERSON_COUNT_NAMES, row[features.block_columns(["counts"])], strict=True))
+    assert counts["you_insult_words"] > 0
+    text = ["u r a stupd idoit"]
+    restored = pickle.loads(pickle.dumps(features))
+    assert abs(restored.transform(text) - features.transform(text)).max() == 0
 
 
 def test_fast_features_equal_a_feature_union() -> None:
