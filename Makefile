@@ -53,6 +53,11 @@ dataset: $(STAMP) ## Build the point-in-time training set of the history; print 
 train: $(STAMP) ## Train the candidate (text models + sender LightGBM) and the baseline on history, evaluate on the future, gate, register (first run: champion)
 	@$(PY) -m pipelines.train $(TRAIN_ARGS)
 
+.PHONY: peers
+peers: $(STAMP) ## The abuse holdout scored by the plain baseline, alt-profanity-check, hatesonar (and the abuse champion when MLflow answers): var/run/results/abuse-peers.json
+	@$(PY) -m pipelines.data < /dev/null
+	@$(PY) -m pipelines.peers $(PEERS_ARGS)
+
 demo: $(STAMP) ## The whole story: corpus, stack, history, champion, future traffic, drift, retrain, canary, promotion
 	@$(PY) -m stack.demo.story $(DEMO_ARGS) < /dev/null
 
