@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -588,7 +588,11 @@ def _register(
 
 
 def _fresh_and_holdout(
-    history_end: datetime, end: datetime | None, holdout_fraction: float, config: TrainConfig
+    history_end: datetime,
+    end: datetime | None,
+    holdout_fraction: float,
+    config: TrainConfig,
+    logged_before: datetime | None = None,
 ) -> tuple[LabelledSet, LabelledSet]:
     """Training rows = corpus history + labelled log messages up to `end` except the newest
     `holdout_fraction` of the logged ones of each class, which are the holdout."""
@@ -596,7 +600,9 @@ def _fresh_and_holdout(
     history = corpus_rows(data_dir, end=history_end, policy=policy)
     corpus = corpus_rows(data_dir, policy=policy)
     groups = corpus[["message_id", "group"]].set_index("message_id")["group"]
-    fresh = logged_rows(history_end, end, data_dir, groups=groups, policy=policy)
+    fresh = logged_rows(
+        history_end, end, data_dir, groups=groups, policy=policy, logged_before=logged_before
+    )
     if len(fresh) < 20 or fresh[LABEL_COLUMN].nunique() < 2:
         raise ValueError(
             f"only {len(fresh)} labelled messages in the message log between {history_end} and "
@@ -644,6 +650,7 @@ def train_challenger(
     start: datetime | None = None,
     end: datetime | None = None,
     *,
+    logged_before: datetime | None = None,
     holdout_fraction: float = RETRAIN_HOLDOUT_FRACTION,
     config: TrainConfig | None = None,
 ) -> TrainResult:
@@ -651,11 +658,12 @@ def train_challenger(
     future period's start) plus the messages and labels that arrived through the stream in
     [start, end). The newest `holdout_fraction` of those fresh messages of each class is held
     out; the gate compares the new model with the champion there, and a pass sets
-    `challenger`. Raises
+    `challenger`. `logged_before` keeps only what the message log held at that moment (the
+    retrain reads the evidence it was started on, however late it runs). Raises
     `InsufficientEvidence` (before fitting anything) when that holdout cannot decide."""
     config = replace(config or TrainConfig(), reference_from="holdout")
     history_end = start or FUTURE_START
-    train, holdout = _fresh_and_holdout(history_end, end, holdout_fraction, config)
+    train, holdout = _fresh_and_holdout(history_end, end, holdout_fraction, config, logged_before)
     counts = holdout_counts(holdout)
     if any(config.tolerance.evidence.shortfall(counts).values()):
         raise InsufficientEvidence(counts, config.tolerance.evidence)
@@ -732,16 +740,44 @@ def waiting_outcome(waiting: InsufficientEvidence) -> dict[str, Any]:
 cli = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
 
 
+def _utc(moment: datetime | None) -> datetime | None:
+    """A command-line time in UTC (one without a zone is read as UTC)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+# typer's defaults lack the zone and fractions `datetime.isoformat()` writes (monitoring passes
+# the retrain's end that way)
+DATETIME_FORMATS = [
+    "%Y-%m-%d",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S%z",
+    "%Y-%m-%dT%H:%M:%S.%f%z",
+    "%Y-%m-%d %H:%M:%S",
+]
+
+
 @cli.command()
 def main(
     retrain: Annotated[
         bool, typer.Option(help="train a challenger on history + labelled log messages")
     ] = False,
     start: Annotated[
-        datetime | None, typer.Option(help="start of the fresh data (retrain)")
+        datetime | None,
+        typer.Option(help="start of the fresh data (retrain)", formats=DATETIME_FORMATS),
     ] = None,
     end: Annotated[
-        datetime | None, typer.Option(help="labelled data available up to here (retrain)")
+        datetime | None,
+        typer.Option(help="labelled data available up to here (retrain)", formats=DATETIME_FORMATS),
+    ] = None,
+    logged_before: Annotated[
+        datetime | None,
+        typer.Option(
+            help="read only what the message log held at this moment (retrain; ISO 8601, UTC "
+            "when no zone): monitoring passes when the evidence was complete",
+            formats=DATETIME_FORMATS,
+        ),
     ] = None,
     policy: Annotated[
         str, typer.Option(help="the policy to train (a folder under modstack/policies)")
@@ -799,7 +835,9 @@ def main(
     )
     if retrain:
         try:
-            result = train_challenger(start, end, config=config)
+            result = train_challenger(
+                _utc(start), _utc(end), logged_before=_utc(logged_before), config=config
+            )
         except InsufficientEvidence as waiting:
             Console().print(f"[yellow]{waiting}[/]")
             if outcome_json is not None:

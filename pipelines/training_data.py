@@ -90,17 +90,19 @@ def logged_rows(
     data_dir: Path | None = None,
     groups: pd.Series | None = None,
     policy: str = DEFAULT_POLICY,
+    logged_before: datetime | None = None,
 ) -> pd.DataFrame:
     """Messages from the message log sent in [start, end) whose `policy` label was given
     before `end` (a label names its policy by its value: labels are unique across policies).
 
     A label given after `end` did not exist at training time, so its message is left out.
+    `logged_before` keeps only the messages and labels the log held at that moment.
     `groups` (message_id -> corpus group) fills `group` for replayed corpus mails.
     """
     from modstack.message_log import read_labels, read_messages
 
-    messages = read_messages(start, end, data_dir=data_dir)
-    labels = read_labels(None, end, data_dir=data_dir)
+    messages = _logged_before(read_messages(start, end, data_dir=data_dir), logged_before)
+    labels = _logged_before(read_labels(None, end, data_dir=data_dir), logged_before)
     definition = catalogue().get(policy)
     if not labels.empty:
         labels = labels[labels["label"].isin(definition.labels)]
@@ -117,6 +119,14 @@ def logged_rows(
     rows["group"] = mapped.fillna(rows["label"]) if mapped is not None else rows["label"]
     rows = rows[[*ROW_COLUMNS, "group"]].sort_values(["sent_at", "message_id"], kind="stable")
     return _with_label_column(rows.reset_index(drop=True), policy)
+
+
+def _logged_before(rows: pd.DataFrame, moment: datetime | None) -> pd.DataFrame:
+    """The rows the message log had written before `moment` (all of them when None)."""
+    if moment is None or rows.empty:
+        return rows
+    logged = pd.to_datetime(rows["logged_at"], utc=True)
+    return rows[logged < pd.Timestamp(moment)]
 
 
 def drop_repeated_content(rows: pd.DataFrame) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +58,15 @@ class TrainingJob:
         # runs in the child between fork and exec: only the training process is niced
         os.nice(self.nice)
 
-    def __call__(self) -> TrainingOutcome:
+    def __call__(self, logged_before: datetime | None = None) -> TrainingOutcome:
+        """Run the retrain on what was logged before `logged_before` (None: all of it)."""
+        until = ["--logged-before", logged_before.isoformat()] if logged_before else []
         with tempfile.TemporaryDirectory(prefix="modstack-retrain-") as scratch:
             outcome_path = Path(scratch) / "outcome.json"
             stderr_path = Path(scratch) / "stderr.log"
             with stderr_path.open("wb") as stderr:
                 self._process = subprocess.Popen(
-                    [*self.command, "--outcome-json", str(outcome_path)],
+                    [*self.command, *until, "--outcome-json", str(outcome_path)],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=stderr,
@@ -110,7 +113,7 @@ class Retrainer:
         self,
         settings: MonitoringSettings,
         metrics: MonitoringMetrics,
-        train: Callable[[], TrainingOutcome] | None = None,
+        train: Callable[[datetime | None], TrainingOutcome] | None = None,
         rollout: Callable[[MonitoringSettings, str, str], None] = start_rollout,
     ) -> None:
         self.settings = settings
@@ -162,7 +165,10 @@ class Retrainer:
             if not self.due.ready() or self.running:
                 return False
             reason = f"evidence there: {self.due.evidence_line()}; {self.due.reason}"
-        return self.trigger(reason)
+            until = self.due.evidence_complete_at
+        if until is not None:
+            reason += f"; training on what had arrived by {until:%H:%M:%S} UTC"
+        return self.trigger(reason, until)
 
     def _export_due(self) -> None:
         self.metrics.retrain_due.set(1.0 if self.due.due else 0.0)
@@ -170,8 +176,9 @@ class Retrainer:
         for label_class in CLASSES:
             self.metrics.retrain_labels_missing.labels(label_class).set(missing.get(label_class, 0))
 
-    def trigger(self, reason: str) -> bool:
-        """Start a training run unless one is running; returns whether it started."""
+    def trigger(self, reason: str, logged_before: datetime | None = None) -> bool:
+        """Start a training run (on what was logged before `logged_before`) unless one is
+        running; returns whether it started."""
         with self._lock:
             if self.running:
                 log.info("retraining already running; drift trigger noted (%s)", reason)
@@ -179,7 +186,7 @@ class Retrainer:
             self.metrics.retrain_triggers.inc()
             log.warning("RETRAIN TRIGGERED: %s; training a challenger on fresh labels", reason)
             self.history.append({"event": "triggered", "reason": reason})
-            future = self._pool.submit(self.train)
+            future = self._pool.submit(self.train, logged_before)
             self._running = future
             self._follower = threading.Thread(
                 target=self._follow, args=(future, reason), name="retrain-follow", daemon=True

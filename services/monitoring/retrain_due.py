@@ -6,6 +6,12 @@ A retrain started on whatever had arrived when the third drifted window closed w
 12-13 spam: a verdict of noise, and cut-offs that were accidents of the few rows (review
 cut-offs of 0.035 and 0.254 from the same data in two runs). The counts needed come from
 `modstack.evidence` (the gate's own tolerance, inverted), so monitoring and the gate agree.
+
+The retrain then reads what had arrived when the evidence was complete (`evidence_complete_at`,
+wall clock: messages and labels logged before it), not whatever has arrived by the time its
+process gets a core: on a busy machine a retrain that started late read a third more traffic
+(a 919-mail holdout instead of 632) and trained another model than the same demo on a quiet
+machine. Arrival time, not event time: a replayed or backfilled stream repeats event times.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from modstack.evidence import (
     CLASSES,
@@ -38,6 +45,8 @@ class DueRetrain:
     reason: str | None = None
     due_since: float | None = None
     evidence: LabelEvidence = field(init=False)
+    # when the last label the evidence needed arrived: the retrain reads what was logged before
+    evidence_complete_at: datetime | None = field(default=None, init=False)
     # the first label of each message counts (several user reports on one message are one row
     # of the retrain's data); cleared with the counts
     _labelled: set[str] = field(default_factory=set, init=False, repr=False)
@@ -65,6 +74,8 @@ class DueRetrain:
             return
         self._labelled.add(message_id)
         self.evidence.add(is_spam)
+        if self.evidence.enough():
+            self.evidence_complete_at = datetime.fromtimestamp(self.clock(), UTC)
 
     def ready(self) -> bool:
         """Due, enough labels per class, and the minimum wait over."""
@@ -97,6 +108,7 @@ class DueRetrain:
         for c in CLASSES:
             more = math.ceil(missing.get(c, 0) / self.holdout_fraction)
             self.evidence.needed[c] = self.evidence.counts[c] + more
+        self.evidence_complete_at = None  # set again when the larger need is met
 
     def settled(self) -> None:
         """A run ended with a verdict (a challenger, or a refusal): no longer due, and the
@@ -104,6 +116,7 @@ class DueRetrain:
         self.reason, self.due_since = None, None
         self.evidence = LabelEvidence(self.need.labels_to_collect(self.holdout_fraction))
         self._labelled.clear()
+        self.evidence_complete_at = None
 
     def status(self) -> dict[str, object]:
         """For monitoring's /v1/status."""
@@ -113,4 +126,7 @@ class DueRetrain:
             "labels": dict(self.evidence.counts),
             "labels_needed": dict(self.evidence.needed),
             "waiting_for": self.waiting_for(),
+            "evidence_complete_at": (
+                self.evidence_complete_at.isoformat() if self.evidence_complete_at else None
+            ),
         }

@@ -164,3 +164,19 @@ def test_retention_drops_partitions_logged_before_the_cutoff(tmp_path: Path) -> 
     later: date = today + timedelta(days=31)
     assert log.expire(30, today=later) == {"messages": 1, "labels": 1}
     assert log.read("messages").empty and log.read("labels").empty
+
+
+def test_a_retrain_reads_only_what_the_log_held_when_its_evidence_was_complete(
+    tmp_path: Path,
+) -> None:
+    from pipelines.training_data import logged_rows
+
+    log = MessageLog(tmp_path)
+    log.append([message(1), message(2)], [label(1), label(2, value="ham")])
+    complete = datetime.now(UTC)
+    # a repeated pass of the same timeline: same event times, logged later
+    log.append([message(3, minutes=1)], [label(3)])
+    everything = logged_rows(None, None, tmp_path)
+    assert set(everything["message_id"]) == {"m1", "m2", "m3"}
+    at_evidence = logged_rows(None, None, tmp_path, logged_before=complete)
+    assert list(at_evidence["message_id"]) == ["m1", "m2"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 
 from modstack.waits import wait_until
 from services.monitoring.metrics import MonitoringMetrics
@@ -12,20 +13,20 @@ from services.monitoring.retrain import Retrainer, TrainingOutcome
 from services.monitoring.settings import MonitoringSettings
 
 
-def train_passes() -> TrainingOutcome:
+def train_passes(end: datetime | None = None) -> TrainingOutcome:
     """Runs in the spawned training process."""
     return TrainingOutcome(passed_gate=True, version="5", detail="gate passed against v4")
 
 
-def train_refused() -> TrainingOutcome:
+def train_refused(end: datetime | None = None) -> TrainingOutcome:
     return TrainingOutcome(passed_gate=False, version=None, detail="gate refused")
 
 
-def train_fails() -> TrainingOutcome:
+def train_fails(end: datetime | None = None) -> TrainingOutcome:
     raise FileNotFoundError("no labelled data")
 
 
-def train_slowly() -> TrainingOutcome:
+def train_slowly(end: datetime | None = None) -> TrainingOutcome:
     time.sleep(3)
     return train_refused()
 
@@ -134,7 +135,7 @@ def test_a_due_retrain_waits_for_the_labels_its_gate_needs_then_starts() -> None
     retrainer.close()
 
 
-def waits_for_labels() -> TrainingOutcome:
+def waits_for_labels(end: datetime | None = None) -> TrainingOutcome:
     return TrainingOutcome(
         passed_gate=False, version=None, detail="holdout too small", missing={"spam": 6}
     )
@@ -151,4 +152,29 @@ def test_a_retrain_whose_holdout_came_up_short_stays_due_for_more_labels() -> No
     # 6 holdout rows short at a 30 % holdout: 20 more spam labels
     assert retrainer.due.evidence.missing() == {"spam": 20, "ham": 0}
     assert not retrainer.start_when_ready()
+    retrainer.close()
+
+
+def test_the_retrain_reads_what_had_arrived_when_its_evidence_was_complete() -> None:
+    # on a busy machine the training process starts late: it must not read the labels that
+    # arrived meanwhile (they would make another model than the same story on a quiet machine)
+    started_with: list[datetime | None] = []
+
+    def records(logged_before: datetime | None = None) -> TrainingOutcome:
+        started_with.append(logged_before)
+        return train_refused()
+
+    retrainer, metrics = make(records)
+    now = [1_000.0]
+    retrainer.due.clock = lambda: now[0]
+    retrainer.due.evidence.needed.update({"spam": 1, "ham": 1})
+    retrainer.mark_due("drift")
+    retrainer.count_label("ham-0", is_spam=False)
+    now[0] = 1_060.0
+    retrainer.count_label("spam-0", is_spam=True)  # the evidence is complete here
+    wait_until(lambda: runs(metrics, "gate_failed") == 1, 10, "the run's verdict")
+    assert started_with == [datetime.fromtimestamp(1_060.0, UTC)]
+    assert "training on what had arrived by 00:17:40 UTC" in str(retrainer.history[-2]["reason"])
+    # settled: the next retrain's moment is set by its own evidence
+    assert retrainer.due.evidence_complete_at is None
     retrainer.close()
