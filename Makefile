@@ -12,7 +12,7 @@ UV_VERSION := 0.13.9
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup demo demo-rollout demo-rollback test test-unit test-integration test-data test-model test-deploy report lint format data backfill dataset up down status train loadtest bench bench-model clean
+.PHONY: help setup demo demo-rollout demo-rollback test test-unit test-integration test-container test-data test-model test-deploy report lint format data backfill dataset up down status train loadtest bench bench-model clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -90,6 +90,7 @@ test: lint ## Lint, then every test (unit, data, model, integration with real Ta
 	@# the full-corpus data and drift tests read the parsed corpus (cached after the first run)
 	@$(PY) -m pipelines.data < /dev/null
 	@$(PYTEST) tests/unit tests/data tests/model tests/deploy tests/integration tests/browser tests/faults < /dev/null
+	@$(MAKE) --no-print-directory test-container
 
 test-unit: $(STAMP) ## Unit tests only (no network, seconds)
 	@$(PYTEST) tests/unit < /dev/null
@@ -99,6 +100,9 @@ test-integration: $(STAMP) ## Integration tests only (starts real Tansu, MLflow,
 
 test-faults: $(STAMP) ## Kill and restart real stack processes (processor, broker, monitoring); costs in var/run/results/faults.json
 	@$(PYTEST) tests/faults < /dev/null
+
+test-container: $(STAMP) ## Build the image (on a debootstrap base, private dockerd; cached in var/cache/container), run serving and ingestion from it
+	@$(PYTEST) tests/container < /dev/null
 
 test-data: $(STAMP) ## Data tests: expectations on the parsed corpus and the training set
 	@$(PY) -m pipelines.data < /dev/null
