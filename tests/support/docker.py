@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
 import re
 import shutil
@@ -384,9 +385,13 @@ def build_image(docker: Docker, context: Path, tag: str, base_image: str, log: P
         BUILD_TIMEOUT_S,
         env={**os.environ, "DOCKER_BUILDKIT": "1"},
     )
-    # the image this build replaced, now untagged: its layers would pile up run after run
+    took = time.monotonic() - started
+    # what this build did not use (the image it replaced, the layers of an older lock) would
+    # pile up run after run; uv's download cache stays (a cached build does not touch it)
     docker.run("image", "prune", "--force")
-    return time.monotonic() - started
+    unused_for = f"until={math.ceil(took) + 1}s"
+    docker.run("builder", "prune", "--force", "--filter", "type=regular", "--filter", unused_for)
+    return took
 
 
 @dataclass(frozen=True)
