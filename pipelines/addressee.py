@@ -12,7 +12,9 @@ apart:
   their own token (`YOUARE_idiot`, `IAM_idiot`, `TISA_idiot`), as do vocatives (`you idiot`,
   "get a clue, moron", `@name idiot`). Name-calling words from a small hand-written lexicon
   (`INSULT_STEMS`, `INSULT_INFIXES`) also give class tokens (`Y_LEX`, `I_LEX`, `VOC_LEX`, ...),
-  so an insult never seen aimed at "you" in training still counts as one.
+  so an insult never seen aimed at "you" in training still counts as one. `FuzzyLexicon`
+  extends the lexicon to misspellings ("idoit", "stupd") of words the training texts do not
+  know.
 - `PersonCounts`: a few dense counts (second/first/third-person pronouns, @mentions, the
   copular frames, lexicon words, lexicon words aimed at "you") on a log scale.
 - `AbuseFeatures`: the whole feature set of the model in one transformer, with a fast path
@@ -22,10 +24,11 @@ apart:
 - `AddresseeEnsemble`: naive-Bayes-scaled logistic regressions on subsets of the feature
   blocks (`ABUSE_MEMBERS`), their logits averaged and folded into one linear model.
 
-`abuse_text_pipeline()` builds the model chosen by 5-fold stratified cross-validation on the
-insults `train.csv` (modstack/policies/abuse/DATA.md): `AbuseFeatures` (word 1-3-gram and
-char_wb 2-5-gram TF-IDF of the normalised text, TF-IDF of the addressee tokens, the person
-counts, word and char n-grams of the you-sentences), then `AddresseeEnsemble` of five members:
+`abuse_text_pipeline()` builds the model chosen on the time-split validation and 5-fold CV of
+the history comments (`pipelines.abuse_selection`, modstack/policies/abuse/DATA.md):
+`AbuseFeatures` (word 1-3-gram and char_wb 2-5-gram TF-IDF of the normalised text, TF-IDF of
+the addressee tokens with the fuzzy lexicon, the person counts, word and char n-grams of the
+you-sentences), then `AddresseeEnsemble` of five members:
 all blocks (C=1), word n-grams (C=3), char n-grams (C=1), addressee tokens + person counts
 (C=1), you-sentences (C=1). It imports only numpy/scipy/scikit-learn and the stdlib, so serving
 can load it next to the spam model; scoring one text is one sparse dot product after the
@@ -743,6 +746,8 @@ class AbuseFeatures(BaseEstimator, TransformerMixin):
     word and char_wb n-gram TF-IDF of `you_sentences(text)`. Equivalent to a `FeatureUnion` of
     `TfidfVectorizer`s, `AddresseeTokens` and `PersonCounts`, but it normalises and marks each
     text once and skips the per-block validation, so one text costs about a millisecond.
+    `fuzzy_lexicon`: the addressee tokens and counts use a `FuzzyLexicon` over the words the
+    training texts know (misspelt name-calling counts), else the exact `is_insult_word`.
     """
 
     def __init__(
@@ -1002,12 +1007,13 @@ class AddresseeEnsemble(BaseEstimator, ClassifierMixin):
 def abuse_text_pipeline(seed: int = 0) -> Pipeline:
     """The abuse model: raw comment strings in, `predict_proba[:, 1]` = P(abuse) out.
 
-    `AbuseFeatures` with the you-sentence blocks, then `AddresseeEnsemble` over
+    `AbuseFeatures` with the you-sentence blocks and the fuzzy lexicon (misspelt name-calling
+    counts as name-calling), then `AddresseeEnsemble` over
     `ABUSE_MEMBERS`: naive-Bayes-scaled logistic regressions on all blocks, on the word
     n-grams, on the char n-grams, on the addressee tokens + person counts and on the
     you-sentences, their logits averaged. Deterministic for a given `seed`.
     """
-    features = AbuseFeatures(you_sentences=True)
+    features = AbuseFeatures(you_sentences=True, fuzzy_lexicon=True)
     return Pipeline(
         [("model", AddresseeEnsemble(ABUSE_MEMBERS, features=features, random_state=seed))]
     )

@@ -306,5 +306,6 @@ def test_pipeline_uses_the_ensemble_with_you_sentences() -> None:
     ensemble = model.named_steps["model"]
     assert isinstance(ensemble, AddresseeEnsemble)
     assert ensemble.features is not None and ensemble.features.you_sentences
+    assert ensemble.features.fuzzy_lexicon
     assert ensemble.random_state == 3
     assert ensemble.members == ABUSE_MEMBERS
