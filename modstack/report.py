@@ -48,14 +48,23 @@ def render_table(table: ResultTable) -> str:
     return "\n".join(lines)
 
 
+def _scalar_rows(prefix: str, value: Any) -> list[list[Any]]:
+    """(dotted path, value) of every number and word under `value`, however deep."""
+    if isinstance(value, dict):
+        return [
+            row
+            for key, item in value.items()
+            for row in _scalar_rows(f"{prefix}.{key}" if prefix else str(key), item)
+        ]
+    if isinstance(value, (int, float, str)):
+        return [[prefix, value]]
+    return []
+
+
 def _scalar_table(data: dict[str, Any]) -> ResultTable:
-    """A file without tables (a demo's rollout record): its top-level numbers and words."""
-    rows: list[list[Any]] = []
-    for key, value in data.items():
-        inner = value.items() if isinstance(value, dict) else [("", value)]
-        for sub, item in inner:
-            if isinstance(item, (int, float, str)) and key != "date":
-                rows.append([f"{key}.{sub}" if sub else key, item])
+    """A file without tables (a demo's rollout record, the fault tests' costs): its numbers
+    and words at any depth, one row each under its dotted path."""
+    rows = [row for key, value in data.items() if key != "date" for row in _scalar_rows(key, value)]
     return ResultTable(caption="", columns=["field", "value"], rows=rows)
 
 

@@ -10,7 +10,8 @@ services.ingestion`, `python -m services.processor`, a Feast store applied there
    the online store and records when each sender's row appears; prints p50/p90/p99 of the time
    from the 202 to the feature being readable online.
 
-Usage: `python -m loadtests.bench.ingest [--messages 5000] [--rate 50] [--probes 300]`.
+Usage: `python -m loadtests.bench.ingest [--messages 5000] [--rate 50] [--probes 300]`; the
+numbers go to var/run/results/bench-ingest.json (`make report` renders them).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from modstack.kafka import ensure_topics
 from modstack.message_log import MessageLog
 from modstack.names import VIEW_SENDER_ACTIVITY
 from modstack.processes import BackgroundProcess, http_ok, kafka_ready, tansu_argv
+from modstack.results import Result, ResultTable, write_result
 from modstack.waits import free_port, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -253,6 +255,82 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
+def internals(stack: LocalStream) -> list[list[object]]:
+    """Where the time goes inside: (stage, count, mean ms) from the services' own metrics."""
+    processor = metric_values(stack.processor_metrics)
+    ingestion = metric_values(f"{stack.ingestion}/metrics")
+    stages = (
+        (
+            "processor push to Feast (sender_activity)",
+            processor,
+            "processor_push_duration_seconds",
+            "{view=sender_activity}",
+        ),
+        ("ingestion wait for broker acks", ingestion, "ingestion_produce_duration_seconds", ""),
+        ("processor micro-batch", processor, "processor_batch_duration_seconds", ""),
+    )
+    rows: list[list[object]] = []
+    for stage, values, metric, labels in stages:
+        count = values.get(f"{metric}_count{labels}", 0.0)
+        if count:
+            mean_ms = values[f"{metric}_sum{labels}"] / count * 1000
+            rows.append([stage, int(count), round(mean_ms, 1)])
+    return rows
+
+
+def bench_result(
+    tp: dict[str, float],
+    freshness_ms: list[float],
+    stages: list[list[object]],
+    setup: dict[str, float],
+    command: str,
+) -> Result:
+    """The results file's content: throughput, freshness percentiles, internal stages."""
+    fresh = {
+        "p50": percentile(freshness_ms, 50),
+        "p90": percentile(freshness_ms, 90),
+        "p99": percentile(freshness_ms, 99),
+        "max": max(freshness_ms),
+        "mean": statistics.mean(freshness_ms),
+    }
+    return Result(
+        name="bench-ingest",
+        title="Ingest to online features: throughput and freshness",
+        command=command,
+        tables=[
+            ResultTable(
+                f"Throughput: {int(tp['messages']):,} messages in batches of {int(setup['batch'])} "
+                f"from {int(setup['clients'])} client threads",
+                ["measure", "msg/s", "seconds"],
+                [
+                    ["accepted (202)", round(tp["accepted_per_s"]), round(tp["accepted_s"], 2)],
+                    [
+                        "end to end (in the message log, features online)",
+                        round(tp["end_to_end_per_s"]),
+                        round(tp["end_to_end_s"], 2),
+                    ],
+                ],
+            ),
+            ResultTable(
+                f"Freshness: {len(freshness_ms)} single-message requests at {setup['rate']:g}/s, "
+                "a new sender each; 202 -> the sender's row readable online (ms)",
+                ["p50", "p90", "p99", "max", "mean"],
+                [[round(fresh[k]) for k in ("p50", "p90", "p99", "max", "mean")]],
+            ),
+            ResultTable(
+                "Inside, from the services' metrics over the whole run",
+                ["stage", "count", "mean ms"],
+                stages,
+            ),
+        ],
+        notes=[
+            "A private Tansu (memory storage), ingestion and stream processor on loopback, Feast "
+            "with the SQLite online store and parquet offline store, in a temporary DATA_DIR."
+        ],
+        data={"throughput": tp, "freshness_ms": fresh, "setup": setup},
+    )
+
+
 cli = typer.Typer(add_completion=False, help=__doc__.splitlines()[0])
 
 
@@ -265,7 +343,7 @@ def main(
     probes: Annotated[int, typer.Option(help="freshness probes")] = 300,
     keep: Annotated[bool, typer.Option("--keep", help="keep the tmp dir (logs, data)")] = False,
 ) -> None:
-    """Run both measurements and print them."""
+    """Run both measurements, print them and write var/run/results/bench-ingest.json."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
     print(f"starting Tansu, ingestion and the processor under {workdir} ...", flush=True)
@@ -291,25 +369,16 @@ def main(
             f"{percentile(ms, 90):.0f} ms, p99 {percentile(ms, 99):.0f} ms, "
             f"max {max(ms):.0f} ms, mean {statistics.mean(ms):.0f} ms"
         )
-        values = metric_values(stack.processor_metrics)
-        for view in ("sender_activity",):
-            count = values.get(f"processor_push_duration_seconds_count{{view={view}}}", 0)
-            total = values.get(f"processor_push_duration_seconds_sum{{view={view}}}", 0)
-            if count:
-                print(
-                    f"  processor push to Feast ({view}): {count:.0f} pushes, "
-                    f"mean {total / count * 1000:.0f} ms"
-                )
-        ingestion = metric_values(f"{stack.ingestion}/metrics")
-        produced = ingestion.get("ingestion_produce_duration_seconds_count", 0)
-        if produced:
-            mean = ingestion["ingestion_produce_duration_seconds_sum"] / produced * 1000
-            print(f"  ingestion wait for broker acks: {produced:.0f} requests, mean {mean:.1f} ms")
-        batches = values.get("processor_batch_duration_seconds_count", 0)
-        if batches:
-            mean = values["processor_batch_duration_seconds_sum"] / batches * 1000
-            print(f"  processor micro-batches: {batches:.0f}, mean {mean:.0f} ms each")
+        stages = internals(stack)
+        for stage, count, mean_ms in stages:
+            print(f"  {stage}: {count} times, mean {mean_ms} ms")
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
+    command = (
+        f"python -m loadtests.bench.ingest --messages {messages} --batch {batch} "
+        f"--clients {clients} --rate {rate:g} --probes {probes}"
+    )
+    setup = {"batch": batch, "clients": clients, "rate": rate, "probes": probes}
+    print(f"wrote {write_result(bench_result(tp, ms, stages, setup, command))}")
     if not keep:
         import shutil
 

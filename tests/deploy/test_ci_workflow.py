@@ -31,7 +31,7 @@ def test_the_workflow_passes_the_github_workflow_schema() -> None:
 def test_every_make_target_the_workflow_runs_exists() -> None:
     makefile = (ROOT / "Makefile").read_text()
     targets = set(re.findall(r"^([a-zA-Z][\w-]*):", makefile, flags=re.M))
-    used = set()
+    used: set[str] = set()
     for job in _workflow()["jobs"].values():
         for step in job.get("steps", []):
             for command in re.findall(r"\bmake ([^&|;\n]+)", step.get("run", "")):

@@ -54,3 +54,27 @@ def test_rendering_twice_gives_the_same_document(tmp_path: Path) -> None:
     first = (docs / "benchmarks.md").read_text()
     build_report(docs, source=tmp_path / "results")
     assert (docs / "benchmarks.md").read_text() == first
+
+
+def test_a_result_without_tables_renders_its_numbers_at_any_depth(tmp_path: Path) -> None:
+    # the fault tests' file: test -> case -> measure (three levels), no tables
+    source = tmp_path / "results"
+    source.mkdir()
+    (source / "faults.json").write_text(
+        json.dumps(
+            {
+                "processor_sigkill": {"kills": 5, "lost": 0},
+                "broker_durability": {"broker_sigkill": {"lost": 0, "seconds_to_catch_up": 2.06}},
+                "date": "2026-12-06",
+            }
+        )
+    )
+    docs = tmp_path / "docs"
+    docs.mkdir()
+
+    build_report(docs, source=source)
+
+    text = (docs / "benchmarks.md").read_text()
+    assert "| processor_sigkill.kills | 5 |" in text
+    assert "| broker_durability.broker_sigkill.seconds_to_catch_up | 2.06 |" in text
+    assert "| date |" not in text
