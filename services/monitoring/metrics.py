@@ -96,6 +96,18 @@ class MonitoringMetrics:
             "Labelled rows behind the realized-quality gauges.",
             registry=r,
         )
+        # the alert on realized block precision needs its denominator (not to fire on 3 rows)
+        # and the policy's target (one rule for every policy)
+        self.labelled_blocked_rows = Gauge(
+            "monitoring_labelled_blocked_rows",
+            "Labelled rows served with `block`, behind monitoring_block_precision.",
+            registry=r,
+        )
+        self.block_precision_target = Gauge(
+            "monitoring_block_precision_target",
+            "The policy's block precision target (the cut-off is chosen for it on validation).",
+            registry=r,
+        )
         self.events = Counter(
             "monitoring_events",
             "Consumed events by topic and outcome (used, duplicate, shadow, invalid).",
@@ -152,6 +164,7 @@ class MonitoringMetrics:
     def export_quality(self, quality: RealizedQuality) -> None:
         """Realized-quality gauges; a ratio without a denominator keeps its last value."""
         self.labelled_rows.set(quality.labelled_rows)
+        self.labelled_blocked_rows.set(quality.blocked_rows)
         for gauge, value in (
             (self.precision, quality.precision),
             (self.recall, quality.recall),

@@ -67,8 +67,10 @@ class Monitor:
         client: MlflowClient | None = None,
     ) -> None:
         self.settings = settings
-        self.positive_label = catalogue().get(settings.monitoring_policy).positive_label
+        policy = catalogue().get(settings.monitoring_policy)
+        self.positive_label = policy.positive_label
         self.metrics = metrics or MonitoringMetrics()
+        self.metrics.block_precision_target.set(policy.block_precision)
         self.client = client or get_client(settings.mlflow_tracking_uri)
         self.windows = PredictionWindows(
             settings.window_policy, keep_closed=settings.monitoring_keep_closed_windows

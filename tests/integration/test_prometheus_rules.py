@@ -80,6 +80,7 @@ def test_every_alert_has_a_promtool_unit_test() -> None:
         "ConsumerLagGrowing",
         "CanaryRolledBack",
         "MonitoringStalled",
+        "ModelBlockPrecisionLow",
     } <= alerts
     assert alerts - tested == set(), "alerts without a test in which they fire"
 

@@ -23,6 +23,7 @@ class RealizedQuality:
     precision: float | None  # spam among flagged
     recall: float | None  # flagged among spam
     block_precision: float | None  # spam among blocked
+    blocked_rows: int = 0  # labelled rows served with `block`: block precision's denominator
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -41,4 +42,5 @@ def realized_quality(rows: Iterable[WindowRow], positive_label: str = "spam") ->
         precision=_ratio(sum(r.label == positive_label for r in flagged), len(flagged)),
         recall=_ratio(sum(r.action in FLAGGED_ACTIONS for r in spam), len(spam)),
         block_precision=_ratio(sum(r.label == positive_label for r in blocked), len(blocked)),
+        blocked_rows=len(blocked),
     )
