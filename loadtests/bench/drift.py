@@ -2,6 +2,8 @@
 
     python -m loadtests.bench.drift [--data-dir var/data] [--write docs/benchmarks.md]
 
+The numbers go to var/run/results/bench-drift.json (`make report` renders them).
+
 Rows are the full corpus (`python -m pipelines.data` first), duplicates removed, with the
 model's text features (the on-demand half of the feature service; sender features need the
 Feast offline store and are left out here). History is cut into fit / reference / held-out
@@ -28,6 +30,7 @@ import typer
 
 from modstack.corpus import FUTURE_START
 from modstack.names import FEATURE_SERVICE_V1
+from modstack.results import Result, ResultTable, write_result
 from pipelines.fitting import fit_candidate
 from pipelines.model import model_input
 from pipelines.model_config import ModelConfig
@@ -94,9 +97,10 @@ def _spam_share(frame: pd.DataFrame) -> str:
 
 def run_scenario(
     scenario: Scenario, future: pd.DataFrame, columns: list[str]
-) -> tuple[list[str], DriftReference, pd.DataFrame]:
+) -> tuple[list[str], list[ResultTable], DriftReference, pd.DataFrame]:
     """Fit the training pipeline's candidate, score reference / held-out / future out of
-    sample, and report their drift. Returns markdown lines, the reference and scored future."""
+    sample, and report their drift. Returns markdown lines, the same numbers as result tables,
+    the reference and the scored future."""
     started = time.perf_counter()
     train = LabelledSet(scenario.fit.reset_index(drop=True), columns, FEATURE_SERVICE_V1)
     candidate = fit_candidate(train, ModelConfig(), validation_fraction=0.25)
@@ -131,8 +135,35 @@ def run_scenario(
         "| prediction drift | text drift share |",
         "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
+    windows = ResultTable(
+        f"{scenario.name}: {scenario.description}; reference {len(reference_rows)} rows, "
+        f"spam share {_spam_share(reference_rows)}",
+        [
+            "window",
+            "rows",
+            "spam share",
+            "drift share",
+            "drifted / features",
+            "drift detected",
+            "prediction drift",
+            "text drift share",
+        ],
+        [],
+    )
     for name, (frame, r) in results.items():
         prediction = f"{r.prediction.score:.3f}" if r.prediction else "n/a"
+        windows.rows.append(
+            [
+                name,
+                r.rows,
+                _spam_share(frame),
+                round(r.drift_share, 3),
+                f"{r.drifted_columns} / {len(r.features)}",
+                "yes" if r.drift_detected else "no",
+                prediction,
+                "n/a" if r.text_drift_share is None else round(r.text_drift_share, 3),
+            ]
+        )
         lines.append(
             f"| {name} | {r.rows:,} | {_spam_share(frame)} | {r.drift_share:.2f} "
             f"| {r.drifted_columns} / {len(r.features)} | {'yes' if r.drift_detected else 'no'} "
@@ -146,17 +177,25 @@ def run_scenario(
         "| feature | method | held-out history | future, all |",
         "| --- | --- | ---: | ---: |",
     ]
+    features = ResultTable(
+        f"{scenario.name}: per-feature drift score (* drifted)",
+        ["feature", "method", "held-out history", "future, all"],
+        [],
+    )
     for c in sorted(fut.features, key=lambda c: -c.score):
         h = held_by[c.column]
-        lines.append(
-            f"| {c.column} | {c.method} | {h.score:.3f}{'*' if h.drifted else ''} "
-            f"| {c.score:.3f}{'*' if c.drifted else ''} |"
-        )
-    return [*lines, ""], reference, future
+        held_cell = f"{h.score:.3f}{'*' if h.drifted else ''}"
+        future_cell = f"{c.score:.3f}{'*' if c.drifted else ''}"
+        lines.append(f"| {c.column} | {c.method} | {held_cell} | {future_cell} |")
+        features.rows.append([c.column, c.method, held_cell, future_cell])
+    return [*lines, ""], [windows, features], reference, future
 
 
-def timing_lines(reference: DriftReference, future: pd.DataFrame, columns: list[str]) -> list[str]:
-    """Evaluation time of 1k and 5k-row windows against one prepared reference."""
+def timing_lines(
+    reference: DriftReference, future: pd.DataFrame, columns: list[str]
+) -> tuple[list[str], ResultTable]:
+    """Evaluation time of 1k and 5k-row windows against one prepared reference (markdown
+    lines and the same numbers as a result table)."""
     cols = [*columns, SCORE_COLUMN]
     rng = np.random.default_rng(0)
     started = time.perf_counter()
@@ -169,6 +208,12 @@ def timing_lines(reference: DriftReference, future: pd.DataFrame, columns: list[
         f"| window rows | evaluate, median of {REPEATS} (s) | min (s) | save HTML (s) |",
         "| ---: | ---: | ---: | ---: |",
     ]
+    table = ResultTable(
+        f"Evaluation time per window (reference of {reference.rows} rows prepared once in "
+        f"{prepare_s * 1000:.0f} ms)",
+        ["window rows", f"evaluate, median of {REPEATS} (s)", "min (s)", "save HTML (s)"],
+        [],
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for rows in (1_000, 5_000):
             picks = rng.integers(0, len(future), rows)  # with replacement: future has ~3k
@@ -185,11 +230,14 @@ def timing_lines(reference: DriftReference, future: pd.DataFrame, columns: list[
             lines.append(
                 f"| {rows:,} | {statistics.median(times):.2f} | {min(times):.2f} | {html_s:.2f} |"
             )
-    return lines
+            table.rows.append(
+                [rows, round(statistics.median(times), 2), round(min(times), 2), round(html_s, 2)]
+            )
+    return lines, table
 
 
-def run(data_dir: Path | None) -> str:
-    """Run the benchmark; returns the markdown section."""
+def run(data_dir: Path | None) -> tuple[str, Result]:
+    """Run the benchmark; returns the markdown section and the results file's content."""
     history = with_features(corpus_rows(data_dir, end=FUTURE_START), FEATURE_SERVICE_V1, "text")
     future = with_features(corpus_rows(data_dir, start=FUTURE_START), FEATURE_SERVICE_V1, "text")
     columns = history.feature_columns
@@ -213,15 +261,31 @@ def run(data_dir: Path | None) -> str:
         "",
     ]
     reference = scored_future = None
+    tables: list[ResultTable] = []
     for scenario in scenarios(history.frame):
-        section, ref, fut = run_scenario(scenario, future.frame, columns)
+        section, found, ref, fut = run_scenario(scenario, future.frame, columns)
         lines += section
+        tables += found
         if reference is None:
             reference, scored_future = ref, fut
     lines += ["### Evaluation time per window", ""]
     assert reference is not None and scored_future is not None
-    lines += timing_lines(reference, scored_future, columns)
-    return "\n".join(lines) + "\n"
+    timing, timing_table = timing_lines(reference, scored_future, columns)
+    lines += timing
+    result = Result(
+        name="bench-drift",
+        title="Drift: the real period shift, and evaluation time per window",
+        command="python -m loadtests.bench.drift",
+        tables=[*tables, timing_table],
+        notes=[
+            f"Features: the {len(columns)} text descriptors of `features/text.py` (sender "
+            "features need the Feast offline store and are left out) + the candidate's spam "
+            "score. Pinned methods: numeric = normed Wasserstein, 0/1 flags = Jensen-Shannon, "
+            "drifted at >= 0.1; dataset drift at drift share >= 0.5.",
+            " ".join(READING.split()),
+        ],
+    )
+    return "\n".join(lines) + "\n", result
 
 
 def write_section(path: Path, section: str) -> None:
@@ -244,9 +308,11 @@ def main(
     data_dir: Annotated[Path | None, typer.Option(help="DATA_DIR (var/data)")] = None,
     write: Annotated[Path | None, typer.Option(help="update this markdown file")] = None,
 ) -> None:
-    """Measure drift evaluation time and drift on the real period shift; print the section."""
-    section = run(data_dir)
+    """Measure drift evaluation time and drift on the real period shift; print the section
+    and write var/run/results/bench-drift.json."""
+    section, result = run(data_dir)
     print(section)
+    print(f"wrote {write_result(result)}")
     if write:
         write_section(write, section)
         print(f"wrote the '{SECTION}' section of {write}")
