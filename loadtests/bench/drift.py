@@ -178,7 +178,7 @@ def run_scenario(
         "| --- | --- | ---: | ---: |",
     ]
     features = ResultTable(
-        f"{scenario.name}: per-feature drift score (* drifted)",
+        f"{scenario.name}: per-feature drift score (a trailing star marks a drifted one)",
         ["feature", "method", "held-out history", "future, all"],
         [],
     )
