@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -41,9 +41,8 @@ MLFLOW_SERVER_ENV: Mapping[str, str] = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "f
 TANSU_STOP_SIGNAL = signal.SIGINT
 MEMORY_STORAGE = "memory://tansu/"
 
-# The local S3 server (s3rver, an npm package `make setup` installs into the venv): its
-# built-in account, the region every client names, and the buckets the stack uses.
-S3RVER_VERSION = "3.7.1"
+# The local S3 server (stack/npm/s3-server.js on s3rver): its built-in account, the region
+# every client names, and the buckets the stack uses.
 S3_ACCESS_KEY = "S3RVER"
 S3_SECRET_KEY = "S3RVER"  # s3rver's documented built-in key: a loopback-only development server
 S3_REGION = "us-east-1"
@@ -114,35 +113,6 @@ def s3_client_env(endpoint_url: str) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
         "AWS_DEFAULT_REGION": S3_REGION,
     }
-
-
-def npm_tools_dir() -> Path:
-    """Where `make setup` installs the stack's npm programs: inside the venv, so a new venv
-    gets them again and `make clean` keeps them."""
-    return Path(sys.prefix) / "npm"
-
-
-def s3rver_argv(
-    port: int, data_dir: Path, buckets: Sequence[str] = (TANSU_BUCKET,), host: str = "127.0.0.1"
-) -> list[str]:
-    """The local S3 server (s3rver) on host:port, keeping objects as files under `data_dir`,
-    with `buckets` created at start (existing ones are kept)."""
-    node = shutil.which("node")
-    script = npm_tools_dir() / "node_modules" / "s3rver" / "bin" / "s3rver.js"
-    if node is None:
-        raise MissingBinary(
-            "the local S3 server needs Node.js: `apt-get install nodejs npm`, then `make setup`"
-        )
-    if not script.exists():
-        raise MissingBinary(
-            f"the local S3 server (npm s3rver@{S3RVER_VERSION}) is not installed in "
-            f"{npm_tools_dir()}: run `make setup` (or `python -m stack.system_deps`)"
-        )
-    argv = [node, str(script), "-d", str(data_dir.resolve()), "-a", host, "-p", str(port)]
-    argv += ["--silent", "--allow-mismatched-signatures"]
-    for bucket in buckets:
-        argv += ["--configure-bucket", bucket]
-    return argv
 
 
 def redis_argv(port: int, data_dir: Path, host: str = "127.0.0.1") -> list[str]:
@@ -363,6 +333,11 @@ class BackgroundProcess:
     def start(self) -> BackgroundProcess:
         """Start the process and wait (bounded) until `ready()`; on failure stop it and raise
         with the log tail."""
+        return self.launch().wait_ready()
+
+    def launch(self) -> BackgroundProcess:
+        """Start the process without waiting: launch several, then `wait_ready` on each, and
+        they start side by side. Launch from a long-lived thread (see `_die_with_parent`)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -375,6 +350,11 @@ class BackgroundProcess:
                 start_new_session=True,  # own process group: stop() reaches its children too
                 preexec_fn=_die_with_parent(self.stop_signal),
             )
+        return self
+
+    def wait_ready(self) -> BackgroundProcess:
+        """Wait (bounded) until the launched process is `ready()`; on failure stop it and raise
+        with the log tail."""
 
         def ready_or_exited() -> bool:
             assert self.proc is not None

@@ -1,9 +1,11 @@
-"""The npm programs of the local stack, today one: s3rver, the S3 server on disk that the
-durable broker (Tansu on S3 storage) and the scale profile's MLflow artifacts live in.
+"""The local S3 server of the stack, the one Node program it runs: the durable broker (Tansu on
+S3 storage) and the scale profile's MLflow artifacts live in it, as files under a folder.
 
-stack/npm/ holds their package.json and package-lock.json; `make setup` (through
-`python -m stack.system_deps`) runs `npm ci` on a copy in the venv (`.venv/npm`), which installs
-exactly the locked tree. Idempotent: nothing runs when the venv has the same lock installed.
+stack/npm/s3-server.js runs s3rver with the conditional and atomic writes Tansu relies on (the
+file says why). stack/npm/ also holds s3rver's package.json and package-lock.json; `make setup`
+(through `python -m stack.system_deps`) runs `npm ci` on a copy in the venv (`.venv/npm`), which
+installs exactly the locked tree; the server finds it through NODE_PATH. Idempotent: nothing
+runs when the venv has the same lock installed.
 """
 
 from __future__ import annotations
@@ -11,15 +13,52 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from modstack.processes import S3RVER_VERSION, npm_tools_dir
+from modstack.processes import TANSU_BUCKET, MissingBinary
 
 SOURCE = Path(__file__).resolve().with_name("npm")
+SERVER_SCRIPT = SOURCE / "s3-server.js"
 MANIFESTS = ("package.json", "package-lock.json")
+S3RVER_VERSION = "3.7.1"
 NPM_TIMEOUT_S = 300
+
+
+def npm_tools_dir() -> Path:
+    """Where `make setup` installs the npm packages: inside the venv, so a new venv gets them
+    again and `make clean` keeps them."""
+    return Path(sys.prefix) / "npm"
+
+
+def s3_server_argv(
+    port: int, data_dir: Path, buckets: Sequence[str] = (TANSU_BUCKET,), host: str = "127.0.0.1"
+) -> list[str]:
+    """The local S3 server on host:port, keeping objects as files under `data_dir`, with
+    `buckets` created at start (existing ones are kept). Run it with `s3_server_env()`."""
+    node = shutil.which("node")
+    if node is None:
+        raise MissingBinary(
+            "the local S3 server needs Node.js: `apt-get install nodejs npm`, then `make setup` "
+            "(or BROKER_STORAGE=memory for a broker that loses its messages when it stops)"
+        )
+    if installed_version() is None:
+        raise MissingBinary(
+            f"the local S3 server's package (npm s3rver@{S3RVER_VERSION}) is not installed in "
+            f"{npm_tools_dir()}: run `make setup` (or `python -m stack.node_tools`)"
+        )
+    argv = [node, str(SERVER_SCRIPT), "--directory", str(data_dir.resolve())]
+    argv += ["--address", host, "--port", str(port)]
+    for bucket in buckets:
+        argv += ["--bucket", bucket]
+    return argv
+
+
+def s3_server_env() -> dict[str, str]:
+    """Where the server's script finds s3rver and its dependencies."""
+    return {"NODE_PATH": str(npm_tools_dir() / "node_modules")}
 
 
 def installed_version(target: Path | None = None) -> str | None:

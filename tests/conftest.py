@@ -28,6 +28,14 @@ from modstack.processes import (
 )
 from modstack.settings import get_settings
 from modstack.waits import free_port
+from tests.support.profile import (
+    ScaleServers,
+    module_stores,
+    profile_name,
+    running_scale_servers,
+    scale_mlflow,
+)
+from tests.support.s3 import tansu_on_s3
 
 KAFKA_START_TIMEOUT_S = 20.0
 # `mlflow server` needs ~12 s on an idle 2-core machine; other test processes share the cores.
@@ -47,8 +55,9 @@ def _set_env_for_session(name: str, value: str) -> Iterator[str]:
 
 
 @contextmanager
-def running_tansu(workdir: Path, owner: str) -> Iterator[str]:
+def running_tansu(workdir: Path, owner: str, scale: ScaleServers | None = None) -> Iterator[str]:
     """A real Tansu broker on a free port with the ARCHITECTURE topics; yields its address.
+    In memory, or on the scale profile's S3 server (`scale`, a cluster of its own).
 
     `owner` is the fixture that uses it: a failing test that used the fixture gets the tail
     of this broker's log in its report.
@@ -58,55 +67,89 @@ def running_tansu(workdir: Path, owner: str) -> Iterator[str]:
     log_path = workdir / "tansu.log"
     _PROCESS_LOGS[owner] = log_path
     started = time.monotonic()
-    with BackgroundProcess(
+    broker = BackgroundProcess(
         "Tansu broker",
         tansu_argv(port),
         log_path,
         ready=lambda: kafka_ready(bootstrap),
         timeout_s=KAFKA_START_TIMEOUT_S,
         stop_signal=TANSU_STOP_SIGNAL,
-    ):
+    )
+    if scale is not None:
+        broker = tansu_on_s3(bootstrap, scale.s3, log_path, cluster_id=f"{owner}-{port}")
+    with broker:
         ensure_topics(bootstrap)
         print(f"\n[fixture] Tansu at {bootstrap} ready in {time.monotonic() - started:.2f} s")
         yield bootstrap
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def scale_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaleServers | None]:
+    """The scale profile's PostgreSQL, Redis and S3 server (MODSTACK_PROFILE=scale), else None."""
+    if profile_name() != "scale":
+        yield None
+        return
+    with running_scale_servers(tmp_path_factory.mktemp("scale")) as servers:
+        yield servers
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _scale_stores_per_module(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In the scale profile, each module's stores on the session's servers (the environment
+    the services and stores read); nothing in the local profile."""
+    if profile_name() != "scale":
+        yield
+        return
+    with module_stores(request.getfixturevalue("scale_servers"), request.module.__name__):
+        yield
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(
+    tmp_path_factory: pytest.TempPathFactory, scale_servers: ScaleServers | None
+) -> Iterator[str]:
     """Address "127.0.0.1:PORT" of a real Tansu broker with the ARCHITECTURE topics created.
 
     Also sets KAFKA_BOOTSTRAP_SERVERS for the session so code reading settings finds it.
     """
-    with running_tansu(tmp_path_factory.mktemp("kafka"), "kafka_bootstrap") as bootstrap:
+    workdir = tmp_path_factory.mktemp("kafka")
+    with running_tansu(workdir, "kafka_bootstrap", scale_servers) as bootstrap:
         yield from _set_env_for_session("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
 
 
 @pytest.fixture(scope="module")
-def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def private_kafka(
+    tmp_path_factory: pytest.TempPathFactory, scale_servers: ScaleServers | None
+) -> Iterator[str]:
     """A broker of the module's own, for tests that count every event on a topic: the
     session broker still holds what earlier modules produced (a new consumer group reads
     from the earliest offset)."""
-    with running_tansu(tmp_path_factory.mktemp("private-kafka"), "private_kafka") as bootstrap:
+    workdir = tmp_path_factory.mktemp("private-kafka")
+    with running_tansu(workdir, "private_kafka", scale_servers) as bootstrap:
         yield bootstrap
 
 
 @pytest.fixture(scope="session")
-def mlflow_tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def mlflow_tracking_uri(
+    tmp_path_factory: pytest.TempPathFactory, scale_servers: ScaleServers | None
+) -> Iterator[str]:
     """URI "http://127.0.0.1:PORT" of a real `mlflow server` (SQLite + local artifacts in a
-    tmp dir); MLFLOW_TRACKING_URI points at it for the whole session."""
+    tmp dir; PostgreSQL + the S3 server in the scale profile); MLFLOW_TRACKING_URI points at
+    it for the whole session."""
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     store = tmp_path_factory.mktemp("mlflow")
     log_path = store / "mlflow-server.log"
     _PROCESS_LOGS["mlflow_tracking_uri"] = log_path
+    stores, env = scale_mlflow(scale_servers) if scale_servers else ({}, {})
     started = time.monotonic()
     with BackgroundProcess(
         "MLflow server",
-        mlflow_argv(port, store),
+        mlflow_argv(port, store, **stores),
         log_path,
         ready=lambda: http_ok(f"{uri}/health"),
         timeout_s=MLFLOW_START_TIMEOUT_S,
-        env=MLFLOW_SERVER_ENV,
+        env={**MLFLOW_SERVER_ENV, **env},
     ):
         print(f"\n[fixture] MLflow at {uri} ready in {time.monotonic() - started:.2f} s")
         yield from _set_env_for_session("MLFLOW_TRACKING_URI", uri)

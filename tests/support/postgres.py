@@ -76,9 +76,9 @@ def _step(what: str, argv: list[str], log: Path | None = None) -> None:
 
 
 @contextmanager
-def running_postgres() -> Iterator[str]:
-    """A fresh PostgreSQL cluster on a free loopback port (trust auth, loopback only);
-    yields its SQLAlchemy URL and removes everything at the end."""
+def running_postgres(db_user: str = DB_USER) -> Iterator[str]:
+    """A fresh PostgreSQL cluster on a free loopback port (trust auth, loopback only) whose
+    superuser is `db_user`; yields its SQLAlchemy URL and removes everything at the end."""
     bin_dir = postgres_bin()
     user = _run_as()
     # not under pytest's tmp dir: its parents are private to root, the server user must enter
@@ -100,7 +100,7 @@ def running_postgres() -> Iterator[str]:
                     "-D",
                     str(data),
                     "-U",
-                    DB_USER,
+                    db_user,
                     "--auth=trust",
                     "-E",
                     "UTF8",
@@ -111,7 +111,7 @@ def running_postgres() -> Iterator[str]:
         start = [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options]
         _step("pg_ctl start", _argv(user, [*start, "-w", "-t", "30", "start"]), log)
         started = True
-        yield f"postgresql+psycopg2://{DB_USER}@127.0.0.1:{port}/postgres"
+        yield f"postgresql+psycopg2://{db_user}@127.0.0.1:{port}/postgres"
     finally:
         if started:
             stop = [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "30"]

@@ -40,11 +40,11 @@ def start_tansu(bootstrap: str, log_path: Path) -> BackgroundProcess:
     ).start()
 
 
-def start_module(
+def module_process(
     name: str, module: str, log_dir: Path, ready_url: str, env: dict[str, str]
 ) -> BackgroundProcess:
-    """`python -m module` from the repo root, logging to log_dir/name.log, started once
-    `ready_url` answers 200 (90 s at the most)."""
+    """`python -m module` from the repo root, logging to log_dir/name.log, ready once
+    `ready_url` answers 200 (90 s at the most); not started yet."""
     return BackgroundProcess(
         name,
         [sys.executable, "-m", module],
@@ -53,4 +53,11 @@ def start_module(
         timeout_s=90,
         env=env,
         cwd=REPO_ROOT,
-    ).start()
+    )
+
+
+def start_module(
+    name: str, module: str, log_dir: Path, ready_url: str, env: dict[str, str]
+) -> BackgroundProcess:
+    """`module_process`, started (returns once `ready_url` answers 200)."""
+    return module_process(name, module, log_dir, ready_url, env).start()

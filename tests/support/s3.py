@@ -1,5 +1,5 @@
-"""A real local S3 server (s3rver, installed by `make setup`) and Tansu on S3 storage, as plain
-processes for tests: start on a free port, SIGKILL, start again on the same port and folder.
+"""A real local S3 server (the stack's, on s3rver) and Tansu on S3 storage, as plain processes
+for tests: start on a free port, SIGKILL, start again on the same port and folder.
 
     s3 = S3Server.in_folder(tmp / "s3").start()
     broker = start_tansu_on_s3(bootstrap, s3, tmp / "tansu.log")
@@ -21,11 +21,11 @@ from modstack.processes import (
     http_ok,
     kafka_ready,
     s3_storage,
-    s3rver_argv,
     tansu_argv,
     tansu_s3_env,
 )
 from modstack.waits import free_port
+from stack.node_tools import s3_server_argv, s3_server_env
 
 START_TIMEOUT_S = 30.0
 
@@ -55,11 +55,12 @@ class S3Server:
         (self.folder / "objects").mkdir(parents=True, exist_ok=True)
         self.starts += 1
         self.process = BackgroundProcess(
-            "S3 server (s3rver)",
-            s3rver_argv(self.port, self.folder / "objects", self.buckets),
-            self.folder / f"s3rver-{self.starts}.log",
+            "S3 server",
+            s3_server_argv(self.port, self.folder / "objects", self.buckets),
+            self.folder / f"s3-server-{self.starts}.log",
             ready=lambda: http_ok(f"{self.endpoint}/"),
             timeout_s=START_TIMEOUT_S,
+            env=s3_server_env(),
         ).start()
         return self
 
