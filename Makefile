@@ -50,8 +50,8 @@ backfill: $(STAMP) ## Replay the corpus history through the sender features into
 dataset: $(STAMP) ## Build the point-in-time training set of the history; print shape, balance, hash
 	@$(PY) -m pipelines.dataset --period history
 
-train: $(STAMP) ## Train the candidate (text models + sender LightGBM) and the baseline on history, evaluate on the future, gate, register (first run: champion)
-	@$(PY) -m pipelines.train $(TRAIN_ARGS)
+train: $(STAMP) ## Train the candidate (text models + sender LightGBM) and the baseline on history, evaluate on the future, gate, register (first run: champion); logs the learning curve
+	@$(PY) -m pipelines.train --learning-curve $(TRAIN_ARGS)
 
 .PHONY: peers
 peers: $(STAMP) ## The abuse holdout scored by the plain baseline, alt-profanity-check, hatesonar (and the abuse champion when MLflow answers): var/run/results/abuse-peers.json

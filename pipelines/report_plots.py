@@ -14,6 +14,7 @@ from sklearn.metrics import precision_recall_curve
 
 from modstack.registry.contract import Thresholds
 from pipelines.evaluate import HoldoutEvaluation
+from pipelines.learning_curve import LearningCurve
 from pipelines.metrics import EvaluationReport
 
 if TYPE_CHECKING:
@@ -130,6 +131,26 @@ def plot_top_weights(weights: Mapping[str, Sequence[tuple[str, float]]], path: P
         ax.set_yticks(range(len(pairs)), labels, fontsize=7)
         ax.set_title(name)
     fig.suptitle("What carries the score (red: towards spam)")
+    return _save(fig, path)
+
+
+def plot_learning_curve(curve: LearningCurve, path: Path) -> Path:
+    """PR-AUC on the rows each model was fitted on and on validation, by fit rows: a gap that
+    stays wide is overfitting; validation as high as the fit rows from the first point on,
+    higher than the task allows, points at leakage."""
+    fig, ax = _pyplot().subplots(figsize=(6, 4.5))
+    ax.plot(curve.rows, curve.fit_pr_auc, marker="o", label="fit rows (in sample)")
+    ax.plot(curve.rows, curve.validation_pr_auc, marker="o", label="validation (later rows)")
+    for rows, fraction, value in zip(
+        curve.rows, curve.fractions, curve.validation_pr_auc, strict=True
+    ):
+        ax.annotate(f"{fraction:.0%}", (rows, value), textcoords="offset points", xytext=(0, -12))
+    ax.set(
+        xlabel="fit rows",
+        ylabel="PR-AUC",
+        title=f"Learning curve ({curve.seconds:.0f} s of refits)",
+    )
+    ax.legend(loc="lower right")
     return _save(fig, path)
 
 

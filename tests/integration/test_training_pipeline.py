@@ -37,7 +37,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def first_run(mlflow_tracking_uri: str, fixture_data_dir: Path) -> TrainResult:  # noqa: F811
     """`make train` on the fixture: LightGBM + baseline on history, holdout = future."""
-    return train_first_champion(TrainConfig(data_dir=fixture_data_dir, tolerance=FIXTURE_TOLERANCE))
+    return train_first_champion(
+        TrainConfig(data_dir=fixture_data_dir, tolerance=FIXTURE_TOLERANCE, learning_curve=True)
+    )
 
 
 def _aliases() -> tuple[str | None, str | None]:
@@ -64,6 +66,15 @@ def test_training_run_logs_params_metrics_datasets_and_plots(first_run: TrainRes
     assert metrics["behaviour_mft_allowed_total"] > 0
     assert "holdout.group.hard_ham.error_at_block" in metrics
     assert {d.dataset.name for d in run.inputs.dataset_inputs} == {"training", "holdout"}
+    # the shipped model on its own fit rows, beside validation and holdout (leakage vs overfit)
+    for name in ("pr_auc", "roc_auc", "log_loss"):
+        for prefix in ("train", "validation", "holdout"):
+            assert np.isfinite(metrics[f"{prefix}.{name}"]), f"{prefix}.{name}"
+    for percent in (25, 50, 75, 100):
+        for name in ("fit_pr_auc", "validation_pr_auc", "rows"):
+            assert f"learning_curve.{name}_{percent}" in metrics
+    assert metrics["learning_curve.validation_pr_auc_100"] == metrics["validation.pr_auc"]
+    assert metrics["learning_curve.fit_pr_auc_100"] == metrics["train.pr_auc"]
     plots = {a.path for a in client.list_artifacts(first_run.run_id, "plots")}
     assert plots == {
         "plots/pr_curve.png",
@@ -71,6 +82,7 @@ def test_training_run_logs_params_metrics_datasets_and_plots(first_run: TrainRes
         "plots/confusion_matrix_cold.png",
         "plots/reliability.png",
         "plots/feature_importance.png",
+        "plots/learning_curve.png",
     }
     behaviour = {a.path for a in client.list_artifacts(first_run.run_id, "behaviour")}
     assert behaviour == {"behaviour/behaviour_failures.json"}
