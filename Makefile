@@ -12,7 +12,7 @@ UV_VERSION := 0.13.9
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup demo demo-rollout demo-rollback test test-unit test-integration test-container test-data test-model test-deploy report lint format data backfill dataset up down status train loadtest bench bench-model clean
+.PHONY: help setup demo demo-rollout demo-rollback test test-scale test-unit test-integration test-container test-data test-model test-deploy report lint format data backfill dataset up down status train loadtest bench bench-model clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,9 +30,10 @@ setup: $(STAMP) ## Create .venv and install everything (pinned by requirements.l
 
 # --- the local stack (supervisord; files under var/run, data under var/data) ---------------
 ONLY ?=
+PROFILE ?=
 
-up: $(STAMP) ## Start the local stack and wait until healthy (ONLY=kafka,mlflow for a subset)
-	@$(MODSTACK) up $(if $(ONLY),--only $(ONLY))
+up: $(STAMP) ## Start the local stack and wait until healthy (ONLY=kafka,mlflow for a subset; PROFILE=scale: PostgreSQL, Redis, S3)
+	@$(MODSTACK) up $(if $(ONLY),--only $(ONLY)) $(if $(PROFILE),--profile $(PROFILE))
 
 down: $(STAMP) ## Stop everything `make up` started
 	@$(MODSTACK) down
@@ -90,6 +91,7 @@ test: lint ## Lint, then every test (unit, data, model, integration with real Ta
 	@# the full-corpus data and drift tests read the parsed corpus (cached after the first run)
 	@$(PY) -m pipelines.data < /dev/null
 	@$(PYTEST) tests/unit tests/data tests/model tests/deploy tests/integration tests/browser tests/faults < /dev/null
+	@$(MAKE) --no-print-directory test-scale
 	@$(MAKE) --no-print-directory test-container
 
 test-unit: $(STAMP) ## Unit tests only (no network, seconds)
@@ -100,6 +102,28 @@ test-integration: $(STAMP) ## Integration tests only (starts real Tansu, MLflow,
 
 test-faults: $(STAMP) ## Kill and restart real stack processes (processor, broker, monitoring); costs in var/run/results/faults.json
 	@$(PYTEST) tests/faults < /dev/null
+
+# The tests that exercise state, again against the scale profile's servers (MODSTACK_PROFILE=scale:
+# PostgreSQL, Redis, the S3 server, Tansu on S3; tests/support/profile.py): the stream pipeline
+# (dead letters, the corpus replayed into the message log), the feature store (apply, push, online
+# reads, point-in-time training rows), training and the registry (first champion, model contract,
+# gate and aliases), the review queue (consumed once, decided, appeals), serving (features,
+# version, an alias move) and the broker durability faults. Left out: tests that read the parquet
+# files of the local stores, and the memory-broker peer (measured in the local run). ~2.5 min.
+SCALE_TESTS := tests/integration/test_stream_pipeline.py tests/integration/test_feature_store.py \
+	tests/integration/test_review_api.py::test_reviews_are_consumed_once_and_decided_through_the_client \
+	tests/integration/test_review_api.py::test_appeals_need_a_client_key_and_report_their_outcome \
+	tests/integration/test_serving.py::test_moderate_answers_with_score_action_version_and_features \
+	tests/integration/test_serving.py::test_known_sender_gets_its_online_features \
+	tests/integration/test_serving.py::test_alias_move_swaps_the_model_without_failed_requests \
+	tests/integration/test_training_pipeline.py::test_training_run_logs_params_metrics_datasets_and_plots \
+	tests/integration/test_training_pipeline.py::test_registered_version_follows_the_model_contract \
+	tests/integration/test_training_pipeline.py::test_gate_verdict_decides_the_aliases_of_the_first_version \
+	tests/faults/test_broker_durability.py
+SCALE_SKIP := not every_posted_message and not apply_is_idempotent and not offline_push_appends and not memory_broker
+
+test-scale: $(STAMP) ## The stateful integration and fault tests against the scale profile's servers
+	@MODSTACK_PROFILE=scale $(PYTEST) $(SCALE_TESTS) -k "$(SCALE_SKIP)" < /dev/null
 
 test-container: $(STAMP) ## Build the image (on a debootstrap base, private dockerd; cached in var/cache/container), run serving and ingestion from it
 	@$(PYTEST) tests/container < /dev/null
