@@ -61,28 +61,53 @@ def _scalar_rows(prefix: str, value: Any) -> list[list[Any]]:
     return []
 
 
+# bookkeeping a reader of the rendered table does not need (the file keeps it)
+_BOOKKEEPING = {"rollout_id", "revision", "controller_error", "routed_weight_percent"}
+
+
+def _kept(path: str, top_level: set[str]) -> bool:
+    """A nested field repeating a top-level one (a rollout's own status and reason), a
+    timestamp or a bookkeeping id is left out of the rendered table."""
+    if "." not in path:
+        return True
+    last = path.rsplit(".", 1)[1]
+    return last not in top_level and not last.endswith("_at") and last not in _BOOKKEEPING
+
+
 def _scalar_table(data: dict[str, Any]) -> ResultTable:
     """A file without tables (a demo's rollout record, the fault tests' costs): its numbers
     and words at any depth, one row each under its dotted path."""
     rows = [row for key, value in data.items() if key != "date" for row in _scalar_rows(key, value)]
+    rows = [row for row in rows if _kept(row[0], set(data))]
     return ResultTable(caption="", columns=["field", "value"], rows=rows)
 
 
 def render_result(result: Result, link: str) -> str:
     """The tables of one result, then where they came from."""
-    origin = result.provenance
-    machine = origin.get("machine", {})
-    versions = ", ".join(f"{k} {v}" for k, v in origin.get("versions", {}).items())
     tables = result.tables or [_scalar_table(result.data)]
     parts = [render_table(table) for table in tables if table.rows]
     parts.extend(f"- {note}" for note in result.notes)
-    parts.append(
-        f"<sub>Source: [{Path(link).name}]({link}), written by `{result.command}` on "
-        f"{origin.get('date', '?')}; {machine.get('cores', '?')} cores, "
-        f"{machine.get('memory_gib', '?')} GiB, load {machine.get('load_average_1m', '?')}, "
-        f"Python {machine.get('python', '?')}; {versions}.</sub>"
-    )
+    parts.append(f"<sub>Source: [{Path(link).name}]({link}), {_provenance(result)}.</sub>")
     return "\n\n".join(parts)
+
+
+def _provenance(result: Result) -> str:
+    """Who wrote the file, when and where, saying plainly what its writer did not record
+    (older demo and fault records carry no machine, some no command)."""
+    origin = result.provenance
+    known = result.command not in ("", "?")
+    said = [f"written by `{result.command}`" if known else "its writer recorded no command"]
+    if origin.get("date", "?") != "?":
+        said.append(f"on {origin['date']}")
+    machine = origin.get("machine")
+    if not machine:
+        return " ".join(said) + "; no machine recorded"
+    versions = ", ".join(f"{k} {v}" for k, v in origin.get("versions", {}).items())
+    return (
+        " ".join(said) + f"; {machine.get('cores', '?')} cores, "
+        f"{machine.get('memory_gib', '?')} GiB, load {machine.get('load_average_1m', '?')}, "
+        f"Python {machine.get('python', '?')}; {versions}"
+    )
 
 
 def render(document: Path, results: dict[str, Result], link_prefix: str) -> ReportOutcome:

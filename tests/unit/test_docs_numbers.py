@@ -1,0 +1,291 @@
+"""The docs' numbers, commands and cited files are the repository's: every number written in a
+checked span agrees with the results file it names, every rendered results block is what
+`make report` renders from docs/results/ now, every `make <target>` exists and every cited
+source path exists.
+
+A checked span is an HTML comment right before the number it checks:
+
+    <!-- value: bench-serving.json data.summary.ratio_closed_loop -->4.0x
+
+`FILE` is a file in docs/results/; `PATH` walks it by dotted keys (list items by index; in a
+table `{caption, columns, rows}`, the next key picks the row whose first cell reads so and the
+one after it the column; a row number where first cells repeat). Options after the path:
+`/regex/` takes group 1 of a text value,
+`x100` checks a share written as a percentage. Rounding rule: the doc may round the file's
+value to the decimals it writes (half a unit of the last written digit); thousands separators,
+a leading `+` and a minus sign are read as numbers. A text value must be the text that follows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modstack.report import render_result
+from modstack.results import read_result
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "docs" / "results"
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+SPAN = re.compile(r"<!-- value: (?P<spec>.+?) -->(?P<after>[^\n]{0,80})")
+MINUS = "\u2212"  # the typographic minus sign
+NUMBER = re.compile(rf"\s*(?P<num>[+\-{MINUS}]?\d[\d,]*(?:\.\d+)?)")
+BLOCK = re.compile(
+    r"<!-- result:(?P<name>[\w-]+) -->\n(?P<body>.*?)\n<!-- /result:(?P=name) -->", re.S
+)
+MAKE = re.compile(r"`make ([a-z][\w-]*)")
+# a path into the repository's source, written in backticks
+SOURCE = re.compile(
+    r"`((?:modstack|features|services|pipelines|loadtests|stack|tests|deploy|\.github)/[\w./-]*)`"
+)
+
+
+@dataclass(frozen=True)
+class Span:
+    """One checked number: where it is, what it names, what the doc says."""
+
+    doc: str
+    file: str
+    path: str
+    regex: str | None
+    scale: float
+    after: str
+
+
+def parse_spans(text: str, doc: str) -> list[Span]:
+    """Every `<!-- value: ... -->` span of a document."""
+    spans = []
+    for match in SPAN.finditer(text):
+        spec = match.group("spec").strip()
+        scale = 1.0
+        if spec.endswith(" x100"):
+            spec, scale = spec.removesuffix(" x100").rstrip(), 100.0
+        regex = None
+        found = re.search(r" /(.+)/$", spec)
+        if found:
+            regex, spec = found.group(1), spec[: found.start()].rstrip()
+        file, _, path = spec.partition(" ")
+        spans.append(Span(doc, file, path.strip(), regex, scale, match.group("after")))
+    return spans
+
+
+def _row(table: dict[str, Any], label: str) -> list[Any]:
+    for row in table["rows"]:
+        if str(row[0]) == label or (isinstance(row[0], (int, float)) and f"{row[0]:,}" == label):
+            return list(row)
+    if label.isdigit() and int(label) < len(table["rows"]):
+        return list(table["rows"][int(label)])  # rows whose first cell repeats, by position
+    raise KeyError(f"no row {label!r} in table {table.get('caption', '')!r}")
+
+
+def lookup(record: Any, path: str) -> Any:
+    """Walk `path` (dotted; list indices; table row label then column name) into `record`."""
+    node: Any = record
+    keys = path.split(".") if path else []
+    i = 0
+    while i < len(keys):
+        key = keys[i]
+        if isinstance(node, dict) and {"columns", "rows"} <= node.keys() and key not in node:
+            row = _row(node, key)
+            if i + 1 == len(keys):
+                return row
+            column = keys[i + 1]
+            node = row[node["columns"].index(column)]
+            i += 2
+            continue
+        if isinstance(node, list):
+            node = node[int(key)]
+        elif isinstance(node, dict) and key in node:
+            node = node[key]
+        else:
+            # a key that itself holds dots ("held-out history" never does; "0.1" might)
+            joined = next(
+                (
+                    ".".join(keys[i:j])
+                    for j in range(len(keys), i + 1, -1)
+                    if isinstance(node, dict) and ".".join(keys[i:j]) in node
+                ),
+                None,
+            )
+            if joined is None:
+                raise KeyError(f"{key!r} not found")
+            node, i = node[joined], i + joined.count(".") + 1
+            continue
+        i += 1
+    return node
+
+
+def _as_number(written: str) -> float:
+    return float(written.replace(",", "").replace(MINUS, "-").lstrip("+"))
+
+
+def check_span(span: Span, results: Path = RESULTS) -> str | None:
+    """None when the doc agrees with the file, else what disagrees."""
+    where = f"{span.doc}: {span.file} {span.path}"
+    source = results / span.file
+    if not source.exists():
+        return f"{where}: no results file {source.name}"
+    try:
+        value = lookup(json.loads(source.read_text()), span.path)
+    except (KeyError, IndexError, ValueError) as error:
+        return f"{where}: {error}"
+    if span.regex is not None:
+        found = re.search(span.regex, str(value))
+        if found is None:
+            return f"{where}: /{span.regex}/ does not match {value!r}"
+        value = found.group(1)
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        text = str(value)
+        ok = span.after.lstrip().startswith(text)
+        return None if ok else f"{where}: file says {text!r}, doc says {span.after[:30]!r}"
+    number = NUMBER.match(span.after)
+    if number is None:
+        return f"{where}: no number after the span ({span.after[:30]!r})"
+    written = number.group("num")
+    decimals = len(written.split(".", 1)[1]) if "." in written else 0
+    expected = float(value) * span.scale
+    if abs(_as_number(written) - expected) > 0.5 * 10**-decimals + 1e-9:
+        return f"{where}: file says {expected:g}, doc says {written}"
+    return None
+
+
+def _spans() -> list[Span]:
+    return [
+        span for doc in DOCS for span in parse_spans(doc.read_text(), str(doc.relative_to(ROOT)))
+    ]
+
+
+def test_the_main_pages_carry_checked_numbers() -> None:
+    counted = {s.doc for s in _spans()}
+    assert {"README.md", "docs/design.md", "docs/training.md", "docs/benchmarks.md"} <= counted
+
+
+@pytest.mark.parametrize("span", _spans(), ids=lambda s: f"{s.doc}:{s.file}:{s.path}")
+def test_each_checked_number_agrees_with_its_results_file(span: Span) -> None:
+    assert check_span(span) is None, check_span(span)
+
+
+def stale_blocks(text: str, link_dir: str, results: Path = RESULTS) -> list[str]:
+    """Names of the `<!-- result:NAME -->` blocks that differ from what the report renders."""
+    stale = []
+    for match in BLOCK.finditer(text):
+        name = match.group("name")
+        source = results / f"{name}.json"
+        link = f"{link_dir}/{name}.json"
+        if not source.exists() or render_result(read_result(source), link) != match.group("body"):
+            stale.append(name)
+    return stale
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_rendered_results_blocks_are_current(doc: Path) -> None:
+    """A rendered block is exactly what `make report` renders from docs/results/ now."""
+    link_dir = "results" if doc.parent.name == "docs" else "docs/results"
+    stale = stale_blocks(doc.read_text(), link_dir)
+    assert stale == [], f"re-render these blocks from docs/results/: {stale}"
+
+
+def _make_targets() -> set[str]:
+    text = (ROOT / "Makefile").read_text()
+    return set(re.findall(r"^([a-z][\w-]*):", text, re.M))
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_make_target_named_exists(doc: Path) -> None:
+    missing = sorted(set(MAKE.findall(doc.read_text())) - _make_targets())
+    assert missing == [], f"{doc.relative_to(ROOT)} names make targets the Makefile lacks"
+
+
+@pytest.mark.parametrize(
+    "doc", [d for d in DOCS if "adr" not in d.parts], ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_every_cited_source_path_exists(doc: Path) -> None:
+    """ADRs are records of their time and keep the paths they were written against."""
+    missing = [
+        path
+        for path in SOURCE.findall(doc.read_text())
+        if not (ROOT / path.rstrip("/")).exists() and not any(c in path for c in "*{<")
+    ]
+    assert missing == [], f"{doc.relative_to(ROOT)} cites paths the repository lacks: {missing}"
+
+
+# ---- the checks themselves catch what they are for -------------------------------------------
+
+
+def test_a_planted_mismatch_fails(tmp_path: Path) -> None:
+    """Copy the results files, change one number the design doc cites: the span now fails."""
+    copies = tmp_path / "results"
+    shutil.copytree(RESULTS, copies)
+    serving = copies / "bench-serving.json"
+    record = json.loads(serving.read_text())
+    record["data"]["summary"]["ratio_closed_loop"] = 5.9
+    serving.write_text(json.dumps(record))
+    design = (ROOT / "docs" / "design.md").read_text()
+    spans = [
+        s
+        for s in parse_spans(design, "docs/design.md")
+        if s.path == "data.summary.ratio_closed_loop"
+    ]
+    assert spans, "design.md cites the closed-loop ratio in a checked span"
+    assert all(check_span(s, RESULTS) is None for s in spans)
+    assert all("file says 5.9" in (check_span(s, copies) or "") for s in spans)
+
+
+def test_a_planted_wrong_number_in_a_doc_fails() -> None:
+    text = "<!-- value: faults.json processor_sigkill.accepted_messages -->2,001 messages"
+    (span,) = parse_spans(text, "planted-doc")
+    assert check_span(span) == (
+        "planted-doc: faults.json processor_sigkill.accepted_messages: "
+        "file says 2000, doc says 2,001"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "agrees"),
+    [
+        ("<!-- value: train-history.json tables.0.pr_auc.candidate -->0.995", True),
+        ("<!-- value: train-history.json tables.0.pr_auc.candidate -->0.9946", True),
+        ("<!-- value: train-history.json tables.0.pr_auc.candidate -->0.99", True),
+        ("<!-- value: train-history.json tables.0.pr_auc.candidate -->0.996", False),
+        ("<!-- value: train-history.json tables.0.pr_auc.candidate -->0.98", False),
+        ("<!-- value: train-history.json tables.0.pr_auc.candidate x100 -->99.5 %", True),
+        ("<!-- value: demo-rollback-shuffled.json reason /c=(\\d+)/ -->442", True),
+        ("<!-- value: demo-rollback-shuffled.json reason /c=(\\d+)/ -->1,473", False),
+        ("<!-- value: demo-rollout.json status -->promoted", True),
+        ("<!-- value: demo-rollout.json status -->rolled back", False),
+        ("<!-- value: faults-serving.json data.MLflow SIGKILLed.requests -->159", True),
+    ],
+)
+def test_rounding_and_selection_rules(text: str, agrees: bool) -> None:
+    (span,) = parse_spans(text, "rules-doc")
+    assert (check_span(span) is None) is agrees
+
+
+def test_a_stale_rendered_block_is_caught(tmp_path: Path) -> None:
+    """Change one number of a results file the benchmarks page renders: its block is stale."""
+    copies = tmp_path / "results"
+    shutil.copytree(RESULTS, copies)
+    loadtest = copies / "loadtest.json"
+    record = json.loads(loadtest.read_text())
+    record["tables"][0]["rows"][2][6] = 90.0  # moderate p99 ms
+    loadtest.write_text(json.dumps(record))
+    text = (ROOT / "docs" / "benchmarks.md").read_text()
+    assert "loadtest" not in stale_blocks(text, "results")
+    assert stale_blocks(text, "results", copies) == ["loadtest"]
+
+
+def test_unknown_make_targets_and_paths_are_caught() -> None:
+    assert "demo-everything" not in _make_targets()
+    assert "train" in _make_targets()
+    assert SOURCE.findall("see `pipelines/no_such_step.py`") == ["pipelines/no_such_step.py"]
+    assert not (ROOT / "pipelines/no_such_step.py").exists()
