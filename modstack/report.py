@@ -67,10 +67,13 @@ _BOOKKEEPING = {"rollout_id", "revision", "controller_error", "routed_weight_per
 
 def _kept(path: str, top_level: set[str]) -> bool:
     """A nested field repeating a top-level one (a rollout's own status and reason), a
-    timestamp or a bookkeeping id is left out of the rendered table."""
+    timestamp or a bookkeeping id is left out of the rendered table, and of a check only its
+    verdict and detail are kept (the file keeps every field)."""
     if "." not in path:
         return True
     last = path.rsplit(".", 1)[1]
+    if ".checks." in path:  # a judged window's check: its verdict and the sentence saying why
+        return last in ("verdict", "detail")
     return last not in top_level and not last.endswith("_at") and last not in _BOOKKEEPING
 
 
