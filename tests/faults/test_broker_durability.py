@@ -52,8 +52,8 @@ MESSAGES = 600  # from as many new senders: each sender's count must end at exac
 BATCH = 50
 BATCHES = MESSAGES // BATCH
 MID_TRAFFIC = 5  # of 12 batches accepted when a mid-traffic kill lands
-DOWN_S = 1.0  # how long the killed processes stay down
-SETTLE_S = 3.0  # memory peer: no new message logged for this long means the processor is done
+DOWN_S = 0.5  # how long the killed processes stay down
+SETTLE_S = 2.0  # memory peer: no new message logged for this long means the processor is done
 RESULT_KEY = "broker_durability" + ("" if profile_name() == "local" else f"_{profile_name()}")
 
 
