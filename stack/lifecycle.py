@@ -70,17 +70,7 @@ def up(
     picks the local or the scale profile. Raises StackError when a check fails before anything
     starts; a program that fails while starting is in `UpResult.failed` (with its log tail)."""
     paths = stack_paths(settings)
-    running_profile = read_profile(paths)
-    stack = StackSettings()
-    # asked for by name, or else the running stack's (a plain `up` adds to what runs)
-    chosen = profile or running_profile
-    if chosen is not None:
-        stack = stack.model_copy(update={"stack_profile": chosen})
-    if running_profile is not None and running_profile != stack.stack_profile:
-        raise StackError(
-            f"the stack runs the {running_profile} profile; `modstack down` first to start the "
-            f"{stack.stack_profile} profile"
-        )
+    stack = _profile_to_start(paths, profile)
     every = stack_programs(settings, stack)
     selected = select_programs(every, only)
     result = UpResult()
@@ -105,6 +95,39 @@ def up(
     if not to_start:
         return result
 
+    _configure_supervisord(settings, stack, paths, every)
+    for stage in STAGES:
+        batch = [p for p in to_start if p.stage == stage]
+        if not batch:
+            continue
+        start_and_wait(paths, batch, result, say)
+        if result.failed:
+            break  # later stages need this one
+    return result
+
+
+def _profile_to_start(paths: StackPaths, profile: Profile | None) -> StackSettings:
+    """The stack settings with the profile asked for by name, or else the running stack's (a
+    plain `up` adds to what runs), or else STACK_PROFILE; another profile than the running
+    one is refused."""
+    running = read_profile(paths)
+    stack = StackSettings()
+    chosen = profile or running
+    if chosen is not None:
+        stack = stack.model_copy(update={"stack_profile": chosen})
+    if running is not None and running != stack.stack_profile:
+        raise StackError(
+            f"the stack runs the {running} profile; `modstack down` first to start the "
+            f"{stack.stack_profile} profile"
+        )
+    return stack
+
+
+def _configure_supervisord(
+    settings: CommonSettings, stack: StackSettings, paths: StackPaths, every: list[Program]
+) -> None:
+    """Write the configs, start supervisord (or make the running one read them), record the
+    profile."""
     paths.logs.mkdir(parents=True, exist_ok=True)
     settings.data_dir.resolve().joinpath("mlflow", "artifacts").mkdir(parents=True, exist_ok=True)
     env = program_environment(settings, stack)
@@ -115,15 +138,6 @@ def up(
     else:
         start_supervisord(paths)
     paths.profile.write_text(stack.stack_profile + "\n")
-
-    for stage in STAGES:
-        batch = [p for p in to_start if p.stage == stage]
-        if not batch:
-            continue
-        start_and_wait(paths, batch, result, say)
-        if result.failed:
-            break  # later stages need this one
-    return result
 
 
 def read_profile(paths: StackPaths) -> Profile | None:
