@@ -60,7 +60,8 @@ def test_programs_take_their_ports_from_settings(tmp_path: Path) -> None:
 
 def test_programs_are_in_start_order_infrastructure_first(tmp_path: Path) -> None:
     names = [p.name for p in stack_programs(_settings(tmp_path))]
-    assert names[:3] == ["kafka", "mlflow", "prometheus"]
+    # the S3 server the durable broker keeps its log in, then the infrastructure
+    assert names[:4] == ["s3", "kafka", "mlflow", "prometheus"]
     assert names.index("feast-apply") < names.index("processor") < names.index("serving")
 
 
@@ -179,7 +180,9 @@ def test_a_missing_binary_says_what_to_install() -> None:
 
 def test_only_selects_known_programs_and_names_the_known_ones(tmp_path: Path) -> None:
     programs = stack_programs(_settings(tmp_path))
-    assert [p.name for p in select_programs(programs, ["mlflow", "kafka"])] == ["kafka", "mlflow"]
+    # the broker brings the S3 server it keeps its log in
+    chosen = select_programs(programs, ["mlflow", "kafka"])
+    assert [p.name for p in chosen] == ["s3", "kafka", "mlflow"]
     with pytest.raises(StackError, match=r"unknown process kafak; the stack has: .*kafka"):
         select_programs(programs, ["kafak"])
 
