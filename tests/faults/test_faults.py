@@ -256,6 +256,12 @@ def test_broker_stopped_and_started_gets_503_with_retry_after_and_ingestion_reco
     kill(stack.broker)
     time.sleep(3.0)
     stack.broker = start_tansu(stack.bootstrap, stack.tmp / "tansu-2.log")
+    # This broker keeps memory only and comes back without its topics; a durable one (the
+    # stack's default, Tansu on S3: tests/faults/test_broker_durability.py) keeps them. Left
+    # to auto-creation under concurrent produce requests, one record acknowledged after the
+    # restart was not on the topic in 1 of 2 runs here (not diagnosed further): the topics
+    # are created as an operator's broker would have them.
+    ensure_topics(stack.bootstrap)
     back_at = time.monotonic()
 
     def recovered() -> bool:
