@@ -38,6 +38,7 @@ from modstack.kafka import ensure_topics
 from modstack.message_log import MessageLog
 from modstack.processes import BackgroundProcess, child_env
 from modstack.waits import free_port, wait_until
+from tests.faults.results import record_fault
 from tests.support.processes import kill, metric_total, module_process, start_tansu
 from tests.support.profile import profile_name
 from tests.support.s3 import S3Server, tansu_on_s3
@@ -45,7 +46,6 @@ from tests.support.s3 import S3Server, tansu_on_s3
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RESULTS = REPO_ROOT / "var" / "run" / "results" / "faults.json"
 KEY = "durability-test-key"
 T0 = datetime(2002, 9, 1, tzinfo=UTC)
 MESSAGES = 600  # from as many new senders: each sender's count must end at exactly 1
@@ -217,11 +217,7 @@ def durable(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> It
 
 
 def _results(name: str, values: dict[str, Any]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    found = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    entry = found.setdefault(RESULT_KEY, {})
-    entry[name] = {**values, "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    RESULTS.write_text(json.dumps(found, indent=2) + "\n")
+    record_fault(name, values, RESULT_KEY)
 
 
 def _messages(prefix: str) -> list[dict[str, Any]]:

@@ -32,12 +32,12 @@ from modstack.kafka import ensure_topics, make_producer
 from modstack.names import TOPIC_MESSAGES, TOPIC_PREDICTIONS
 from modstack.processes import BackgroundProcess, child_env, http_ok
 from modstack.waits import free_port, wait_until
+from tests.faults.results import record_fault
 from tests.support.processes import kill, metric_total, start_module, start_tansu
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RESULTS = REPO_ROOT / "var" / "run" / "results" / "faults.json"
 KEY = "fault-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 T0 = datetime(2002, 7, 1, tzinfo=UTC)
@@ -45,10 +45,7 @@ KILLS = 5
 
 
 def _results(name: str, values: dict[str, Any]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    found = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    found[name] = {**values, "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    RESULTS.write_text(json.dumps(found, indent=2) + "\n")
+    record_fault(name, values)
 
 
 def _messages(prefix: str, n: int, senders: int = 7) -> list[dict[str, Any]]:

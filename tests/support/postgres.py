@@ -19,10 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from modstack.processes import log_tail
+from modstack.processes import MissingBinary, log_tail, postgres_bin, postgres_user
 from modstack.waits import free_port
 
-PG_ROOT = Path("/usr/lib/postgresql")
 STEP_TIMEOUT_S = 60.0
 DB_USER = "review"
 
@@ -31,30 +30,13 @@ class PostgresUnavailable(RuntimeError):
     """PostgreSQL is not installed or would not start; the message says what to do."""
 
 
-def postgres_bin() -> Path:
-    """The newest installed PostgreSQL's bin directory (Debian keeps it off PATH)."""
-    found = sorted(
-        (p for p in PG_ROOT.glob("*/bin") if (p / "initdb").exists()),
-        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
-    )
-    if not found:
-        raise PostgresUnavailable(
-            f"no PostgreSQL under {PG_ROOT}: `apt-get install postgresql` (or `make setup` as root)"
-        )
-    return found[-1]
-
-
-def _run_as() -> str | None:
-    """The unprivileged user to run PostgreSQL as when we are root (None: run as ourselves)."""
-    if os.geteuid() != 0:
-        return None
-    for name in ("postgres", "nobody"):
-        try:
-            pwd.getpwnam(name)
-            return name
-        except KeyError:
-            continue
-    raise PostgresUnavailable("running as root and no postgres or nobody user to run as")
+def _installed() -> tuple[Path, str | None]:
+    """The PostgreSQL bin directory and the user to run it as (`modstack.processes`, which the
+    scale profile uses too); PostgresUnavailable says what to install."""
+    try:
+        return postgres_bin(), postgres_user()
+    except MissingBinary as exc:
+        raise PostgresUnavailable(str(exc)) from exc
 
 
 def _argv(user: str | None, argv: list[str]) -> list[str]:
@@ -79,8 +61,7 @@ def _step(what: str, argv: list[str], log: Path | None = None) -> None:
 def running_postgres(db_user: str = DB_USER) -> Iterator[str]:
     """A fresh PostgreSQL cluster on a free loopback port (trust auth, loopback only) whose
     superuser is `db_user`; yields its SQLAlchemy URL and removes everything at the end."""
-    bin_dir = postgres_bin()
-    user = _run_as()
+    bin_dir, user = _installed()
     # not under pytest's tmp dir: its parents are private to root, the server user must enter
     root = Path(tempfile.mkdtemp(prefix="modstack-pg-"))
     data, log = root / "data", root / "server.log"

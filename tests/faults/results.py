@@ -1,0 +1,19 @@
+"""The fault tests' measurements, in var/run/results/faults.json (rendered by `make report`)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parents[2] / "var" / "run" / "results" / "faults.json"
+
+
+def record_fault(name: str, values: dict[str, Any], group: str | None = None) -> None:
+    """Store one case's numbers under `name` (inside `group` when given), with the time."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    found = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    entry = found.setdefault(group, {}) if group else found
+    entry[name] = {**values, "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    RESULTS.write_text(json.dumps(found, indent=2) + "\n")
