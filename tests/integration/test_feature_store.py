@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,8 +16,8 @@ from features.sender import ACTIVITY_FEATURES, REPUTATION_FEATURES, SenderFeatur
 from features.text import TEXT_FEATURE_NAMES, text_features
 from modstack import names
 from modstack.events import LabelEvent, MessageEvent
-from modstack.processes import BackgroundProcess
-from modstack.waits import free_port, port_open
+from modstack.processes import MissingBinary
+from tests.support.redis import running_redis
 
 pytestmark = pytest.mark.integration
 
@@ -182,20 +182,12 @@ def test_push_rejects_rows_without_the_view_columns(pushed_store):
 
 @pytest.fixture(scope="module")
 def redis_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
-    port = free_port()
-    folder = tmp_path_factory.mktemp("redis")
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder)]
-    with BackgroundProcess(
-        "redis-server",
-        argv,
-        folder / "redis.log",
-        ready=lambda: port_open("127.0.0.1", port),
-        timeout_s=15,
-    ):
-        yield f"127.0.0.1:{port}"
+    with ExitStack() as servers:
+        try:
+            address = servers.enter_context(running_redis(tmp_path_factory.mktemp("redis")))
+        except MissingBinary as exc:
+            pytest.skip(str(exc))
+        yield address
 
 
 def test_redis_online_store_by_environment_serves_the_same_values(

@@ -7,8 +7,8 @@ A real PostgreSQL 15 and a real Redis are started as plain processes on free loo
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -23,11 +23,11 @@ from features.definitions import offline_path, offline_table
 from features.sender import ACTIVITY_FEATURES, REPUTATION_FEATURES
 from modstack import names
 from modstack.corpus import build_corpus, load_corpus
-from modstack.processes import BackgroundProcess
-from modstack.waits import free_port, port_open
+from modstack.processes import MissingBinary
 from pipelines import backfill
 from pipelines.dataset import ROW_COLUMNS, build_training_set
 from tests.support.postgres import running_postgres
+from tests.support.redis import running_redis
 
 pytestmark = pytest.mark.integration
 
@@ -52,20 +52,12 @@ FEAST_ENV = (
 
 @pytest.fixture(scope="module")
 def redis_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed (Debian: apt-get install redis-server)")
-    port = free_port()
-    folder = tmp_path_factory.mktemp("redis")
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder)]
-    with BackgroundProcess(
-        "redis-server",
-        argv,
-        folder / "redis.log",
-        ready=lambda: port_open("127.0.0.1", port),
-        timeout_s=15,
-    ):
-        yield f"127.0.0.1:{port}"
+    with ExitStack() as servers:
+        try:
+            address = servers.enter_context(running_redis(tmp_path_factory.mktemp("redis")))
+        except MissingBinary as exc:
+            pytest.fail(str(exc))
+        yield address
 
 
 @pytest.fixture(scope="module")

@@ -25,11 +25,11 @@ from typing import Literal
 import pytest
 from sqlalchemy.engine import make_url
 
-from modstack.processes import MLFLOW_BUCKET, TANSU_BUCKET, BackgroundProcess, redis_argv
+from modstack.processes import MLFLOW_BUCKET, TANSU_BUCKET
 from modstack.settings import get_settings
-from modstack.waits import free_port, port_open
 from stack.programs import PG_USER, StackSettings, create_databases, profile_environment
 from tests.support.postgres import running_postgres
+from tests.support.redis import running_redis
 from tests.support.s3 import S3Server
 
 PROFILE_ENV = "MODSTACK_PROFILE"
@@ -63,23 +63,17 @@ class ScaleServers:
 def running_scale_servers(workdir: Path) -> Iterator[ScaleServers]:
     """PostgreSQL, Redis and the S3 server on free loopback ports, stopped at the end."""
     s3 = S3Server.in_folder(workdir / "s3", buckets=(TANSU_BUCKET, MLFLOW_BUCKET)).start()
-    redis_port = free_port()
-    (workdir / "redis").mkdir(parents=True, exist_ok=True)
-    redis = BackgroundProcess(
-        "redis-server",
-        redis_argv(redis_port, workdir / "redis"),
-        workdir / "redis" / "redis.log",
-        ready=lambda: port_open("127.0.0.1", redis_port),
-        timeout_s=15,
-    )
     try:
-        with redis, running_postgres(db_user=PG_USER) as url:
+        with (
+            running_redis(workdir / "redis") as redis_address,
+            running_postgres(db_user=PG_USER) as url,
+        ):
             pg = make_url(url)
             stack = StackSettings(
                 stack_profile="scale",
                 s3_addr=s3.endpoint,
                 postgres_addr=f"{pg.host}:{pg.port}",
-                redis_addr=f"127.0.0.1:{redis_port}",
+                redis_addr=redis_address,
             )
             yield ScaleServers(s3=s3, stack=stack)
     finally:
