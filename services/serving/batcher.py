@@ -13,9 +13,11 @@ bad row fails alone.
 
 Load shedding: the batcher fits the cost of a batch as `fixed + per_row x rows` over the last
 batches (a model call has a large fixed part, so the cost per row depends on the batch size); a
-submit whose estimated wait (the batch being scored, then the queued rows ahead of it in full
-batches, plus `max_wait_s`) exceeds `budget_s` is refused at once with `Overloaded`, instead of
-queueing for seconds. An empty queue never sheds, so a stale estimate cannot lock traffic out.
+submit whose estimated wait (what is left of the batch being scored, then the queued rows ahead
+of it in full batches, plus `max_wait_s`) exceeds `budget_s` is refused at once with
+`Overloaded`, instead of queueing for seconds. A row with no row waiting ahead of it is never
+shed: it is next whatever happens, so refusing it shortens no one's wait, and a stale estimate
+(one slow batch on a busy machine) cannot lock light traffic out.
 
 Hand-written: Ray Serve and BentoML bring their own servers and process models; the batching
 loop itself is ~100 lines and needs nothing but asyncio.
@@ -140,6 +142,7 @@ class MicroBatcher(Generic[T, R]):
         self.stats = BatcherStats()
         self._queue: deque[_Pending[T, R]] = deque()
         self._in_flight = 0
+        self._in_flight_started = 0.0
         self._arrived: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
@@ -172,11 +175,15 @@ class MicroBatcher(Generic[T, R]):
         return len(self._queue) + self._in_flight
 
     def estimated_wait_s(self) -> float:
-        """How long a row submitted now would wait for its answer: the batch in flight (as if
-        it had just started), the queue ahead of it in full batches, its own batch."""
+        """How long a row submitted now would wait for its answer: what is left of the batch in
+        flight, the queue ahead of it in full batches, its own batch."""
         full, rest = divmod(len(self._queue) + 1, self.max_batch)
+        in_flight_left = 0.0
+        if self._in_flight:
+            elapsed = time.perf_counter() - self._in_flight_started
+            in_flight_left = max(self.cost.seconds(self._in_flight) - elapsed, 0.0)
         return (
-            self.cost.seconds(self._in_flight)
+            in_flight_left
             + full * self.cost.seconds(self.max_batch)
             + self.cost.seconds(rest)
             + self.max_wait_s
@@ -190,9 +197,10 @@ class MicroBatcher(Generic[T, R]):
         """
         if self._arrived is None:
             raise RuntimeError("MicroBatcher.start() was not called")
-        # Never shed into an empty queue: the cost estimate only moves when rows are scored,
-        # so one slow batch (a cold first call) would otherwise refuse everything forever.
-        if shed and self.budget_s > 0 and self.depth > 0:
+        # Shed only behind waiting rows: the next row in line gains nothing from a refusal, and
+        # the cost estimate only moves when rows are scored, so one slow batch (a cold first
+        # call, a busy machine) would otherwise refuse light traffic.
+        if shed and self.budget_s > 0 and self._queue:
             wait = self.estimated_wait_s()
             if wait > self.budget_s:
                 self.stats.shed += 1
@@ -235,7 +243,7 @@ class MicroBatcher(Generic[T, R]):
     async def _dispatch(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending[T, R]]) -> None:
         items = [p.item for p in batch]
         self._in_flight = len(items)
-        started = time.perf_counter()
+        started = self._in_flight_started = time.perf_counter()
         try:
             results = await loop.run_in_executor(self._executor, self._score, items)
         except BaseException as exc:  # the executor itself failed (shutdown): fail the batch

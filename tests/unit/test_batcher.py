@@ -154,6 +154,27 @@ def test_shedding_can_be_bypassed_for_items_that_must_not_be_refused() -> None:
     assert _run(main()) == [0, 2, 4]
 
 
+def test_the_next_row_in_line_is_not_shed_behind_a_slow_batch() -> None:
+    """Light traffic on a busy machine: one slow batch in flight, nothing waiting. The row
+    that arrives is next whatever happens, so it is queued, not refused; a row behind it is
+    refused."""
+    handler = Recorder(sleep_s=0.3)
+
+    async def main() -> tuple[list[int], bool]:
+        async with _running(
+            handler, max_batch=4, max_wait_s=0.001, budget_s=0.1, initial_row_cost_s=0.3
+        ) as batcher:
+            first = batcher.submit_nowait(1)
+            while batcher._in_flight == 0:  # the first row is being scored
+                await asyncio.sleep(0.001)
+            second = batcher.submit_nowait(2)  # nothing waits ahead of it
+            with pytest.raises(Overloaded):
+                batcher.submit_nowait(3)  # the second row waits ahead of it
+            return [await first, await second], batcher.stats.shed == 1
+
+    assert _run(main()) == ([2, 4], True)
+
+
 def test_the_cost_fit_separates_the_fixed_part_from_the_per_row_part() -> None:
     from services.serving.batcher import BatchCost
 
