@@ -1,11 +1,12 @@
 """The quality gate, as a pure comparison of two metric sets measured on the same holdout.
 
 A candidate passes when it is at least as good as the reference (the champion, or the baseline
-when there is no champion yet) on PR-AUC and recall at precision >= 0.99, each within a stated
-tolerance, and no coarse group is worse off than with the reference by more than the group
-tolerance: for easy and hard ham the share wrongly blocked, for spam the share let through
-without review. (Each model acts at its own cut-offs; comparing spam blocked would reward a
-model for blocking more ham.)
+when there is no champion yet) on PR-AUC and recall at precision >= 0.99 (decisive on a
+holdout with spam enough that no single ham sets it), each within a stated tolerance, and no
+coarse group is worse off than with the reference by more than the group tolerance: for easy
+and hard ham the share wrongly blocked, for spam the share let through without review. (Each
+model acts at its own cut-offs; comparing spam blocked would reward a model for blocking more
+ham.)
 
 Cold start is checked too: the same holdout with every sender column blank (what a new sender
 gets) must not rank worse than the reference does there (PR-AUC, recall at precision >= 0.99).
@@ -34,7 +35,7 @@ from pipelines.behaviour import (
     load_cases,
     run_suite,
 )
-from pipelines.metrics import GROUPS
+from pipelines.metrics import BLOCK_MIN_PRECISION, GROUPS
 from pipelines.model_frames import new_sender_frame
 
 # The harm the gate guards per group: ham wrongly blocked, spam missed even for review.
@@ -82,9 +83,22 @@ class GateTolerance:
     review_budget: float = 0.05
     traffic_spam_share: float = 0.05
     evidence: EvidenceNeed = field(default_factory=EvidenceNeed)
+    # Recall at precision >= 0.99 is decisive only on a holdout whose spam lets its cut-off
+    # hold this many ham above it (1 ham per 99 spam): with fewer, the highest-scoring ham
+    # alone sets the metric, and its spread is not the binomial one the allowance assumes. A
+    # demo retrain measured it: 127 spam, one ham at 0.854 instead of 0.827 gave recall 0.677
+    # against the champion's 0.811 while PR-AUC differed by 0.004. PR-AUC and the paired harm
+    # test decide the ranking there; the recall is reported.
+    recall_at_precision_min_ham: int = 2
     # the paired test on the holdout's labels, as the canary runs it live (modstack.paired):
     # refused when the labels side with the reference at this one-sided significance
     paired_alpha: float = PAIRED_ALPHA
+
+    @property
+    def recall_at_precision_min_spam(self) -> int:
+        """Holdout spam from which recall at precision >= 0.99 is decisive (198)."""
+        per_ham = BLOCK_MIN_PRECISION / (1.0 - BLOCK_MIN_PRECISION)
+        return math.ceil(self.recall_at_precision_min_ham * per_ham - 1e-9)
 
     @property
     def ham_review_limit(self) -> float:
@@ -217,9 +231,14 @@ Pair = tuple[Mapping[str, float], Mapping[str, float]]
 def _ranking_checks(checks: _Checks, pair: Pair, label: str) -> None:
     tol = checks.tol
     spam = pair[1].get("rows", 0.0) * pair[1].get("spam_share", 0.0)
-    for name, fixed in (("pr_auc", tol.pr_auc), ("recall_at_p99", tol.recall_at_p99)):
-        comparison = _Comparison(name, fixed, spam, "spam", True, label)
-        checks.compare(comparison, pair[0][name], pair[1][name])
+    checks.compare(
+        _Comparison("pr_auc", tol.pr_auc, spam, "spam", True, label), *_values(pair, "pr_auc")
+    )
+    need = tol.recall_at_precision_min_spam
+    decisive = spam >= need - 0.5
+    what = "spam" if decisive else f"spam; fewer than {need}, one ham sets it"
+    comparison = _Comparison("recall_at_p99", tol.recall_at_p99, spam, what, True, label, decisive)
+    checks.compare(comparison, *_values(pair, "recall_at_p99"))
 
 
 def _ham_checks(checks: _Checks, pair: Pair, label: str) -> None:
