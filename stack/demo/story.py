@@ -43,12 +43,6 @@ console = Console(width=max(110, shutil.get_terminal_size((110, 24)).columns))
 # extended while labels are still arriving. Set before the stack starts (supervisord passes
 # the environment to every process); an explicit env var wins.
 DEMO_ENVIRONMENT = {
-    # The story replays months of traffic in minutes; the broker keeps it in memory. On the
-    # durable default (Tansu on the local S3 server, `make up`) every produce request is a few
-    # conditional writes to s3rver: an ingestion batch of 50 took ~1 s instead of ~50 ms here,
-    # the replay ran at ~3 messages/s instead of 50 and the canary starved for traffic.
-    # Durability is shown by tests/faults/test_broker_durability.py, not by the demo.
-    "BROKER_STORAGE": "memory",
     # 1,000-row windows (one per ~20 s): with 300-row windows every 6 s, drift evaluation
     # (Evidently, 5-30 s per window under the demo's load) kept one core busy, and serving and
     # the retrain starved
