@@ -4,8 +4,8 @@ Composition only: each store owns its erasure, and this module calls each in tur
 (docs/privacy.md has the whole inventory):
 
 - the message log (subjects, bodies, labels): `MessageLog.erase_sender` rewrites its files;
-- dead letters on disk (raw bytes of refused records, keyed by sender):
-  `DeadLetterStore.erase_sender`;
+- dead letters (raw bytes of refused records, keyed by sender; a file under DATA_DIR, or the
+  database of DEADLETTER_DATABASE_URL): `DeadLetterStore.erase_sender`;
 - the Feast offline parquet files and the SQLite online store (the sender's feature rows):
   `features.store.erase_sender_offline` / `erase_sender_online`;
 - the review service's queue, its audit and appeals (the text moderators read):

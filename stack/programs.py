@@ -531,9 +531,9 @@ def profile_environment(
 ) -> dict[str, str]:
     """What the services (and clients on the host: training, replay) need to find the stores
     of the profile: nothing extra locally; in the scale profile Feast's SQL registry, offline
-    store in PostgreSQL and Redis online store, the review queue and the message log in
-    PostgreSQL. `database_suffix` and `redis_db` give a set of stores of its own on the same
-    servers (the tests give one to each module)."""
+    store in PostgreSQL and Redis online store, the review queue, the message log and the dead
+    letters in PostgreSQL. `database_suffix` and `redis_db` give a set of stores of its own on
+    the same servers (the tests give one to each module)."""
     if stack.stack_profile != "scale":
         return {}
     host, port = stack.postgres_addr.rpartition(":")[::2]
@@ -551,6 +551,8 @@ def profile_environment(
         "REDIS_CONNECTION_STRING": stack.redis_addr + (f",db={redis_db}" if redis_db else ""),
         "REVIEW_DATABASE_URL": stack.postgres_url("review" + database_suffix),
         "MESSAGE_LOG_DATABASE_URL": stack.postgres_url("message_log" + database_suffix),
+        # the dead letters: a table of their own in the message log's database
+        "DEADLETTER_DATABASE_URL": stack.postgres_url("message_log" + database_suffix),
     }
 
 

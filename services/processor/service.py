@@ -76,8 +76,8 @@ def feast_pusher(settings: ProcessorSettings) -> PushRows:
 def deadletter_sender(
     producer: KafkaProducer, timeout_s: float, store: DeadLetterStore | None = None
 ) -> SendDeadLetters:
-    """Store dead letters on disk (erasable, expiring), then produce them and wait for every
-    acknowledgement (bounded)."""
+    """Store dead letters (erasable, expiring: the file under DATA_DIR, or the database of
+    DEADLETTER_DATABASE_URL), then produce them and wait for every acknowledgement (bounded)."""
 
     def send(letters: list[DeadLetter]) -> None:
         if store is not None:
@@ -164,7 +164,8 @@ def run(settings: ProcessorSettings) -> None:
         )
     producer = make_producer(bootstrap)
     message_log = MessageLog(settings.data_dir)
-    deadletters = DeadLetterStore(settings.data_dir)
+    deadletters = DeadLetterStore(settings.data_dir)  # DEADLETTER_DATABASE_URL, or the file
+    log.info("dead letters kept in %r", deadletters)
     pipeline = FeaturePipeline(
         message_log,
         feast_pusher(settings),

@@ -23,5 +23,6 @@ class ProcessorSettings(CommonSettings):
     # Personal data: message log partitions logged longer ago than this are deleted (0: kept
     # forever). Training reads a year of history at most.
     processor_log_retention_days: int = Field(default=365, ge=0)
-    # Dead letters (raw bytes of what could not be used) kept on disk this long (0: forever).
+    # Dead letters (raw bytes of what could not be used) kept this long (0: forever), in the
+    # store of `modstack.deadletter_store` (DEADLETTER_DATABASE_URL, else a file in DATA_DIR).
     processor_deadletter_retention_days: int = Field(default=14, ge=0)

@@ -62,6 +62,7 @@ def _kustomize(overlay: str) -> list[dict[str, Any]]:
 def _settings_keys() -> set[str]:
     """Every env var a settings class of the project reads (upper-case field names)."""
     import features.config as featurestore
+    from modstack.deadletter_store import DeadLetterSettings
     from modstack.message_log import MessageLogSettings
     from modstack.settings import CommonSettings
     from services.canary.settings import CanarySettings
@@ -82,6 +83,7 @@ def _settings_keys() -> set[str]:
         ReviewSettings,
         featurestore.FeatureStoreSettings,
         MessageLogSettings,
+        DeadLetterSettings,
         ReportStorageSettings,
     )
     return {name.upper() for cls in classes for name in cls.model_fields}
@@ -162,6 +164,7 @@ def test_compose_state_lives_in_servers() -> None:
     assert (env["FEAST_REGISTRY_TYPE"], env["FEAST_OFFLINE_STORE_TYPE"]) == ("sql", "postgres")
     assert env["FEAST_REGISTRY_PATH"].startswith("postgresql+psycopg://")
     assert env["MESSAGE_LOG_DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert env["DEADLETTER_DATABASE_URL"].startswith("postgresql+psycopg://")
     assert env["MONITORING_REPORTS_S3_URL"].startswith("s3://")
     mlflow = compose["services"]["mlflow"]
     assert "--artifacts-destination=s3://mlflow/" in mlflow["command"]
@@ -224,7 +227,9 @@ def test_k8s_state_lives_in_servers() -> None:
     )
     assert config["data"]["MONITORING_REPORTS_S3_URL"].startswith("s3://")
     stores = next(d for (kind, name), d in docs.items() if name.startswith("modstack-stores"))
-    assert {"FEAST_REGISTRY_PATH", "MESSAGE_LOG_DATABASE_URL"} <= set(stores["data"])
+    assert {"FEAST_REGISTRY_PATH", "MESSAGE_LOG_DATABASE_URL", "DEADLETTER_DATABASE_URL"} <= set(
+        stores["data"]
+    )
     mlflow = docs[("Deployment", "mlflow")]["spec"]["template"]["spec"]["containers"][0]
     assert "--artifacts-destination s3://mlflow/" in " ".join(mlflow["args"])
     assert ("StatefulSet", "minio") in docs and ("Job", "minio-buckets") in docs

@@ -91,7 +91,12 @@ def module_stores(servers: ScaleServers, module: str) -> Iterator[dict[str, str]
     env = profile_environment(servers.stack, database_suffix=suffix, redis_db=redis_db)
     databases = [
         make_url(env[key]).database or ""
-        for key in ("FEAST_REGISTRY_PATH", "REVIEW_DATABASE_URL", "MESSAGE_LOG_DATABASE_URL")
+        for key in (
+            "FEAST_REGISTRY_PATH",
+            "REVIEW_DATABASE_URL",
+            "MESSAGE_LOG_DATABASE_URL",
+            "DEADLETTER_DATABASE_URL",
+        )
     ]
     create_databases(servers.stack, sorted(set(databases)))
     redis.Redis(port=servers.stack.redis_port, db=redis_db, socket_timeout=5).flushdb()

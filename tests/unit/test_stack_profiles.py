@@ -95,6 +95,7 @@ def test_the_scale_profile_tells_every_service_where_its_stores_are(tmp_path: Pa
     assert env["REDIS_CONNECTION_STRING"] == "127.0.0.1:19404"
     assert env["REVIEW_DATABASE_URL"].endswith("@127.0.0.1:19403/review")
     assert env["MESSAGE_LOG_DATABASE_URL"].endswith("@127.0.0.1:19403/message_log")
+    assert env["DEADLETTER_DATABASE_URL"] == env["MESSAGE_LOG_DATABASE_URL"]
 
 
 def test_postgres_runs_as_its_user_under_a_root_supervisord(tmp_path: Path) -> None:
