@@ -12,7 +12,7 @@ UV_VERSION := 0.13.9
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: help setup demo demo-rollout demo-rollback test test-scale test-unit test-integration test-container test-data test-model test-deploy report lint format data backfill dataset up down status train loadtest bench bench-model clean
+.PHONY: help setup demo demo-rollout demo-rollback demo-trials test test-scale test-unit test-integration test-container test-data test-model test-deploy report lint format data backfill dataset up down status train loadtest bench bench-model clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,6 +61,9 @@ peers: $(STAMP) ## The abuse holdout scored by the plain baseline, alt-profanity
 
 demo: $(STAMP) ## The whole story: corpus, stack, history, champion, future traffic, drift, retrain, canary, promotion
 	@$(PY) -m stack.demo.story $(DEMO_ARGS) < /dev/null
+
+demo-trials: $(STAMP) ## Fresh `make demo` runs one after another, some beside a CPU hog (TRIALS=5 BUSY=2; ~10 min each)
+	@$(PY) -m stack.demo.trials --runs $(or $(TRIALS),5) --busy $(or $(BUSY),2)
 
 demo-rollout: $(STAMP) ## Replay the future as traffic, retrain, roll the challenger out to promotion (needs `make up`, a champion)
 	@$(PY) -m stack.demo.rollout $(DEMO_ARGS)
