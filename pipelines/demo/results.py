@@ -27,6 +27,9 @@ def write_demo_result(
     folder = get_settings().run_dir / "results"
     folder.mkdir(parents=True, exist_ok=True)
     traffic_body = asdict(traffic)
+    # asdict rebuilds a Counter from its (key, count) items, counting the pairs: keep the counts
+    traffic_body["by_variant"] = dict(traffic.by_variant)
+    traffic_body["by_action"] = dict(traffic.by_action)
     traffic_body["last_event_time"] = (
         traffic.last_event_time.isoformat() if traffic.last_event_time else None
     )
