@@ -128,8 +128,8 @@ SCALE_SKIP := not every_posted_message and not apply_is_idempotent and not offli
 test-scale: $(STAMP) ## The stateful integration and fault tests against the scale profile's servers
 	@MODSTACK_PROFILE=scale $(PYTEST) $(SCALE_TESTS) -k "$(SCALE_SKIP)" < /dev/null
 
-test-container: $(STAMP) ## Build the image (on a debootstrap base, private dockerd; cached in var/cache/container), run serving and ingestion from it
-	@$(PYTEST) tests/container < /dev/null
+test-container: $(STAMP) ## Build the image (on a debootstrap base, private dockerd; cached in var/cache/container), run serving and ingestion from it against the scale profile's servers
+	@MODSTACK_PROFILE=scale $(PYTEST) tests/container < /dev/null
 
 test-data: $(STAMP) ## Data tests: expectations on the parsed corpus and the training set
 	@$(PY) -m pipelines.data < /dev/null

@@ -1,11 +1,15 @@
 """The project image run as it would be deployed: serving and ingestion started from it (non-root,
 read-only root filesystem, no capabilities) against the session's real Tansu broker and MLflow
-server, one message through each.
+server, one message through each. `make test-container` runs it in the scale profile
+(MODSTACK_PROFILE=scale): Tansu on the S3 server, MLflow on PostgreSQL with artifacts in S3,
+Feast's registry and offline store in PostgreSQL, Redis online, as at cluster scale; the
+containers get the module's stores through the same variables the deployment sets.
 
 The image is built on a debootstrap base standing in for python:3.11-slim, on a private dockerd
 with host networking: no image registry and no bridge network here (tests/container/conftest.py
 says more). Serving follows a champion registered for this module (SERVING_MODEL_PREFIX) that
-reads the Feast FeatureService, so the container reads the registry and online store in /data.
+reads the Feast FeatureService, so the container reads the registry and the online store (in
+/data locally, in PostgreSQL and Redis in the scale profile).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from modstack.names import ALIAS_CHAMPION, FEATURE_SERVICE_V1, TOPIC_MESSAGES
 from modstack.waits import free_port
 from tests.container.conftest import BuiltImage
 from tests.support.docker import REPO_ROOT, running_container
+from tests.support.profile import store_environment
 from tests.support.serving_stack import log_small_model, training_frame
 
 # the first test's set-up builds the image: debootstrap and the dependency layer take minutes
@@ -76,7 +81,11 @@ def ingestion(
         f"{PREFIX}ingestion",
         project_image.tag,
         ["python", "-m", "services.ingestion"],
-        env={"INGESTION_ADDR": url, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap},
+        env={
+            "INGESTION_ADDR": url,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            **store_environment(),
+        },
         data_dir=tmp_path_factory.mktemp("ingestion-data"),
         ready_url=f"{url}/readyz",
     ):
@@ -86,8 +95,8 @@ def ingestion(
 
 @pytest.fixture(scope="module")
 def champion_data(tmp_path_factory: pytest.TempPathFactory, mlflow_tracking_uri: str) -> Path:
-    """A data dir with the Feast repo applied (file registry, SQLite online store), and a small
-    champion registered as `<PREFIX>spam-classifier` that reads the FeatureService."""
+    """A data dir with the Feast repo applied (the profile's registry and online store), and a
+    small champion registered as `<PREFIX>spam-classifier` that reads the FeatureService."""
     from mlflow import MlflowClient
 
     from features.store import apply_repo, feature_columns, get_store
@@ -120,6 +129,7 @@ def serving(
             "SERVING_MODEL_PREFIX": PREFIX,
             "SERVING_POLICIES": "spam",
             "SERVING_WORKERS": "1",
+            **store_environment(),
         },
         data_dir=champion_data,
         ready_url=f"{url}/readyz",

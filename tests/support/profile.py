@@ -45,6 +45,16 @@ def profile_name() -> Profile:
     return value  # type: ignore[return-value]
 
 
+# The variables naming a module's stores in the scale profile (none in the local profile).
+STORE_VARIABLES = tuple(profile_environment(StackSettings(stack_profile="scale")))
+
+
+def store_environment() -> dict[str, str]:
+    """The stores this test module uses, as a process started outside pytest (a container)
+    needs them: the scale profile's variables as tests/conftest.py set them; {} locally."""
+    return {key: os.environ[key] for key in STORE_VARIABLES if key in os.environ}
+
+
 @dataclass
 class ScaleServers:
     """The scale profile's servers of this session."""
