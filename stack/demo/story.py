@@ -44,13 +44,13 @@ console = Console(width=max(110, shutil.get_terminal_size((110, 24)).columns))
 # the environment to every process); an explicit env var wins.
 DEMO_ENVIRONMENT = {
     # The story replays months of traffic in minutes; the broker keeps it in memory. On the
-    # durable default (Tansu on the local S3 server, `make up`) one producer is fast (100
-    # records in ~35 ms, an ingestion batch of 100 in ~56 ms), but with the demo's writers
-    # together (two serving workers' prediction events, ingestion, the review service) a
-    # `make demo` of 2026-12-06 replayed history at 241 events/s instead of ~2,000, its canary
-    # saw ~150 challenger requests per 20 s step instead of ~1,000 and needed 7 extensions for
-    # the first, and serving's prediction events expired unacknowledged after 30 s. Durability
-    # is shown by tests/faults/test_broker_durability.py, not by the demo.
+    # durable default (Tansu on the local S3 server, `make up`) producers alone are fast (100
+    # records in ~35 ms; 1, 2, 4 concurrent producers: 1,758, 2,121, 3,368 records/s), but the
+    # whole demo on it (four consumer groups fetching, every service on two cores) replayed
+    # history at 241 events/s instead of ~2,000 on 2026-12-06, its canary saw ~150 challenger
+    # requests per 20 s step instead of ~1,000 (7 extensions for the first), and serving's
+    # prediction events expired unacknowledged after 30 s. Which part of the broker's S3 path
+    # saturates was not isolated. Durability is shown by tests/faults/test_broker_durability.py.
     "BROKER_STORAGE": "memory",
     # 1,000-row windows (one per ~20 s): with 300-row windows every 6 s, drift evaluation
     # (Evidently, 5-30 s per window under the demo's load) kept one core busy, and serving and
