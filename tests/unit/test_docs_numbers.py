@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "results"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
-SPAN = re.compile(r"<!-- value: (?P<spec>.+?) -->(?P<after>[^\n]{0,80})")
+# `after` stops at the next comment: a span right behind another is a span of its own
+SPAN = re.compile(r"<!-- value: (?P<spec>.+?) -->(?P<after>(?:(?!<!--)[^\n]){0,80})")
 MINUS = "\u2212"  # the typographic minus sign
 NUMBER = re.compile(rf"\s*(?P<num>[+\-{MINUS}]?\d[\d,]*(?:\.\d+)?)")
 BLOCK = re.compile(
@@ -248,6 +249,18 @@ def test_a_planted_wrong_number_in_a_doc_fails() -> None:
         "planted-doc: faults.json processor_sigkill.accepted_messages: "
         "file says 2000, doc says 2,001"
     )
+
+
+def test_a_span_right_behind_another_is_checked_too() -> None:
+    # a range "a-b" with a span on each end: the second span used to be swallowed by the
+    # first one's text and never checked
+    good = (
+        "<!-- value: faults.json processor_sigkill.lost -->0\u2013"
+        "<!-- value: faults.json processor_sigkill.accepted_messages -->2,000"
+    )
+    bad = good.replace("-->2,000", "-->2,001")
+    assert [check_span(s) for s in parse_spans(good, "doc")] == [None, None]
+    assert [check_span(s) is None for s in parse_spans(bad, "doc")] == [True, False]
 
 
 @pytest.mark.parametrize(
