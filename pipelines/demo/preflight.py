@@ -70,5 +70,6 @@ def ready_controller(console: Console, title: str) -> ControllerClient | None:
         console.print(f"[red]{exc}[/]")
         return None
     console.rule(f"[bold]ModStack {title} demo")
-    console.print(f"champion v{health['champion']} serves; controller at {controller.addr}")
+    champion = health["policies"][DEFAULT_POLICY]["champion"]
+    console.print(f"champion v{champion} serves; controller at {controller.addr}")
     return controller
