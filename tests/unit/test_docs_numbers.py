@@ -272,7 +272,7 @@ def test_a_span_right_behind_another_is_checked_too() -> None:
         ("<!-- value: train-history.json tables.0.pr_auc.candidate -->0.996", False),
         ("<!-- value: train-history.json tables.0.pr_auc.candidate -->0.98", False),
         ("<!-- value: train-history.json tables.0.pr_auc.candidate x100 -->99.5 %", True),
-        ("<!-- value: demo-rollback-shuffled.json reason /c=(\\d+)/ -->442", True),
+        ("<!-- value: demo-rollback-shuffled.json reason /c=(\\d+)/ -->423", True),
         ("<!-- value: demo-rollback-shuffled.json reason /c=(\\d+)/ -->1,473", False),
         ("<!-- value: demo-rollout.json status -->promoted", True),
         ("<!-- value: demo-rollout.json status -->rolled back", False),
