@@ -3,7 +3,6 @@ file, on that file and on a real PostgreSQL 15, and shared by every process that
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -11,16 +10,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from modstack.deadletter_store import DeadLetterStore
 from modstack.events import DeadLetter
-from tests.support.postgres import running_postgres
+from tests.support.postgres import fresh_database, running_postgres
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-_databases = itertools.count()
 
 
 def letter(key: str | None, failed_at: datetime = NOW, raw: bytes = b"\xff not json") -> DeadLetter:
@@ -38,13 +35,7 @@ def postgres_server() -> Iterator[str]:
 @pytest.fixture
 def postgres_database(postgres_server: str) -> str:
     """A fresh, empty PostgreSQL database for one test."""
-    server = make_url(postgres_server)
-    name = f"deadletters_{next(_databases)}"
-    engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(sa.text(f"CREATE DATABASE {name}"))
-    engine.dispose()
-    return server.set(database=name).render_as_string(hide_password=False)
+    return fresh_database(postgres_server, "deadletters")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,8 +15,7 @@ from features.sender import ACTIVITY_FEATURES, REPUTATION_FEATURES, SenderFeatur
 from features.text import TEXT_FEATURE_NAMES, text_features
 from modstack import names
 from modstack.events import LabelEvent, MessageEvent
-from modstack.processes import MissingBinary
-from tests.support.redis import running_redis
+from tests.support.redis import redis_or
 
 pytestmark = pytest.mark.integration
 
@@ -182,11 +180,7 @@ def test_push_rejects_rows_without_the_view_columns(pushed_store):
 
 @pytest.fixture(scope="module")
 def redis_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with ExitStack() as servers:
-        try:
-            address = servers.enter_context(running_redis(tmp_path_factory.mktemp("redis")))
-        except MissingBinary as exc:
-            pytest.skip(str(exc))
+    with redis_or(tmp_path_factory.mktemp("redis"), pytest.skip) as address:
         yield address
 
 

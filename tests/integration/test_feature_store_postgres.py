@@ -8,7 +8,6 @@ A real PostgreSQL 15 and a real Redis are started as plain processes on free loo
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -23,11 +22,10 @@ from features.definitions import offline_path, offline_table
 from features.sender import ACTIVITY_FEATURES, REPUTATION_FEATURES
 from modstack import names
 from modstack.corpus import build_corpus, load_corpus
-from modstack.processes import MissingBinary
 from pipelines import backfill
 from pipelines.dataset import ROW_COLUMNS, build_training_set
 from tests.support.postgres import running_postgres
-from tests.support.redis import running_redis
+from tests.support.redis import redis_or
 
 pytestmark = pytest.mark.integration
 
@@ -52,11 +50,7 @@ FEAST_ENV = (
 
 @pytest.fixture(scope="module")
 def redis_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with ExitStack() as servers:
-        try:
-            address = servers.enter_context(running_redis(tmp_path_factory.mktemp("redis")))
-        except MissingBinary as exc:
-            pytest.fail(str(exc))
+    with redis_or(tmp_path_factory.mktemp("redis"), pytest.fail) as address:
         yield address
 
 

@@ -3,7 +3,6 @@ files, on SQLite and on a real PostgreSQL 15, and readable by every process that
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,18 +10,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from features.sender import events_from_frames
 from modstack.events import LabelEvent, MessageEvent
 from modstack.message_log import Kind, MessageLog, next_seqs, read_labels, read_messages
-from tests.support.postgres import running_postgres
+from tests.support.postgres import fresh_database, running_postgres
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2002, 6, 1, tzinfo=UTC)
 RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)
-_databases = itertools.count()
 
 
 def message(i: int, sender: str = "a@x") -> MessageEvent:
@@ -54,13 +51,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database of each kind for each test."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'log.sqlite3'}"
-    server = make_url(request.getfixturevalue("postgres_server"))
-    name = f"log_{next(_databases)}"
-    engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(sa.text(f"CREATE DATABASE {name}"))
-    engine.dispose()
-    return server.set(database=name).render_as_string(hide_password=False)
+    return fresh_database(request.getfixturevalue("postgres_server"), "log")
 
 
 def both(tmp_path: Path, database_url: str) -> tuple[MessageLog, MessageLog]:

@@ -10,6 +10,7 @@ Every step is bounded; a failure says which step and shows the server log's tail
 
 from __future__ import annotations
 
+import itertools
 import os
 import pwd
 import shutil
@@ -103,3 +104,20 @@ def running_postgres(db_user: str = DB_USER) -> Iterator[str]:
                 check=False,
             )
         shutil.rmtree(root, ignore_errors=True)
+
+
+_fresh_databases = itertools.count()
+
+
+def fresh_database(server_url: str, prefix: str) -> str:
+    """A new, empty database `<prefix>_<n>` on the server at `server_url`; its URL."""
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    server = make_url(server_url)
+    name = f"{prefix}_{next(_fresh_databases)}"
+    engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return server.set(database=name).render_as_string(hide_password=False)

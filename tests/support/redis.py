@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import NoReturn
 
-from modstack.processes import BackgroundProcess, redis_argv
+from modstack.processes import BackgroundProcess, MissingBinary, redis_argv
 from modstack.waits import free_port, port_open
 
 
@@ -24,3 +25,15 @@ def running_redis(folder: Path) -> Iterator[str]:
         timeout_s=15,
     ):
         yield f"127.0.0.1:{port}"
+
+
+@contextmanager
+def redis_or(folder: Path, missing: Callable[[str], NoReturn]) -> Iterator[str]:
+    """`running_redis`, with a missing redis-server handed to `missing` (a test module's own
+    answer: `pytest.skip` where Redis is optional, `pytest.fail` where it is the subject)."""
+    with ExitStack() as servers:
+        try:
+            address = servers.enter_context(running_redis(folder))
+        except MissingBinary as exc:
+            missing(str(exc))
+        yield address
