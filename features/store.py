@@ -41,6 +41,7 @@ from modstack import names
 
 if TYPE_CHECKING:
     import psycopg
+    import redis
     from feast import FeatureStore
 
 log = logging.getLogger(__name__)
@@ -647,16 +648,23 @@ def project_name(repo_path: Path | None = None) -> str:
 def erase_sender_online(
     sender_id: str, feast_dir: Path | None = None, project: str | None = None
 ) -> int | None:
-    """Delete the sender's entity key from every table of the project in the SQLite online
-    store, then compact the file so no erased row lingers in free pages; returns the rows
-    deleted, or None when the folder has no SQLite online store (Redis is not erased here).
+    """Delete the sender's entity key from the online store; returns the rows deleted (one per
+    feature view), or None when there is no online store to erase from.
+
+    SQLite (the default): from every table of the project, then the file is compacted so no
+    erased row lingers in free pages (None when the folder has no online.db). Redis
+    (FEAST_ONLINE_STORE_TYPE=redis): the sender's one hash, which holds every view's features.
     `project` defaults to the one feature_store.yaml names.
     """
+    project = project or project_name()
+    settings = feature_store_settings()
+    if settings.feast_online_store_type == "redis":
+        return _erase_online_redis(sender_id, project, settings.redis_connection_string)
     folder = feast_dir if feast_dir is not None else feast_data_dir()
     path = folder / ONLINE_DB
     if not path.exists():
         return None
-    prefix = f"{project or project_name()}_"
+    prefix = f"{project}_"
     key = sender_entity_key(sender_id)
     gone = 0
     with closing(sqlite3.connect(path, timeout=30)) as connection:
@@ -674,3 +682,28 @@ def erase_sender_online(
         connection.execute("VACUUM")
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return gone
+
+
+def _erase_online_redis(sender_id: str, project: str, connection_string: str) -> int:
+    """Delete the sender's hash from Redis, keyed as Feast's Redis online store keys it (the
+    serialized entity key, then the project); returns the feature views it held."""
+    key = sender_entity_key(sender_id) + project.encode("utf-8")
+    with closing(online_redis_client(connection_string)) as client:
+        # redis-py's stubs type keys as str; Feast's keys are bytes, which the client sends as is
+        fields: list[bytes] = client.hkeys(key)  # type: ignore[arg-type,assignment]
+        views = sum(1 for field in fields if field.startswith(b"_ts:"))
+        client.delete(key)
+    return views
+
+
+def online_redis_client(connection_string: str | None = None) -> redis.Redis:
+    """A client of the Redis online store (default: REDIS_CONNECTION_STRING's)."""
+    import redis
+    from feast.infra.online_stores.redis import RedisOnlineStore
+
+    # Feast's own parser of its connection string ("host:port,db=N,password=..."), so this
+    # client reaches the database the online store writes to.
+    nodes, options = RedisOnlineStore._parse_connection_string(
+        connection_string or feature_store_settings().redis_connection_string
+    )
+    return redis.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **options)

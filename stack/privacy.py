@@ -6,8 +6,9 @@ Composition only: each store owns its erasure, and this module calls each in tur
 - the message log (subjects, bodies, labels): `MessageLog.erase_sender` rewrites its files;
 - dead letters (raw bytes of refused records, keyed by sender; a file under DATA_DIR, or the
   database of DEADLETTER_DATABASE_URL): `DeadLetterStore.erase_sender`;
-- the Feast offline parquet files and the SQLite online store (the sender's feature rows):
-  `features.store.erase_sender_offline` / `erase_sender_online`;
+- the Feast offline store (parquet files, or PostgreSQL tables) and online store (SQLite, or
+  Redis) hold the sender's feature rows: `features.store.erase_sender_offline` /
+  `erase_sender_online`;
 - the review service's queue, its audit and appeals (the text moderators read):
   `DELETE /v1/admin/senders/{sender_id}` on the review service (`erase_from_review`);
 - a running ingestion's recent message ids (kept with their sender to check reports):
@@ -70,7 +71,8 @@ def forget_sender(
         online = erase_sender_online(sender_id, feast_dir)
         if online is None:
             erased.notes.append(
-                f"no SQLite online store at {feast_dir / ONLINE_DB} (Redis: not erased here)"
+                f"no online store: no {feast_dir / ONLINE_DB}, and FEAST_ONLINE_STORE_TYPE "
+                "is not redis"
             )
         else:
             erased.counts["feast.online"] = online
