@@ -48,6 +48,7 @@ from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 SECOND_PERSON = frozenset(
@@ -142,6 +143,8 @@ _COPULAR_PRONOUNS = {
     "it's": "TISA",
 }
 _SUBJECT_FRAME = {"you": "YOUARE", "u": "YOUARE", "i": "IAM", "we": "IAM"}
+# "your" before one of these is "you're" misspelt ("your an idiot"), not a possessive
+_YOUR_ARTICLES = frozenset({"a", "an"})
 # Stems of name-calling words (written for this module, not taken from the data): a class token
 # (`Y_LEX`) lets the model generalise from the insults it has seen aimed at "you" to the others.
 INSULT_STEMS = (
@@ -436,7 +439,11 @@ def tokens(text: str) -> list[str]:
 
 
 def addressee_tokens(
-    text: str, window: int = 4, back: int = 2, lexicon: Lexicon = is_insult_word
+    text: str,
+    window: int = 4,
+    back: int = 2,
+    lexicon: Lexicon = is_insult_word,
+    your_copula: bool = False,
 ) -> list[str]:
     """Words marked with who they are aimed at, plus copular and vocative frame tokens.
 
@@ -444,6 +451,8 @@ def addressee_tokens(
     by at most `window` words in the same clause (the nearest pronoun wins), and `YB_` when a
     second-person pronoun follows it by at most `back` words ("parasites like you").
     `lexicon` says which words are name-calling (`is_insult_word`, or a `FuzzyLexicon`).
+    `your_copula`: "your a X" / "your an X" (the common misspelling of "you're a X": "your"
+    before an article is no possessive) is the copular frame `YOUARE_X` too.
     """
     toks = tokens(text)
     out: list[str] = []
@@ -456,7 +465,7 @@ def addressee_tokens(
             out.extend(_mention_tokens(toks, index))
             person, since = "Y", 0
         elif (mark := _person_of(tok)) is not None:
-            out.extend(_pronoun_tokens(toks, index, mark, back, lexicon))
+            out.extend(_pronoun_tokens(toks, index, mark, back, lexicon, your_copula))
             person, since = mark, 0
         else:
             since += 1
@@ -479,11 +488,11 @@ def _mention_tokens(toks: list[str], index: int) -> list[str]:
 
 
 def _pronoun_tokens(
-    toks: list[str], index: int, mark: str, back: int, lexicon: Lexicon
+    toks: list[str], index: int, mark: str, back: int, lexicon: Lexicon, your_copula: bool = False
 ) -> list[str]:
     """`P<mark>`, the copular / vocative frame starting at the pronoun, and `YB_` tokens."""
     out = ["P" + mark]
-    frame = _copular_frame(toks, index)
+    frame = _copular_frame(toks, index, your_copula)
     if frame is not None:
         out.append(frame)
         head, word = frame.split("_", 1)
@@ -532,12 +541,15 @@ def _before_you(toks: list[str], index: int, back: int, lexicon: Lexicon) -> lis
     return out
 
 
-def _copular_frame(toks: list[str], index: int) -> str | None:
-    """`you are (a|an|such a) X` -> `YOUARE_X`; `i am a X` -> `IAM_X`; `he is a X` -> `TISA_X`."""
+def _copular_frame(toks: list[str], index: int, your_copula: bool = False) -> str | None:
+    """`you are (a|an|such a) X` -> `YOUARE_X`; `i am a X` -> `IAM_X`; `he is a X` -> `TISA_X`;
+    with `your_copula`, `your (a|an) X` -> `YOUARE_X` as well."""
     tok = toks[index]
     nxt = index + 1
     if tok in _COPULAR_PRONOUNS:
         prefix = _COPULAR_PRONOUNS[tok]
+    elif your_copula and tok == "your" and nxt < len(toks) and toks[nxt] in _YOUR_ARTICLES:
+        prefix = "YOUARE"
     elif nxt < len(toks) and toks[nxt] in _COPULAS:
         prefix = _SUBJECT_FRAME.get(tok, "TISA" if tok in THIRD_PERSON else "")
         nxt += 1
@@ -658,13 +670,22 @@ def _as_list(texts: Iterable[str]) -> list[str]:
 class _MarkedAnalyzer:
     """Picklable analyzer: `addressee_tokens` with fixed windows and lexicon."""
 
-    def __init__(self, window: int, back: int, lexicon: Lexicon = is_insult_word) -> None:
+    def __init__(
+        self,
+        window: int,
+        back: int,
+        lexicon: Lexicon = is_insult_word,
+        your_copula: bool = False,
+    ) -> None:
         self.window = window
         self.back = back
         self.lexicon = lexicon
+        self.your_copula = your_copula
 
     def __call__(self, text: str) -> list[str]:
-        return addressee_tokens(text, self.window, self.back, self.lexicon)
+        # analyzers pickled before `your_copula` existed have no such attribute
+        your_copula = getattr(self, "your_copula", False)
+        return addressee_tokens(text, self.window, self.back, self.lexicon, your_copula)
 
 
 def _tfidf_rows(
@@ -748,6 +769,7 @@ class AbuseFeatures(BaseEstimator, TransformerMixin):
     text once and skips the per-block validation, so one text costs about a millisecond.
     `fuzzy_lexicon`: the addressee tokens and counts use a `FuzzyLexicon` over the words the
     training texts know (misspelt name-calling counts), else the exact `is_insult_word`.
+    `your_copula`: "your a X" counts as the frame "you're a X" (`addressee_tokens`).
     """
 
     def __init__(
@@ -759,6 +781,7 @@ class AbuseFeatures(BaseEstimator, TransformerMixin):
         min_df: int = 2,
         you_sentences: bool = False,
         fuzzy_lexicon: bool = False,
+        your_copula: bool = False,
     ) -> None:
         self.word_ngrams = word_ngrams
         self.char_ngrams = char_ngrams
@@ -767,6 +790,7 @@ class AbuseFeatures(BaseEstimator, TransformerMixin):
         self.min_df = min_df
         self.you_sentences = you_sentences
         self.fuzzy_lexicon = fuzzy_lexicon
+        self.your_copula = your_copula
 
     def fit(self, texts: Iterable[str], y: Any = None) -> AbuseFeatures:
         """Learn the vocabularies and their IDF."""
@@ -784,7 +808,8 @@ class AbuseFeatures(BaseEstimator, TransformerMixin):
             FuzzyLexicon(known_words(docs)) if self.fuzzy_lexicon else is_insult_word
         )
         self.addressee_ = TfidfVectorizer(
-            analyzer=_MarkedAnalyzer(self.window, self.back, self.lexicon_), **common
+            analyzer=_MarkedAnalyzer(self.window, self.back, self.lexicon_, self.your_copula),
+            **common,
         ).fit(docs)
         self.you_words_: TfidfVectorizer | None = None
         self.you_chars_: TfidfVectorizer | None = None
@@ -829,7 +854,10 @@ class AbuseFeatures(BaseEstimator, TransformerMixin):
         normalised = [normalise(text) for text in docs]
         # models pickled before the fuzzy lexicon have no `lexicon_`: the exact one
         lexicon = getattr(self, "lexicon_", is_insult_word)
-        marked = [addressee_tokens(text, self.window, self.back, lexicon) for text in docs]
+        your_copula = getattr(self, "your_copula", False)
+        marked = [
+            addressee_tokens(text, self.window, self.back, lexicon, your_copula) for text in docs
+        ]
         out = _Rows(len(docs))
         # build_analyzer() would call normalise() once per vectorizer: n-gram the normalised
         # text directly instead (the same n-grams, one normalisation).
@@ -944,6 +972,13 @@ class AddresseeEnsemble(BaseEstimator, ClassifierMixin):
     the members are folded into `coef_` / `intercept_` over all columns (`NBScaler` ratio
     times the member's weights, zero outside its blocks, divided by the number of members) and
     scoring a text is one sparse dot product, whatever the number of members.
+
+    `folds` > 1 cross-fits: the features are fitted once on all texts (vocabularies, IDF and
+    the fuzzy lexicon's known words: no label is read), the members on each of `folds`
+    stratified folds' training rows, and the served model is the mean of the fold models
+    (still one linear model over the shared features, fitted on every row). `oof_decision_`
+    holds each text's logit from the fold model that did not see its label: cut-offs placed on
+    these are statements about scores of texts the model never learnt from.
     """
 
     def __init__(
@@ -953,20 +988,45 @@ class AddresseeEnsemble(BaseEstimator, ClassifierMixin):
         alpha: float = 1.0,
         max_iter: int = 5000,
         random_state: int = 0,
+        folds: int = 0,
     ) -> None:
         self.members = members
         self.features = features
         self.alpha = alpha
         self.max_iter = max_iter
         self.random_state = random_state
+        self.folds = folds
 
     def fit(self, texts: Iterable[str], y: Any) -> AddresseeEnsemble:
-        """Fit the features, then each member on its blocks; fold them into one linear model."""
+        """Fit the features, then each member on its blocks; fold them into one linear model
+        (with `folds` > 1: one per fold, averaged, and the out-of-fold logits kept)."""
         docs = _as_list(texts)
         labels = np.asarray(y)
         features = self.features if self.features is not None else AbuseFeatures()
         self.features_ = clone(features).fit(docs)
         X = self.features_.transform(docs)
+        if self.folds <= 1:
+            self.coef_, self.intercept_ = self._fit_members(X, labels)
+            return self
+        splits = StratifiedKFold(self.folds, shuffle=True, random_state=self.random_state)
+        oof = np.zeros(len(docs), dtype=np.float64)
+        coefs, intercepts = [], []
+        for fit_rows, held in splits.split(np.zeros(len(labels)), labels):
+            coef, intercept = self._fit_members(X[fit_rows], labels[fit_rows])
+            oof[held] = np.asarray(X[held] @ coef).ravel() + intercept
+            coefs.append(coef)
+            intercepts.append(intercept)
+        self.coef_ = np.mean(coefs, axis=0)
+        self.intercept_ = float(np.mean(intercepts))
+        self.oof_decision_ = oof
+        return self
+
+    def cross_fitted(self) -> bool:
+        """Whether `fit` cross-fits (and leaves `oof_decision_` for the cut-offs)."""
+        return self.folds > 1
+
+    def _fit_members(self, X: sp.csr_matrix, labels: np.ndarray) -> tuple[np.ndarray, float]:
+        """The members fitted on the rows of `X`, folded into (coefficients, intercept)."""
         coef = np.zeros(X.shape[1], dtype=np.float64)
         intercept = 0.0
         fitted = 0
@@ -984,10 +1044,8 @@ class AddresseeEnsemble(BaseEstimator, ClassifierMixin):
             self.classes_ = model.classes_
         if not fitted:
             raise ValueError("no ensemble member has any feature column")
-        self.coef_ = coef / fitted
-        self.intercept_ = intercept / fitted
         self.n_members_ = fitted
-        return self
+        return coef / fitted, intercept / fitted
 
     def decision_function(self, texts: Iterable[str]) -> np.ndarray:
         """The mean of the members' logits, one per text."""
@@ -1004,7 +1062,7 @@ class AddresseeEnsemble(BaseEstimator, ClassifierMixin):
         return np.asarray(self.classes_)[(self.decision_function(texts) > 0).astype(int)]
 
 
-def abuse_text_pipeline(seed: int = 0) -> Pipeline:
+def abuse_text_pipeline(seed: int = 0, folds: int = 0) -> Pipeline:
     """The abuse model: raw comment strings in, `predict_proba[:, 1]` = P(abuse) out.
 
     `AbuseFeatures` with the you-sentence blocks and the fuzzy lexicon (misspelt name-calling
@@ -1015,5 +1073,10 @@ def abuse_text_pipeline(seed: int = 0) -> Pipeline:
     """
     features = AbuseFeatures(you_sentences=True, fuzzy_lexicon=True)
     return Pipeline(
-        [("model", AddresseeEnsemble(ABUSE_MEMBERS, features=features, random_state=seed))]
+        [
+            (
+                "model",
+                AddresseeEnsemble(ABUSE_MEMBERS, features=features, random_state=seed, folds=folds),
+            )
+        ]
     )
