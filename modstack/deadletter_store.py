@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from modstack.events import DeadLetter
 from modstack.settings import CommonSettings
+from modstack.sql import create_tables, engine_for
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -75,7 +76,7 @@ class DeadLetterStore:
     def _transaction(self) -> Iterator[sa.Connection]:
         """A connection to the (created if need be) table: one transaction, committed when
         the block ends without an error, rolled back otherwise, and closed either way."""
-        engine = _engine(self.url)
+        engine = engine_for(self.url)
         self._create_table(engine)
         with engine.begin() as connection:
             yield connection
@@ -83,26 +84,18 @@ class DeadLetterStore:
     def _create_table(self, engine: sa.Engine) -> None:
         if self._in_file:  # the file may have been removed since: check every time (cheap)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _table().metadata.create_all(engine, checkfirst=True)
+            create_tables(_table().metadata, engine)
             return
-        import sqlalchemy as sa
-
         with self._lock:
-            if self._table_ready:
-                return
-            try:
-                _table().metadata.create_all(engine, checkfirst=True)
-            except sa.exc.DBAPIError:
-                # another replica created it between the check and the CREATE
-                if not sa.inspect(engine).has_table(TABLE):
-                    raise
-            self._table_ready = True
+            if not self._table_ready:
+                create_tables(_table().metadata, engine)
+                self._table_ready = True
 
     def add(self, letters: Sequence[DeadLetter]) -> None:
         """Store letters durably (one transaction)."""
         if not letters:
             return
-        engine = _engine(self.url)
+        engine = engine_for(self.url)
         rows = [
             {
                 "failed_at": _time(engine, d.failed_at),
@@ -136,7 +129,7 @@ class DeadLetterStore:
             return 0
         cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
         table = _table()
-        older = table.c.failed_at < _time(_engine(self.url), cutoff)
+        older = table.c.failed_at < _time(engine_for(self.url), cutoff)
         with self._transaction() as connection:
             return connection.execute(table.delete().where(older)).rowcount
 
@@ -148,24 +141,12 @@ class DeadLetterStore:
         with self._transaction() as connection:
             erased = connection.execute(table.delete().where(table.c.key == sender_id)).rowcount
         # VACUUM (outside any transaction) so erased rows do not linger in free pages
-        engine = _engine(self.url)
+        engine = engine_for(self.url)
         if engine.dialect.name in ("sqlite", "postgresql"):
             vacuum = "VACUUM" if engine.dialect.name == "sqlite" else f"VACUUM {TABLE}"
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
                 connection.exec_driver_sql(vacuum)
         return erased
-
-
-@lru_cache(maxsize=8)
-def _engine(url: str) -> sa.Engine:
-    """One engine per URL and process: a SQLite file gets no pool (each operation closes its
-    connection), a server a pool of connections."""
-    import sqlalchemy as sa
-    from sqlalchemy.pool import NullPool
-
-    if sa.engine.make_url(url).get_backend_name() == "sqlite":
-        return sa.create_engine(url, poolclass=NullPool, connect_args={"timeout": 10})
-    return sa.create_engine(url, pool_pre_ping=True)
 
 
 def _time(engine: sa.Engine, when: datetime) -> datetime | str:

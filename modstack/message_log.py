@@ -52,6 +52,7 @@ import pyarrow.parquet as pq
 
 from modstack.events import LabelEvent, MessageEvent
 from modstack.settings import CommonSettings
+from modstack.sql import create_tables, engine_for
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -134,6 +135,11 @@ class MessageLog:
         if database_url is None:
             database_url = MessageLogSettings().message_log_database_url
         self._db = _DatabaseLog(database_url) if database_url else None
+
+    @property
+    def in_database(self) -> bool:
+        """True when the log is kept in a database rather than parquet files."""
+        return self._db is not None
 
     # ---- writing ---------------------------------------------------------------------------
 
@@ -366,9 +372,9 @@ class _DatabaseLog:
     """The log in two tables of a SQL database (SQLAlchemy Core: PostgreSQL, or SQLite)."""
 
     def __init__(self, url: str) -> None:
-        self.engine = _engine(url)
+        self.engine = engine_for(url)
         self.tables = _tables()
-        self.tables["messages"].metadata.create_all(self.engine, checkfirst=True)
+        create_tables(self.tables["messages"].metadata, self.engine)
 
     def write(self, kind: Kind, rows: list[dict], logged_at: datetime) -> None:
         table = self.tables[kind]
@@ -427,14 +433,6 @@ class _DatabaseLog:
                 ).rowcount
                 for kind, table in self.tables.items()
             }
-
-
-@lru_cache(maxsize=8)
-def _engine(url: str) -> sa.Engine:
-    """One engine (and connection pool) per URL and process."""
-    import sqlalchemy as sa
-
-    return sa.create_engine(url, pool_pre_ping=True)
 
 
 @lru_cache(maxsize=1)

@@ -23,6 +23,8 @@ from sqlalchemy import (
     inspect,
 )
 
+from modstack.sql import create_tables
+
 metadata = MetaData()
 
 ID = 256  # modstack.events.Id's bound
@@ -138,7 +140,7 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
-    metadata.create_all(engine)
+    create_tables(metadata, engine)
     _add_missing_columns(engine)
     return engine
 

@@ -158,3 +158,31 @@ def test_the_environment_selects_the_database_for_every_reader(
     assert read_messages(data_dir=elsewhere)["message_id"].tolist() == ["m1"]
     assert read_labels(data_dir=elsewhere)["label"].tolist() == ["spam"]
     assert not (tmp_path / "writer").exists() and not elsewhere.exists()
+
+
+def test_replicas_creating_the_tables_at_once_all_start(postgres_server: str) -> None:
+    """Ingestion and the processor open the log together on a fresh database: each runs the
+    existence check, then CREATE TABLE; the losers of that race must start all the same."""
+    import threading
+
+    url = fresh_database(postgres_server, "race")
+    barrier = threading.Barrier(6)
+    failures: list[BaseException] = []
+
+    def open_log() -> None:
+        barrier.wait()
+        try:
+            # a fresh engine each: separate connections, as separate processes have
+            MessageLog(Path("unused"), url + f"?application_name=r{threading.get_ident()}")
+        except BaseException as exc:  # noqa: BLE001 (collected and asserted below)
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_log) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert failures == []
+    assert {"message_log_messages", "message_log_labels"} <= set(
+        sa.inspect(sa.create_engine(url)).get_table_names()
+    )
