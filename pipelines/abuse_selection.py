@@ -13,6 +13,10 @@ Two selection measures, neither of which reads the future holdout or the behavio
 
 Each design is an `AbuseFeatures` configuration and a tuple of ensemble members; the features
 are fitted once per fold and shared by the designs that use the same configuration.
+
+`--protocol` checks the fitting protocol instead (`protocol_check`): the model cross-fitted on
+the earlier 80 % with its cut-offs on the out-of-fold scores, against the single fit, both
+measured on the tail (how cross-fitting was adopted for the served abuse model).
 """
 
 from __future__ import annotations
