@@ -25,6 +25,10 @@ class FeatureStoreSettings(CommonSettings):
     feast_data_dir: Path | None = None  # default: DATA_DIR/feast
     feast_online_store_type: Literal["sqlite", "redis"] = "sqlite"
     redis_connection_string: str = "127.0.0.1:6379"
+    # A Redis call not answered within this long fails (socket and connect timeouts, added to
+    # the connection string unless it sets them): without it a hung server blocks a reader
+    # forever. Serving's own, shorter deadline is SERVING_FEATURE_TIMEOUT_MS.
+    redis_timeout_s: float = 5.0
     feast_registry_type: Literal["file", "sql"] = "file"
     # file: default FEAST_DATA_DIR/registry.db; sql: postgresql+psycopg://user:pw@host:port/db
     feast_registry_path: str | None = None

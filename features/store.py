@@ -66,8 +66,20 @@ def online_store_config(data_dir: Path) -> str:
         return explicit
     settings = feature_store_settings()
     if settings.feast_online_store_type == "redis":
-        return f'{{type: redis, connection_string: "{settings.redis_connection_string}"}}'
+        return f'{{type: redis, connection_string: "{redis_connection_string(settings)}"}}'
     return f'{{type: sqlite, path: "{data_dir / ONLINE_DB}"}}'
+
+
+def redis_connection_string(settings: FeatureStoreSettings | None = None) -> str:
+    """REDIS_CONNECTION_STRING with the socket timeouts of REDIS_TIMEOUT_S, unless it sets
+    them itself (Feast passes `key=value` parts to the redis client as keyword arguments)."""
+    settings = settings or feature_store_settings()
+    parts = [settings.redis_connection_string]
+    given = settings.redis_connection_string
+    for option in ("socket_timeout", "socket_connect_timeout"):
+        if f"{option}=" not in given:
+            parts.append(f"{option}={settings.redis_timeout_s:g}")
+    return ",".join(parts)
 
 
 def offline_store_config(settings: FeatureStoreSettings | None = None) -> str:
@@ -659,7 +671,7 @@ def erase_sender_online(
     project = project or project_name()
     settings = feature_store_settings()
     if settings.feast_online_store_type == "redis":
-        return _erase_online_redis(sender_id, project, settings.redis_connection_string)
+        return _erase_online_redis(sender_id, project, redis_connection_string(settings))
     folder = feast_dir if feast_dir is not None else feast_data_dir()
     path = folder / ONLINE_DB
     if not path.exists():
@@ -704,6 +716,6 @@ def online_redis_client(connection_string: str | None = None) -> redis.Redis:
     # Feast's own parser of its connection string ("host:port,db=N,password=..."), so this
     # client reaches the database the online store writes to.
     nodes, options = RedisOnlineStore._parse_connection_string(
-        connection_string or feature_store_settings().redis_connection_string
+        connection_string or redis_connection_string()
     )
     return redis.Redis(host=nodes[0]["host"], port=int(nodes[0]["port"]), **options)

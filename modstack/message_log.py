@@ -136,11 +136,6 @@ class MessageLog:
             database_url = MessageLogSettings().message_log_database_url
         self._db = _DatabaseLog(database_url) if database_url else None
 
-    @property
-    def in_database(self) -> bool:
-        """True when the log is kept in a database rather than parquet files."""
-        return self._db is not None
-
     # ---- writing ---------------------------------------------------------------------------
 
     def append(

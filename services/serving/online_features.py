@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modstack.names import FEAST_JOIN_KEY
+from services.serving.deadline import DeadlineCaller
 from services.serving.metrics import MISSING_FEATURES
 
 log = logging.getLogger(__name__)
@@ -36,9 +37,14 @@ class OnlineFeatures:
     Calls Feast directly rather than `features.store.online_features` only to also read
     the per-field statuses: a value past its view's TTL comes back as null with status
     OUTSIDE_MAX_AGE, and serving reports it as stale rather than as never seen.
+
+    Every read has a deadline (`timeout_s`, `DeadlineCaller`): a hung store (Redis stopped, a
+    network partition) keeps its connection open and never answers, and a request must not
+    wait for it. While a read that missed its deadline is still unanswered, the next lookups
+    answer at once with the features missing; the first read after it finds the store again.
     """
 
-    def __init__(self, repo_path: Any) -> None:
+    def __init__(self, repo_path: Any, timeout_s: float = 0.1) -> None:
         from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
         from features.store import get_store
@@ -46,6 +52,8 @@ class OnlineFeatures:
         self.store = get_store(repo_path)
         self._outside_max_age = FieldStatus.OUTSIDE_MAX_AGE
         self._services: dict[str, tuple[float, Any]] = {}
+        self._deadline = DeadlineCaller(timeout_s, "online-features")
+        self._warm: set[str] = set()  # services read once already in this process
 
     def _feature_service(self, name: str) -> Any:
         """The FeatureService object, kept for SERVICE_CACHE_S.
@@ -66,8 +74,20 @@ class OnlineFeatures:
         self, feature_service: str, rows: list[tuple[str, str, str]]
     ) -> tuple[dict[str, list[Any]], list[set[str]]]:
         """One online read for many (sender, subject, body) rows: values by column, and per
-        row the names whose value is past its TTL."""
+        row the names whose value is past its TTL. The deadline covers the online store only:
+        the FeatureService comes from the registry (cached) before it starts, and a service's
+        first read in this process (Feast's on-demand code and the store's connection warm
+        up: up to a second) is made without one."""
         service = self._feature_service(feature_service)
+        if feature_service not in self._warm:
+            found = self._read_service(service, rows)
+            self._warm.add(feature_service)
+            return found
+        return self._deadline.call(self._read_service, service, rows)
+
+    def _read_service(
+        self, service: Any, rows: list[tuple[str, str, str]]
+    ) -> tuple[dict[str, list[Any]], list[set[str]]]:
         response = self.store.get_online_features(
             features=service,
             entity_rows=[

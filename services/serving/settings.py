@@ -39,6 +39,11 @@ class ServingSettings(CommonSettings):
     # An event the broker has not acknowledged within this long (broker down) is given up and
     # counted (serving_prediction_events_total{outcome="failed"}); a shorter outage loses none.
     serving_prediction_delivery_timeout_s: float = Field(default=30.0, ge=1.0, le=600.0)
+    # An online-store read not answered within this long is given up: the request is scored
+    # with the sender features missing (flagged in the answer), and while that read is still
+    # unanswered the next ones do not wait for the store (a hung Redis costs no latency).
+    # A read of a batch of 32 takes a few ms; the p99 SLO is 100 ms.
+    serving_feature_timeout_ms: float = Field(default=100.0, gt=0.0, le=60_000.0)
     # /readyz re-checks the feature store at most this often, not on every probe.
     serving_ready_cache_s: float = Field(default=5.0, ge=0.0)
 

@@ -60,7 +60,9 @@ class Services:
             )
             for policy in settings.policies
         }
-        self.features = OnlineFeatures(settings.feast_repo_path)
+        self.features = OnlineFeatures(
+            settings.feast_repo_path, settings.serving_feature_timeout_ms / 1000
+        )
         self.publisher = PredictionPublisher(
             settings.kafka_bootstrap_servers,
             settings.serving_prediction_queue_size,

@@ -7,11 +7,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tests.support.profile import profile_name
+
 RESULTS = Path(__file__).resolve().parents[2] / "var" / "run" / "results" / "faults.json"
 
 
 def record_fault(name: str, values: dict[str, Any], group: str | None = None) -> None:
-    """Store one case's numbers under `name` (inside `group` when given), with the time."""
+    """Store one case's numbers under `name` (inside `group` when given), with the time; a
+    run in the scale profile keeps its own copy under `<name or group>_scale`, so the two
+    profiles' numbers stand side by side."""
+    suffix = "" if profile_name() == "local" else f"_{profile_name()}"
+    if group:
+        group += suffix
+    else:
+        name += suffix
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     found = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     entry = found.setdefault(group, {}) if group else found

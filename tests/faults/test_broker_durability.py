@@ -40,7 +40,6 @@ from modstack.processes import BackgroundProcess, child_env
 from modstack.waits import free_port, wait_until
 from tests.faults.results import record_fault
 from tests.support.processes import kill, metric_total, module_process, start_tansu
-from tests.support.profile import profile_name
 from tests.support.s3 import S3Server, tansu_on_s3
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -54,7 +53,7 @@ BATCHES = MESSAGES // BATCH
 MID_TRAFFIC = 5  # of 12 batches accepted when a mid-traffic kill lands
 DOWN_S = 0.5  # how long the killed processes stay down
 SETTLE_S = 2.0  # memory peer: no new message logged for this long means the processor is done
-RESULT_KEY = "broker_durability" + ("" if profile_name() == "local" else f"_{profile_name()}")
+RESULT_KEY = "broker_durability"  # `_scale` appended in the scale profile (record_fault)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from kafka import KafkaConsumer, TopicPartition
 from features import store as featurestore
 from modstack.events import PredictionEvent
 from modstack.kafka import ensure_topics, make_producer
+from modstack.message_log import MessageLog, MessageLogSettings
 from modstack.names import TOPIC_MESSAGES, TOPIC_PREDICTIONS
 from modstack.processes import BackgroundProcess, child_env, http_ok
 from modstack.waits import free_port, wait_until
@@ -137,7 +138,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _logged_ids(data_dir: Path, prefix: str) -> tuple[set[str], int]:
-    """(distinct logged message ids with the prefix, rows holding them in the files)."""
+    """(distinct logged message ids with the prefix, rows holding them): in the files a batch
+    written again after a kill is a second row; a database log keeps one row per id."""
+    if MessageLogSettings().message_log_database_url:
+        frame = MessageLog(data_dir).read("messages", columns=["message_id"])
+        ids = [i for i in frame["message_id"].to_list() if i.startswith(prefix)]
+        return set(ids), len(ids)
     folder = data_dir / "message_log" / "messages"
     if not folder.exists():
         return set(), 0

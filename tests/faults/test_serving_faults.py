@@ -17,10 +17,12 @@ What each fault cost goes to var/run/results/faults-serving.json (docs/serving.m
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from modstack.processes import (
 from modstack.results import Result, ResultTable, write_result
 from modstack.waits import free_port, wait_until
 from tests.support.processes import kill, metric_total, start_module, start_tansu
+from tests.support.profile import profile_name
 from tests.support.serving_stack import future_messages, register_model, training_frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -243,8 +246,8 @@ def _write_results(costs: dict[str, dict[str, Any]]) -> None:
     rows = [[name, *(cost.get(k, "") for k in COST_COLUMNS)] for name, cost in costs.items()]
     write_result(
         Result(
-            name="faults-serving",
-            title="Serving under faults from outside: what each cost",
+            name="faults-serving" + ("" if profile_name() == "local" else f"-{profile_name()}"),
+            title=f"Serving under faults from outside ({profile_name()} profile): what each cost",
             command=COMMAND,
             tables=[ResultTable("Cost of each fault", ["fault", *COST_COLUMNS], rows)],
             notes=[
@@ -396,33 +399,53 @@ def test_mlflow_killed_serving_keeps_its_versions_and_the_canary_holds(stack: St
     assert after["history"] == before["history"]
 
 
+@contextmanager
+def _online_store_broken(stack: Stack) -> Iterator[None]:
+    """The online store broken from outside while the block runs. Local: the SQLite file
+    overwritten in place (same inode: the connection serving holds open reads garbage). Scale:
+    the Redis server stopped with SIGSTOP, a hung server that keeps its connections open and
+    never answers (the worse case for a client than a refused connection)."""
+    from features.store import feast_data_dir, online_redis_client
+
+    if profile_name() == "local":
+        online_db = feast_data_dir(stack.data_dir) / "online.db"
+        good = online_db.read_bytes()
+        with online_db.open("r+b") as f:
+            f.write(os.urandom(len(good)))
+        try:
+            yield
+        finally:
+            with online_db.open("r+b") as f:
+                f.write(good)
+        return
+    with online_redis_client() as client:
+        pid = int(client.info("server")["process_id"])
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
 def test_online_store_unreadable_serving_answers_with_features_flagged_missing(
     stack: Stack,
 ) -> None:
-    from features.store import feast_data_dir
-
-    online_db = feast_data_dir(stack.data_dir) / "online.db"
-    good = online_db.read_bytes()
     with Traffic(stack, sender=stack.known_sender) as traffic:
         wait_until(lambda: len(traffic.answers) >= 5, 15, "answers before the fault")
         assert traffic.answers[-1][2] is not None
         assert "sender_msgs_total" not in traffic.answers[-1][2]["missing_features"]
         broke_at = time.monotonic()
-        # in place (same inode): the connection serving holds open reads garbage from now on
-        with online_db.open("r+b") as f:
-            f.write(os.urandom(len(good)))
-        wait_until(
-            lambda: any(
-                t > broke_at and b and "sender_msgs_total" in b["missing_features"]
-                for t, _, b in traffic.answers
-            ),
-            20,
-            "answers with the features flagged missing",
-        )
-        readyz = httpx.get(f"{stack.serving_url}/readyz", timeout=5).json()
-        time.sleep(1.0)
-        with online_db.open("r+b") as f:
-            f.write(good)
+        with _online_store_broken(stack):
+            wait_until(
+                lambda: any(
+                    t > broke_at and b and "sender_msgs_total" in b["missing_features"]
+                    for t, _, b in traffic.answers
+                ),
+                20,
+                "answers with the features flagged missing",
+            )
+            readyz = httpx.get(f"{stack.serving_url}/readyz", timeout=5).json()
+            time.sleep(1.0)
         fixed_at = time.monotonic()
 
         def reads_again() -> bool:

@@ -29,15 +29,15 @@ FIXTURE_CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "corpus"
 
 @contextmanager
 def tracking_uri(uri: str) -> Iterator[None]:
-    """Point the mlflow client library at `uri` inside the block only."""
-    import mlflow
+    """Point the mlflow client library at `uri` inside the block only.
 
-    before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
+    MLflow's own context manager: it restores the global as it was, unset included (then
+    MLFLOW_TRACKING_URI decides again). Restoring `mlflow.get_tracking_uri()` instead would
+    pin the default store for the rest of the session, over a later MLFLOW_TRACKING_URI."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _use_tracking_uri(uri):
         yield
-    finally:
-        mlflow.set_tracking_uri(before)
 
 
 def training_frame(data_dir: Path, feature_columns: list[str]) -> pd.DataFrame:
