@@ -174,7 +174,7 @@ def test_replicas_creating_the_tables_at_once_all_start(postgres_server: str) ->
         try:
             # a fresh engine each: separate connections, as separate processes have
             MessageLog(Path("unused"), url + f"?application_name=r{threading.get_ident()}")
-        except BaseException as exc:  # noqa: BLE001 (collected and asserted below)
+        except BaseException as exc:  # collected and asserted below
             failures.append(exc)
 
     threads = [threading.Thread(target=open_log) for _ in range(6)]
