@@ -22,18 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pyarrow.dataset as ds
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from features import store as featurestore
 from modstack.events import PredictionEvent
 from modstack.kafka import ensure_topics, make_producer
-from modstack.message_log import MessageLog, MessageLogSettings
 from modstack.names import TOPIC_MESSAGES, TOPIC_PREDICTIONS
 from modstack.processes import BackgroundProcess, child_env, http_ok
 from modstack.waits import free_port, wait_until
 from tests.faults.results import record_fault
+from tests.support.message_log import stored_message_ids
 from tests.support.processes import kill, metric_total, start_module, start_tansu
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -138,19 +137,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _logged_ids(data_dir: Path, prefix: str) -> tuple[set[str], int]:
-    """(distinct logged message ids with the prefix, rows holding them): in the files a batch
-    written again after a kill is a second row; a database log keeps one row per id."""
-    if MessageLogSettings().message_log_database_url:
-        frame = MessageLog(data_dir).read("messages", columns=["message_id"])
-        ids = [i for i in frame["message_id"].to_list() if i.startswith(prefix)]
-        return set(ids), len(ids)
-    folder = data_dir / "message_log" / "messages"
-    if not folder.exists():
-        return set(), 0
-    table = ds.dataset(folder, format="parquet", partitioning="hive").to_table(
-        columns=["message_id"]
-    )
-    ids = [i for i in table["message_id"].to_pylist() if i.startswith(prefix)]
+    """(distinct logged message ids with the prefix, stored rows holding them)."""
+    ids = [i for i in stored_message_ids(data_dir) if i.startswith(prefix)]
     return set(ids), len(ids)
 
 

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from features import store as featurestore
-from features.definitions import offline_path
+from features.config import feature_store_settings
+from features.definitions import offline_path, offline_table
 from features.sender import ACTIVITY_FEATURES, REPUTATION_FEATURES, SenderFeatureComputer
 from features.text import TEXT_FEATURE_NAMES, text_features
 from modstack import names
@@ -85,14 +86,25 @@ def pushed_store(data_dir: Path):
     return store
 
 
-def test_apply_is_idempotent_and_creates_the_offline_files(data_dir: Path):
+def _offline_store_exists(data_dir: Path, view: str) -> bool:
+    """The view's offline parquet file, or its PostgreSQL table (scale profile), exists."""
+    if feature_store_settings().feast_offline_store_type == "postgres":
+        from contextlib import closing
+
+        with closing(featurestore.offline_connection()) as connection:
+            found = connection.execute("SELECT to_regclass(%s)", (offline_table(view),))
+            return found.fetchone() not in (None, (None,))
+    return offline_path(featurestore.feast_data_dir(data_dir), view).exists()
+
+
+def test_apply_is_idempotent_and_creates_the_offline_stores(data_dir: Path):
     report = featurestore.apply_repo(data_dir=data_dir)
     assert report.deleted == []
     assert report.created_files == []  # made by the first apply
     assert "FeatureService:spam_model_v1" in report.applied
     assert "OnDemandFeatureView:message_text_features" in report.applied
     for view in (names.VIEW_SENDER_ACTIVITY, names.VIEW_SENDER_REPUTATION):
-        assert offline_path(featurestore.feast_data_dir(data_dir), view).exists()
+        assert _offline_store_exists(data_dir, view)
 
 
 def test_apply_deletes_objects_no_longer_defined(tmp_path: Path):
@@ -158,8 +170,11 @@ def test_a_sender_without_labels_misses_only_reputation(pushed_store):
 
 def test_offline_push_appends_every_row_and_online_only_push_skips_it(data_dir: Path, pushed_store):
     activity, _ = _computed_rows()
-    path = offline_path(featurestore.feast_data_dir(data_dir), names.VIEW_SENDER_ACTIVITY)
-    assert len(pd.read_parquet(path)) == len(activity)
+
+    def offline_rows() -> int:
+        return featurestore.offline_row_counts(data_dir)[names.VIEW_SENDER_ACTIVITY]
+
+    assert offline_rows() == len(activity)
     newcomer = {**activity[0], "sender_id": "carol@z.example", "sender_msgs_total": 99.0}
     report = featurestore.push_activity(pushed_store, [newcomer], offline=False)
     assert (report.online_rows, report.offline_rows) == (1, 0)
@@ -167,7 +182,7 @@ def test_offline_push_appends_every_row_and_online_only_push_skips_it(data_dir: 
         pushed_store, names.FEATURE_SERVICE_V1, "carol@z.example", "", ""
     )
     assert values["sender_msgs_total"] == 99.0
-    assert len(pd.read_parquet(path)) == len(activity)
+    assert offline_rows() == len(activity)
 
 
 def test_push_rejects_rows_without_the_view_columns(pushed_store):

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pyarrow.dataset as ds
 import pytest
 from fastapi.testclient import TestClient
 from kafka import KafkaConsumer, TopicPartition
@@ -51,6 +50,7 @@ from modstack.processes import (
 from modstack.waits import free_port, wait_until
 from services.ingestion.app import create_app
 from services.ingestion.settings import DEV_CLIENT_KEY, IngestionSettings
+from tests.support.message_log import stored_message_ids
 
 pytestmark = pytest.mark.integration
 
@@ -296,8 +296,7 @@ def test_every_posted_message_is_logged_once_and_online_features_match_a_recompu
     logged = logged[logged["message_id"].str.startswith("crash-")]
     assert sorted(logged["message_id"]) == sorted(m["message_id"] for m in messages)
     # Not only deduplicated on read: no message was written twice.
-    raw = ds.dataset(stream.data_dir / "message_log" / "messages", partitioning="hive")
-    raw_ids = [i for i in raw.to_table(columns=["message_id"])["message_id"].to_pylist()]
+    raw_ids = stored_message_ids(stream.data_dir)
     assert sum(i.startswith("crash-") for i in raw_ids) == len(messages)
     assert stream.metric("processor_events_total", topic=TOPIC_MESSAGES, outcome="duplicate") >= 20
 
