@@ -9,6 +9,7 @@ columns; NaN where a feature is missing) and return [P(ham), P(spam)]. Text prep
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,7 +26,7 @@ from sklearn.pipeline import Pipeline
 
 from modstack.registry.contract import TEXT_COLUMNS
 from pipelines.model_config import MONOTONE_SENDER, SENDER_PREFIX, ModelConfig
-from pipelines.text_cleaning import CleanText, HeadLower, JoinText, crop_windows
+from pipelines.text_cleaning import CleanText, HeadLower, JoinText, clean_text, crop_windows
 
 
 class AsFloat(TransformerMixin, BaseEstimator):
@@ -42,6 +43,9 @@ class AsFloat(TransformerMixin, BaseEstimator):
     def get_feature_names_out(self, input_features: Any = None) -> npt.NDArray[np.object_]:
         return self.feature_names_in_
 
+
+# `ModelConfig.head_crops` -> the labels whose mails give `head_rows`
+_HEAD_CLASSES: dict[str, tuple[int, ...]] = {"spam": (1,), "mail": (0, 1)}
 
 # log-odds between the abstention cap and `block`: a capped score lands in the review band
 ABSTAIN_MARGIN = 0.25
@@ -75,6 +79,45 @@ def _mean_model(fits: Sequence[LogisticRegression]) -> tuple[npt.NDArray[np.floa
     return coef, float(np.mean([float(lr.intercept_[0]) for lr in fits]))
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+HEAD_MIN_WORDS = 4
+
+
+def head_rows(
+    X: pd.DataFrame,
+    labels: npt.NDArray[np.int_],
+    rows: npt.NDArray[np.bool_],
+    cfg: ModelConfig,
+) -> tuple[list[str], npt.NDArray[np.int_], npt.NDArray[np.int_]]:
+    """Short messages cut from the top of the `rows` (mails): the cleaned subject alone and the
+    body's first sentences (until `HEAD_MIN_WORDS` words, at most `head_max_words`), each with
+    its mail's label. A spam mail's subject and opening line are what a short spam says
+    ("Get your free quote today!"); without them the only short spam the short-text model sees
+    are random windows, and short everyday text (the comments) reads as ham by its length.
+
+    Returns (texts, labels, index of the source row), like `crop_windows`.
+    """
+    texts: list[str] = []
+    out_y: list[int] = []
+    source: list[int] = []
+    subjects = X["subject"].tolist()
+    bodies = X["body"].tolist()
+    for i in np.flatnonzero(rows):
+        subject = clean_text(subjects[i], "", cfg.max_body_chars, cfg.strip_replies)
+        body = clean_text("", bodies[i], cfg.max_body_chars, cfg.strip_replies)
+        head: list[str] = []
+        for sentence in _SENTENCE_END.split(body):
+            head.extend(sentence.split())
+            if len(head) >= HEAD_MIN_WORDS:
+                break
+        for text in (subject, " ".join(head[: cfg.head_max_words])):
+            if len(text.split()) >= 2:
+                texts.append(text)
+                out_y.append(int(labels[i]))
+                source.append(int(i))
+    return texts, np.asarray(out_y, dtype=int), np.asarray(source, dtype=int)
+
+
 # ---- the candidate ------------------------------------------------------------------------------
 
 
@@ -85,11 +128,13 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
 
     - Two text models on the same features: the short-text model is trained on every message
       (mails and comments) and crops of them (so "short and plain" is evidence of neither
-      class), with its own, stronger regularisation (`short_lr_c`); the long-text model on the
-      mails alone (`long_model_mail_only`: rows with a subject; crops and the subject-less
-      comments cost it ranking on long mail). A text's log-odds are the short model's below
-      `blend_min_known` known word n-grams, the long model's from `blend_max_known`, a linear
-      mix in between. Whether a row has a subject only selects training rows, never a score.
+      class), with `head_crops` also on the mails' subjects and opening sentences
+      (`head_rows`), with its own, stronger regularisation (`short_lr_c`); the long-text
+      model on the mails alone (`long_model_mail_only`: rows with a subject; crops and the
+      subject-less comments cost it ranking on long mail). A text's log-odds are the short
+      model's below `blend_min_known` known word n-grams, the long model's from
+      `blend_max_known`, a linear mix in between. Whether a row has a subject only selects
+      training rows, never a score.
     - Cross-fitting: `folds` pairs of regressions give out-of-fold text log-odds (the sender
       booster's init_score); each served model is the mean of its folds, one linear model.
     - Sender correction: LightGBM boosted from the out-of-fold log-odds on rows whose sender
@@ -157,7 +202,12 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
         self.blend_known_ = (cfg.blend_min_known, cfg.blend_max_known)
         self.abstain_known_ = (cfg.abstain_min_known, cfg.abstain_max_known)
         self.abstain_logit_ = np.inf  # no cap until the thresholds are known
-        oof = self._fit_text_models(cfg, texts, labels, mail)
+        heads = (
+            head_rows(X, labels, mail & np.isin(labels, _HEAD_CLASSES[cfg.head_crops]), cfg)
+            if cfg.head_crops
+            else None
+        )
+        oof = self._fit_text_models(cfg, texts, labels, mail, heads)
         self.sender_columns_ = [c for c in self.feature_columns if c.startswith(SENDER_PREFIX)]
         self.booster_ = self._fit_sender_booster(cfg, X, labels, oof)
         return self
@@ -168,14 +218,24 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
         texts: list[str],
         labels: npt.NDArray[np.int_],
         mail: npt.NDArray[np.bool_],
+        heads: tuple[list[str], npt.NDArray[np.int_], npt.NDArray[np.int_]] | None = None,
     ) -> npt.NDArray[np.float64]:
         """Cross-fit the short- and long-text regressions (`folds` pairs); keep the mean model
-        of each and return the out-of-fold mixed text log-odds."""
+        of each and return the out-of-fold mixed text log-odds. The short-text model also
+        learns from crops of every text and from `heads` (`head_rows`), each with its source
+        row's fold."""
         x_orig = self._matrix(texts)
         known = np.diff(x_orig[:, : self.n_word_].indptr)
         crops, crop_y, crop_src = crop_windows(
             texts, labels, cfg.crops_per_text, cfg.crop_min_words, cfg.crop_max_words, cfg.seed
         )
+        spam_crop = cfg.crop_weight if cfg.spam_crop_weight < 0 else cfg.spam_crop_weight
+        crop_w = np.where(crop_y == 1, spam_crop, cfg.crop_weight).astype(np.float64)
+        if heads is not None:
+            crops = [*crops, *heads[0]]
+            crop_y = np.concatenate([crop_y, heads[1]])
+            crop_src = np.concatenate([crop_src, heads[2]])
+            crop_w = np.concatenate([crop_w, np.full(len(heads[0]), cfg.head_weight)])
         x_crop = self._matrix(crops) if crops else sp.csr_matrix((0, x_orig.shape[1]))
         oof = np.zeros(len(labels))
         short_fits: list[LogisticRegression] = []
@@ -185,7 +245,7 @@ class TextPlusSenderClassifier(ClassifierMixin, BaseEstimator):
             in_fold = np.isin(crop_src, fit_rows)
             xf = sp.vstack([x_orig[fit_rows], x_crop[in_fold]], format="csr")
             yf = np.concatenate([labels[fit_rows], crop_y[in_fold]])
-            wf = np.concatenate([np.ones(len(fit_rows)), np.full(in_fold.sum(), cfg.crop_weight)])
+            wf = np.concatenate([np.ones(len(fit_rows)), crop_w[in_fold]])
             wf = wf * np.where(yf == 1, cfg.spam_weight, 1.0)
             short_c = cfg.short_lr_c if cfg.short_lr_c > 0 else None
             short_fits.append(_regression(cfg, xf, yf, wf, short_c))

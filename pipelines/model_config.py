@@ -16,7 +16,8 @@ class ModelConfig:
     trains on e-mail (modstack/policies/spam/policy.yaml `sources`). Design "S" ("Learning what
     messages look like": `short_lr_c=1`, 4 crops of 2-15 words, `long_model_mail_only`) was
     chosen for e-mail plus the comments as ham and refused by the gate (15 of the suite's 80
-    plain short spam allowed); its options stay for that experiment (`pipelines.devset --set`).
+    plain short spam allowed); its options stay for that experiment (`pipelines.devset --set`),
+    with round 4's (`head_crops`, `spam_crop_weight`: designs T and U, refused too; ADR 0011).
     """
 
     seed: int = 42
@@ -46,6 +47,15 @@ class ModelConfig:
     crop_min_words: int = 2
     crop_max_words: int = 30
     crop_weight: float = 0.5
+    # weight of the crops of spam texts; below 0: crop_weight (a random window of a spam mail
+    # is often plain text labelled spam: "your", "we", "please" learnt as spam evidence)
+    spam_crop_weight: float = -1.0
+    # short rows from the top of the mails for the short-text model (`pipelines.model.head_rows`:
+    # the subject alone and the opening sentence, at most head_max_words words, weight
+    # head_weight): "spam" from the spam mails, "mail" from every mail, "" none
+    head_crops: str = ""
+    head_weight: float = 1.0
+    head_max_words: int = 30
     # known word n-grams from which the long-text model takes over (fully at blend_max_known);
     # blend_max_known 0: one model trained with the crops scores every text
     blend_min_known: int = 20

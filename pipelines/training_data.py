@@ -66,15 +66,16 @@ def corpus_rows(
     start: datetime | None = None,
     end: datetime | None = None,
     policy: str = DEFAULT_POLICY,
+    sources: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Corpus messages sent in [start, end) that carry `policy`'s label (its column becomes
-    `label`), duplicates removed, oldest first."""
+    `label`), duplicates removed, oldest first; from the policy's `sources` unless `sources`
+    names others (model selection: `pipelines.devset --sources`)."""
     corpus = load_corpus(data_dir)
     training = catalogue().get(policy).training
     column = training.label_column
-    corpus = from_sources(
-        corpus[~corpus["is_duplicate"] & (corpus[column] != "")], training.sources
-    )
+    picked = tuple(sources) if sources is not None else training.sources
+    corpus = from_sources(corpus[~corpus["is_duplicate"] & (corpus[column] != "")], picked)
     corpus = corpus.assign(label=corpus[column])
     if start is not None:
         corpus = corpus[corpus["sent_at"] >= pd.Timestamp(start)]
