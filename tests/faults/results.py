@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from tests.support.profile import profile_name
 
 RESULTS = Path(__file__).resolve().parents[2] / "var" / "run" / "results" / "faults.json"
@@ -22,7 +24,9 @@ def record_fault(name: str, values: dict[str, Any], group: str | None = None) ->
     else:
         name += suffix
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    found = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    entry = found.setdefault(group, {}) if group else found
-    entry[name] = {**values, "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    RESULTS.write_text(json.dumps(found, indent=2) + "\n")
+    # both profiles' test sessions may run at once (make test): one writer at a time
+    with FileLock(RESULTS.with_suffix(".lock")):
+        found = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        entry = found.setdefault(group, {}) if group else found
+        entry[name] = {**values, "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        RESULTS.write_text(json.dumps(found, indent=2) + "\n")

@@ -7,6 +7,7 @@ URI given, without leaving that URI set for the rest of the session (`register_m
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,13 +32,24 @@ FIXTURE_CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "corpus"
 def tracking_uri(uri: str) -> Iterator[None]:
     """Point the mlflow client library at `uri` inside the block only.
 
-    MLflow's own context manager: it restores the global as it was, unset included (then
-    MLFLOW_TRACKING_URI decides again). Restoring `mlflow.get_tracking_uri()` instead would
-    pin the default store for the rest of the session, over a later MLFLOW_TRACKING_URI."""
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+    Restores both places MLflow keeps it: its global (unset included, so that the variable
+    decides again) and MLFLOW_TRACKING_URI, which `set_tracking_uri` writes and, when given
+    None, removes. Restoring `mlflow.get_tracking_uri()` instead pinned the default store
+    over the session's MLFLOW_TRACKING_URI for the rest of the session."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
 
-    with _use_tracking_uri(uri):
+    global_before = utils._tracking_uri
+    variable_before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
         yield
+    finally:
+        mlflow.set_tracking_uri(global_before)  # type: ignore[arg-type]  # None unsets it
+        if variable_before is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = variable_before
+        else:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
 def training_frame(data_dir: Path, feature_columns: list[str]) -> pd.DataFrame:
