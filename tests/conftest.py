@@ -175,6 +175,17 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In the scale profile, leave out the tests that pick their backends themselves
+    (`backends_chosen`): they run the same in either session, so the local one runs them."""
+    if profile_name() != "scale":
+        return
+    chosen = [item for item in items if item.get_closest_marker("backends_chosen")]
+    if chosen:
+        config.hook.pytest_deselected(items=chosen)
+        items[:] = [item for item in items if not item.get_closest_marker("backends_chosen")]
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _fresh_registry_per_module() -> Iterator[None]:
     """Modules share one MLflow server, not its registry state: each module starts with a

@@ -450,6 +450,7 @@ def test_s3_broker_and_processor_sigkilled_mid_traffic_resume_from_the_committed
     assert durable.processor_count("duplicate") < len(traffic.accepted_before_kill)
 
 
+@pytest.mark.backends_chosen  # the memory broker on purpose: measured once, in the local session
 def test_memory_broker_sigkilled_after_the_last_202_loses_what_was_not_consumed(
     tmp_path: Path, s3_server: S3Server
 ) -> None:

@@ -3,7 +3,9 @@
 Event timestamps must lie between 1990 and the server's clock + 1 day (modstack.events). JSON
 Schema has no bound for a `date-time` relative to the clock, so the schema says it in words and
 this hook moves generated timestamps outside that range to 2002 (same month, day and time),
-keeping the rest of the case as generated. Every other field is fuzzed as the schema says.
+keeping the rest of the case as generated. The canary's rollout `steps` must increase, which
+JSON Schema cannot say either (its description does): generated steps are put in order.
+Every other field is fuzzed as the schema says.
 """
 
 from __future__ import annotations
@@ -27,12 +29,21 @@ def _in_range(value: str) -> bool:
     return datetime(1990, 1, 2, tzinfo=UTC) <= stamp <= datetime.now(UTC)
 
 
+def _increasing(value: Any) -> Any:
+    numbers = isinstance(value, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    )
+    return sorted(value) if numbers else value
+
+
 def _clamp(node: Any) -> Any:
     if isinstance(node, dict):
         return {
             key: (
                 _YEAR.sub("2002", value)
                 if key in TIME_FIELDS and isinstance(value, str) and not _in_range(value)
+                else _increasing(value)
+                if key == "steps"
                 else _clamp(value)
             )
             for key, value in node.items()
@@ -44,5 +55,5 @@ def _clamp(node: Any) -> Any:
 
 @schemathesis.hook
 def map_body(context: Any, body: Any) -> Any:
-    """Timestamps into the range the API accepts (see the module docstring)."""
+    """Timestamps into the range the API accepts, rollout steps in order (module docstring)."""
     return _clamp(body)

@@ -13,7 +13,7 @@ import pytest
 from modstack.processes import BackgroundProcess, child_env
 from modstack.waits import free_port, port_open, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends_chosen]
 
 
 def test_a_process_that_exits_while_starting_fails_fast_with_its_log(tmp_path: Path) -> None:

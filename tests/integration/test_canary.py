@@ -179,6 +179,10 @@ def stack(tmp_path_factory, kafka_bootstrap, mlflow_tracking_uri) -> Iterator[St
         "SERVING_ADDR": f"http://127.0.0.1:{port}",
         "SERVING_POLL_INTERVAL_S": str(SERVING_POLL_INTERVAL_S),
         "SERVING_POLICIES": "spam",
+        # No load shedding: these tests judge rollout decisions, and their two light clients
+        # were shed (estimated waits 338-661 ms) on a machine running both test profiles at
+        # once. Shedding has its own tests (test_serving.py, the batcher's unit tests).
+        "SERVING_LATENCY_BUDGET_MS": "0",
     }
     serving_url = env["SERVING_ADDR"]
     with BackgroundProcess(
@@ -325,7 +329,10 @@ def follow_until_done(client: httpx.Client, timeout_s: float) -> dict:
 
 
 def decisions(state: dict) -> list[str]:
-    return [e["action"] for e in state["history"]]
+    """The rollout's decisions, without extensions: a window with too little evidence (a busy
+    machine serves fewer requests per window) is extended, which is the controller doing its
+    job; each test's bound on the time to the decision still holds."""
+    return [e["action"] for e in state["history"] if e["action"] != "extend"]
 
 
 def decision_seconds(state: dict) -> float:

@@ -16,7 +16,7 @@ from services.canary.sources import MetricsUnavailable, PrometheusSource, Scrape
 from services.serving.metrics import LATENCY_BUCKETS, SCORE_BUCKETS
 from tests.support.prometheus import running_prometheus
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends_chosen]
 
 SCRAPE_INTERVAL_S = 1
 

@@ -15,7 +15,7 @@ from modstack.deadletter_store import DeadLetterStore
 from modstack.events import DeadLetter
 from tests.support.postgres import fresh_database, running_postgres
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends_chosen]
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -18,7 +18,7 @@ import pytest
 from services.monitoring.drift.evidently_report import SCORE_COLUMN, DriftReference
 from tests.drift_data import FEATURES, full_corpus_periods
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends_chosen]
 
 WINDOW_ROWS = 1_000
 

@@ -16,7 +16,7 @@ from services.monitoring.reports import ReportStore
 from tests.drift_data import FEATURES, corpus_with_features, fixture_corpus, split_periods
 from tests.support.s3 import S3Server
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends_chosen]
 
 BUCKET = "reports"
 URL = f"s3://{BUCKET}/drift/"

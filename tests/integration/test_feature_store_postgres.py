@@ -27,7 +27,7 @@ from pipelines.dataset import ROW_COLUMNS, build_training_set
 from tests.support.postgres import running_postgres
 from tests.support.redis import redis_or
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends_chosen]
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "corpus"
 PUSH_BATCH = 100  # rows per offline push, like a processor micro-batch

@@ -22,7 +22,7 @@ from modstack.waits import free_port
 from tests.support.processes import kill
 from tests.support.s3 import S3Server, tansu_on_s3
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends_chosen]
 
 BUCKET = "tansu"
 

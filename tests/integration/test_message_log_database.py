@@ -16,7 +16,7 @@ from modstack.events import LabelEvent, MessageEvent
 from modstack.message_log import Kind, MessageLog, next_seqs, read_labels, read_messages
 from tests.support.postgres import fresh_database, running_postgres
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends_chosen]
 
 T0 = datetime(2002, 6, 1, tzinfo=UTC)
 RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)

@@ -27,7 +27,7 @@ from stack.lifecycle import UpResult, shutdown, start_and_wait
 from stack.programs import PG_USER, PROJECT_ROOT, Program, StackPaths
 from stack.supervisor import pid_alive, render_supervisord_conf, start_supervisord
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends_chosen]
 
 REPO_ROOT = PROJECT_ROOT
 
