@@ -5,16 +5,22 @@ docs/results/<name>.json, so the docs cite files the repository holds, and its t
 rendered between the markers `<!-- result:<name> -->` and `<!-- /result:<name> -->` of
 docs/benchmarks.md. The prose around the markers is kept; a result with no marker yet is added
 at the end, under "More results".
+
+Then every checked number of the docs (README.md and docs/**/*.md, the `<!-- value: FILE PATH -->`
+spans of modstack.doc_values) that disagrees with the fresh copies is rewritten the way the doc
+writes it, and the changes are printed; a span that cannot be refreshed is printed, not guessed.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modstack.doc_values import refresh_values
 from modstack.results import Result, ResultTable, read_result, results_dir
 
 MORE_RESULTS = "## More results"
@@ -156,12 +162,42 @@ def build_report(
     return render(docs_dir / document, results, link_prefix="results/")
 
 
+def documents(docs_dir: Path) -> list[Path]:
+    """The documents whose checked numbers are refreshed: README.md beside `docs_dir`, then
+    every .md under it (ADRs included), the set tests/unit/test_docs_numbers.py reads."""
+    readme = docs_dir.parent / "README.md"
+    return [*([readme] if readme.exists() else []), *sorted(docs_dir.rglob("*.md"))]
+
+
+def refresh_docs(docs_dir: Path, previous: Path | None = None) -> tuple[list[str], list[str]]:
+    """Rewrite the stale checked numbers of every document to docs_dir/results/ (`previous`:
+    the results as they were before, which tells a text value's old words). Returns what
+    changed and what was left alone."""
+    changed: list[str] = []
+    left_alone: list[str] = []
+    for path in documents(docs_dir):
+        text = path.read_text()
+        name = str(path.relative_to(docs_dir.parent))
+        refreshed = refresh_values(text, docs_dir / "results", name, previous)
+        if refreshed.text != text:
+            path.write_text(refreshed.text)
+        changed.extend(refreshed.changed)
+        left_alone.extend(refreshed.left_alone)
+    return changed, left_alone
+
+
 def main(
     docs_dir: Path = Path("docs"),
     source: Path | None = None,
 ) -> None:
-    """Render var/run/results/*.json into docs/benchmarks.md (copies kept in docs/results/)."""
-    outcome = build_report(docs_dir, source)
+    """Render var/run/results/*.json into docs/benchmarks.md (copies kept in docs/results/),
+    then refresh the checked numbers of README.md and docs/**/*.md."""
+    with tempfile.TemporaryDirectory() as before:
+        previous = Path(before) / "results"
+        if (docs_dir / "results").exists():
+            shutil.copytree(docs_dir / "results", previous)
+        outcome = build_report(docs_dir, source)
+        changed, left_alone = refresh_docs(docs_dir, previous)
     print(
         f"{outcome.document}: {len(outcome.rendered)} results re-rendered"
         + (
@@ -170,6 +206,13 @@ def main(
             else ""
         )
     )
+    print(f"checked numbers: {len(changed)} changed")
+    for line in changed:
+        print(f"  {line}")
+    if left_alone:
+        print(f"checked numbers left alone ({len(left_alone)}), fix them by hand:")
+        for line in left_alone:
+            print(f"  {line}")
 
 
 if __name__ == "__main__":
