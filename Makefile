@@ -136,7 +136,7 @@ test-model: $(STAMP) ## Model tests: the behavioural suite, determinism, the mod
 test-deploy: $(STAMP) ## Static checks: compose, kustomize, Prometheus rules, the CI workflow
 	@$(PYTEST) tests/deploy < /dev/null
 
-report: $(STAMP) ## Render var/run/results/*.json into docs/benchmarks.md (copies in docs/results/)
+report: $(STAMP) ## Render var/run/results/*.json into docs/benchmarks.md (copies in docs/results/) and refresh the docs' checked numbers
 	@$(PY) -m modstack.report
 
 # --- load (against the running stack: `make up`, a champion trained) -----------------------

@@ -148,29 +148,6 @@ class OfflineStoreNotEmpty(RuntimeError):
     """The offline store already holds rows: a backfill would write the history twice."""
 
 
-def offline_row_counts(data_dir: Path | None = None) -> dict[str, int]:
-    """Rows in each sender view's offline file (0 when it does not exist yet)."""
-    import pyarrow.parquet as pq
-
-    from features.definitions import offline_path
-
-    folder = featurestore.feast_data_dir(data_dir)
-    counts = {}
-    for view in featurestore.VIEW_FEATURES:
-        path = offline_path(folder, view)
-        counts[view] = pq.read_metadata(path).num_rows if path.exists() else 0
-    return counts
-
-
-def reset_offline(data_dir: Path | None = None) -> None:
-    """Delete the sender views' offline files (apply_repo recreates them empty)."""
-    from features.definitions import offline_path
-
-    folder = featurestore.feast_data_dir(data_dir)
-    for view in featurestore.VIEW_FEATURES:
-        offline_path(folder, view).unlink(missing_ok=True)
-
-
 def run(
     period: Period = "history",
     label_delay: timedelta = DEFAULT_LABEL_DELAY,
@@ -188,7 +165,7 @@ def run(
     from modstack.corpus import load_corpus
 
     console = console or Console(stderr=True)
-    existing = offline_row_counts(data_dir)
+    existing = featurestore.offline_row_counts(data_dir)
     if any(existing.values()) and not replace:
         raise OfflineStoreNotEmpty(
             f"the offline store under {featurestore.feast_data_dir(data_dir)} already has rows "
@@ -197,7 +174,7 @@ def run(
         )
     corpus = corpus if corpus is not None else load_corpus(data_dir)
     messages, labels = corpus_events(corpus, period, label_delay)
-    reset_offline(data_dir)
+    featurestore.reset_offline(data_dir)
     featurestore.apply_repo(data_dir=data_dir)
     store = featurestore.get_store(data_dir=data_dir)
 

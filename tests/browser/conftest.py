@@ -19,7 +19,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: drives a real Chromium (tests/browser)")
 
 
-@pytest.fixture(scope="session")
+# package scope, not session: Playwright's sync API runs an event loop in the main thread
+# while it is open, and every later test calling asyncio.run() would fail on it
+@pytest.fixture(scope="package")
 def browser() -> Iterator[object]:
     executable = chromium_path()
     if executable is None:

@@ -24,11 +24,19 @@ import pytest
 
 from modstack.processes import BackgroundProcess, child_env, http_ok, log_tail
 from modstack.waits import free_port
+from tests.support.profile import profile_name
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RESULTS = REPO_ROOT / "var" / "run" / "results" / "schemathesis.json"
+# one file per profile: both sessions of `make test` run these at once
+RESULTS = (
+    REPO_ROOT
+    / "var"
+    / "run"
+    / "results"
+    / ("schemathesis.json" if profile_name() == "local" else f"schemathesis-{profile_name()}.json")
+)
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 EXAMPLES = 50
 SEED = 7

