@@ -191,3 +191,31 @@ def test_unknown_make_targets_and_paths_are_caught() -> None:
     assert "train" in _make_targets()
     assert SOURCE.findall("see `pipelines/no_such_step.py`") == ["pipelines/no_such_step.py"]
     assert not (ROOT / "pipelines/no_such_step.py").exists()
+
+
+def quoted_fragments(excerpt: str) -> list[str]:
+    """The pieces of every string value in a JSON excerpt that elides with "…"."""
+    fragments = []
+    for value in re.findall(r'":\s*"((?:[^"\\]|\\.)*)"', excerpt):
+        fragments += [piece.strip(" ,;:(") for piece in value.split("…")]
+    return [piece for piece in fragments if len(piece) >= 3]
+
+
+def test_the_readme_demo_excerpt_quotes_the_committed_demo_record() -> None:
+    """The README's JSON excerpt of `make demo`'s output is the committed results file's text
+    (elided with "…"), not a hand-written lookalike."""
+    readme = (ROOT / "README.md").read_text()
+    excerpt = re.search(r"```json\n(.*?)\n```", readme, re.S)
+    assert excerpt is not None, "README.md has no ```json excerpt"
+    record = (RESULTS / "demo-rollout.json").read_text()
+    fragments = quoted_fragments(excerpt.group(1))
+    assert len(fragments) >= 8
+    missing = [piece for piece in fragments if piece not in record]
+    assert missing == [], f"not in docs/results/demo-rollout.json: {missing}"
+
+
+def test_an_excerpt_fragment_the_record_lacks_is_caught() -> None:
+    planted = '"detail": "evidence there: 999 spam and 507 ham labels since the last retrain (…)"'
+    (fragment,) = quoted_fragments(planted)
+    assert fragment == "evidence there: 999 spam and 507 ham labels since the last retrain"
+    assert fragment not in (RESULTS / "demo-rollout.json").read_text()
