@@ -748,10 +748,7 @@ def train_first_champion(config: TrainConfig | None = None) -> TrainResult:
         train, holdout, config, run_name=f"{prefix}-{datetime.now():%Y%m%d-%H%M%S}"
     )
     model_name = registered_model(config.policy)
-    if (
-        result.challenger_set
-        and registry.get_alias_version(ALIAS_CHAMPION, model=model_name) is None
-    ):
+    if first_champion_due(result, registry.get_alias_version(ALIAS_CHAMPION, model=model_name)):
         from pipelines.promote import promote
 
         promote(
@@ -760,6 +757,14 @@ def train_first_champion(config: TrainConfig | None = None) -> TrainResult:
         )
         result.promoted = True
     return result
+
+
+def first_champion_due(result: TrainResult, champion: str | None) -> bool:
+    """Whether this run's version becomes the policy's first champion: only when the registry
+    has none and the version passed its gate. A challenger the gate refused (set anyway by
+    --skip-gate, for the rollback demo) never becomes champion on its own."""
+    passed = result.gate is not None and result.gate.passed
+    return result.challenger_set and passed and champion is None
 
 
 def outcome(result: TrainResult) -> dict[str, Any]:
