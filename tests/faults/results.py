@@ -9,7 +9,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from tests.support.profile import profile_name
+from tests.support.profile import profile_suffix
 
 RESULTS = Path(__file__).resolve().parents[2] / "var" / "run" / "results" / "faults.json"
 
@@ -18,7 +18,7 @@ def record_fault(name: str, values: dict[str, Any], group: str | None = None) ->
     """Store one case's numbers under `name` (inside `group` when given), with the time; a
     run in the scale profile keeps its own copy under `<name or group>_scale`, so the two
     profiles' numbers stand side by side."""
-    suffix = "" if profile_name() == "local" else f"_{profile_name()}"
+    suffix = profile_suffix("_")
     if group:
         group += suffix
     else:

@@ -43,7 +43,7 @@ from modstack.processes import (
 from modstack.results import Result, ResultTable, write_result
 from modstack.waits import free_port, wait_until
 from tests.support.processes import kill, metric_total, start_module, start_tansu
-from tests.support.profile import profile_name
+from tests.support.profile import profile_name, profile_suffix
 from tests.support.serving_stack import future_messages, register_model, training_frame
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -246,7 +246,7 @@ def _write_results(costs: dict[str, dict[str, Any]]) -> None:
     rows = [[name, *(cost.get(k, "") for k in COST_COLUMNS)] for name, cost in costs.items()]
     write_result(
         Result(
-            name="faults-serving" + ("" if profile_name() == "local" else f"-{profile_name()}"),
+            name=f"faults-serving{profile_suffix()}",
             title=f"Serving under faults from outside ({profile_name()} profile): what each cost",
             command=COMMAND,
             tables=[ResultTable("Cost of each fault", ["fault", *COST_COLUMNS], rows)],

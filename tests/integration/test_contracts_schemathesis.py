@@ -24,19 +24,13 @@ import pytest
 
 from modstack.processes import BackgroundProcess, child_env, http_ok, log_tail
 from modstack.waits import free_port
-from tests.support.profile import profile_name
+from tests.support.profile import profile_suffix
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # one file per profile: both sessions of `make test` run these at once
-RESULTS = (
-    REPO_ROOT
-    / "var"
-    / "run"
-    / "results"
-    / ("schemathesis.json" if profile_name() == "local" else f"schemathesis-{profile_name()}.json")
-)
+RESULTS = REPO_ROOT / "var" / "run" / "results" / f"schemathesis{profile_suffix()}.json"
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 EXAMPLES = 50
 SEED = 7

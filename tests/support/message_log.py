@@ -9,6 +9,7 @@ import pyarrow.dataset as ds
 import sqlalchemy as sa
 
 from modstack.message_log import LOG_DIRNAME, MessageLogSettings
+from modstack.sql import engine_for
 
 
 def stored_message_ids(data_dir: Path) -> list[str]:
@@ -16,7 +17,7 @@ def stored_message_ids(data_dir: Path) -> list[str]:
     its unique key; files keep a batch written again after a crash as second rows)."""
     url = MessageLogSettings().message_log_database_url
     if url:
-        with sa.create_engine(url).connect() as connection:
+        with engine_for(url).connect() as connection:  # one pool per URL, not one per poll
             return list(
                 connection.execute(sa.text("SELECT message_id FROM message_log_messages")).scalars()
             )

@@ -45,6 +45,12 @@ def profile_name() -> Profile:
     return value  # type: ignore[return-value]
 
 
+def profile_suffix(separator: str = "-") -> str:
+    """What a results name gets in this profile, so both profiles' runs keep their numbers side
+    by side: "" in the local profile, e.g. "-scale" in the scale one."""
+    return "" if profile_name() == "local" else f"{separator}{profile_name()}"
+
+
 # The variables naming a module's stores in the scale profile (none in the local profile).
 STORE_VARIABLES = tuple(profile_environment(StackSettings(stack_profile="scale")))
 

@@ -33,39 +33,8 @@ from pipelines.fitting import (
 from pipelines.metrics import action_thresholds
 from pipelines.model_config import ModelConfig
 from pipelines.training_data import LABEL_COLUMN, LabelledSet, time_validation_split
+from tests.support.abuse_texts import HARMLESS, INSULTS
 
-INSULTS = [
-    "you are an idiot",
-    "you're such a moron, go away",
-    "shut up you stupid loser",
-    "ur a pathetic clown",
-    "get a clue, moron.",
-    "your comments are worthless, idiot",
-    "you are a liar and a coward",
-    "nobody cares what you think, idiot",
-    "go away troll, you are pathetic",
-    "you stupid moron, read the article",
-    "what a clown you are",
-    "you are dumb as a rock",
-]
-HARMLESS = [
-    "I am such an idiot, forgot my keys",
-    "he is an idiot but the film is fine",
-    "this bug is killing me",
-    "thanks, you are right about the numbers",
-    "damn good game last night",
-    "I hate mondays",
-    "the referee was stupid yesterday",
-    "see you at the meeting tomorrow",
-    "great article, thanks for writing it",
-    "the council voted against the plan again",
-    "my dog ate the remote, what a day",
-    "you make a good point about taxes",
-    "what time does the game start",
-    "the new trailer looks amazing",
-    "I agree with you on the budget",
-    "it rained all week here",
-]
 TEXTS = [text for pair in zip(INSULTS, HARMLESS[: len(INSULTS)], strict=True) for text in pair]
 TEXTS += HARMLESS[len(INSULTS) :]
 LABELS = np.array([int(text in INSULTS) for text in TEXTS])

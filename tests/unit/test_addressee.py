@@ -29,27 +29,13 @@ from pipelines.addressee import (
     person_counts,
     you_sentences,
 )
+from tests.support.abuse_texts import HARMLESS, INSULTS
 
 YOU = "you are an idiot"
 HE = "he is an idiot"
 ME = "I am an idiot"
 
-TRAIN_TEXTS = [
-    "you are an idiot",
-    "you're such a moron, go away",
-    "shut up you stupid loser",
-    "ur a pathetic clown",
-    "get a clue, moron.",
-    "your comments are worthless, idiot",
-    "I am such an idiot, forgot my keys",
-    "he is an idiot but the film is fine",
-    "this bug is killing me",
-    "thanks, you are right about the numbers",
-    "damn good game last night",
-    "I hate mondays",
-    "the referee was stupid yesterday",
-    "see you at the meeting tomorrow",
-]
+TRAIN_TEXTS = [*INSULTS[:6], *HARMLESS[:8]]  # the first six of each, in that order
 TRAIN_LABELS = [1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0]
 
 
